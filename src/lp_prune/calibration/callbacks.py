@@ -1,0 +1,189 @@
+"""Callbacks that prune and measure during the layer-by-layer calibration loop.
+
+PruneCallback: on a collect step, hooks the step's Linears to accumulate input statistics; when the
+step ends, prunes each of them (SparseGPT, Wanda or magnitude) and publishes what it did.
+PruningMetricsCallback: for every pruned Linear, sparsity and the local error on its calibration
+inputs (error, relative error, SNR), logged per layer on a `layer` axis.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from lp_prune.calibration.module import LayerwiseCalibration, Step
+from lp_prune.config import PruneConfig
+from lp_prune.metrics.pruning_error import local_error, sparsity
+from lp_prune.models.layers import InputCollector, projection
+from lp_prune.pruning.methods import METHOD_NEEDS_GRAM, PrunedWeight, prune_weight
+from lp_prune.pruning.statistics import InputStatistics
+
+
+@dataclass
+class PrunedLinear:
+    """What happened to one Linear: handed from the pruning callback to the measuring ones."""
+
+    name: str
+    layer: int
+    dense_weight: torch.Tensor
+    result: PrunedWeight
+    statistics: InputStatistics | None
+
+
+@dataclass
+class ModuleRecord:
+    """Per-module metrics, as saved in summary.json and logged to the per-module table."""
+
+    layer: int
+    module: str
+    numel: int
+    sparsity: float
+    dense_zeros: float  # exact zeros before pruning (quantised checkpoints have some)
+    error: float
+    rel_error: float
+    snr_db: float
+    solver_loss: float | None
+    percdamp: float | None
+
+
+class PruneCallback(L.Callback):
+    def __init__(self, config: PruneConfig, keep_gram: bool = True) -> None:
+        self.config = config
+        self.keep_gram = keep_gram or METHOD_NEEDS_GRAM[config.method]
+        self.masks: dict[str, torch.Tensor] = {}
+        self.solve_seconds = 0.0
+        self._collector: InputCollector | None = None
+
+    def on_validation_batch_start(
+        self,
+        trainer: L.Trainer,
+        module: LayerwiseCalibration,
+        step: Step,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if step.kind == "collect" and self.config.method != "magnitude":
+            self._collector = InputCollector(module.linears(step), self.keep_gram)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: LayerwiseCalibration,
+        outputs: Any,
+        step: Step,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if step.kind != "collect":
+            return
+        statistics = {}
+        if self._collector is not None:
+            self._collector.remove()
+            statistics, self._collector = self._collector.statistics, None
+        start = time.perf_counter()
+        module.pruned_in_step = [
+            self._prune(name, linear, step.layer, statistics.get(name))
+            for name, linear in module.linears(step).items()
+        ]
+        self.solve_seconds += time.perf_counter() - start
+
+    def _prune(
+        self, name: str, linear: torch.nn.Linear, layer: int, stats: InputStatistics | None
+    ) -> PrunedLinear:
+        dense = linear.weight.detach().clone()
+        result = prune_weight(
+            self.config.method,
+            dense,
+            stats,
+            self.config.sparsity,
+            self.config.n_m,
+            self.config.blocksize,
+            self.config.percdamp,
+        )
+        if not torch.isfinite(result.weight).all():
+            raise FloatingPointError(f"pruning produced non-finite weights in layer {layer}, module {name}")
+        linear.weight.data.copy_(result.weight)
+        self.masks[name] = result.mask.cpu()
+        return PrunedLinear(name, layer, dense, result, stats)
+
+
+class PruningMetricsCallback(L.Callback):
+    """Measures each pruned Linear; logs per-layer means and per-projection values on a `layer` axis."""
+
+    def __init__(self) -> None:
+        self.records: list[ModuleRecord] = []
+        self._layer_records: list[ModuleRecord] = []
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: LayerwiseCalibration,
+        outputs: Any,
+        step: Step,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if step.kind == "collect":
+            self._layer_records += [self._measure(p) for p in getattr(module, "pruned_in_step", [])]
+            module.pruned_in_step = []
+        elif self._layer_records:
+            self.records += self._layer_records
+            log_layer(trainer, step.layer, self._layer_records)
+            self._layer_records = []
+
+    @staticmethod
+    def _measure(pruned: PrunedLinear) -> ModuleRecord:
+        stats = pruned.statistics
+        if stats is not None and stats.gram is not None:
+            local = asdict(local_error(pruned.dense_weight, pruned.result.weight, stats.gram, stats.tokens))
+        else:  # magnitude pruning sees no data; Wanda without Gram keeps only norms
+            local = {"error": float("nan"), "rel_error": float("nan"), "snr_db": float("nan")}
+        return ModuleRecord(
+            layer=pruned.layer,
+            module=pruned.name,
+            numel=pruned.dense_weight.numel(),
+            sparsity=sparsity(pruned.result.weight),
+            dense_zeros=sparsity(pruned.dense_weight),
+            solver_loss=pruned.result.solver_loss,
+            percdamp=pruned.result.percdamp,
+            **local,
+        )
+
+
+def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> None:
+    """One row per layer: per-projection sparsity, relative error and SNR, and layer means."""
+    metrics: dict[str, float] = {"layer": layer}
+    for record in records:
+        proj = projection(record.module)
+        metrics[f"prune/sparsity/{proj}"] = record.sparsity
+        metrics[f"prune/rel_error/{proj}"] = record.rel_error
+        metrics[f"prune/snr_db/{proj}"] = record.snr_db
+        metrics[f"prune/error/{proj}"] = record.error
+    metrics["prune/layer_sparsity_mean"] = sum(r.sparsity for r in records) / len(records)
+    metrics["prune/layer_snr_db_mean"] = sum(r.snr_db for r in records) / len(records)
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics)
+
+
+class LayerProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, labelled with the decoder layer being pruned."""
+
+    def on_validation_batch_start(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        super().on_validation_batch_start(trainer, module, batch, batch_idx, dataloader_idx)
+        if isinstance(batch, Step) and isinstance(module, LayerwiseCalibration):
+            what = "collecting statistics" if batch.kind == "collect" else "propagating"
+            self.val_progress_bar.set_description(f"Layer {batch.layer + 1}/{len(module.layers)} {what}")
+        elif hasattr(module, "languages"):
+            self.val_progress_bar.set_description(f"Perplexity {module.languages[dataloader_idx]}")

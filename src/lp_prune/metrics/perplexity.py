@@ -1,0 +1,47 @@
+"""Perplexity and bits per byte from summed token cross-entropy.
+
+torchmetrics' Perplexity applies softmax then log, which overflows on large vocabularies; here the
+summed negative log-likelihood (computed with log-softmax) and the counts are the metric state, so
+values from many batches, windows or processes add up exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+
+
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed NLL of tokens 1..T-1 given their prefixes, and how many tokens were predicted."""
+    predicted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    targets = input_ids[:, 1:].reshape(-1)
+    return F.cross_entropy(predicted, targets, reduction="sum"), targets.numel()
+
+
+class LanguageModelingMetric(Metric):
+    """Accumulates summed NLL (nats), predicted tokens and UTF-8 bytes of those tokens."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("n_bytes", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: torch.Tensor, tokens: int, n_bytes: int) -> None:
+        self.nll += nll_sum.detach().double()
+        self.tokens += tokens
+        self.n_bytes += n_bytes
+
+    def compute(self) -> dict[str, float]:
+        nll, tokens, n_bytes = float(self.nll), int(self.tokens), int(self.n_bytes)
+        return {
+            "perplexity": math.exp(nll / tokens) if tokens else math.nan,
+            "nll_per_token": nll / tokens if tokens else math.nan,
+            "bits_per_byte": nll / math.log(2) / n_bytes if n_bytes else math.nan,
+            "tokens": tokens,
+        }

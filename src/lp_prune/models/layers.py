@@ -1,0 +1,178 @@
+"""The one place that knows architectures: decoder layers, prunable Linears, layer inputs.
+
+Works for the Llama, Mistral, Qwen2, Gemma-3 and Cohere (Aya-23) decoders of transformers 5, and
+for any causal LM whose decoder layers sit in one ModuleList of length num_hidden_layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lp_prune.pruning.statistics import InputStatistics, gram
+
+# "True sequential" order: each group is pruned after the groups before it, on their pruned outputs.
+SEQUENTIAL_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("q_proj", "k_proj", "v_proj"),
+    ("o_proj",),
+    ("gate_proj", "up_proj"),
+    ("down_proj",),
+)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers: the ModuleList whose length is config.num_hidden_layers."""
+    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    for _, module in model.named_modules():
+        if (
+            isinstance(module, nn.ModuleList)
+            and len(module) > 0
+            and (n_layers is None or len(module) == n_layers)
+        ):
+            return module
+    raise ValueError(f"no decoder layer list found in {type(model).__name__}")
+
+
+def decoder_body(model: nn.Module) -> nn.Module:
+    """The module that embeds tokens and runs the layers (model.model), without the LM head."""
+    layers = decoder_layers(model)
+    for _, module in model.named_modules():
+        if any(child is layers for child in module.children()):
+            return module
+    raise ValueError(f"no module owns the decoder layers in {type(model).__name__}")
+
+
+def layer_prefix(model: nn.Module, index: int) -> str:
+    """Full module name of decoder layer `index`, e.g. 'model.layers.3'."""
+    layer = decoder_layers(model)[index]
+    return next(name for name, module in model.named_modules() if module is layer)
+
+
+def prunable_linears(layer: nn.Module) -> dict[str, nn.Linear]:
+    """Every Linear inside a decoder layer, by name relative to the layer (e.g. 'self_attn.q_proj')."""
+    return {name: module for name, module in layer.named_modules() if isinstance(module, nn.Linear)}
+
+
+def projection(name: str) -> str:
+    """Short projection type of a Linear name: 'model.layers.3.self_attn.q_proj' -> 'q_proj'."""
+    return name.rsplit(".", 1)[-1]
+
+
+def sequential_groups(names: Iterable[str], true_sequential: bool) -> list[list[str]]:
+    """Linears pruned together. One group per layer, or the true-sequential order; names that match
+    no known projection form a last group, so nothing is skipped."""
+    names = list(names)
+    if not true_sequential:
+        return [names]
+    groups = [[n for n in names if projection(n) in group] for group in SEQUENTIAL_GROUPS]
+    known = {n for group in groups for n in group}
+    groups.append([n for n in names if n not in known])
+    return [g for g in groups if g]
+
+
+def run_layer(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+    """Call a decoder layer with its captured arguments; transformers 5 returns a Tensor, older a tuple."""
+    out = layer(hidden, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@dataclass
+class LayerInputs:
+    """Layer-0 hidden states per calibration batch, and each layer's own call arguments per batch.
+
+    Layers of one model differ in their arguments (Gemma-3: sliding-window vs full attention masks
+    and rotary tables), so every layer keeps what it was called with. Tensors shared between layers
+    are stored once (the same object is referenced).
+    """
+
+    hidden: list[torch.Tensor]
+    kwargs: list[list[dict[str, Any]]]  # [layer][batch]
+
+
+def capture_layer_inputs(model: nn.Module, batches: Iterable[torch.Tensor]) -> LayerInputs:
+    """Run the decoder body with every layer replaced by the identity, recording layer inputs.
+
+    Only embeddings, masks and rotary tables are computed: no layer and no LM head runs.
+    """
+    layers = decoder_layers(model)
+    body = decoder_body(model)
+    hidden: list[torch.Tensor] = []
+    kwargs: list[list[dict[str, Any]]] = [[] for _ in layers]
+
+    def recorder(index: int):
+        def hook(_module: nn.Module, args: tuple, call_kwargs: dict[str, Any]) -> None:
+            call_kwargs = dict(call_kwargs)
+            state = args[0] if args else call_kwargs.pop("hidden_states")
+            if index == 0:
+                hidden.append(state)
+            kwargs[index].append(call_kwargs)
+
+        return hook
+
+    with _identity_layers(layers, recorder), torch.no_grad():
+        for batch in batches:
+            body(input_ids=batch, use_cache=False)
+    return LayerInputs(hidden, kwargs)
+
+
+@contextmanager
+def _identity_layers(layers: nn.ModuleList, recorder) -> Iterator[None]:
+    handles = []
+    try:
+        for index, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(recorder(index), with_kwargs=True))
+            layer.forward = _identity
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for layer in layers:
+            if "forward" in vars(layer):
+                del layer.forward
+
+
+def _identity(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return hidden_states
+
+
+class InputCollector:
+    """Forward pre-hooks that accumulate InputStatistics for a set of Linears.
+
+    Linears fed the same tensor one after another (q/k/v, gate/up) share one X^T X computation.
+    """
+
+    def __init__(self, linears: dict[str, nn.Linear], keep_gram: bool) -> None:
+        self.statistics = {
+            name: InputStatistics(linear.in_features, linear.weight.device, keep_gram)
+            for name, linear in linears.items()
+        }
+        self._last_input: torch.Tensor | None = None
+        self._last_gram: torch.Tensor | None = None
+        self._handles = [
+            linear.register_forward_pre_hook(self._hook(name)) for name, linear in linears.items()
+        ]
+
+    def _hook(self, name: str):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            stats = self.statistics[name]
+            if not stats.keep_gram:
+                stats.update(x)
+                return
+            if x is not self._last_input:
+                self._last_input, self._last_gram = x, gram(x)
+            samples = x.shape[0] if x.dim() > 2 else 1
+            stats.add_gram(self._last_gram, tokens=x.numel() // x.shape[-1], samples=samples)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._last_input = self._last_gram = None

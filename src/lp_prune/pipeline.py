@@ -1,0 +1,169 @@
+"""One pruning run, end to end: load, measure dense, prune layer by layer, measure pruned, save.
+
+Data flows one way: text -> windows -> layer inputs -> statistics -> masks and weights -> metrics
+-> logs and the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+
+from lp_prune.calibration.callbacks import LayerProgressBar, PruneCallback, PruningMetricsCallback
+from lp_prune.calibration.module import LayerwiseCalibration
+from lp_prune.config import RunConfig
+from lp_prune.data import PruningDataModule
+from lp_prune.evaluation.perplexity import evaluate_perplexity
+from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
+from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
+from lp_prune.tracking import wandb_logger as tracking
+
+log = logging.getLogger(__name__)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    model = Path(config.model.name.rstrip("/")).name or "model"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{config.prune.method}-{config.data.calibration_language}-{stamp}"
+
+
+def run(config: RunConfig) -> Path:
+    """Run the job described by `config`; return the run directory."""
+    config.validate()
+    timings: dict[str, float] = {}
+    # Everything that can be wrong with the input is found before weights load or files are written.
+    with _timed(timings, "prepare_data"):
+        tokenizer, model_config = load_tokenizer_and_config(config.model)
+        data = PruningDataModule(config.data, tokenizer, max_positions(model_config))
+        data.setup()
+    run_dir = RunDirectory.create(config.out or default_run_dir(config))
+    run_dir.mark_running()
+    atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    L.seed_everything(config.seed, verbose=False)
+    with _timed(timings, "load_model"):
+        model = load_model(config.model)
+
+    logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict())
+    loggers = [logger] if logger else []
+    trainer_kwargs = _trainer_kwargs(config, loggers)
+
+    perplexity: dict[str, dict[str, dict[str, float]]] = {}
+    if config.eval.perplexity and config.eval.dense_baseline:
+        with _timed(timings, "eval_dense"):
+            perplexity["dense"] = evaluate_perplexity(model, data, trainer_kwargs)
+
+    prune_cb = PruneCallback(config.prune)
+    metrics_cb = PruningMetricsCallback()
+    calibration = LayerwiseCalibration(
+        model, data.calibration.ids, config.data.batch_size, config.prune.true_sequential
+    )
+    with _timed(timings, "prune"):
+        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [prune_cb, metrics_cb, LayerProgressBar()]})
+        trainer.validate(calibration, verbose=False)
+    timings["prune_solve"] = prune_cb.solve_seconds
+
+    if config.eval.perplexity:
+        with _timed(timings, "eval_pruned"):
+            perplexity["pruned"] = evaluate_perplexity(model, data, trainer_kwargs)
+
+    with _timed(timings, "save"):
+        save_masks(run_dir.root, prune_cb.masks)
+        if config.save_model:
+            model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained
+            tokenizer.save_pretrained(run_dir.model)
+
+    summary = build_summary(config, metrics_cb.records, perplexity, timings, calibration.calibration_tokens)
+    write_json(run_dir.summary, summary)
+    _log_results(loggers, summary, run_dir)
+    run_dir.mark_complete()
+    tracking.finish(loggers)
+    return run_dir.root
+
+
+def build_summary(
+    config: RunConfig,
+    records: list[Any],
+    perplexity: dict[str, dict[str, dict[str, float]]],
+    timings: dict[str, float],
+    calibration_tokens: int,
+) -> dict[str, Any]:
+    """The machine-readable record of a run (summary.json)."""
+    modules = [asdict(r) for r in records]
+    total = sum(r.numel for r in records)
+    pruned_zeros = sum(r.sparsity * r.numel for r in records)
+    dense_zeros = sum(r.dense_zeros * r.numel for r in records)
+    return {
+        "model": config.model.name,
+        "method": config.prune.method,
+        "pattern": config.prune.pattern,
+        "target_sparsity": config.prune.target_sparsity,
+        "calibration_language": config.data.calibration_language,
+        "nsamples": config.data.nsamples,
+        "seqlen": config.data.seqlen,
+        "calibration_tokens": calibration_tokens,
+        "seed": config.seed,
+        "sparsity": pruned_zeros / total if total else 0.0,
+        "dense_zeros": dense_zeros / total if total else 0.0,
+        "perplexity": {
+            stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()
+        },
+        "bits_per_byte": {
+            stage: {lang: v["bits_per_byte"] for lang, v in res.items()} for stage, res in perplexity.items()
+        },
+        "eval_tokens": {lang: v["tokens"] for lang, v in next(iter(perplexity.values()), {}).items()},
+        "modules": modules,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "versions": {"torch": torch.__version__, "lightning": L.__version__},
+    }
+
+
+def _log_results(loggers: list, summary: dict[str, Any], run_dir: RunDirectory) -> None:
+    if not loggers:
+        return
+    flat: dict[str, Any] = {"sparsity": summary["sparsity"], "dense_zeros": summary["dense_zeros"]}
+    for stage, values in summary["perplexity"].items():
+        flat.update({f"ppl/{stage}/{lang}": v for lang, v in values.items()})
+    for stage, values in summary["bits_per_byte"].items():
+        flat.update({f"bpb/{stage}/{lang}": v for lang, v in values.items()})
+    flat.update({f"time/{k}": v for k, v in summary["timings_s"].items()})
+    tracking.update_summary(loggers, flat)
+    columns = ["layer", "module", "sparsity", "dense_zeros", "error", "rel_error", "snr_db"]
+    tracking.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary["modules"]])
+    tracking.log_masks_artifact(loggers, run_dir.masks, name=f"masks-{run_dir.root.name}")
+
+
+def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
+    # `fabric run` exports its choices as LT_* variables; honour them when the config says auto.
+    accelerator = config.accelerator
+    if accelerator == "auto":
+        accelerator = os.environ.get("LT_ACCELERATOR", "auto")
+    return {
+        "accelerator": accelerator,
+        "devices": 1,
+        "logger": loggers or False,
+        "inference_mode": False,  # plain no_grad: tensors made during calibration stay usable after
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "callbacks": [LayerProgressBar()],
+    }
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall time of the block to timings[key]."""
+    start = time.perf_counter()
+    yield
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start

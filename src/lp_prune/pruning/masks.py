@@ -1,0 +1,49 @@
+"""Pruning masks from scores: the lowest-scoring weights are pruned (mask True = pruned).
+
+All functions are pure tensor maths. Ties are broken by position (stable sort), so masks are
+deterministic on a given device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pruned_count(group_size: int, sparsity: float) -> int:
+    """How many of `group_size` weights to prune for `sparsity` (nearest integer)."""
+    return round(group_size * sparsity)
+
+
+def lowest_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Mask of the `count` lowest scores along the last dimension (exactly `count` per row)."""
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if count > 0:
+        order = torch.argsort(scores, dim=-1, stable=True)
+        mask.scatter_(-1, order[..., :count], True)
+    return mask
+
+
+def unstructured_mask(scores: torch.Tensor, sparsity: float, per_row: bool) -> torch.Tensor:
+    """Prune the lowest `sparsity` fraction per row (Wanda) or over the whole matrix (magnitude)."""
+    if per_row:
+        return lowest_mask(scores, pruned_count(scores.shape[-1], sparsity))
+    flat = scores.reshape(1, -1)
+    return lowest_mask(flat, pruned_count(flat.shape[-1], sparsity)).view_as(scores)
+
+
+def n_m_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M mask: in every row, in every group of M consecutive columns, prune the N lowest scores."""
+    rows, cols = scores.shape
+    if cols % m:
+        raise ValueError(f"N:M pruning needs the input dimension ({cols}) to be a multiple of M={m}")
+    grouped = scores.reshape(rows, cols // m, m)
+    return lowest_mask(grouped, n).reshape(rows, cols)
+
+
+def score_mask(
+    scores: torch.Tensor, sparsity: float, n_m: tuple[int, int] | None, per_row: bool
+) -> torch.Tensor:
+    """Unstructured or N:M mask from a score matrix [d_out, d_in]."""
+    if n_m is not None:
+        return n_m_mask(scores, *n_m)
+    return unstructured_mask(scores, sparsity, per_row)

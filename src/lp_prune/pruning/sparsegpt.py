@@ -1,0 +1,113 @@
+"""SparseGPT (Frantar & Alistarh, 2023): prune and reconstruct a Linear with second-order updates.
+
+For W (d_out x d_in) and the layer Hessian H = 2/n sum X^T X, columns are visited left to right in
+blocks. Each pruned weight's error is spread over the not-yet-visited columns of its row through
+the upper Cholesky factor U of H^-1 (the optimal-brain-surgeon update restricted to later columns).
+Updates inside a block are applied column by column; the block's accumulated errors reach the
+later columns in one matmul ("lazy batch update"). Everything is computed in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
+
+log = logging.getLogger(__name__)
+
+MAX_DAMPING_TRIES = 6
+
+
+@dataclass
+class SparseGPTResult:
+    weight: torch.Tensor  # pruned and updated weight, original dtype and device
+    mask: torch.Tensor  # True where pruned
+    loss: float  # sum (w - q)^2 / Hinv_ii^2 / 2 over pruned weights: SparseGPT's own error estimate
+    percdamp: float  # the damping finally used (raised when H was not positive definite)
+
+
+def inverse_hessian_factor(hessian: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
+    """Upper Cholesky factor of (H + damp I)^-1 with damp = percdamp * mean(diag H).
+
+    If a factorisation fails (H not positive definite in floating point), damping grows tenfold and
+    the factorisation is retried; a warning says so. Never returns non-finite values.
+    """
+    eye = torch.eye(hessian.shape[0], device=hessian.device, dtype=hessian.dtype)
+    mean_diag = torch.diagonal(hessian).mean()
+    for _ in range(MAX_DAMPING_TRIES):
+        damped = hessian + (percdamp * mean_diag) * eye
+        lower, info = torch.linalg.cholesky_ex(damped)
+        if info == 0:
+            factor, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
+            if info == 0 and torch.isfinite(factor).all():
+                return factor, percdamp
+        log.warning(
+            "Hessian not positive definite with percdamp=%g; retrying with %g", percdamp, percdamp * 10
+        )
+        percdamp *= 10
+    raise FloatingPointError(f"Hessian could not be factorised even with percdamp={percdamp / 10:g}")
+
+
+def sparsegpt_prune(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    sparsity: float,
+    n_m: tuple[int, int] | None = None,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+) -> SparseGPTResult:
+    """Prune `weight` to `sparsity` (unstructured, per block of columns) or to an N:M pattern."""
+    W = weight.detach().float().clone()
+    H = hessian.detach().float().clone()
+    if n_m is not None and (blocksize % n_m[1] or W.shape[1] % n_m[1]):
+        raise ValueError(f"N:M pruning needs blocksize and d_in ({W.shape[1]}) to be multiples of M={n_m[1]}")
+
+    # Inputs that were always zero carry no information: make H invertible there, drop the weights.
+    dead = torch.diagonal(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+
+    U, used_percdamp = inverse_hessian_factor(H, percdamp)
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    loss = torch.zeros(W.shape[0], device=W.device)
+    for start in range(0, W.shape[1], blocksize):
+        end = min(start + blocksize, W.shape[1])
+        block_errors = _prune_block(
+            W[:, start:end], U[start:end, start:end], mask[:, start:end], loss, sparsity, n_m
+        )
+        W[:, end:] -= block_errors @ U[start:end, end:]
+    return SparseGPTResult(W.to(weight.dtype), mask, float(loss.sum()), used_percdamp)
+
+
+def _prune_block(
+    W_block: torch.Tensor,
+    U_block: torch.Tensor,
+    mask_block: torch.Tensor,
+    loss: torch.Tensor,
+    sparsity: float,
+    n_m: tuple[int, int] | None,
+) -> torch.Tensor:
+    """Prune one column block in place (W_block, mask_block, loss); return its scaled errors."""
+    d = torch.diagonal(U_block)
+    if n_m is None:
+        scores = W_block.square() / d.square()
+        mask_block[:] = lowest_mask(scores.reshape(1, -1), pruned_count(scores.numel(), sparsity)).view_as(
+            scores
+        )
+    errors = torch.zeros_like(W_block)
+    for i in range(W_block.shape[1]):
+        if n_m is not None and i % n_m[1] == 0:
+            group = slice(i, i + n_m[1])
+            mask_block[:, group] = n_m_mask(W_block[:, group].square() / d[group].square(), *n_m)
+        w = W_block[:, i]
+        q = w.masked_fill(mask_block[:, i], 0.0)
+        err = (w - q) / d[i]
+        loss += (w - q).square() / d[i].square() / 2
+        # Row i of U carries the OBS update to this and later columns: column i becomes q exactly.
+        W_block[:, i:] -= err.unsqueeze(1) * U_block[i, i:].unsqueeze(0)
+        W_block[:, i] = q
+        errors[:, i] = err
+    return errors

@@ -1,0 +1,21 @@
+"""Wanda (Sun et al., 2024): score |W_ij| * ||X_j||_2, compared within each output row."""
+
+from __future__ import annotations
+
+import torch
+
+from lp_prune.pruning.masks import score_mask
+
+
+def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
+    """|W| scaled by the L2 norm of each input feature over all calibration tokens."""
+    return weight.detach().abs().float() * input_sq_norms.float().sqrt().unsqueeze(0)
+
+
+def wanda_mask(
+    weight: torch.Tensor,
+    input_sq_norms: torch.Tensor,
+    sparsity: float,
+    n_m: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    return score_mask(wanda_scores(weight, input_sq_norms), sparsity, n_m, per_row=True)

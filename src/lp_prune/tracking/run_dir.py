@@ -1,0 +1,380 @@
+"""The run directory: the durable record of one pruning run.
+
+Layout of a run directory::
+
+    <root>/
+        status              "RUNNING" while the run works, "COMPLETE" once everything is written
+        config.yaml         the resolved configuration
+        summary.json        final metrics (JSON; NaN and infinities are written as null)
+        masks.safetensors   the pruning masks, bit-packed (format below)
+        model/              the pruned model; model/model.safetensors holds its weights
+
+Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
+reader sees either the old file or the new one, never a half-written one.
+
+Mask file format (``masks.safetensors``)
+-----------------------------------------
+- One entry per pruned module, named by the module's name (e.g. ``model.layers.0.self_attn.q_proj``).
+- An entry is a 1-D ``uint8`` tensor of ``ceil(numel / 8)`` bytes: the boolean mask flattened in
+  row-major (C) order, packed 8 positions per byte, least significant bit first
+  (``numpy.packbits(..., bitorder="little")``): position ``i`` is bit ``i % 8`` of byte ``i // 8``.
+  Bit set = position pruned (weight zeroed). Padding bits of the last byte are 0, so popcounts over
+  packed bytes (AND / OR for mask IoU) need no correction.
+- The safetensors metadata key ``"lp_prune.mask_shapes"`` holds a JSON object ``{name: [d0, d1, ...]}``
+  with each mask's original shape, in the order the masks were saved. ``"lp_prune.format"`` is
+  ``"packed-masks/1"`` and ``"lp_prune.bitorder"`` is ``"little"``.
+- Unpacking with numpy alone (``safetensors.numpy.load_file`` reads the file without torch)::
+
+      import json, numpy as np
+      from safetensors import safe_open
+      with safe_open("masks.safetensors", framework="np") as f:
+          shapes = json.loads(f.metadata()["lp_prune.mask_shapes"])
+          for name, shape in shapes.items():
+              packed = f.get_tensor(name)
+              mask = np.unpackbits(packed, count=int(np.prod(shape)), bitorder="little")
+              mask = mask.astype(bool).reshape(shape)   # True = pruned
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lp_prune.errors import DataError, UserError
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+MASKS_FILE = "masks.safetensors"
+MODEL_DIR = "model"
+WEIGHTS_FILE = "model.safetensors"
+STATUS_FILE = "status"
+
+STATUS_RUNNING = "RUNNING"
+STATUS_COMPLETE = "COMPLETE"
+
+MASK_SHAPES_KEY = "lp_prune.mask_shapes"
+MASK_FORMAT_KEY = "lp_prune.format"
+MASK_BITORDER_KEY = "lp_prune.bitorder"
+MASK_FORMAT = "packed-masks/1"
+MASK_BITORDER = "little"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success, fsync it and move it onto ``path``.
+
+    If the body raises, the temporary file is removed and ``path`` keeps its old content.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; directories cannot be opened this way on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert ``obj`` into plain JSON types: numpy/torch scalars and arrays become Python numbers and
+    lists, non-finite floats become None (valid JSON has no NaN), paths become strings."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.generic | np.ndarray | torch.Tensor):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, Mapping):
+        return {str(key): to_jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_jsonable(value) for value in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    raise TypeError(f"cannot write a {type(obj).__name__} to JSON")
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically (see ``to_jsonable`` for the conversions)."""
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False)
+    atomic_write_text(path, text + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a missing or invalid file is a DataError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read JSON file {path}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run directory
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """Paths of one run directory and its RUNNING / COMPLETE status."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY_FILE
+
+    @property
+    def masks(self) -> Path:
+        return self.root / MASKS_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_DIR
+
+    @property
+    def weights(self) -> Path:
+        return self.model / WEIGHTS_FILE
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / STATUS_FILE
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], overwrite: bool = False) -> RunDirectory:
+        """Make (or reuse) the folder for a new run.
+
+        A COMPLETE run is never silently replaced: it needs ``overwrite=True``, which removes its
+        status and its artefacts (summary, masks, model folder) so nothing stale survives.
+        An unfinished run (RUNNING, or no status) is reused as it is.
+        """
+        run = cls(Path(path))
+        if run.is_complete() and not overwrite:
+            raise UserError(f"run directory {run.root} is a complete run; pass overwrite=True to replace it")
+        try:
+            if run.is_complete():
+                run._remove_artefacts()
+            run.root.mkdir(parents=True, exist_ok=True)
+            _probe_writable(run.root)
+        except OSError as error:
+            raise UserError(f"cannot write to run directory {run.root}: {error.strerror or error}") from None
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
+        """An existing run directory (complete or not); a missing folder is a DataError."""
+        run = cls(Path(path))
+        if not run.root.is_dir():
+            raise DataError(f"run directory not found: {run.root}")
+        return run
+
+    def status(self) -> str | None:
+        """The status: RUNNING, COMPLETE, or None when none was written."""
+        try:
+            return self.status_file.read_text(encoding="utf-8").strip() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def mark_running(self) -> None:
+        atomic_write_text(self.status_file, STATUS_RUNNING + "\n")
+
+    def mark_complete(self) -> None:
+        atomic_write_text(self.status_file, STATUS_COMPLETE + "\n")
+
+    def is_complete(self) -> bool:
+        return self.status() == STATUS_COMPLETE
+
+    def _remove_artefacts(self) -> None:
+        # Status first: if removal stops halfway, the folder no longer claims to be complete.
+        for file in (self.status_file, self.summary, self.masks, self.config):
+            file.unlink(missing_ok=True)
+        if self.model.is_dir():
+            shutil.rmtree(self.model)
+
+
+def _probe_writable(folder: Path) -> None:
+    # os.access is wrong for root and for some network file systems: try a real write instead.
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+RunDirLike = RunDirectory | str | os.PathLike[str]
+
+
+def as_run_directory(run_dir: RunDirLike) -> RunDirectory:
+    return run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(Path(run_dir))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Masks
+
+
+def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Pack a boolean mask into ``ceil(numel / 8)`` uint8 bytes (row-major, little bit order)."""
+    if mask.dtype != torch.bool:
+        raise TypeError(f"masks must be bool tensors, got {mask.dtype}")
+    flat = mask.detach().cpu().contiguous().reshape(-1).numpy()
+    return torch.from_numpy(np.packbits(flat, bitorder=MASK_BITORDER))
+
+
+def unpack_mask(packed: torch.Tensor, shape: Iterable[int]) -> torch.Tensor:
+    """Inverse of ``pack_mask``."""
+    shape = tuple(int(size) for size in shape)
+    bits = np.unpackbits(packed.cpu().numpy(), count=math.prod(shape), bitorder=MASK_BITORDER)
+    return torch.from_numpy(bits.astype(bool).reshape(shape))
+
+
+def save_masks(run_dir: RunDirLike, masks: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``masks`` (name -> bool tensor, True = pruned) bit-packed to ``masks.safetensors``."""
+    from safetensors.torch import save_file
+
+    path = as_run_directory(run_dir).masks
+    path.parent.mkdir(parents=True, exist_ok=True)
+    packed = {name: pack_mask(mask) for name, mask in masks.items()}
+    shapes = {name: list(mask.shape) for name, mask in masks.items()}
+    metadata = {
+        MASK_FORMAT_KEY: MASK_FORMAT,
+        MASK_BITORDER_KEY: MASK_BITORDER,
+        MASK_SHAPES_KEY: json.dumps(shapes),
+    }
+    with atomic_output(path) as tmp:
+        save_file(packed, tmp, metadata=metadata)
+    return path
+
+
+def mask_names(run_dir: RunDirLike) -> list[str]:
+    """Names of the saved masks, in the order they were saved."""
+    with _open_masks(as_run_directory(run_dir).masks) as (_, shapes):
+        return list(shapes)
+
+
+def packed_masks(
+    run_dir: RunDirLike, names: Iterable[str] | None = None
+) -> Iterator[tuple[str, torch.Tensor, tuple[int, ...]]]:
+    """Yield ``(name, packed uint8 tensor, shape)`` one module at a time, without unpacking."""
+    path = as_run_directory(run_dir).masks
+    with _open_masks(path) as (handle, shapes):
+        for name in _select(names, shapes, path):
+            yield name, _read_packed(handle, name, shapes[name], path), shapes[name]
+
+
+def iter_masks(run_dir: RunDirLike, names: Iterable[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, bool mask)`` one module at a time (only one mask is in memory at once)."""
+    for name, packed, shape in packed_masks(run_dir, names):
+        yield name, unpack_mask(packed, shape)
+
+
+def load_masks(run_dir: RunDirLike, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """All masks (or only ``names``) as bool tensors, True = pruned."""
+    return dict(iter_masks(run_dir, names))
+
+
+@contextlib.contextmanager
+def _open_masks(path: Path) -> Iterator[tuple[Any, dict[str, tuple[int, ...]]]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise DataError(f"mask file not found: {path}")
+    try:
+        handle = safe_open(path, framework="pt")
+    except Exception as error:  # safetensors raises its own error types for damaged headers
+        raise DataError(f"cannot read mask file {path}: {error}") from None
+    with handle:
+        yield handle, _mask_shapes(handle, path)
+
+
+def _mask_shapes(handle: Any, path: Path) -> dict[str, tuple[int, ...]]:
+    metadata = handle.metadata() or {}
+    try:
+        shapes = json.loads(metadata[MASK_SHAPES_KEY])
+        result = {str(name): tuple(int(size) for size in shape) for name, shape in shapes.items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise DataError(
+            f"{path} is not an lp_prune mask file (no valid {MASK_SHAPES_KEY!r} metadata)"
+        ) from None
+    if metadata.get(MASK_BITORDER_KEY, MASK_BITORDER) != MASK_BITORDER:
+        raise DataError(f"{path}: unsupported bit order {metadata[MASK_BITORDER_KEY]!r}")
+    return result
+
+
+def _select(names: Iterable[str] | None, shapes: Mapping[str, Any], path: Path) -> list[str]:
+    if names is None:
+        return list(shapes)
+    selected = [names] if isinstance(names, str) else list(names)
+    missing = [name for name in selected if name not in shapes]
+    if missing:
+        raise DataError(f"{path} has no mask named {', '.join(missing)}")
+    return selected
+
+
+def _read_packed(handle: Any, name: str, shape: tuple[int, ...], path: Path) -> torch.Tensor:
+    try:
+        packed = handle.get_tensor(name)
+    except Exception as error:  # entry listed in the metadata but absent or damaged in the file
+        raise DataError(f"cannot read mask {name!r} from {path}: {error}") from None
+    expected = (math.prod(shape) + 7) // 8
+    if packed.dtype != torch.uint8 or packed.ndim != 1 or packed.numel() != expected:
+        raise DataError(
+            f"{path}: mask {name!r} should be {expected} packed uint8 bytes, "
+            f"found {packed.dtype} of shape {tuple(packed.shape)}"
+        )
+    return packed

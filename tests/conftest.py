@@ -1,0 +1,82 @@
+"""Shared pytest fixtures. Everything here works offline: no hub downloads."""
+
+from __future__ import annotations
+
+import importlib.util
+import string
+from pathlib import Path
+
+import pytest
+
+# --- char_tokenizer: a character-level tokenizer with a BOS token, built in memory -----------------
+
+CHAR_SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")  # ids 0..3
+_PACKAGED_FOLDERS = ("ara", "deu", "eng", "spa", "rus", "swa", "zho")  # dataset-build text of LANGUAGES
+
+
+def _packaged_characters() -> set[str]:
+    """Every character of the packaged text (about 2,000), read without importing dataset_build."""
+    spec = importlib.util.find_spec("dataset_build")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    chars: set[str] = set()
+    for folder in _PACKAGED_FOLDERS:
+        for path in (data / folder).glob("*.txt"):
+            chars.update(path.read_text(encoding="utf-8"))
+    return chars
+
+
+def build_char_tokenizer():
+    """One token per character: printable ASCII plus all characters of the packaged text.
+
+    Small vocabulary (about 2,000), exact decoding (bytes of decoded text = bytes of the original),
+    BOS/EOS/PAD/UNK specials; the tokenizer adds no special tokens by itself.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted((set(string.printable) | _packaged_characters()) - {"\r"})
+    vocab = {token: i for i, token in enumerate(CHAR_SPECIAL_TOKENS)}
+    vocab.update({char: len(CHAR_SPECIAL_TOKENS) + i for i, char in enumerate(alphabet)})
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()  # join characters without the spaces WordLevel would insert
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    """Character-level PreTrainedTokenizerFast with a BOS token (id 1); see build_char_tokenizer."""
+    return build_char_tokenizer()
+
+
+# --- tiny_model_dir: a tiny random-weight causal LM saved with the char tokenizer -------------------
+
+
+def save_tiny_model(folder: Path, arch: str = "llama") -> Path:
+    """A tiny decoder of `arch` with the char tokenizer's vocabulary, saved as an HF folder."""
+    from tiny_models import tiny_model
+
+    tokenizer = build_char_tokenizer()
+    model = tiny_model(arch, vocab_size=len(tokenizer), attention="sdpa")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(monkeypatch, tmp_path):
+    """Tests never reach W&B servers or write into the checkout."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LP_PRUNE_CACHE", str(Path.home() / ".cache" / "lp_prune"))

@@ -1,0 +1,101 @@
+"""Layer-by-layer execution must reproduce the full model, for every supported architecture."""
+
+import pytest
+import torch
+
+from lp_prune.models.layers import (
+    InputCollector,
+    capture_layer_inputs,
+    decoder_layers,
+    prunable_linears,
+    run_layer,
+    sequential_groups,
+)
+from tiny_models import ARCHITECTURES, tiny_model
+
+
+def layer_by_layer(model, batches):
+    inputs = capture_layer_inputs(model, batches)
+    hidden = inputs.hidden
+    with torch.no_grad():
+        for index, layer in enumerate(decoder_layers(model)):
+            hidden = [run_layer(layer, h, inputs.kwargs[index][b]) for b, h in enumerate(hidden)]
+    return hidden
+
+
+def logits_with_last_hidden(model, ids, last_hidden):
+    """The model's own head (norm, lm_head, scaling) applied to a given last-layer output."""
+    last = decoder_layers(model)[-1]
+    handle = last.register_forward_hook(lambda _m, _a, out: last_hidden)
+    try:
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_layer_by_layer_reproduces_full_logits(arch, attention):
+    model = tiny_model(arch, attention=attention)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(3, 96, (2, 16), generator=g), torch.randint(3, 96, (3, 16), generator=g)]
+    outputs = layer_by_layer(model, batches)
+    for ids, out in zip(batches, outputs, strict=False):
+        with torch.no_grad():
+            full = model(input_ids=ids).logits
+        ours = logits_with_last_hidden(model, ids, out)
+        assert (full - ours).abs().max().item() <= 1e-5
+
+
+def test_gemma3_layers_keep_their_own_arguments():
+    model = tiny_model("gemma3")
+    inputs = capture_layer_inputs(model, [torch.randint(3, 96, (1, 16))])
+    sliding, full = inputs.kwargs[0][0], inputs.kwargs[1][0]
+    assert sliding["position_embeddings"][0] is not full["position_embeddings"][0]
+    assert inputs.kwargs[2][0]["position_embeddings"][0] is sliding["position_embeddings"][0]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_prunable_linears_and_groups(arch):
+    layer = decoder_layers(tiny_model(arch))[0]
+    names = list(prunable_linears(layer))
+    assert {n.rsplit(".", 1)[-1] for n in names} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    groups = sequential_groups(names, true_sequential=True)
+    assert [[n.rsplit(".", 1)[-1] for n in g] for g in groups] == [
+        ["q_proj", "k_proj", "v_proj"],
+        ["o_proj"],
+        ["gate_proj", "up_proj"],
+        ["down_proj"],
+    ]
+    assert sequential_groups(names, true_sequential=False) == [names]
+
+
+def test_input_collector_shares_gram_and_matches_direct_inputs():
+    model = tiny_model("llama")
+    layer = decoder_layers(model)[0]
+    linears = prunable_linears(layer)
+    seen = {}
+    handles = [
+        m.register_forward_pre_hook(lambda m, a, n=n: seen.setdefault(n, []).append(a[0].clone()))
+        for n, m in linears.items()
+    ]
+    collector = InputCollector(linears, keep_gram=True)
+    inputs = capture_layer_inputs(model, [torch.randint(3, 96, (2, 12))])
+    with torch.no_grad():
+        run_layer(layer, inputs.hidden[0], inputs.kwargs[0][0])
+    collector.remove()
+    for h in handles:
+        h.remove()
+    for name, stats in collector.statistics.items():
+        X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]])
+        torch.testing.assert_close(stats.gram, X.T @ X, rtol=1e-5, atol=1e-5)
+        assert stats.tokens == 24 and stats.samples == 2

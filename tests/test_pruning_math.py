@@ -1,0 +1,205 @@
+"""Pruning maths checked against independent computations (closed forms, brute force)."""
+
+import math
+
+import pytest
+import torch
+
+from lp_prune.metrics.pruning_error import local_error
+from lp_prune.pruning import (
+    InputStatistics,
+    inverse_hessian_factor,
+    magnitude_mask,
+    sparsegpt_prune,
+    wanda_mask,
+)
+from lp_prune.pruning.methods import prune_weight
+
+
+def correlated_inputs(tokens: int, d_in: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(d_in, d_in, generator=g)
+    return torch.randn(tokens, d_in, generator=g) @ mixing
+
+
+def test_hessian_is_scaled_gram():
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(3, 5, 4, generator=g) for _ in range(3)]  # 9 samples of 5 tokens
+    stats = InputStatistics(4)
+    for batch in batches:
+        stats.update(batch)
+    X = torch.cat([b.reshape(-1, 4) for b in batches]).double()
+    expected = 2.0 / 9 * (X.T @ X)
+    assert stats.samples == 9 and stats.tokens == 45
+    torch.testing.assert_close(stats.hessian().double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stats.sq_norms.double(), (X**2).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_norm_only_statistics_match_gram_diagonal():
+    x = torch.randn(2, 7, 6)
+    full, light = InputStatistics(6), InputStatistics(6, keep_gram=False)
+    full.update(x)
+    light.update(x)
+    torch.testing.assert_close(light.sq_norms, full.sq_norms)
+    with pytest.raises(ValueError):
+        light.hessian()
+
+
+def test_inverse_hessian_factor_is_upper_cholesky_of_inverse():
+    X = correlated_inputs(64, 8).double()
+    H = X.T @ X
+    U, used = inverse_hessian_factor(H, 0.01)
+    damped = H + 0.01 * torch.diagonal(H).mean() * torch.eye(8, dtype=H.dtype)
+    assert used == 0.01
+    assert torch.equal(U, torch.triu(U))
+    torch.testing.assert_close(U.T @ U, torch.linalg.inv(damped), rtol=1e-6, atol=1e-8)
+
+
+def test_damping_escalates_on_indefinite_hessian(caplog):
+    H = torch.diag(torch.tensor([1.0, 1.0, -1.5]))  # mean diag 1/6: needs damping above 9x
+    U, used = inverse_hessian_factor(H, 0.01)
+    assert used > 0.01 and torch.isfinite(U).all()
+    assert "not positive definite" in caplog.text
+
+
+def test_single_pruned_weight_equals_closed_form_obs_update():
+    """Pruning one weight (column 0, all others free) must be the exact optimal-brain-surgeon step."""
+    torch.manual_seed(0)
+    d_in, rows = 6, 3
+    X = correlated_inputs(50, d_in).double()
+    H = 2 * X.T @ X / 50
+    W = torch.randn(rows, d_in, dtype=torch.float64) + 3.0
+    W[:, 0] = torch.tensor([0.01, -0.02, 0.015])  # column 0 scores lowest in every row
+    result = sparsegpt_prune(W, H, sparsity=1 / (rows * d_in) * rows, blocksize=128, percdamp=0.01)
+
+    Hd = H + 0.01 * torch.diagonal(H).mean() * torch.eye(d_in, dtype=H.dtype)
+    Hinv = torch.linalg.inv(Hd)
+    expected = W - (W[:, :1] / Hinv[0, 0]) * Hinv[0:1, :]  # OBS: dw = -w_q / [H^-1]_qq * H^-1[q, :]
+    assert result.mask[:, 0].all() and result.mask.sum() == rows
+    torch.testing.assert_close(result.weight, expected, rtol=1e-6, atol=1e-9)
+    expected_loss = float((W[:, 0] ** 2 / Hinv[0, 0]).sum() / 2)  # OBS saliency w^2 / (2 [H^-1]_qq)
+    assert result.loss == pytest.approx(expected_loss, rel=1e-6)
+
+
+def test_obs_update_is_optimal_reconstruction():
+    """With one weight pruned, no other value of the free weights reconstructs W X^T better."""
+    X = correlated_inputs(80, 5).double()
+    H = 2 * X.T @ X / 80
+    W = torch.tensor([[0.001, 1.0, -2.0, 0.5, 1.5]], dtype=torch.float64)
+    pruned = sparsegpt_prune(W, H, sparsity=0.2, percdamp=1e-9).weight
+    # Least squares for the free weights: min ||X[:,1:] v - X W^T||
+    v = torch.linalg.lstsq(X[:, 1:], X @ W.T).solution.T
+    torch.testing.assert_close(pruned[:, 1:], v, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("blocksize", [4, 16, 128])
+def test_sparsegpt_unstructured_exact_sparsity_per_block(blocksize):
+    X = correlated_inputs(200, 32)
+    W = torch.randn(16, 32)
+    result = sparsegpt_prune(W, 2 * X.T @ X / 200, sparsity=0.5, blocksize=blocksize)
+    for start in range(0, 32, blocksize):
+        block = result.mask[:, start : start + blocksize]
+        assert int(block.sum()) == block.numel() // 2
+    assert torch.equal(result.weight == 0, result.mask | (W == 0))
+    assert result.weight.dtype == W.dtype
+
+
+def test_sparsegpt_reduces_error_below_plain_masking():
+    X = correlated_inputs(300, 24)
+    W = torch.randn(12, 24)
+    H = 2 * X.T @ X / 300
+    result = sparsegpt_prune(W, H, sparsity=0.5)
+    masked_only = W.masked_fill(result.mask, 0)
+    G = X.T @ X
+    assert local_error(W, result.weight, G, 300).error < 0.8 * local_error(W, masked_only, G, 300).error
+
+
+def test_sparsegpt_n_m_pattern_is_exact():
+    X = correlated_inputs(100, 16)
+    W = torch.randn(8, 16)
+    result = sparsegpt_prune(W, 2 * X.T @ X / 100, sparsity=0.0, n_m=(2, 4), blocksize=8)
+    groups = result.mask.reshape(8, 4, 4)
+    assert (groups.sum(-1) == 2).all()
+    assert (result.weight.reshape(8, 4, 4) == 0).sum(-1).min() >= 2
+
+
+def test_sparsegpt_dead_inputs_are_zeroed_and_no_nans():
+    X = correlated_inputs(40, 8)
+    X[:, 3] = 0
+    W = torch.randn(4, 8)
+    result = sparsegpt_prune(W, 2 * X.T @ X / 40, sparsity=0.5)
+    assert torch.isfinite(result.weight).all()
+    assert (result.weight[:, 3] == 0).all()
+
+
+def test_sparsegpt_half_precision_computes_in_float32():
+    X = correlated_inputs(100, 16)
+    W = torch.randn(8, 16)
+    H = 2 * X.T @ X / 100
+    full = sparsegpt_prune(W, H, 0.5)
+    half = sparsegpt_prune(W.bfloat16(), H, 0.5)
+    assert half.weight.dtype == torch.bfloat16
+    assert (half.mask == full.mask).float().mean() > 0.9
+
+
+def test_wanda_mask_per_row_against_brute_force():
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(5, 10, generator=g)
+    sq_norms = torch.rand(10, generator=g) * 4
+    mask = wanda_mask(W, sq_norms, sparsity=0.3)
+    scores = W.abs() * sq_norms.sqrt()
+    for row in range(5):
+        expected = set(sorted(range(10), key=lambda j: scores[row, j].item())[:3])
+        assert set(torch.nonzero(mask[row]).flatten().tolist()) == expected
+
+
+def test_wanda_n_m():
+    W = torch.randn(4, 12)
+    mask = wanda_mask(W, torch.rand(12) + 0.1, sparsity=0.0, n_m=(2, 4))
+    assert (mask.reshape(4, 3, 4).sum(-1) == 2).all()
+
+
+def test_magnitude_mask_is_global_per_matrix():
+    W = torch.tensor([[0.1, 5.0, 6.0], [0.2, 0.3, 7.0]])
+    mask = magnitude_mask(W, sparsity=0.5)
+    assert mask.tolist() == [[True, False, False], [True, True, False]]
+    nm = magnitude_mask(torch.randn(3, 8), sparsity=0.0, n_m=(1, 2))
+    assert (nm.reshape(3, 4, 2).sum(-1) == 1).all()
+
+
+def test_n_m_needs_divisible_columns():
+    with pytest.raises(ValueError):
+        magnitude_mask(torch.randn(2, 6), 0.0, n_m=(2, 4))
+
+
+def test_local_error_matches_direct_computation():
+    X = correlated_inputs(120, 9)
+    W = torch.randn(7, 9)
+    Wp = W.masked_fill(torch.rand(7, 9) < 0.5, 0)
+    measured = local_error(W, Wp, X.T @ X, tokens=120)
+    y, yp = X @ W.T, X @ Wp.T
+    noise = ((y - yp) ** 2).sum().item()
+    assert measured.error == pytest.approx(noise / 120, rel=1e-4)
+    assert measured.rel_error == pytest.approx(noise / (y**2).sum().item(), rel=1e-4)
+    assert measured.snr_db == pytest.approx(10 * math.log10((y**2).sum().item() / noise), rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda", "magnitude"])
+def test_prune_weight_dispatch(method):
+    X = correlated_inputs(64, 16)
+    stats = InputStatistics(16)
+    stats.update(X.reshape(4, 16, 16))
+    out = prune_weight(method, torch.randn(8, 16), stats, 0.5)
+    assert out.mask.float().mean().item() == pytest.approx(0.5)
+    assert (out.weight[out.mask] == 0).all()
+
+
+def test_lazy_batch_update_equals_column_by_column():
+    """N:M masks do not depend on the block size, so block size 4 and one big block must agree."""
+    X = correlated_inputs(100, 32)
+    W = torch.randn(6, 32)
+    H = 2 * X.T @ X / 100
+    small = sparsegpt_prune(W, H, 0.0, n_m=(2, 4), blocksize=4)
+    large = sparsegpt_prune(W, H, 0.0, n_m=(2, 4), blocksize=128)
+    assert torch.equal(small.mask, large.mask)
+    torch.testing.assert_close(small.weight, large.weight, rtol=1e-4, atol=1e-5)
