@@ -176,9 +176,7 @@ def test_too_few_calibration_windows_says_how_many(char_tokenizer, swahili_split
     available = tokenize_stream(swahili_split[0], char_tokenizer).numel() // n_text
     message = rf"calibration text for 'sw' gives {available} windows of 4096 tokens; asked for 64 \(lower"
     with pytest.raises(DataError, match=message):
-        calibration_windows(
-            swahili_split[0], char_tokenizer, 64, 4096, seed=0, name="calibration text for 'sw'"
-        )
+        calibration_windows(swahili_split[0], char_tokenizer, 64, 4096, seed=0, name="calibration text for 'sw'")
 
 
 def test_evaluation_windows_are_the_first_consecutive_ones(char_tokenizer, swahili_split):
@@ -346,6 +344,7 @@ def small_config(**overrides) -> DataConfig:
         eval_windows=3,
         eval_seqlen=32,
         batch_size=2,
+        eval_batch_size=2,
     )
     values.update(overrides)
     return DataConfig(**values)
@@ -416,16 +415,12 @@ def test_datamodule_files_source(char_tokenizer, tmp_path):
     )
     module.setup()
     assert module.calibration.ids.shape == (5, 64) and module.evaluation["sw"].ids.shape == (3, 32)
-    with pytest.raises(
-        DataError, match=r"data.files has no text file for 'zh'; add data.files.zh or drop 'zh'"
-    ):
+    with pytest.raises(DataError, match=r"data.files has no text file for 'zh'; add data.files.zh or drop 'zh'"):
         PruningDataModule(small_config(source="files", files={"sw": str(path)}), char_tokenizer).setup()
 
 
 def test_datamodule_mc4_source(char_tokenizer, fake_mc4):
-    config = small_config(
-        source="mc4", nsamples=2, seqlen=40, eval_windows=2, eval_seqlen=16, eval_languages=["de"]
-    )
+    config = small_config(source="mc4", nsamples=2, seqlen=40, eval_windows=2, eval_seqlen=16, eval_languages=["de"])
     module = PruningDataModule(config, char_tokenizer)
     module.setup()
     assert module.calibration.ids.shape == (2, 40) and module.evaluation["de"].ids.shape == (2, 16)

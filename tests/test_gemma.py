@@ -19,10 +19,7 @@ QUICK = [
 @pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
 def test_packaged_gemma_half_sparse_with_finite_perplexity(tmp_path, method):
     out = tmp_path / method
-    assert (
-        main(["run", "--config", "configs/default.yaml", "--out", str(out), "--prune.method", method, *QUICK])
-        == 0
-    )
+    assert main(["run", "--config", "configs/default.yaml", "--out", str(out), "--prune.method", method, *QUICK]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sparsity"] == pytest.approx(0.5, abs=0.005)
     assert 0.02 < summary["dense_zeros"] < 0.1  # the 4-bit GGUF origin leaves ~4.5% zeros

@@ -48,9 +48,7 @@ def test_run_writes_run_directory(tiny_model_dir, tmp_path, method):
     masks = lp_prune.load_masks(out)
     assert set(masks) == {m["module"] for m in summary["modules"]}
     assert all(mask.dtype == torch.bool for mask in masks.values())
-    assert sum(int(m.sum()) for m in masks.values()) / sum(
-        m.numel() for m in masks.values()
-    ) == pytest.approx(0.5)
+    assert sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()) == pytest.approx(0.5)
 
 
 def test_saved_model_has_zeros_exactly_where_masks_say(tiny_model_dir, tmp_path):
@@ -89,10 +87,7 @@ def test_n_m_run_gives_exact_pattern(tiny_model_dir, tmp_path):
 def test_true_sequential_prunes_on_pruned_inputs(tiny_model_dir, tmp_path):
     plain, sequential = tmp_path / "plain", tmp_path / "seq"
     assert run_cli(tiny_model_dir, plain, "--eval.perplexity", "false") == 0
-    assert (
-        run_cli(tiny_model_dir, sequential, "--prune.true_sequential", "true", "--eval.perplexity", "false")
-        == 0
-    )
+    assert run_cli(tiny_model_dir, sequential, "--prune.true_sequential", "true", "--eval.perplexity", "false") == 0
     a, b = lp_prune.load_masks(plain), lp_prune.load_masks(sequential)
     first = "model.layers.0.self_attn.q_proj"  # group 1 of layer 0 sees the same inputs either way
     assert torch.equal(a[first], b[first])

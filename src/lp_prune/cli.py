@@ -9,34 +9,29 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from dataclasses import fields
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ArgumentParser
 
-from lp_prune.config import RunConfig
 from lp_prune.errors import UserError
 
 EXIT_USER_ERROR = 2
+COMMANDS = ("run", "sweep", "compare")  # modules in lp_prune.commands
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="lp-prune", description=__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    commands = parser.add_subcommands(dest="command")
-    run = ArgumentParser(
-        description="Prune one model with one method and calibration language.", exit_on_error=False
-    )
-    run.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below")
-    run.add_class_arguments(RunConfig)
-    commands.add_subcommand("run", run)
+    subcommands = parser.add_subcommands(dest="command")
+    for name in COMMANDS:
+        command = importlib.import_module(f"lp_prune.commands.{name}")
+        sub = ArgumentParser(description=command.HELP, exit_on_error=False)
+        command.add_arguments(sub)
+        subcommands.add_subcommand(name, sub, help=command.HELP)
     return parser
-
-
-def run_config_from(namespace: Namespace) -> RunConfig:
-    return RunConfig(**{f.name: namespace[f.name] for f in fields(RunConfig)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         parsed = parser.instantiate_classes(parser.parse_args(argv))
-        if parsed.command == "run":
-            from lp_prune.pipeline import run  # heavy imports only when needed
-
-            run_dir = run(run_config_from(parsed.run))
-            print(f"Run directory: {run_dir}")
-        return 0
+        command = importlib.import_module(f"lp_prune.commands.{parsed.command}")
+        return command.execute(parsed[parsed.command])
     except (UserError, argparse.ArgumentError) as err:
         if debug:
             raise

@@ -51,7 +51,8 @@ class DataConfig:
     eval_windows: int = 8
     eval_seqlen: int = 256
     eval_fraction: float = 0.2
-    batch_size: int = 8
+    batch_size: int = 8  # calibration windows per forward pass
+    eval_batch_size: int = 1  # evaluation windows per forward: logits are seqlen x vocab floats each
     files: dict[str, str] = field(default_factory=dict)
     token_file: str | None = None
     seed: int = 0
@@ -62,7 +63,7 @@ class DataConfig:
             check_language(lang, "data.eval_languages")
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source '{self.source}' is not one of: {', '.join(DATA_SOURCES)}")
-        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size"):
+        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
         if self.eval_windows < 0:
@@ -115,6 +116,7 @@ class EvalConfig:
 
     perplexity: bool = True
     dense_baseline: bool = True  # also evaluate the unpruned model
+    cache_dense: bool = True  # reuse the dense results of an identical model + windows (sweeps)
 
 
 @dataclass

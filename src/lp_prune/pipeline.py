@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from lp_prune.calibration.callbacks import LayerProgressBar, PruneCallback, Prun
 from lp_prune.calibration.module import LayerwiseCalibration
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
-from lp_prune.evaluation.perplexity import evaluate_perplexity
+from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
 from lp_prune.tracking import wandb_logger as tracking
@@ -62,7 +63,11 @@ def run(config: RunConfig) -> Path:
     perplexity: dict[str, dict[str, dict[str, float]]] = {}
     if config.eval.perplexity and config.eval.dense_baseline:
         with _timed(timings, "eval_dense"):
-            perplexity["dense"] = evaluate_perplexity(model, data, trainer_kwargs)
+            evaluate_dense = partial(evaluate_perplexity, model, data, trainer_kwargs)
+            if config.eval.cache_dense:
+                perplexity["dense"] = cached_dense_perplexity(config.model, data.evaluation, evaluate_dense)
+            else:
+                perplexity["dense"] = evaluate_dense()
 
     prune_cb = PruneCallback(config.prune)
     metrics_cb = PruningMetricsCallback()
@@ -116,9 +121,7 @@ def build_summary(
         "seed": config.seed,
         "sparsity": pruned_zeros / total if total else 0.0,
         "dense_zeros": dense_zeros / total if total else 0.0,
-        "perplexity": {
-            stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()
-        },
+        "perplexity": {stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()},
         "bits_per_byte": {
             stage: {lang: v["bits_per_byte"] for lang, v in res.items()} for stage, res in perplexity.items()
         },

@@ -87,14 +87,11 @@ class PruneCallback(L.Callback):
             statistics, self._collector = self._collector.statistics, None
         start = time.perf_counter()
         module.pruned_in_step = [
-            self._prune(name, linear, step.layer, statistics.get(name))
-            for name, linear in module.linears(step).items()
+            self._prune(name, linear, step.layer, statistics.get(name)) for name, linear in module.linears(step).items()
         ]
         self.solve_seconds += time.perf_counter() - start
 
-    def _prune(
-        self, name: str, linear: torch.nn.Linear, layer: int, stats: InputStatistics | None
-    ) -> PrunedLinear:
+    def _prune(self, name: str, linear: torch.nn.Linear, layer: int, stats: InputStatistics | None) -> PrunedLinear:
         dense = linear.weight.detach().clone()
         result = prune_weight(
             self.config.method,

@@ -72,10 +72,7 @@ class LayerwiseCalibration(L.LightningModule):
         """The Linears a collect step works on, by full module name (e.g. 'model.layers.3.mlp.up_proj')."""
         layer = self.layers[step.layer]
         modules = prunable_linears(layer)
-        return {
-            f"{self.prefixes[step.layer]}.{name}": modules[name]
-            for name in self.groups[step.layer][step.group]
-        }
+        return {f"{self.prefixes[step.layer]}.{name}": modules[name] for name in self.groups[step.layer][step.group]}
 
     # --- the loop -----------------------------------------------------------------------------
     def on_validation_start(self) -> None:

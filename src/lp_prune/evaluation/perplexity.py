@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 import torch
 from torch import nn
 
+from lp_prune.config import ModelConfig
 from lp_prune.metrics.perplexity import LanguageModelingMetric, token_nll
+from lp_prune.models.loading import cache_dir
+from lp_prune.tracking import read_json, write_json
 
 
 class PerplexityEvaluation(L.LightningModule):
@@ -19,18 +28,14 @@ class PerplexityEvaluation(L.LightningModule):
         self.metrics = nn.ModuleList([LanguageModelingMetric() for _ in languages])
         self.results: dict[str, dict[str, float]] = {}
 
-    def validation_step(
-        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         ids = batch["input_ids"]
         logits = self.model(input_ids=ids, use_cache=False).logits
         nll, tokens = token_nll(logits, ids)
         self.metrics[dataloader_idx].update(nll, tokens, int(batch["n_bytes"].sum()))
 
     def on_validation_epoch_end(self) -> None:
-        self.results = {
-            lang: metric.compute() for lang, metric in zip(self.languages, self.metrics, strict=True)
-        }
+        self.results = {lang: metric.compute() for lang, metric in zip(self.languages, self.metrics, strict=True)}
         for metric in self.metrics:
             metric.reset()
 
@@ -45,3 +50,32 @@ def evaluate_perplexity(
     module = PerplexityEvaluation(model, languages)
     L.Trainer(**trainer_kwargs).validate(module, datamodule=datamodule, verbose=False)
     return module.results
+
+
+def dense_cache_key(model: ModelConfig, windows: dict[str, Any]) -> str:
+    """Identifies a dense evaluation: the model (and its files' mtimes if local) and the exact windows."""
+    digest = hashlib.sha256(json.dumps([model.name, model.dtype, model.revision]).encode())
+    folder = Path(model.name)
+    if folder.is_dir():
+        for weights in sorted(folder.glob("*.safetensors")):
+            digest.update(f"{weights.name}:{weights.stat().st_mtime_ns}".encode())
+    for lang, w in windows.items():
+        digest.update(lang.encode())
+        digest.update(w.ids.numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def cached_dense_perplexity(
+    model_config: ModelConfig, windows: dict[str, Any], evaluate: Callable[[], dict[str, dict[str, float]]]
+) -> dict[str, dict[str, float]]:
+    """The dense model's results depend only on the model and the windows: compute them once.
+
+    Sweeps prune one model many times; every run after the first reads the dense baseline back.
+    """
+    path = cache_dir() / "dense_perplexity" / f"{dense_cache_key(model_config, windows)}.json"
+    if path.exists():
+        return read_json(path)
+    results = evaluate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, results)
+    return results

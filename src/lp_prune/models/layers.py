@@ -29,11 +29,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers: the ModuleList whose length is config.num_hidden_layers."""
     n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     for _, module in model.named_modules():
-        if (
-            isinstance(module, nn.ModuleList)
-            and len(module) > 0
-            and (n_layers is None or len(module) == n_layers)
-        ):
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and (n_layers is None or len(module) == n_layers):
             return module
     raise ValueError(f"no decoder layer list found in {type(model).__name__}")
 
@@ -153,9 +149,7 @@ class InputCollector:
         }
         self._last_input: torch.Tensor | None = None
         self._last_gram: torch.Tensor | None = None
-        self._handles = [
-            linear.register_forward_pre_hook(self._hook(name)) for name, linear in linears.items()
-        ]
+        self._handles = [linear.register_forward_pre_hook(self._hook(name)) for name, linear in linears.items()]
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, args: tuple) -> None:

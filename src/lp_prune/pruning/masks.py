@@ -40,9 +40,7 @@ def n_m_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return lowest_mask(grouped, n).reshape(rows, cols)
 
 
-def score_mask(
-    scores: torch.Tensor, sparsity: float, n_m: tuple[int, int] | None, per_row: bool
-) -> torch.Tensor:
+def score_mask(scores: torch.Tensor, sparsity: float, n_m: tuple[int, int] | None, per_row: bool) -> torch.Tensor:
     """Unstructured or N:M mask from a score matrix [d_out, d_in]."""
     if n_m is not None:
         return n_m_mask(scores, *n_m)

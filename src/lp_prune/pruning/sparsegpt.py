@@ -44,9 +44,7 @@ def inverse_hessian_factor(hessian: torch.Tensor, percdamp: float) -> tuple[torc
             factor, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
             if info == 0 and torch.isfinite(factor).all():
                 return factor, percdamp
-        log.warning(
-            "Hessian not positive definite with percdamp=%g; retrying with %g", percdamp, percdamp * 10
-        )
+        log.warning("Hessian not positive definite with percdamp=%g; retrying with %g", percdamp, percdamp * 10)
         percdamp *= 10
     raise FloatingPointError(f"Hessian could not be factorised even with percdamp={percdamp / 10:g}")
 
@@ -75,9 +73,7 @@ def sparsegpt_prune(
     loss = torch.zeros(W.shape[0], device=W.device)
     for start in range(0, W.shape[1], blocksize):
         end = min(start + blocksize, W.shape[1])
-        block_errors = _prune_block(
-            W[:, start:end], U[start:end, start:end], mask[:, start:end], loss, sparsity, n_m
-        )
+        block_errors = _prune_block(W[:, start:end], U[start:end, start:end], mask[:, start:end], loss, sparsity, n_m)
         W[:, end:] -= block_errors @ U[start:end, end:]
     return SparseGPTResult(W.to(weight.dtype), mask, float(loss.sum()), used_percdamp)
 
@@ -94,20 +90,18 @@ def _prune_block(
     d = torch.diagonal(U_block)
     if n_m is None:
         scores = W_block.square() / d.square()
-        mask_block[:] = lowest_mask(scores.reshape(1, -1), pruned_count(scores.numel(), sparsity)).view_as(
-            scores
-        )
+        count = pruned_count(scores.numel(), sparsity)
+        mask_block[:] = lowest_mask(scores.reshape(1, -1), count).view_as(scores)
     errors = torch.zeros_like(W_block)
     for i in range(W_block.shape[1]):
         if n_m is not None and i % n_m[1] == 0:
             group = slice(i, i + n_m[1])
             mask_block[:, group] = n_m_mask(W_block[:, group].square() / d[group].square(), *n_m)
-        w = W_block[:, i]
-        q = w.masked_fill(mask_block[:, i], 0.0)
-        err = (w - q) / d[i]
-        loss += (w - q).square() / d[i].square() / 2
-        # Row i of U carries the OBS update to this and later columns: column i becomes q exactly.
-        W_block[:, i:] -= err.unsqueeze(1) * U_block[i, i:].unsqueeze(0)
-        W_block[:, i] = q
+        # err = (w - q) / d_i, with q = w where kept and 0 where pruned.
+        err = torch.where(mask_block[:, i], W_block[:, i], 0.0).div_(d[i])
+        # Row i of U carries the OBS update to this and later columns: column i becomes q.
+        W_block[:, i:].addr_(err, U_block[i, i:], alpha=-1.0)
+        W_block[:, i].masked_fill_(mask_block[:, i], 0.0)  # exact zeros, not rounding residue
         errors[:, i] = err
+    loss += errors.square().sum(dim=1) / 2  # (w - q)^2 / d^2 / 2 summed over pruned weights
     return errors

@@ -348,9 +348,7 @@ def _mask_shapes(handle: Any, path: Path) -> dict[str, tuple[int, ...]]:
         shapes = json.loads(metadata[MASK_SHAPES_KEY])
         result = {str(name): tuple(int(size) for size in shape) for name, shape in shapes.items()}
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise DataError(
-            f"{path} is not an lp_prune mask file (no valid {MASK_SHAPES_KEY!r} metadata)"
-        ) from None
+        raise DataError(f"{path} is not an lp_prune mask file (no valid {MASK_SHAPES_KEY!r} metadata)") from None
     if metadata.get(MASK_BITORDER_KEY, MASK_BITORDER) != MASK_BITORDER:
         raise DataError(f"{path}: unsupported bit order {metadata[MASK_BITORDER_KEY]!r}")
     return result

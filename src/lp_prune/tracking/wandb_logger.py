@@ -33,9 +33,7 @@ def resolve_mode(config: WandbConfig) -> str:
     return os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
 
 
-def make_wandb_logger(
-    config: WandbConfig, save_dir: Path, run_config: Mapping[str, Any]
-) -> WandbLogger | None:
+def make_wandb_logger(config: WandbConfig, save_dir: Path, run_config: Mapping[str, Any]) -> WandbLogger | None:
     mode = resolve_mode(config)
     if mode == "disabled":
         return None
@@ -86,3 +84,24 @@ def finish(loggers: Sequence[Logger], status: str = "success") -> None:
         logger.finalize(status)
         if isinstance(logger, WandbLogger):
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
+
+
+def log_analysis_run(
+    project: str,
+    group: str | None,
+    name: str,
+    tables: Mapping[str, tuple[list[str], list[list[Any]]]],
+    images: Mapping[str, Path],
+    save_dir: Path,
+) -> None:
+    """A W&B run of job type 'analysis' holding comparison tables and figures beside the runs."""
+    import wandb
+
+    os.environ["WANDB_MODE"] = resolve_mode(WandbConfig(project=project))
+    run = wandb.init(project=project, group=group, name=name, job_type="analysis", dir=str(save_dir))
+    try:
+        for key, (columns, rows) in tables.items():
+            run.log({key: wandb.Table(columns=columns, data=rows)})
+        run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+    finally:
+        run.finish()

@@ -137,9 +137,7 @@ def _iter_payloads(path: Path) -> Iterator[bytes]:
                     break  # zero padding, or a chunk cut off at the end of the file
                 chunk = block[start:end]
                 if zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
-                    raise DataError(
-                        f"checksum mismatch at byte {handle.tell() - len(block) + offset} of {path}"
-                    )
+                    raise DataError(f"checksum mismatch at byte {handle.tell() - len(block) + offset} of {path}")
                 offset = end
                 pending, payload = _assemble(pending, kind, chunk, path)
                 if payload is not None:
@@ -157,9 +155,7 @@ def _check_file_header(block: bytes, path: Path) -> None:
         raise DataError(f"unsupported W&B run log version {version}: {path}")
 
 
-def _assemble(
-    pending: bytearray | None, kind: int, chunk: bytes, path: Path
-) -> tuple[bytearray | None, bytes | None]:
+def _assemble(pending: bytearray | None, kind: int, chunk: bytes, path: Path) -> tuple[bytearray | None, bytes | None]:
     """Combine chunks into payloads: returns (still pending, finished payload or None)."""
     if kind == _FULL:
         return None, chunk
@@ -215,8 +211,4 @@ def _subdict(target: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 
 def _public(values: dict[str, Any], include_internal: bool) -> dict[str, Any]:
-    return (
-        values
-        if include_internal
-        else {key: value for key, value in values.items() if not key.startswith("_")}
-    )
+    return values if include_internal else {key: value for key, value in values.items() if not key.startswith("_")}

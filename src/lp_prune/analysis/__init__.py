@@ -1,0 +1,1 @@
+"""Cross-run analysis: reads saved runs (run directories), never live models."""

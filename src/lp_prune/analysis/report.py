@@ -1,0 +1,121 @@
+"""Markdown and self-contained HTML reports of a comparison, plus a JSON dump of its tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from lp_prune.analysis.compare import Comparison, best_per_column
+from lp_prune.tracking import atomic_write_text, write_json
+
+
+def perplexity_rows(matrix: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the perplexity table; the best calibration language per column in bold."""
+    cols = sorted({lang for values in matrix.values() for lang in values})
+    best = best_per_column(matrix)
+    rows = []
+    for row, values in matrix.items():
+        cells = []
+        for col in cols:
+            text = _fmt(values.get(col, math.nan), 2)
+            cells.append(f"**{text}**" if best.get(col) == row else text)
+        rows.append([row, *cells])
+    return ["calibration \\ eval", *cols], rows
+
+
+def iou_rows(iou: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Mean IoU per projection (over pairs and layers), and for the first and last layers."""
+    header = ["projection", "mean IoU", "first layer", "last layer"]
+    rows = []
+    for proj, per_layer in iou["projection_layer"].items():
+        rows.append([proj, _fmt(sum(per_layer) / len(per_layer)), _fmt(per_layer[0]), _fmt(per_layer[-1])])
+    rows.append(["random masks (chance)", _fmt(iou["chance"]), "", ""])
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], list[list[str]]]]]]:
+    """(setting, [(table title, header, rows)]) in report order."""
+    out = []
+    for setting, matrix in result.perplexity.items():
+        tables = [
+            (
+                "Perplexity (rows: calibration language; bold: best per evaluation language)",
+                *perplexity_rows(matrix),
+            )
+        ]
+        if result.iou[setting]["pairs"]:
+            tables.append(("Mask IoU between calibration languages", *iou_rows(result.iou[setting])))
+        out.append((setting, tables))
+    return out
+
+
+def write_reports(result: Comparison, figures: dict[str, Path], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "tables.json"}
+    atomic_write_text(paths["markdown"], _markdown(result, figures, out))
+    atomic_write_text(paths["html"], _html(result, figures))
+    write_json(
+        paths["json"],
+        {
+            "model": result.model,
+            "runs": [str(r.path) for r in result.runs],
+            "perplexity": result.perplexity,
+            "iou": result.iou,
+            "layer_metrics": result.layer_metrics,
+        },
+    )
+    return paths
+
+
+def _markdown(result: Comparison, figures: dict[str, Path], out: Path) -> str:
+    parts = [f"# Comparison: {result.model}", "", f"{len(result.runs)} runs.", ""]
+    for setting, tables in sections(result):
+        parts += [f"## {setting}", ""]
+        for title, header, rows in tables:
+            parts += [f"### {title}", "", markdown_table(header, rows), ""]
+        for name, path in figures.items():
+            if name.endswith(setting):
+                parts += [f"![{name}]({path.relative_to(out)})", ""]
+    return "\n".join(parts)
+
+
+def _html(result: Comparison, figures: dict[str, Path]) -> str:
+    body = [f"<h1>Comparison: {html.escape(result.model)}</h1><p>{len(result.runs)} runs.</p>"]
+    for setting, tables in sections(result):
+        body.append(f"<h2>{html.escape(setting)}</h2>")
+        for title, header, rows in tables:
+            body.append(f"<h3>{html.escape(title)}</h3>{_html_table(header, rows)}")
+        for name, path in figures.items():
+            if name.endswith(setting):
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></figure>')
+    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;text-align:right}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
+        + "".join(body)
+        + "</body></html>"
+    )
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str, tag: str) -> str:
+        bold = text.startswith("**")
+        text = html.escape(text.strip("*"))
+        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
+
+    head = "".join(cell(h, "th") for h in header)
+    lines = "".join("<tr>" + "".join(cell(str(c), "td") for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{lines}</table>"
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
