@@ -120,3 +120,33 @@ def _describe_load_failure(name: str, err: Exception) -> str:
 def _hub_unreachable(message: str) -> bool:
     markers = ("couldn't connect", "offline mode", "connection", "resolve", "timed out", "cached files")
     return os.environ.get("HF_HUB_OFFLINE") == "1" or any(m in message.lower() for m in markers)
+
+
+def load_run_model(run_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The pruned model of a saved run: its saved weights, or the dense model with its masks applied.
+
+    Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
+    updates the kept weights, so its runs need `--save_model true`.
+    """
+    import yaml
+
+    from lp_prune.tracking import RunDirectory, iter_masks
+
+    run = RunDirectory(Path(run_dir))
+    if not run.is_complete():
+        raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
+    config = yaml.safe_load(run.config.read_text())
+    model_config = ModelConfig(**config["model"])
+    if (run.model / "config.json").exists():
+        saved = ModelConfig(**{**config["model"], "name": str(run.model)})
+        return load_model(saved), load_tokenizer_and_config(saved)[0]
+    if config["prune"]["method"] == "sparsegpt":
+        raise ModelLoadError(
+            f"{run.root} saved no model, and SparseGPT also changes kept weights: rerun with --save_model true"
+        )
+    model = load_model(model_config)
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, mask in iter_masks(run.root):
+            modules[name].weight.masked_fill_(mask.to(modules[name].weight.device), 0.0)
+    return model, load_tokenizer_and_config(model_config)[0]
