@@ -80,3 +80,8 @@ def _offline_wandb(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("LP_PRUNE_CACHE", str(Path.home() / ".cache" / "lp_prune"))
+    yield
+    import wandb
+
+    if wandb.run is not None:  # a test that failed mid-run must not hand its W&B run to the next one
+        wandb.finish(exit_code=1)

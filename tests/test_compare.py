@@ -34,6 +34,25 @@ def test_chance_level_of_random_masks():
     assert mask_iou(a, b) == pytest.approx(1 / 3, abs=0.01)
 
 
+def test_accuracy_matrix_from_downstream_results(tmp_path):
+    from lp_prune.analysis.compare import Run, accuracy_matrix
+
+    def run(lang, acc_en, acc_sw):
+        downstream = {
+            "pruned": {"proxy_en": {"acc": acc_en}, "proxy_sw": {"acc": acc_sw}},
+            "dense": {"proxy_en": {"acc": 0.9}, "proxy_sw": {"acc": 0.6}},
+        }
+        return Run(tmp_path, {}, {"calibration_language": lang, "downstream": downstream})
+
+    matrix = accuracy_matrix([run("en", 0.8, 0.4), run("sw", 0.7, 0.5)])
+    assert matrix == {
+        "dense": {"proxy_en": 0.9, "proxy_sw": 0.6},
+        "en": {"proxy_en": 0.8, "proxy_sw": 0.4},
+        "sw": {"proxy_en": 0.7, "proxy_sw": 0.5},
+    }
+    assert best_per_column(matrix, higher_is_better=True) == {"proxy_en": "en", "proxy_sw": "sw"}
+
+
 def test_best_per_column_ignores_dense_row():
     matrix = {"dense": {"en": 1.0, "sw": 1.0}, "en": {"en": 5.0, "sw": 9.0}, "sw": {"en": 7.0, "sw": 6.0}}
     assert best_per_column(matrix) == {"en": "en", "sw": "sw"}

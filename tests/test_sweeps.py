@@ -143,3 +143,9 @@ def test_local_sweep_runs_offline_and_resumes(tiny_model_dir, tmp_path, capsys):
     assert main(["sweep", str(path), "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "[1/1] sw-" in out and "en-" not in out.split("[1/1]")[1].split("\n")[0]
+
+
+def test_sweep_name_cannot_escape_the_root(tmp_path):
+    path = write_sweep(tmp_path, {"name": "../../outside", "parameters": {"seed": {"values": [1]}}})
+    with pytest.raises(ConfigError, match="sweep name"):
+        load_sweep(path)

@@ -112,11 +112,31 @@ class PruneConfig:
 
 @dataclass
 class EvalConfig:
-    """What to measure after pruning."""
+    """What to measure after pruning.
+
+    tasks: downstream tasks run through lm-eval on the dense (with dense_baseline) and the pruned
+    model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
+    proxy = the offline proxy tasks, belebele / arc / hellaswag / mmlu / mkqa = the study's tasks,
+    study = all five). Empty: no downstream evaluation. See lp_prune.evaluation.downstream.
+    """
 
     perplexity: bool = True
     dense_baseline: bool = True  # also evaluate the unpruned model
     cache_dense: bool = True  # reuse the dense results of an identical model + windows (sweeps)
+    tasks: list[str] = field(default_factory=list)
+    limit: int | None = None  # at most this many items per task (quick runs); None = all
+    num_fewshot: int = 0  # zero-shot as in the study
+    batch_size: int = 8  # lm-eval requests per forward pass
+
+    def validate(self) -> None:
+        for name in self.tasks:
+            check_task_name(name)
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"eval.limit must be at least 1 (or null for all items), got {self.limit}")
+        if self.num_fewshot < 0:
+            raise ConfigError(f"eval.num_fewshot must be 0 or more, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size must be at least 1, got {self.batch_size}")
 
 
 @dataclass
@@ -145,6 +165,8 @@ class RunConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     out: str | None = None  # run directory; default runs/<model>-<method>-<lang>-<time>
     save_model: bool = False
+    overwrite: bool = False  # replace a complete run in `out`
+    checkpoint: bool = True  # save each pruned layer so `--resume` can continue after a crash
     accelerator: str = "auto"
     seed: int = 0
 
@@ -152,6 +174,7 @@ class RunConfig:
         self.model.validate()
         self.data.validate()
         self.prune.validate()
+        self.eval.validate()
         self.wandb.validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +184,24 @@ class RunConfig:
 def check_language(lang: str, key: str) -> None:
     if lang not in LANGUAGES:
         raise ConfigError(f"{key}: unknown language '{lang}'; valid languages: {', '.join(LANGUAGES)}")
+
+
+# Downstream task shorthands (lp_prune.evaluation.downstream expands them per language).
+TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "belebele", "arc", "hellaswag", "mmlu", "mkqa", "study")
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+_NAMED_PER_LANGUAGE = ("lp_prune_proxy_", "mkqa_")  # lp_prune's own tasks: <prefix><language>
+
+
+def check_task_name(name: str) -> None:
+    """Cheap checks only; whether lm-eval knows the name is checked before any weights load."""
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        raise ConfigError(f"eval.tasks: '{name}' is not a task name or shorthand ({', '.join(TASK_SHORTHANDS)})")
+    for prefix in _NAMED_PER_LANGUAGE:
+        lang = name.removeprefix(prefix)
+        if name.startswith(prefix) and lang not in LANGUAGES:
+            raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
+    if name == "mkqa_sw":
+        raise ConfigError("eval.tasks: MKQA has no Swahili, so there is no mkqa_sw")
 
 
 _PATTERN = re.compile(r"^(\d+):(\d+)$")

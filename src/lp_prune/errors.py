@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class ModelLoadError(UserError):
     """The model cannot be found or loaded."""
+
+
+class NumericalError(UserError):
+    """Non-finite weights or activations: the run stops and names the layer and module."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +24,12 @@ import torch
 import yaml
 
 from lp_prune.calibration.callbacks import LayerProgressBar, PruneCallback, PruningMetricsCallback
+from lp_prune.calibration.checkpoint import LayerCheckpoint, progress_dir, restore
 from lp_prune.calibration.module import LayerwiseCalibration
+from lp_prune.checks import preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
+from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
@@ -40,8 +44,11 @@ def default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{model}-{config.prune.method}-{config.data.calibration_language}-{stamp}"
 
 
-def run(config: RunConfig) -> Path:
-    """Run the job described by `config`; return the run directory."""
+def run(config: RunConfig, resume: bool = False) -> Path:
+    """Run the job described by `config`; return the run directory.
+
+    resume=True continues an unfinished run in `config.out` from its last finished layer.
+    """
     config.validate()
     timings: dict[str, float] = {}
     # Everything that can be wrong with the input is found before weights load or files are written.
@@ -49,7 +56,11 @@ def run(config: RunConfig) -> Path:
         tokenizer, model_config = load_tokenizer_and_config(config.model)
         data = PruningDataModule(config.data, tokenizer, max_positions(model_config))
         data.setup()
-    run_dir = RunDirectory.create(config.out or default_run_dir(config))
+        preflight(config, model_config)
+        downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
+    run_dir = RunDirectory.create(config.out or default_run_dir(config), overwrite=config.overwrite)
+    if not resume:
+        shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
     run_dir.mark_running()
     atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
     L.seed_everything(config.seed, verbose=False)
@@ -58,6 +69,27 @@ def run(config: RunConfig) -> Path:
 
     logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict())
     loggers = [logger] if logger else []
+    try:
+        _prune_and_measure(config, run_dir, model, tokenizer, data, downstream, loggers, timings, resume)
+    except BaseException:
+        tracking.finish(loggers, status="failed")  # close the W&B run: it stays syncable, nothing reuses it
+        raise
+    tracking.finish(loggers)
+    return run_dir.root
+
+
+def _prune_and_measure(
+    config: RunConfig,
+    run_dir: RunDirectory,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: PruningDataModule,
+    downstream: DownstreamStep,
+    loggers: list,
+    timings: dict[str, float],
+    resume: bool,
+) -> None:
+    """Dense baseline, layer-by-layer pruning, pruned evaluation, and the run directory's results."""
     trainer_kwargs = _trainer_kwargs(config, loggers)
 
     perplexity: dict[str, dict[str, dict[str, float]]] = {}
@@ -68,20 +100,26 @@ def run(config: RunConfig) -> Path:
                 perplexity["dense"] = cached_dense_perplexity(config.model, data.evaluation, evaluate_dense)
             else:
                 perplexity["dense"] = evaluate_dense()
+    downstream.evaluate("dense", model, timings)  # before any layer is pruned or restored
 
     prune_cb = PruneCallback(config.prune)
     metrics_cb = PruningMetricsCallback()
+    start_layer = restore(run_dir.root, model, prune_cb, metrics_cb) if resume else 0
     calibration = LayerwiseCalibration(
-        model, data.calibration.ids, config.data.batch_size, config.prune.true_sequential
+        model, data.calibration.ids, config.data.batch_size, config.prune.true_sequential, start_layer
     )
+    callbacks = [prune_cb, metrics_cb, LayerProgressBar()]
+    if config.checkpoint:
+        callbacks.append(LayerCheckpoint(run_dir.root, prune_cb, metrics_cb))
     with _timed(timings, "prune"):
-        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [prune_cb, metrics_cb, LayerProgressBar()]})
+        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": callbacks})
         trainer.validate(calibration, verbose=False)
     timings["prune_solve"] = prune_cb.solve_seconds
 
     if config.eval.perplexity:
         with _timed(timings, "eval_pruned"):
             perplexity["pruned"] = evaluate_perplexity(model, data, trainer_kwargs)
+    downstream.evaluate("pruned", model, timings)
 
     with _timed(timings, "save"):
         save_masks(run_dir.root, prune_cb.masks)
@@ -90,11 +128,12 @@ def run(config: RunConfig) -> Path:
             tokenizer.save_pretrained(run_dir.model)
 
     summary = build_summary(config, metrics_cb.records, perplexity, timings, calibration.calibration_tokens)
+    summary["resumed_from_layer"] = start_layer
+    downstream.add_to(summary, loggers)  # summary["downstream"] and W&B
     write_json(run_dir.summary, summary)
     _log_results(loggers, summary, run_dir)
     run_dir.mark_complete()
-    tracking.finish(loggers)
-    return run_dir.root
+    shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
 
 
 def build_summary(
@@ -129,7 +168,24 @@ def build_summary(
         "modules": modules,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "versions": {"torch": torch.__version__, "lightning": L.__version__},
+        "versions": library_versions(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """What produced the numbers: recorded in every summary."""
+    import platform
+
+    import transformers
+
+    from lp_prune import __version__
+
+    return {
+        "lp_prune": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "transformers": transformers.__version__,
     }
 
 

@@ -50,6 +50,7 @@ class Comparison:
     model: str
     runs: list[Run]
     perplexity: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> lang
+    accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> task
     iou: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> tables
     layer_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> metric -> proj -> lang
 
@@ -104,6 +105,7 @@ def compare(runs: list[Run]) -> Comparison:
     result = Comparison(model=runs[0].summary["model"], runs=runs)
     for setting, group in _by_setting(runs).items():
         result.perplexity[setting] = perplexity_matrix(group)
+        result.accuracy[setting] = accuracy_matrix(group)
         result.iou[setting] = iou_tables(group)
         result.layer_metrics[setting] = layer_metrics(group)
     return result
@@ -132,11 +134,25 @@ def perplexity_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
     return {row: {lang: statistics.fmean(v) for lang, v in rows[row].items()} for row in order if row in rows}
 
 
-def best_per_column(matrix: dict[str, dict[str, float]]) -> dict[str, str]:
-    """For each evaluation language, the calibration language with the lowest pruned perplexity."""
+def accuracy_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """{calibration language or 'dense': {downstream task: acc}} from summary["downstream"] (lm-eval)."""
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        for stage, row in (("pruned", run.language), ("dense", "dense")):
+            for task, metrics in run.summary.get("downstream", {}).get(stage, {}).items():
+                if metrics.get("acc") is not None:
+                    rows[row][task].append(metrics["acc"])
+    order = ["dense", *_languages(runs)]
+    return {row: {task: statistics.fmean(v) for task, v in rows[row].items()} for row in order if row in rows}
+
+
+def best_per_column(matrix: dict[str, dict[str, float]], higher_is_better: bool = False) -> dict[str, str]:
+    """For each column, the calibration language with the best pruned value (lowest perplexity, or
+    highest accuracy with higher_is_better)."""
     pruned = {row: values for row, values in matrix.items() if row != "dense"}
-    columns = {lang for values in pruned.values() for lang in values}
-    return {lang: min(pruned, key=lambda row: pruned[row].get(lang, math.inf)) for lang in sorted(columns)}
+    columns = {col for values in pruned.values() for col in values}
+    sign = -1.0 if higher_is_better else 1.0
+    return {col: min(pruned, key=lambda row: sign * pruned[row].get(col, sign * math.inf)) for col in sorted(columns)}
 
 
 def iou_tables(runs: list[Run]) -> dict[str, Any]:

@@ -12,10 +12,12 @@ from lp_prune.analysis.compare import Comparison, best_per_column
 from lp_prune.tracking import atomic_write_text, write_json
 
 
-def perplexity_rows(matrix: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the perplexity table; the best calibration language per column in bold."""
+def perplexity_rows(
+    matrix: dict[str, dict[str, float]], higher_is_better: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a calibration-language table; the best calibration language per column in bold."""
     cols = sorted({lang for values in matrix.values() for lang in values})
-    best = best_per_column(matrix)
+    best = best_per_column(matrix, higher_is_better)
     rows = []
     for row, values in matrix.items():
         cells = []
@@ -52,6 +54,9 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
                 *perplexity_rows(matrix),
             )
         ]
+        if result.accuracy.get(setting):
+            title = "Downstream accuracy, lm-eval acc (rows: calibration language; bold: best per task)"
+            tables.append((title, *perplexity_rows(result.accuracy[setting], higher_is_better=True)))
         if result.iou[setting]["pairs"]:
             tables.append(("Mask IoU between calibration languages", *iou_rows(result.iou[setting])))
         out.append((setting, tables))
@@ -69,6 +74,7 @@ def write_reports(result: Comparison, figures: dict[str, Path], out: Path) -> di
             "model": result.model,
             "runs": [str(r.path) for r in result.runs],
             "perplexity": result.perplexity,
+            "accuracy": result.accuracy,
             "iou": result.iou,
             "layer_metrics": result.layer_metrics,
         },

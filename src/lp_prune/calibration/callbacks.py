@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 from lp_prune.calibration.module import LayerwiseCalibration, Step
 from lp_prune.config import PruneConfig
+from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import local_error, sparsity
 from lp_prune.models.layers import InputCollector, projection
 from lp_prune.pruning.methods import METHOD_NEEDS_GRAM, PrunedWeight, prune_weight
@@ -93,6 +94,9 @@ class PruneCallback(L.Callback):
 
     def _prune(self, name: str, linear: torch.nn.Linear, layer: int, stats: InputStatistics | None) -> PrunedLinear:
         dense = linear.weight.detach().clone()
+        check_finite(dense, f"layer {layer}, module {name}: the weights hold NaN or inf before pruning")
+        if stats is not None:
+            check_finite(stats.sq_norms, f"layer {layer}, module {name}: its calibration inputs hold NaN or inf")
         result = prune_weight(
             self.config.method,
             dense,
@@ -102,11 +106,15 @@ class PruneCallback(L.Callback):
             self.config.blocksize,
             self.config.percdamp,
         )
-        if not torch.isfinite(result.weight).all():
-            raise FloatingPointError(f"pruning produced non-finite weights in layer {layer}, module {name}")
+        check_finite(result.weight, f"layer {layer}, module {name}: pruning produced NaN or inf weights")
         linear.weight.data.copy_(result.weight)
         self.masks[name] = result.mask.cpu()
         return PrunedLinear(name, layer, dense, result, stats)
+
+
+def check_finite(tensor: torch.Tensor, message: str) -> None:
+    if not torch.isfinite(tensor).all():
+        raise NumericalError(message)
 
 
 class PruningMetricsCallback(L.Callback):
@@ -115,6 +123,11 @@ class PruningMetricsCallback(L.Callback):
     def __init__(self) -> None:
         self.records: list[ModuleRecord] = []
         self._layer_records: list[ModuleRecord] = []
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Resumed runs: log the layers restored from the checkpoint, so the history is whole."""
+        for layer in sorted({r.layer for r in self.records}):
+            log_layer(trainer, layer, [r for r in self.records if r.layer == layer])
 
     def on_validation_batch_end(
         self,

@@ -47,8 +47,10 @@ class LayerwiseCalibration(L.LightningModule):
         calibration_ids: torch.Tensor,
         batch_size: int = 8,
         true_sequential: bool = False,
+        start_layer: int = 0,
     ) -> None:
         super().__init__()
+        self.start_layer = start_layer  # > 0 when resuming: earlier layers are pruned already
         self.model = model
         self.calibration_ids = calibration_ids
         self.batch_size = batch_size
@@ -56,12 +58,13 @@ class LayerwiseCalibration(L.LightningModule):
         self.prefixes = [layer_prefix(model, i) for i in range(len(self.layers))]
         self.groups = [sequential_groups(prunable_linears(layer), true_sequential) for layer in self.layers]
         self.inputs: LayerInputs | None = None
+        self.pruned_in_step: list = []  # PruneCallback -> PruningMetricsCallback, per collect step
 
     # --- the schedule -------------------------------------------------------------------------
     def schedule(self) -> list[Step]:
         steps = []
-        for layer, groups in enumerate(self.groups):
-            steps += [Step("collect", layer, g) for g in range(len(groups))]
+        for layer in range(self.start_layer, len(self.groups)):
+            steps += [Step("collect", layer, g) for g in range(len(self.groups[layer]))]
             steps.append(Step("propagate", layer))
         return steps
 
@@ -78,15 +81,21 @@ class LayerwiseCalibration(L.LightningModule):
     def on_validation_start(self) -> None:
         batches = self.calibration_ids.to(self.device).split(self.batch_size)
         self.inputs = capture_layer_inputs(self.model, batches)
+        for layer in range(self.start_layer):  # resuming: recompute inputs through restored layers
+            self._propagate(layer)
 
     def validation_step(self, step: Step, batch_idx: int) -> None:
-        layer = self.layers[step.layer]
-        kwargs = self.inputs.kwargs[step.layer]
         if step.kind == "collect":
+            layer, kwargs = self.layers[step.layer], self.inputs.kwargs[step.layer]
             for batch, hidden in enumerate(self.inputs.hidden):
                 run_layer(layer, hidden, kwargs[batch])
         else:
-            # Outputs replace inputs batch by batch: one layer's activations in memory, not two.
+            self._propagate(step.layer)
+
+    def _propagate(self, index: int) -> None:
+        """Run layer `index` on its inputs; outputs replace inputs batch by batch (one copy in memory)."""
+        layer, kwargs = self.layers[index], self.inputs.kwargs[index]
+        with torch.no_grad():
             for batch, hidden in enumerate(self.inputs.hidden):
                 self.inputs.hidden[batch] = run_layer(layer, hidden, kwargs[batch])
 

@@ -33,6 +33,8 @@ def execute(args: Namespace) -> int:
         tables = {}
         for setting, matrix in result.perplexity.items():
             tables[f"perplexity/{setting}"] = perplexity_rows(matrix)
+            if result.accuracy.get(setting):
+                tables[f"accuracy/{setting}"] = perplexity_rows(result.accuracy[setting], higher_is_better=True)
             if result.iou[setting]["pairs"]:
                 tables[f"iou/{setting}"] = iou_rows(result.iou[setting])
         group = runs[0].config.get("wandb", {}).get("group")

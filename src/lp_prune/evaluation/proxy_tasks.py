@@ -3,9 +3,9 @@
 A PROXY, not a benchmark: no multilingual benchmark data ships on PyPI, so offline runs measure
 downstream-style accuracy on items built from the project's own evaluation text. One item:
 
-    context  = CONTEXT_SENTENCES consecutive sentences of an evaluation block
-    choices  = the sentence that really follows + DISTRACTORS sentences of similar length taken from
-               other evaluation blocks of the same language, in a seeded random order
+    context  = one sentence of an evaluation block (CONTEXT_SENTENCES)
+    choices  = the sentence that really follows it + DISTRACTORS sentences of similar length taken
+               from other evaluation blocks of the same language, in a seeded random order
     label    = index of the true continuation
 
 Only the EVALUATION blocks of `lp_prune.data.text.split_documents` are used (with the run's
@@ -13,7 +13,7 @@ Only the EVALUATION blocks of `lp_prune.data.text.split_documents` are used (wit
 calibration text is dropped as well. Same text, fraction, size and seed give the same files.
 
 The items are written at run time as JSON lines plus one lm-eval task YAML per language into
-`cache_dir() / "proxy_tasks" / <version>`; nothing generated is committed.
+`cache_dir() / "proxy_tasks" / <version and settings>`; nothing generated is committed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lp_prune.config import LANGUAGES
@@ -35,26 +35,39 @@ PROXY_TAG = "lp_prune_proxy"
 PROXY_VERSION = 1  # bump when the item construction changes: the cache folder name includes it
 DEFAULT_ITEMS = 50
 DEFAULT_SEED = 1234
-CONTEXT_SENTENCES = 2
+CONTEXT_SENTENCES = 1
 DISTRACTORS = 3
 NEAREST_LENGTHS = 12  # distractors are drawn from this many candidates closest in length to the truth
 
 # Languages written without spaces between sentences.
 _NO_SPACE_LANGUAGES = frozenset({"zh"})
-# A sentence ends at . ! ? ; (Latin, Arabic) followed by a space, or right after CJK full stops.
+# A sentence ends at . ! ? (Latin, Arabic) followed by a space, or right after CJK full stops.
 _SENTENCE_END = re.compile(r"(?<=[.!?؟])\s+|(?<=[。！？])")
 _TERMINATORS = tuple(".!?؟。！？")
-_MIN_CHARS = {"zh": 8}
-_MAX_CHARS = {"zh": 80}
-_DEFAULT_MIN_CHARS = 25
-_DEFAULT_MAX_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Character limits that keep items short: the 262k-vocabulary lm_head makes every token count on CPU."""
+
+    choice_min: int = 25
+    choice_max: int = 160
+    context_max: int = 240
+
+
+# Chinese packs about three times the content into a character.
+_LENGTHS = {"zh": Lengths(choice_min=8, choice_max=60, context_max=90)}
+
+
+def lengths(lang: str) -> Lengths:
+    return _LENGTHS.get(lang, Lengths())
 
 
 @dataclass(frozen=True)
 class Sentence:
     text: str
     block: int  # index of the evaluation block it comes from
-    position: int  # index within that block's sentences
+    position: int  # index within that block's pieces
 
 
 @dataclass(frozen=True)
@@ -75,17 +88,20 @@ def proxy_language(task: str) -> str | None:
     return lang if task.startswith(PROXY_PREFIX) and lang in LANGUAGES else None
 
 
-def block_sentences(block: str, lang: str) -> list[str]:
-    """Complete sentences of a block, in order; headings and cut-off fragments are dropped."""
-    low, high = _MIN_CHARS.get(lang, _DEFAULT_MIN_CHARS), _MAX_CHARS.get(lang, _DEFAULT_MAX_CHARS)
-    found = []
+def block_sentences(block: str) -> list[str | None]:
+    """The pieces of a block in order: a sentence, or None for a piece that is none.
+
+    None (a heading, a list label, text cut off by the block edge) breaks the passage: a sentence
+    after it does not continue the sentence before it.
+    """
+    pieces: list[str | None] = []
     for line in block.splitlines():
         for piece in _SENTENCE_END.split(line.strip()):
             piece = " ".join(piece.split())
-            # A sentence must end like one: this drops headings, list labels and text cut by the block edge.
-            if low <= len(piece) <= high and piece.endswith(_TERMINATORS) and not piece.startswith(("*", "#")):
-                found.append(piece)
-    return found
+            if piece:
+                is_sentence = piece.endswith(_TERMINATORS) and not piece.startswith(("*", "#"))
+                pieces.append(piece if is_sentence else None)
+    return pieces
 
 
 def join_sentences(sentences: Sequence[str], lang: str) -> str:
@@ -101,21 +117,42 @@ def build_items(
 ) -> list[ProxyItem]:
     """Up to `n_items` next-sentence items from the evaluation blocks (fewer if the text is short)."""
     calibration_text = "\n".join(calibration_blocks)
-    per_block = [[s for s in block_sentences(block, lang) if s not in calibration_text] for block in evaluation_blocks]
-    pool = [Sentence(text, b, i) for b, sents in enumerate(per_block) for i, text in enumerate(sents)]
+    # A sentence that also occurs in the calibration text is treated as no sentence at all.
+    per_block = [
+        [p if p is not None and p not in calibration_text else None for p in block_sentences(block)]
+        for block in evaluation_blocks
+    ]
+    limits = lengths(lang)
+    pool = [
+        Sentence(text, b, i)
+        for b, pieces in enumerate(per_block)
+        for i, text in enumerate(pieces)
+        if text is not None and limits.choice_min <= len(text) <= limits.choice_max
+    ]
+    targets = [s for s in pool if _context(per_block[s.block], s.position, lang) is not None]
     rng = random.Random(f"{PROXY_TAG}:{lang}:{seed}")  # str seeds are stable across runs and platforms
-    targets = [s for s in pool if s.position >= CONTEXT_SENTENCES]
     picked = sorted(rng.sample(targets, min(n_items, len(targets))), key=lambda s: (s.block, s.position))
     items = []
     for target in picked:
-        context = per_block[target.block][target.position - CONTEXT_SENTENCES : target.position]
         choices = [target.text, *_distractors(target, pool, rng)]
         if len(choices) < DISTRACTORS + 1:
             continue  # too little text elsewhere: no item rather than an easier one
         rng.shuffle(choices)
+        context = _context(per_block[target.block], target.position, lang)
         item_id = f"{lang}-{target.block}-{target.position}"
-        items.append(ProxyItem(item_id, join_sentences(context, lang), choices, choices.index(target.text)))
+        items.append(ProxyItem(item_id, context, choices, choices.index(target.text)))
     return items
+
+
+def _context(pieces: Sequence[str | None], position: int, lang: str) -> str | None:
+    """The CONTEXT_SENTENCES sentences right before `position`, joined; None if there are not that many."""
+    if position < CONTEXT_SENTENCES:
+        return None
+    before = pieces[position - CONTEXT_SENTENCES : position]
+    if any(p is None for p in before):
+        return None
+    context = join_sentences(before, lang)
+    return context if len(context) <= lengths(lang).context_max else None
 
 
 def _distractors(target: Sentence, pool: Sequence[Sentence], rng: random.Random) -> list[str]:
@@ -151,7 +188,7 @@ def write_proxy_tasks(
     for lang in languages:
         name = proxy_task_name(lang)
         items = language_items(lang, eval_fraction, n_items, seed)
-        lines = "".join(json.dumps(item.__dict__, ensure_ascii=False) + "\n" for item in items)
+        lines = "".join(json.dumps(asdict(item), ensure_ascii=False) + "\n" for item in items)
         _write_if_changed(folder / f"{name}.jsonl", lines)
         _write_if_changed(folder / f"{name}.yaml", task_yaml(name, lang, folder / f"{name}.jsonl"))
     return folder

@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import yaml
 from lp_prune.errors import ConfigError
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
-DISCRETE_KEYS = ("value", "values")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")  # a folder name that cannot climb out of the root
 
 
 @dataclass
@@ -54,8 +55,11 @@ def load_sweep(path: str | Path) -> Sweep:
     method = raw.get("method", "grid")
     if method not in ("grid", "random"):
         raise ConfigError(f"sweep method '{method}' runs only on a W&B server; lp-prune sweep runs grid and random")
+    name = str(raw.get("name") or path.stem)
+    if not SAFE_NAME.match(name):
+        raise ConfigError(f"sweep name '{name}' may hold only letters, digits, '.', '_' and '-' (it names a folder)")
     return Sweep(
-        name=str(raw.get("name") or path.stem),
+        name=name,
         method=method,
         parameters=_flatten(raw["parameters"]),
         command=list(raw.get("command") or DEFAULT_COMMAND),

@@ -60,7 +60,8 @@ def is_config_key(key: str) -> bool:
 def run_name(params: dict[str, Any]) -> str:
     """Readable and unique: the values joined, plus a hash of the full parameter set."""
     digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    values = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", str(v)).strip("_") for v in params.values())
+    shown = (f"{v:.4g}" if isinstance(v, float) else str(v) for v in params.values())
+    values = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", v).strip("_") for v in shown)
     return f"{values[:80]}-{digest}" if values else digest
 
 

@@ -209,7 +209,9 @@ class RunDirectory:
         """
         run = cls(Path(path))
         if run.is_complete() and not overwrite:
-            raise UserError(f"run directory {run.root} is a complete run; pass overwrite=True to replace it")
+            raise UserError(
+                f"run directory {run.root} holds a complete run; use another --out, or --overwrite true to replace it"
+            )
         try:
             if run.is_complete():
                 run._remove_artefacts()

@@ -1,0 +1,118 @@
+"""LSAR (Xie et al., EMNLP 2022): split hidden states, and pruning errors, into a language-specific
+low-rank subspace and the language-agnostic rest.
+
+At one layer the dense model's mean hidden state per language forms M (d x K). The agnostic part
+is the common vector c (the mean of the columns); the specific subspace U_s is spanned by the top r
+left singular vectors of M - c 1^T (r <= K - 1). As in the reference `lsar()`, M is rebuilt from its
+rank-r approximation and U_s re-taken from it with the common direction projected out, so U_s is
+orthogonal to c.
+
+For a hidden state h: h_spec = U_s U_s^T h, h_agn = h - h_spec (an orthogonal split, so squared
+norms add up). The pruning error e = h - h' is split the same way and reported relative to each
+part's magnitude: ||P_s e||^2 / ||P_s h||^2 and ||e - P_s e||^2 / ||h - P_s h||^2, summed over tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class MeanAccumulator:
+    """Streaming mean hidden state per layer: sums in float64 and token counts."""
+
+    def __init__(self, n_layers: int, hidden_size: int) -> None:
+        self.sums = torch.zeros(n_layers, hidden_size, dtype=torch.float64)
+        self.counts = torch.zeros(n_layers, dtype=torch.long)
+
+    def update(self, layer: int, hidden: torch.Tensor) -> None:
+        """Add hidden states [..., d] of one layer."""
+        flat = hidden.detach().reshape(-1, hidden.shape[-1]).double()
+        self.sums[layer] += flat.sum(0)
+        self.counts[layer] += flat.shape[0]
+
+    def means(self) -> torch.Tensor:
+        """[n_layers, d]; a layer that saw no token is an error, not a silent zero vector."""
+        if bool((self.counts == 0).any()):
+            raise ValueError("some layers saw no tokens: no mean hidden state")
+        return self.sums / self.counts[:, None]
+
+
+@dataclass
+class LanguageSubspace:
+    """common: unit vector of the language-agnostic direction [d]; basis: orthonormal U_s [d, r]."""
+
+    common: torch.Tensor
+    basis: torch.Tensor
+    singular_values: torch.Tensor  # of the re-orthogonalised language-specific part, top r
+
+    def specific(self, hidden: torch.Tensor) -> torch.Tensor:
+        """P_s h = U_s U_s^T h for hidden states [..., d]."""
+        basis = self.basis.to(hidden.dtype)
+        return (hidden @ basis) @ basis.T
+
+
+def language_subspace(means: torch.Tensor, rank: int | None = None) -> LanguageSubspace:
+    """The LSAR decomposition of M = means (d x K, one column per language); rank defaults to K - 1."""
+    n_languages = means.shape[1]
+    rank = n_languages - 1 if rank is None else rank
+    if n_languages < 2:
+        raise ValueError("LSAR needs the mean hidden states of at least two languages")
+    if not 1 <= rank <= n_languages - 1:
+        raise ValueError(f"LSAR rank must lie in [1, {n_languages - 1}] for {n_languages} languages, got {rank}")
+    means = means.double()
+    common = means.mean(dim=1, keepdim=True)
+    u, s, vh = torch.linalg.svd(means - common, full_matrices=False)
+    approx = common + (u[:, :rank] * s[:rank]) @ vh[:rank]
+    # Re-orthogonalise (reference lsar()): the common direction of the low-rank rebuild, projected out.
+    direction = approx.sum(dim=1)
+    direction = direction / direction.norm().clamp_min(torch.finfo(torch.float64).tiny)
+    specific_part = approx - torch.outer(direction, direction @ approx)
+    u2, s2, _ = torch.linalg.svd(specific_part, full_matrices=False)
+    return LanguageSubspace(common=direction, basis=u2[:, :rank].contiguous(), singular_values=s2[:rank])
+
+
+class SubspaceErrors:
+    """Streaming squared pruning error and squared dense norm per layer, split by a LanguageSubspace."""
+
+    def __init__(self, n_layers: int) -> None:
+        zeros = lambda: torch.zeros(n_layers, dtype=torch.float64)  # noqa: E731
+        self.specific_error, self.agnostic_error, self.total_error = zeros(), zeros(), zeros()
+        self.specific_norm, self.agnostic_norm = zeros(), zeros()
+
+    def update(self, layer: int, subspace: LanguageSubspace, dense: torch.Tensor, pruned: torch.Tensor) -> None:
+        dense = dense.detach().double()
+        error = dense - pruned.detach().double()
+        error_specific = subspace.specific(error)
+        dense_specific = subspace.specific(dense)
+        self.specific_error[layer] += error_specific.square().sum()
+        self.agnostic_error[layer] += (error - error_specific).square().sum()
+        self.total_error[layer] += error.square().sum()
+        self.specific_norm[layer] += dense_specific.square().sum()
+        self.agnostic_norm[layer] += (dense - dense_specific).square().sum()
+
+    def add(self, other: SubspaceErrors) -> None:
+        """Pool another accumulator into this one (e.g. all evaluation languages)."""
+        for name in ("specific_error", "agnostic_error", "total_error", "specific_norm", "agnostic_norm"):
+            getattr(self, name).add_(getattr(other, name))
+
+    def relative_specific(self) -> list[float]:
+        return _ratio(self.specific_error, self.specific_norm)
+
+    def relative_agnostic(self) -> list[float]:
+        return _ratio(self.agnostic_error, self.agnostic_norm)
+
+    def specific_share(self) -> list[float]:
+        """Share of the squared error that lies in the language-specific subspace."""
+        return _ratio(self.specific_error, self.total_error)
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> list[float]:
+    return [float(n / d) if d > 0 else float("nan") for n, d in zip(numerator, denominator, strict=True)]
+
+
+def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Principal angles (radians, ascending) between the column spaces of two orthonormal bases."""
+    cosines = torch.linalg.svdvals(a.double().T @ b.double()).clamp(-1.0, 1.0)
+    return torch.arccos(cosines).flip(0)

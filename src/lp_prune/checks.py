@@ -1,0 +1,65 @@
+"""Checks that need the model's config, run before any weights load (the rest live in config.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from transformers import PretrainedConfig
+
+from lp_prune.config import RunConfig
+from lp_prune.errors import ConfigError
+from lp_prune.models.loading import model_source
+
+GIB = 1024**3
+
+
+def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
+    check_n_m_fits(config, model_config)
+    check_disk_space(config)
+
+
+def linear_input_sizes(model_config: PretrainedConfig) -> set[int]:
+    """Input sizes of a decoder layer's Linears: hidden (q/k/v/gate/up), attention (o), FFN (down)."""
+    hidden = model_config.hidden_size
+    heads = getattr(model_config, "num_attention_heads", None)
+    head_dim = getattr(model_config, "head_dim", None) or (hidden // heads if heads else hidden)
+    sizes = {hidden, (heads or 1) * head_dim}
+    if getattr(model_config, "intermediate_size", None):
+        sizes.add(model_config.intermediate_size)
+    return sizes
+
+
+def check_n_m_fits(config: RunConfig, model_config: PretrainedConfig) -> None:
+    n_m = config.prune.n_m
+    if n_m is None:
+        return
+    sizes = sorted(linear_input_sizes(model_config))
+    if any(size % n_m[1] for size in sizes):
+        raise ConfigError(
+            f"prune.pattern {config.prune.pattern}: M={n_m[1]} must divide every Linear input size of this model "
+            f"({', '.join(map(str, sizes))}); try 2:4"
+        )
+    if config.prune.method == "sparsegpt" and config.prune.blocksize % n_m[1]:
+        raise ConfigError(
+            f"prune.blocksize {config.prune.blocksize} must be a multiple of M={n_m[1]} for N:M SparseGPT"
+        )
+
+
+def check_disk_space(config: RunConfig) -> None:
+    """Saved model and layer checkpoints each take about the model's size; masks 1/32 of it (fp32)."""
+    source = Path(model_source(config.model))
+    if not source.is_dir():
+        return  # a hub model's size is unknown before download; the download itself will complain
+    model_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors")) or sum(
+        f.stat().st_size for f in source.glob("*.bin")
+    )
+    needed = model_bytes * (int(config.save_model) + int(config.checkpoint)) + model_bytes / 32
+    out = Path(config.out or "runs").absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise ConfigError(
+            f"the run needs about {needed / GIB:.1f} GiB in {existing} but {free / GIB:.1f} GiB are free; "
+            "free space, choose another --out, or set --checkpoint false / --save_model false"
+        )

@@ -1,0 +1,124 @@
+"""`lp-prune eval RUN_DIR_OR_MODEL`: downstream tasks through lm-eval for a saved run or any model.
+
+    lp-prune eval runs/my-run                           # the run's pruned model, proxy tasks
+    lp-prune eval runs/my-run --tasks '[belebele]' --dense true --limit 100
+    lp-prune eval gemma3-270m --tasks '[proxy]'         # a model: packaged name, folder or hub id
+
+A run directory's pruned model comes from RUN_DIR/model (`--save_model true`), else from the dense
+model with the saved masks applied (Wanda and magnitude only). Results go into the run's
+summary.json under "downstream" and are printed as a table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentParser, Namespace
+
+from lp_prune.config import LANGUAGES, DataConfig, EvalConfig, ModelConfig, check_language
+
+HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm-eval."
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument("target", type=str, help="a run directory, or a model (packaged name, folder, hub id)")
+    parser.add_argument(
+        "--tasks", type=list[str], default=["proxy"], help="task names or shorthands (proxy, belebele, ...)"
+    )
+    parser.add_argument("--limit", type=int | None, default=None, help="at most this many items per task")
+    parser.add_argument("--num_fewshot", type=int, default=0, help="few-shot examples (0: zero-shot)")
+    parser.add_argument("--batch_size", type=int, default=8, help="lm-eval requests per forward pass")
+    parser.add_argument(
+        "--languages", type=list[str] | None, default=None, help="languages of shorthands (default: the run's)"
+    )
+    parser.add_argument("--dense", type=bool, default=False, help="run directory: also the dense model")
+
+
+def is_run_directory(target: str) -> bool:
+    path = Path(target)
+    return path.is_dir() and (path / "config.yaml").is_file() and not (path / "config.json").is_file()
+
+
+def execute(args: Namespace) -> int:
+    eval_config = EvalConfig(
+        tasks=list(args.tasks), limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size
+    )
+    eval_config.validate()
+    for lang in args.languages or []:
+        check_language(lang, "--languages")
+    if is_run_directory(args.target):
+        downstream = evaluate_run(Path(args.target), eval_config, args.languages, args.dense)
+    else:
+        downstream = {"model": evaluate_model(args.target, eval_config, args.languages)}
+    from lp_prune.evaluation.downstream import format_table
+
+    print(format_table(downstream))
+    return 0
+
+
+def evaluate_run(
+    run_dir: Path, eval_config: EvalConfig, languages: list[str] | None, dense: bool
+) -> dict[str, dict[str, Any]]:
+    """Evaluate the run's pruned (and with `dense`, its dense) model; merge into its summary.json."""
+    from lp_prune.models.loading import load_model, load_run_model, load_tokenizer_and_config
+    from lp_prune.tracking import RunDirectory, read_json, write_json
+
+    run = RunDirectory.open(run_dir)
+    run_config = _read_run_config(run.config)
+    data = {**vars(DataConfig()), **(run_config.get("data") or {})}  # proxies split the text as the run did
+    plan = _plan(eval_config, languages or data["eval_languages"], data["eval_fraction"])
+    results = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
+    if dense:
+        model_config = ModelConfig(**run_config["model"])
+        tokenizer, _ = load_tokenizer_and_config(model_config)
+        results["dense"] = _evaluate(load_model(model_config), tokenizer, plan, eval_config)
+    summary = read_json(run.summary) if run.summary.is_file() else {}
+    stored = summary.setdefault("downstream", {})
+    for stage, stage_results in results.items():
+        stored.setdefault(stage, {}).update(stage_results)
+    write_json(run.summary, summary)
+    print(f"Results written to {run.summary} (under 'downstream')")
+    return results
+
+
+def evaluate_model(name: str, eval_config: EvalConfig, languages: list[str] | None) -> dict[str, Any]:
+    from lp_prune.models.loading import load_model, load_tokenizer_and_config
+
+    model_config = ModelConfig(name=name)
+    plan = _plan(eval_config, languages or list(LANGUAGES), DataConfig().eval_fraction)
+    tokenizer, _ = load_tokenizer_and_config(model_config)
+    return _evaluate(load_model(model_config), tokenizer, plan, eval_config)
+
+
+def _plan(eval_config: EvalConfig, languages: list[str], eval_fraction: float) -> Any:
+    from lp_prune.evaluation.downstream import plan_tasks
+
+    return plan_tasks(eval_config.tasks, languages, eval_fraction)
+
+
+def _evaluate(model: Any, tokenizer: Any, plan: Any, eval_config: EvalConfig) -> dict[str, Any]:
+    from lp_prune.evaluation.downstream import evaluate_downstream
+
+    return evaluate_downstream(
+        model,
+        tokenizer,
+        plan,
+        limit=eval_config.limit,
+        num_fewshot=eval_config.num_fewshot,
+        batch_size=eval_config.batch_size,
+    )
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from lp_prune.errors import DataError
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise DataError(f"cannot read run config {path}: {err}") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise DataError(f"{path} is not an lp_prune run config (no 'model' section)")
+    return config

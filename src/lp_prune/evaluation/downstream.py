@@ -1,0 +1,306 @@
+"""Downstream zero-shot evaluation of an in-memory model with lm-eval (no Lightning, no W&B).
+
+    plan = plan_tasks(["proxy", "belebele"], languages=["en", "sw"], eval_fraction=0.2)
+    results = evaluate_downstream(model, tokenizer, plan, limit=20)
+    # {"lp_prune_proxy_en": {"acc": 0.62, "acc_stderr": 0.07, "acc_norm": ..., "language": "en", ...}}
+
+The study's tasks per language (STUDY_TASKS) run by name and need the Hugging Face Hub for their
+data; missing ones are None, never replaced by something else:
+
+- Belebele `belebele_<flores code>`: all seven languages.
+- Okapi ARC (`arc_<lang>`; English: the original `arc_challenge`): no Swahili.
+- Okapi HellaSwag (`hellaswag_<lang>`; English: `hellaswag`): no Swahili, no Chinese.
+- Okapi MMLU (`m_mmlu_<lang>`): no Swahili.
+- MKQA (`mkqa_<lang>`, shipped by lp_prune in evaluation/tasks/mkqa): MKQA has no Swahili.
+
+The offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) run anywhere; when every task is
+local the Hub is switched off for the evaluation, so nothing tries to reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lp_prune.config import LANGUAGES, TASK_SHORTHANDS
+from lp_prune.errors import ConfigError, DataError
+from lp_prune.evaluation.mkqa import MKQA_LANGUAGES
+from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, proxy_language, proxy_task_name, write_proxy_tasks
+
+# lm-eval task names of the study's benchmarks per language; None: lm-eval has no such task.
+STUDY_TASKS: dict[str, dict[str, str | None]] = {
+    "belebele": {
+        "ar": "belebele_arb_Arab",
+        "de": "belebele_deu_Latn",
+        "en": "belebele_eng_Latn",
+        "es": "belebele_spa_Latn",
+        "ru": "belebele_rus_Cyrl",
+        "sw": "belebele_swh_Latn",
+        "zh": "belebele_zho_Hans",
+    },
+    "arc": {
+        "ar": "arc_ar",
+        "de": "arc_de",
+        "en": "arc_challenge",
+        "es": "arc_es",
+        "ru": "arc_ru",
+        "sw": None,
+        "zh": "arc_zh",
+    },
+    "hellaswag": {
+        "ar": "hellaswag_ar",
+        "de": "hellaswag_de",
+        "en": "hellaswag",
+        "es": "hellaswag_es",
+        "ru": "hellaswag_ru",
+        "sw": None,
+        "zh": None,
+    },
+    "mmlu": {
+        "ar": "m_mmlu_ar",
+        "de": "m_mmlu_de",
+        "en": "m_mmlu_en",
+        "es": "m_mmlu_es",
+        "ru": "m_mmlu_ru",
+        "sw": None,
+        "zh": "m_mmlu_zh",
+    },
+    "mkqa": {lang: (f"mkqa_{lang}" if lang in MKQA_LANGUAGES else None) for lang in LANGUAGES},
+}
+assert set(STUDY_TASKS) | {"proxy", "study"} == set(TASK_SHORTHANDS)
+assert all(set(table) == set(LANGUAGES) for table in STUDY_TASKS.values())
+
+PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
+
+_LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
+_STDERR_SUFFIX = "_stderr"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Resolved lm-eval task names and where lm-eval finds the ones that are not its own."""
+
+    tasks: tuple[str, ...]
+    include_paths: tuple[Path, ...]
+    needs_builtin: bool  # some task comes from lm-eval's own index (slow to build: ~15 s)
+    local_only: bool  # every task's data is on this machine: evaluate with the Hub switched off
+
+
+def expand_tasks(names: Sequence[str], languages: Sequence[str]) -> list[str]:
+    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats."""
+    expanded: list[str] = []
+    for name in names:
+        if name == "proxy":
+            expanded += [proxy_task_name(lang) for lang in languages]
+        elif name == "study":
+            expanded += expand_tasks(list(STUDY_TASKS), languages)
+        elif name in STUDY_TASKS:
+            expanded += [task for lang in languages if (task := STUDY_TASKS[name][lang])]
+        else:
+            expanded.append(name)
+    return list(dict.fromkeys(expanded))
+
+
+def task_language(task: str) -> str | None:
+    """The language a task tests, for lp_prune's tasks and the study's table; None otherwise."""
+    return proxy_language(task) or _LANGUAGE_OF_TASK.get(task)
+
+
+def is_packaged(task: str) -> bool:
+    """A task whose YAML lp_prune ships (MKQA)."""
+    return task.startswith("mkqa_") and task_language(task) is not None
+
+
+def plan_tasks(
+    names: Sequence[str], languages: Sequence[str], eval_fraction: float, n_items: int = DEFAULT_ITEMS
+) -> TaskPlan:
+    """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
+
+    Call it before any weights load: an unknown name is a ConfigError here, not after an hour.
+    """
+    tasks = expand_tasks(names, languages)
+    if not tasks:
+        raise ConfigError(f"eval.tasks {list(names)} leaves no task for languages {', '.join(languages)}")
+    proxies = [lang for task in tasks if (lang := proxy_language(task))]
+    include: list[Path] = [write_proxy_tasks(proxies, eval_fraction, n_items)] if proxies else []
+    if any(is_packaged(task) for task in tasks):
+        include.append(PACKAGED_TASKS)
+    builtin = [task for task in tasks if not proxy_language(task) and not is_packaged(task)]
+    plan = TaskPlan(tuple(tasks), tuple(include), needs_builtin=bool(builtin), local_only=len(proxies) == len(tasks))
+    if builtin:
+        _check_known(builtin, plan)
+    return plan
+
+
+def _check_known(tasks: Sequence[str], plan: TaskPlan) -> None:
+    index = task_manager(plan).task_index  # names only: reading the index downloads nothing
+    unknown = [task for task in tasks if task not in index]
+    if unknown:
+        raise ConfigError(
+            f"eval.tasks: unknown task {', '.join(repr(t) for t in unknown)}: neither a shorthand "
+            f"({', '.join(TASK_SHORTHANDS)}) nor a task in lm-eval's index"
+        )
+
+
+def task_manager(plan: TaskPlan) -> Any:
+    return _task_manager(plan.include_paths, plan.needs_builtin)
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_paths: tuple[Path, ...], include_defaults: bool) -> Any:
+    # Indexing lm-eval's own ~15k task YAMLs takes seconds: build each index once per process.
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(p) for p in include_paths] or None, include_defaults=include_defaults)
+
+
+def evaluate_downstream(
+    model: Any,
+    tokenizer: Any,
+    plan: TaskPlan,
+    *,
+    limit: int | None = None,
+    num_fewshot: int = 0,
+    batch_size: int = 8,
+) -> dict[str, dict[str, Any]]:
+    """Run the plan's tasks on the in-memory model; {task: {metric: value, "language": lang}}."""
+    import lm_eval
+
+    from lp_prune.evaluation.focused_lm import FocusedHFLM
+
+    with hub_offline(plan.local_only), _quiet_lm_eval():
+        lm = FocusedHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        try:
+            output = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(plan.tasks),
+                task_manager=task_manager(plan),
+                limit=limit,
+                num_fewshot=num_fewshot,
+                log_samples=False,
+                # lm-eval reseeds the global random generators by default; a run's own seeded
+                # state must not change because evaluation was switched on.
+                random_seed=None,
+                numpy_random_seed=None,
+                torch_random_seed=None,
+            )
+        except ConnectionError as err:
+            raise DataError(
+                f"downstream task data could not be loaded ({err}); the study's tasks need the Hugging "
+                "Face Hub: offline, use the proxy tasks (eval.tasks: [proxy])"
+            ) from err
+    return parse_results(output["results"])
+
+
+def parse_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """lm-eval's {"acc,none": 0.5, "acc_stderr,none": 0.1, ...} -> {"acc": 0.5, "acc_stderr": 0.1, ...}.
+
+    Metrics under a filter other than "none" keep it: "exact_match/strict-match". Stderrs lm-eval
+    could not compute ("N/A") become None. `n` is the number of items scored.
+    """
+    parsed: dict[str, dict[str, Any]] = {}
+    for task, values in results.items():
+        metrics: dict[str, Any] = {}
+        for key, value in values.items():
+            metric, comma, filter_name = key.partition(",")
+            if comma:
+                name = metric if filter_name == "none" else f"{metric}/{filter_name}"
+                metrics[name] = value if isinstance(value, int | float) else None
+        if "sample_len" in values:
+            metrics["n"] = values["sample_len"]
+        metrics["language"] = task_language(task)
+        parsed[task] = metrics
+    return parsed
+
+
+def metric_names(result: Mapping[str, Any]) -> list[str]:
+    """The scores of one task's result (acc, acc_norm, exact_match, ...), without stderrs and extras."""
+    return [
+        key
+        for key in result
+        if key not in ("language", "n") and not key.endswith(_STDERR_SUFFIX) and "_stderr/" not in key
+    ]
+
+
+def stderr_of(result: Mapping[str, Any], metric: str) -> float | None:
+    base, slash, filter_name = metric.partition("/")
+    return result.get(f"{base}{_STDERR_SUFFIX}{slash}{filter_name}")
+
+
+def format_table(downstream: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """{stage: {task: result}} as an aligned text table, one row per task and stage."""
+    rows = [("task", "lang", "stage", "n", "scores (± stderr)")]
+    tasks = list(dict.fromkeys(task for results in downstream.values() for task in results))
+    for task in tasks:
+        for stage, results in downstream.items():
+            if task in results:
+                result = results[task]
+                scores = "  ".join(_score(result, metric) for metric in metric_names(result))
+                rows.append((task, result.get("language") or "-", stage, str(result.get("n", "-")), scores))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)), row[4]]) for row in rows)
+
+
+def _score(result: Mapping[str, Any], metric: str) -> str:
+    value, stderr = result.get(metric), stderr_of(result, metric)
+    text = f"{metric}=" + ("n/a" if value is None else f"{value:.3f}")
+    return text + (f"±{stderr:.3f}" if isinstance(stderr, int | float) else "")
+
+
+# --- Hub access -------------------------------------------------------------------------------------
+
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@contextlib.contextmanager
+def hub_offline(enabled: bool = True) -> Iterator[None]:
+    """Switch the Hugging Face Hub off (and restore it after) when every task is local.
+
+    The environment variables alone are not enough: huggingface_hub and datasets read them once, at
+    import, into module constants that they check at request time, so those are set as well.
+    """
+    if not enabled:
+        yield
+        return
+    import datasets.config
+    import huggingface_hub.constants
+
+    offline_values = [
+        (huggingface_hub.constants, "HF_HUB_OFFLINE", True),
+        (datasets.config, "HF_HUB_OFFLINE", True),
+        (datasets.config, "HF_DATASETS_OFFLINE", True),
+        (datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False),  # datasets pings S3 on every load
+    ]
+    saved_env = {name: os.environ.get(name) for name in _OFFLINE_ENV}
+    saved = [(module, name, getattr(module, name)) for module, name, _ in offline_values]
+    os.environ.update(dict.fromkeys(_OFFLINE_ENV, "1"))
+    for module, name, value in offline_values:
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval() -> Iterator[None]:
+    """lm-eval logs every request batch and setting at INFO; keep its warnings and errors only."""
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
