@@ -87,6 +87,9 @@ def test_compare_three_runs_builds_tables_figures_and_wandb_run(three_runs, tmp_
     assert iou["chance"] == pytest.approx(1 / 3, abs=0.01)
     assert set(iou["projection_layer"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert all(len(v) == 3 and all(0 <= x <= 1 for x in v) for v in iou["projection_layer"].values())
+    disagreement = tables["disagreement"][setting]
+    assert set(disagreement) == set(iou["projection_layer"])
+    assert all(0 < v["rate"] < 1 for v in disagreement.values())
     pngs = list(out.glob("*.png"))
     assert len(pngs) >= 5 and all(p.stat().st_size > 1000 for p in pngs)
     html = (out / "report.html").read_text()

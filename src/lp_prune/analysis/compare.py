@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from lp_prune.analysis.iou import chance_iou, packed_iou, popcount
+from lp_prune.analysis.mask_structure import setting_disagreement
 from lp_prune.config import LANGUAGES
 from lp_prune.errors import UserError
 from lp_prune.models.layers import projection
@@ -52,6 +53,7 @@ class Comparison:
     perplexity: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> lang
     accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> task
     iou: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> tables
+    disagreement: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> proj
     layer_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> metric -> proj -> lang
 
 
@@ -107,6 +109,7 @@ def compare(runs: list[Run]) -> Comparison:
         result.perplexity[setting] = perplexity_matrix(group)
         result.accuracy[setting] = accuracy_matrix(group)
         result.iou[setting] = iou_tables(group)
+        result.disagreement[setting] = disagreement_by_projection(group)
         result.layer_metrics[setting] = layer_metrics(group)
     return result
 
@@ -121,6 +124,14 @@ def _by_setting(runs: list[Run]) -> dict[str, list[Run]]:
 def _languages(runs: list[Run]) -> list[str]:
     present = {run.language for run in runs}
     return [lang for lang in LANGUAGES if lang in present]
+
+
+def one_run_per_language(runs: list[Run]) -> dict[str, Run]:
+    """The first run of each calibration language, in LANGUAGES order (masks are not averaged)."""
+    first: dict[str, Run] = {}
+    for run in runs:
+        first.setdefault(run.language, run)
+    return {lang: first[lang] for lang in LANGUAGES if lang in first}
 
 
 def perplexity_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
@@ -157,8 +168,8 @@ def best_per_column(matrix: dict[str, dict[str, float]], higher_is_better: bool 
 
 def iou_tables(runs: list[Run]) -> dict[str, Any]:
     """Mask IoU for every pair of calibration languages, per module; aggregated per projection."""
-    by_language = {run.language: run for run in runs}  # one run per language (the first)
-    languages = [lang for lang in LANGUAGES if lang in by_language]
+    by_language = one_run_per_language(runs)
+    languages = list(by_language)
     per_module: dict[tuple[str, str], dict[str, float]] = {}
     density: dict[str, float] = {}
     for a, b in itertools.combinations(languages, 2):
@@ -205,6 +216,21 @@ def _mean_by(values: dict[str, float], key) -> dict[str, float]:
     for name, value in values.items():
         groups[key(name)].append(value)
     return {k: statistics.fmean(v) for k, v in sorted(groups.items(), key=lambda item: _projection_order(item[0]))}
+
+
+def disagreement_by_projection(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """Where the calibration languages' masks disagree, per projection (means over layers): the share of
+    positions pruned by some languages but not all, and how unevenly rows / columns carry it (CV)."""
+    by_language = {lang: run.path for lang, run in one_run_per_language(runs).items()}
+    if len(by_language) < 2:
+        return {}
+    cells: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for name, disagreement in setting_disagreement(by_language).items():
+        cells[projection(name)].append(disagreement.summary())
+    return {
+        proj: {key: statistics.fmean(c[key] for c in rows) for key in ("rate", "row_cv", "col_cv")}
+        for proj, rows in sorted(cells.items(), key=lambda item: _projection_order(item[0]))
+    }
 
 
 def layer_metrics(runs: list[Run]) -> dict[str, dict[str, dict[str, list[float]]]]:

@@ -38,6 +38,11 @@ def iou_rows(iou: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def disagreement_rows(table: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
+    header = ["projection", "disputed share", "CV across rows", "CV across columns"]
+    return header, [[proj, _fmt(v["rate"]), _fmt(v["row_cv"]), _fmt(v["col_cv"])] for proj, v in table.items()]
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -59,6 +64,11 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
             tables.append((title, *perplexity_rows(result.accuracy[setting], higher_is_better=True)))
         if result.iou[setting]["pairs"]:
             tables.append(("Mask IoU between calibration languages", *iou_rows(result.iou[setting])))
+        if result.disagreement.get(setting):
+            title = (
+                "Where the masks disagree (pruned by some calibration languages, not all; CV: which side carries it)"
+            )
+            tables.append((title, *disagreement_rows(result.disagreement[setting])))
         out.append((setting, tables))
     return out
 
@@ -76,6 +86,7 @@ def write_reports(result: Comparison, figures: dict[str, Path], out: Path) -> di
             "perplexity": result.perplexity,
             "accuracy": result.accuracy,
             "iou": result.iou,
+            "disagreement": result.disagreement,
             "layer_metrics": result.layer_metrics,
         },
     )
