@@ -6,7 +6,6 @@ Data flows one way: text -> windows -> layer inputs -> statistics -> masks and w
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import shutil
@@ -34,8 +33,6 @@ from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_per
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
 from lp_prune.tracking import wandb_logger as tracking
-
-log = logging.getLogger(__name__)
 
 
 def default_run_dir(config: RunConfig) -> Path:
