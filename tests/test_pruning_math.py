@@ -203,3 +203,13 @@ def test_lazy_batch_update_equals_column_by_column():
     large = sparsegpt_prune(W, H, 0.0, n_m=(2, 4), blocksize=128)
     assert torch.equal(small.mask, large.mask)
     torch.testing.assert_close(small.weight, large.weight, rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_gram_equals_full_product_for_wide_inputs():
+    from lp_prune.pruning.statistics import gram
+
+    x = torch.randn(3, 40, 1100)  # 1100 = two full blocks of 512 and a partial one
+    flat = x.reshape(-1, 1100).double()
+    result = gram(x)
+    torch.testing.assert_close(result.double(), flat.T @ flat, rtol=1e-5, atol=1e-3)
+    assert torch.equal(result, result.T)  # mirrored blocks: exactly symmetric

@@ -19,7 +19,7 @@ from jsonargparse import ArgumentParser
 from lp_prune.errors import UserError
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("run", "sweep", "compare", "analyze", "eval")  # modules in lp_prune.commands
+COMMANDS = ("run", "sweep", "compare", "analyze", "eval", "estimate")  # modules in lp_prune.commands
 
 
 def build_parser() -> ArgumentParser:

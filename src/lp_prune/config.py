@@ -16,6 +16,7 @@ LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "ru", "sw", "zh")
 METHODS: tuple[str, ...] = ("sparsegpt", "wanda", "magnitude")
 DATA_SOURCES: tuple[str, ...] = ("packaged", "mc4", "files", "tokens")
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+ACTIVATION_PLACES: tuple[str, ...] = ("device", "cpu", "disk")
 
 PACKAGED_MODEL = "gemma3-270m"
 
@@ -44,7 +45,7 @@ class DataConfig:
     """
 
     source: str = "packaged"
-    calibration_language: str = "en"
+    calibration_language: str = "en"  # a language, or a mix: "en+sw", "all", "en:64,sw:64" (see calibration_mix)
     eval_languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
     nsamples: int = 32
     seqlen: int = 256
@@ -58,7 +59,6 @@ class DataConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        check_language(self.calibration_language, "data.calibration_language")
         for lang in self.eval_languages:
             check_language(lang, "data.eval_languages")
         if self.source not in DATA_SOURCES:
@@ -72,10 +72,21 @@ class DataConfig:
             raise ConfigError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction}")
         if self.source == "tokens" and not self.token_file:
             raise ConfigError("data.source 'tokens' needs data.token_file (a [n, seqlen] .pt or .npy file)")
-        if self.source == "files" and self.calibration_language not in self.files:
-            raise ConfigError(
-                f"data.source 'files' needs data.files.{self.calibration_language}: a text file per language"
-            )
+        mix = self.calibration_counts()
+        if self.source == "tokens" and len(mix) > 1:
+            raise ConfigError("data.source 'tokens' takes its windows from the file: a calibration mix needs text")
+        for lang in mix:
+            if self.source == "files" and lang not in self.files:
+                raise ConfigError(f"data.source 'files' needs data.files.{lang}: a text file per language")
+
+    def calibration_counts(self) -> dict[str, int]:
+        """Calibration windows per language: the mix `calibration_language` names (see calibration_mix)."""
+        return calibration_mix(self.calibration_language, self.nsamples)
+
+    @property
+    def calibration_samples(self) -> int:
+        """Calibration windows in all: data.nsamples, or the sum of a mix's explicit counts."""
+        return sum(self.calibration_counts().values())
 
 
 @dataclass
@@ -88,6 +99,11 @@ class PruneConfig:
     blocksize: int = 128
     percdamp: float = 0.01
     true_sequential: bool = False
+    # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
+    # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
+    owl: bool = False
+    owl_threshold: float = 5.0
+    owl_lambda: float = 0.08
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -99,6 +115,21 @@ class PruneConfig:
             raise ConfigError(f"prune.blocksize must be at least 1, got {self.blocksize}")
         if not 0.0 < self.percdamp < 10.0:
             raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
+        if self.owl:
+            self._validate_owl()
+
+    def _validate_owl(self) -> None:
+        if self.n_m is not None:
+            raise ConfigError("prune.owl sets a sparsity per layer: it needs prune.pattern unstructured, not N:M")
+        if self.owl_threshold <= 0:
+            raise ConfigError(f"prune.owl_threshold must be positive, got {self.owl_threshold}")
+        # Layer sparsities lie within sparsity +- 2 * lambda, which must stay inside [0, 1).
+        if not (0.0 <= 2 * self.owl_lambda <= self.sparsity and self.sparsity + 2 * self.owl_lambda < 1.0):
+            bound = min(self.sparsity, 1.0 - self.sparsity) / 2
+            raise ConfigError(
+                f"prune.owl_lambda {self.owl_lambda} must lie in [0, {bound:g}) at sparsity {self.sparsity:g}: "
+                "layer sparsities lie within sparsity +- 2 x owl_lambda"
+            )
 
     @property
     def n_m(self) -> tuple[int, int] | None:
@@ -168,6 +199,15 @@ class RunConfig:
     overwrite: bool = False  # replace a complete run in `out`
     checkpoint: bool = True  # save each pruned layer so `--resume` can continue after a crash
     accelerator: str = "auto"
+    # Scale (README "Scaling up"): data-parallel calibration over devices x num_nodes processes
+    # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
+    # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    offload_layers: bool = False
+    activations: str = "device"
+    check_memory: bool = True  # stop before loading weights if the estimate exceeds free memory
     seed: int = 0
 
     def validate(self) -> None:
@@ -176,6 +216,18 @@ class RunConfig:
         self.prune.validate()
         self.eval.validate()
         self.wandb.validate()
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigError(f"devices and num_nodes must be at least 1, got {self.devices} and {self.num_nodes}")
+        if self.data.calibration_samples < self.world_size:
+            raise ConfigError(
+                f"{self.data.calibration_samples} calibration windows cannot be shared by {self.world_size} processes"
+            )
+        if self.activations not in ACTIVATION_PLACES:
+            raise ConfigError(f"activations '{self.activations}' is not one of: {', '.join(ACTIVATION_PLACES)}")
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +236,37 @@ class RunConfig:
 def check_language(lang: str, key: str) -> None:
     if lang not in LANGUAGES:
         raise ConfigError(f"{key}: unknown language '{lang}'; valid languages: {', '.join(LANGUAGES)}")
+
+
+def calibration_mix(spec: str, nsamples: int) -> dict[str, int]:
+    """Windows per language for a calibration spec, in the spec's order.
+
+    "en"            -> {en: nsamples}
+    "en+sw"         -> nsamples split evenly (the first languages take the remainder)
+    "all"           -> all seven languages, split evenly
+    "en:64,sw:64"   -> exactly these counts (they take precedence over data.nsamples)
+    """
+    spec = spec.strip()
+    if ":" in spec:
+        counts: dict[str, int] = {}
+        for part in spec.split(","):
+            lang, _, count = part.strip().partition(":")
+            check_language(lang.strip(), "data.calibration_language")
+            if not count.strip().isdigit() or int(count) < 1:
+                raise ConfigError(f"data.calibration_language '{spec}': '{part}' needs a positive count, e.g. en:64")
+            if lang.strip() in counts:
+                raise ConfigError(f"data.calibration_language '{spec}' names '{lang.strip()}' twice")
+            counts[lang.strip()] = int(count)
+        return counts
+    langs = list(LANGUAGES) if spec == "all" else [lang.strip() for lang in spec.split("+")]
+    for lang in langs:
+        check_language(lang, "data.calibration_language")
+    if len(set(langs)) < len(langs):
+        raise ConfigError(f"data.calibration_language '{spec}' names a language twice")
+    if nsamples < len(langs):
+        raise ConfigError(f"data.nsamples {nsamples} is fewer than the {len(langs)} languages of '{spec}'")
+    share, extra = divmod(nsamples, len(langs))
+    return {lang: share + (i < extra) for i, lang in enumerate(langs)}
 
 
 # Downstream task shorthands (lp_prune.evaluation.downstream expands them per language).

@@ -7,12 +7,13 @@ Data flows one way: text -> windows -> layer inputs -> statistics -> masks and w
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -21,30 +22,38 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lp_prune.calibration.callbacks import LayerProgressBar, PruneCallback, PruningMetricsCallback
+from lp_prune.calibration.callbacks import LayerProgressBar, OutlierScan, PruneCallback, PruningMetricsCallback
 from lp_prune.calibration.checkpoint import LayerCheckpoint, progress_dir, restore
-from lp_prune.calibration.module import LayerwiseCalibration
+from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
 from lp_prune.checks import preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
 from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
+from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
+from lp_prune.pruning.owl import owl_sparsities
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
 from lp_prune.tracking import wandb_logger as tracking
+
+RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts
 
 
 def default_run_dir(config: RunConfig) -> Path:
     model = Path(config.model.name.rstrip("/")).name or "model"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model}-{config.prune.method}-{config.data.calibration_language}-{stamp}"
+    calibration = re.sub(r"[^\w+.-]+", "_", config.data.calibration_language)  # mixes: "en:64,sw:64"
+    return Path("runs") / f"{model}-{config.prune.method}-{calibration}-{stamp}"
 
 
 def run(config: RunConfig, resume: bool = False) -> Path:
     """Run the job described by `config`; return the run directory.
 
     resume=True continues an unfinished run in `config.out` from its last finished layer.
+    Data parallel (devices x num_nodes > 1): Lightning starts the other processes at the first
+    Trainer; they run this same function, and only rank 0 writes files or talks to W&B.
     """
     config.validate()
     timings: dict[str, float] = {}
@@ -55,16 +64,13 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         data.setup()
         preflight(config, model_config)
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
-    run_dir = RunDirectory.create(config.out or default_run_dir(config), overwrite=config.overwrite)
-    if not resume:
-        shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
-    run_dir.mark_running()
-    atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        _check_memory(config, model_config)
+    run_dir = _open_run_dir(config, resume)
     L.seed_everything(config.seed, verbose=False)
     with _timed(timings, "load_model"):
         model = load_model(config.model)
 
-    logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict())
+    logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict()) if is_rank_zero() else None
     loggers = [logger] if logger else []
     try:
         _prune_and_measure(config, run_dir, model, tokenizer, data, downstream, loggers, timings, resume)
@@ -73,6 +79,33 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         raise
     tracking.finish(loggers)
     return run_dir.root
+
+
+def _check_memory(config: RunConfig, model_config: Any) -> None:
+    """Print what the run will hold per process; stop if that cannot fit (config.check_memory)."""
+    estimate = estimate_memory(config, ModelShape.from_config(model_config), device_kind(_accelerator(config)))
+    if is_rank_zero():
+        print(estimate.table(config.world_size))
+    if config.check_memory:
+        check_fits(estimate, processes_per_machine=config.devices)
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 writes the run and logs; Lightning starts other ranks with their rank in the environment."""
+    return rank_zero_only.rank == 0
+
+
+def _open_run_dir(config: RunConfig, resume: bool) -> RunDirectory:
+    """Rank 0 creates the run directory and hands its path to the processes Lightning starts later."""
+    if not is_rank_zero():
+        return RunDirectory(Path(os.environ[RUN_DIR_ENV]))
+    run_dir = RunDirectory.create(config.out or default_run_dir(config), overwrite=config.overwrite)
+    os.environ[RUN_DIR_ENV] = str(run_dir.root.absolute())  # inherited by the other ranks
+    if not resume:
+        shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
+    run_dir.mark_running()
+    atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return run_dir
 
 
 def _prune_and_measure(
@@ -88,34 +121,45 @@ def _prune_and_measure(
 ) -> None:
     """Dense baseline, layer-by-layer pruning, pruned evaluation, and the run directory's results."""
     trainer_kwargs = _trainer_kwargs(config, loggers)
+    evaluate = partial(evaluate_perplexity, model, data, trainer_kwargs, offload_layers=config.offload_layers)
 
     perplexity: dict[str, dict[str, dict[str, float]]] = {}
     if config.eval.perplexity and config.eval.dense_baseline:
         with _timed(timings, "eval_dense"):
-            evaluate_dense = partial(evaluate_perplexity, model, data, trainer_kwargs)
             if config.eval.cache_dense:
-                perplexity["dense"] = cached_dense_perplexity(config.model, data.evaluation, evaluate_dense)
+                perplexity["dense"] = cached_dense_perplexity(config.model, data.evaluation, evaluate, is_rank_zero())
             else:
-                perplexity["dense"] = evaluate_dense()
-    downstream.evaluate("dense", model, timings)  # before any layer is pruned or restored
+                perplexity["dense"] = evaluate()
+    if is_rank_zero():
+        downstream.evaluate("dense", model, timings)  # before any layer is pruned or restored
 
-    prune_cb = PruneCallback(config.prune)
-    metrics_cb = PruningMetricsCallback()
-    start_layer = restore(run_dir.root, model, prune_cb, metrics_cb) if resume else 0
-    calibration = LayerwiseCalibration(
-        model, data.calibration.ids, config.data.batch_size, config.prune.true_sequential, start_layer
+    options = CalibrationOptions(
+        batch_size=config.data.batch_size,
+        true_sequential=config.prune.true_sequential,
+        offload_layers=config.offload_layers,
+        activations=config.activations,
+        activation_dir=run_dir.root / "activations",
     )
+    owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timings) if config.prune.owl else None
+    prune_cb = PruneCallback(config.prune, layer_sparsity=owl["sparsity"] if owl else None)
+    metrics_cb = PruningMetricsCallback()
+    options.start_layer = restore(run_dir.root, model, prune_cb, metrics_cb) if resume else 0
+    calibration = LayerwiseCalibration(model, data.calibration.ids, options)
     callbacks = [prune_cb, metrics_cb, LayerProgressBar()]
-    if config.checkpoint:
+    if config.checkpoint and is_rank_zero():
         callbacks.append(LayerCheckpoint(run_dir.root, prune_cb, metrics_cb))
     with _timed(timings, "prune"):
         trainer = L.Trainer(**{**trainer_kwargs, "callbacks": callbacks})
         trainer.validate(calibration, verbose=False)
+    timings.update({f"prune_{phase}": seconds for phase, seconds in options.seconds.items()})
+    timings["prune_statistics"] = prune_cb.statistics_seconds  # part of prune_collect
     timings["prune_solve"] = prune_cb.solve_seconds
 
     if config.eval.perplexity:
         with _timed(timings, "eval_pruned"):
-            perplexity["pruned"] = evaluate_perplexity(model, data, trainer_kwargs)
+            perplexity["pruned"] = evaluate()
+    if not is_rank_zero():
+        return  # the other ranks have contributed their share; rank 0 evaluates downstream and saves
     downstream.evaluate("pruned", model, timings)
 
     with _timed(timings, "save"):
@@ -124,13 +168,36 @@ def _prune_and_measure(
             model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained
             tokenizer.save_pretrained(run_dir.model)
 
-    summary = build_summary(config, metrics_cb.records, perplexity, timings, calibration.calibration_tokens)
-    summary["resumed_from_layer"] = start_layer
+    summary = build_summary(config, metrics_cb.records, perplexity, timings, data.calibration.ids.numel())
+    summary["resumed_from_layer"] = options.start_layer
+    summary["world_size"] = trainer.world_size
+    if owl:
+        summary["owl"] = owl
     downstream.add_to(summary, loggers)  # summary["downstream"] and W&B
     write_json(run_dir.summary, summary)
     _log_results(loggers, summary, run_dir)
     run_dir.mark_complete()
     shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
+
+
+def _owl_layer_sparsity(
+    config: RunConfig,
+    model: torch.nn.Module,
+    data: PruningDataModule,
+    trainer_kwargs: dict[str, Any],
+    options: CalibrationOptions,
+    timings: dict[str, float],
+) -> dict[str, list[float]]:
+    """OWL's pass over the unpruned model: outlier ratio per layer -> sparsity per layer."""
+    scan = OutlierScan(config.prune.owl_threshold)
+    with _timed(timings, "owl_scan"):
+        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [scan, LayerProgressBar()]})
+        trainer.validate(
+            LayerwiseCalibration(model, data.calibration.ids, replace(options, scan=True, seconds={})), verbose=False
+        )
+    ratios = [scan.ratios[layer] for layer in sorted(scan.ratios)]
+    sparsity = owl_sparsities(ratios, config.prune.sparsity, config.prune.owl_lambda)
+    return {"outlier_ratio": ratios, "sparsity": sparsity}
 
 
 def build_summary(
@@ -151,7 +218,8 @@ def build_summary(
         "pattern": config.prune.pattern,
         "target_sparsity": config.prune.target_sparsity,
         "calibration_language": config.data.calibration_language,
-        "nsamples": config.data.nsamples,
+        "calibration_mix": config.data.calibration_counts(),
+        "nsamples": config.data.calibration_samples,
         "seqlen": config.data.seqlen,
         "calibration_tokens": calibration_tokens,
         "seed": config.seed,
@@ -201,14 +269,20 @@ def _log_results(loggers: list, summary: dict[str, Any], run_dir: RunDirectory) 
     tracking.log_masks_artifact(loggers, run_dir.masks, name=f"masks-{run_dir.root.name}")
 
 
-def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
+def _accelerator(config: RunConfig) -> str:
     # `fabric run` exports its choices as LT_* variables; honour them when the config says auto.
-    accelerator = config.accelerator
-    if accelerator == "auto":
-        accelerator = os.environ.get("LT_ACCELERATOR", "auto")
+    if config.accelerator == "auto":
+        return os.environ.get("LT_ACCELERATOR", "auto")
+    return config.accelerator
+
+
+def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
     return {
-        "accelerator": accelerator,
-        "devices": 1,
+        "accelerator": _accelerator(config),
+        "devices": config.devices,
+        "num_nodes": config.num_nodes,
+        "strategy": config.strategy,
+        "use_distributed_sampler": False,  # the calibration schedule is not data; windows are sharded by us
         "logger": loggers or False,
         "inference_mode": False,  # plain no_grad: tensors made during calibration stay usable after
         "enable_checkpointing": False,

@@ -117,7 +117,8 @@ def evaluation_windows(
     config.source = "packaged" if config.source == "tokens" else config.source  # token files evaluate on packaged text
     config.eval_languages = list(dict.fromkeys(options.languages))
     config.eval_windows, config.eval_seqlen = options.windows, options.seqlen
-    # Only the evaluation part is used; the smallest calibration set keeps setup cheap.
+    # Only the evaluation part is used; the smallest calibration set (one window of one language) keeps setup cheap.
+    config.calibration_language = next(iter(config.calibration_counts()))
     config.nsamples, config.seqlen, config.token_file = 1, 2, None
     module = PruningDataModule(config, tokenizer, max_positions)
     module.setup()

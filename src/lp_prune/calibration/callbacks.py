@@ -1,7 +1,9 @@
 """Callbacks that prune and measure during the layer-by-layer calibration loop.
 
 PruneCallback: on a collect step, hooks the step's Linears to accumulate input statistics; when the
-step ends, prunes each of them (SparseGPT, Wanda or magnitude) and publishes what it did.
+step ends, sums them over processes (data parallel), prunes each Linear (SparseGPT, Wanda or
+magnitude) at its layer's sparsity and publishes what it did.
+OutlierScan: OWL's pass over the unpruned model, one outlier ratio per decoder layer.
 PruningMetricsCallback: for every pruned Linear, sparsity and the local error on its calibration
 inputs (error, relative error, SNR), logged per layer on a `layer` axis.
 """
@@ -16,12 +18,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from lp_prune.calibration.distributed import broadcast_from_rank_zero, sum_statistics
 from lp_prune.calibration.module import LayerwiseCalibration, Step
 from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import local_error, sparsity
 from lp_prune.models.layers import InputCollector, projection
 from lp_prune.pruning.methods import METHOD_NEEDS_GRAM, PrunedWeight, prune_weight
+from lp_prune.pruning.owl import OutlierCount
 from lp_prune.pruning.statistics import InputStatistics
 
 
@@ -53,11 +57,15 @@ class ModuleRecord:
 
 
 class PruneCallback(L.Callback):
-    def __init__(self, config: PruneConfig, keep_gram: bool = True) -> None:
+    """layer_sparsity: one sparsity per decoder layer (OWL); None prunes every layer to config.sparsity."""
+
+    def __init__(self, config: PruneConfig, keep_gram: bool = True, layer_sparsity: list[float] | None = None) -> None:
         self.config = config
         self.keep_gram = keep_gram or METHOD_NEEDS_GRAM[config.method]
+        self.layer_sparsity = layer_sparsity
         self.masks: dict[str, torch.Tensor] = {}
         self.solve_seconds = 0.0
+        self.statistics_seconds = 0.0
         self._collector: InputCollector | None = None
 
     def on_validation_batch_start(
@@ -85,8 +93,11 @@ class PruneCallback(L.Callback):
         statistics = {}
         if self._collector is not None:
             self._collector.remove()
+            self.statistics_seconds += self._collector.seconds
             statistics, self._collector = self._collector.statistics, None
         start = time.perf_counter()
+        for stats in statistics.values():
+            sum_statistics(stats)
         module.pruned_in_step = [
             self._prune(name, linear, step.layer, statistics.get(name)) for name, linear in module.linears(step).items()
         ]
@@ -101,15 +112,54 @@ class PruneCallback(L.Callback):
             self.config.method,
             dense,
             stats,
-            self.config.sparsity,
+            self.sparsity_of(layer),
             self.config.n_m,
             self.config.blocksize,
             self.config.percdamp,
         )
+        broadcast_from_rank_zero(result.weight, result.mask.view(torch.uint8))  # identical on every process
         check_finite(result.weight, f"layer {layer}, module {name}: pruning produced NaN or inf weights")
         linear.weight.data.copy_(result.weight)
         self.masks[name] = result.mask.cpu()
         return PrunedLinear(name, layer, dense, result, stats)
+
+    def sparsity_of(self, layer: int) -> float:
+        return self.config.sparsity if self.layer_sparsity is None else self.layer_sparsity[layer]
+
+
+class OutlierScan(L.Callback):
+    """OWL's statistics pass (scan steps): the share of outlier Wanda scores in each decoder layer."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.ratios: dict[int, float] = {}
+        self._collector: InputCollector | None = None
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, module: LayerwiseCalibration, step: Step, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if step.kind == "scan":
+            self._collector = InputCollector(module.linears(step), keep_gram=False)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: LayerwiseCalibration,
+        outputs: Any,
+        step: Step,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._collector is None:
+            return
+        self._collector.remove()
+        count = OutlierCount()
+        for name, linear in module.linears(step).items():
+            stats = self._collector.statistics[name]
+            sum_statistics(stats)
+            count.add(linear.weight, stats.sq_norms)
+        self.ratios[step.layer] = count.ratio(self.threshold)
+        self._collector = None
 
 
 def check_finite(tensor: torch.Tensor, message: str) -> None:
@@ -180,6 +230,9 @@ def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> No
         logger.log_metrics(metrics)
 
 
+STEP_LABELS = {"collect": "collecting statistics", "propagate": "propagating", "scan": "counting outliers"}
+
+
 class LayerProgressBar(TQDMProgressBar):
     """Lightning's progress bar, labelled with the decoder layer being pruned."""
 
@@ -193,7 +246,7 @@ class LayerProgressBar(TQDMProgressBar):
     ) -> None:
         super().on_validation_batch_start(trainer, module, batch, batch_idx, dataloader_idx)
         if isinstance(batch, Step) and isinstance(module, LayerwiseCalibration):
-            what = "collecting statistics" if batch.kind == "collect" else "propagating"
+            what = STEP_LABELS[batch.kind]
             self.val_progress_bar.set_description(f"Layer {batch.layer + 1}/{len(module.layers)} {what}")
         elif hasattr(module, "languages"):
             self.val_progress_bar.set_description(f"Perplexity {module.languages[dataloader_idx]}")

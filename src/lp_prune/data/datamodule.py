@@ -26,7 +26,7 @@ from lp_prune.data.windows import (
 from lp_prune.errors import DataError
 
 
-class _EvaluationDataset(Dataset):
+class EvaluationDataset(Dataset):
     """Rows of TokenWindows as {"input_ids": [seqlen], "n_bytes": []}; default collate stacks them."""
 
     def __init__(self, windows: TokenWindows) -> None:
@@ -49,6 +49,7 @@ class PruningDataModule(L.LightningDataModule):
         self.max_positions = max_positions
         self.calibration: TokenWindows | None = None
         self.evaluation: dict[str, TokenWindows] = {}
+        self.calibration_languages: list[str] = []  # language of each calibration window
         # (calibration blocks, evaluation blocks) per language: text is read and split once.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
 
@@ -62,7 +63,7 @@ class PruningDataModule(L.LightningDataModule):
         check_seqlen(config.seqlen, self.max_positions, "data.seqlen")
         if config.eval_windows > 0:
             check_seqlen(config.eval_seqlen, self.max_positions, "data.eval_seqlen")
-        calibration = self._calibration_windows(config.calibration_language)
+        calibration = self._calibration_mix()
         self.evaluation = {lang: self._evaluation_windows(lang) for lang in self._eval_languages()}
         self.calibration = calibration  # set last: a failed setup leaves the module un-set-up
 
@@ -71,30 +72,37 @@ class PruningDataModule(L.LightningDataModule):
             return []
         return list(dict.fromkeys(self.config.eval_languages))  # a language listed twice is evaluated once
 
-    def _calibration_windows(self, lang: str) -> TokenWindows:
+    def _calibration_mix(self) -> TokenWindows:
+        """Each language's windows in the mix's order (a single language is a mix of one)."""
+        parts = {lang: self._calibration_windows(lang, n) for lang, n in self.config.calibration_counts().items()}
+        self.calibration_languages = [lang for lang, part in parts.items() for _ in range(len(part))]
+        ids = torch.cat([part.ids for part in parts.values()])
+        return TokenWindows(ids, torch.cat([part.n_bytes for part in parts.values()]))
+
+    def _calibration_windows(self, lang: str, nsamples: int) -> TokenWindows:
         config = self.config
         if config.source == "tokens":
             assert config.token_file is not None  # DataConfig.validate guarantees it
             windows = load_token_file(config.token_file, seqlen=config.seqlen, vocab_size=len(self.tokenizer))
-            if len(windows) < config.nsamples:
+            if len(windows) < nsamples:
                 raise DataError(
                     f"token file {config.token_file} holds {len(windows)} windows; "
-                    f"asked for {config.nsamples} (lower data.nsamples)"
+                    f"asked for {nsamples} (lower data.nsamples)"
                 )
-            return TokenWindows(windows.ids[: config.nsamples], windows.n_bytes[: config.nsamples])
+            return TokenWindows(windows.ids[:nsamples], windows.n_bytes[:nsamples])
         name = f"calibration text for '{lang}'"
         if config.source == "mc4":
             docs = mc4_documents(lang, "train")
             return calibration_windows_from_documents(
                 docs,
                 self.tokenizer,
-                config.nsamples,
+                nsamples,
                 config.seqlen,
                 config.seed,
                 name=f"mC4 train for '{lang}'",
             )
         blocks = self._split(lang)[0]
-        return calibration_windows(blocks, self.tokenizer, config.nsamples, config.seqlen, config.seed, name=name)
+        return calibration_windows(blocks, self.tokenizer, nsamples, config.seqlen, config.seed, name=name)
 
     def _evaluation_windows(self, lang: str) -> TokenWindows:
         config = self.config
@@ -145,7 +153,7 @@ class PruningDataModule(L.LightningDataModule):
         self._check_setup()
         return {
             lang: DataLoader(
-                _EvaluationDataset(self.evaluation[lang]),
+                EvaluationDataset(self.evaluation[lang]),
                 batch_size=self.config.eval_batch_size,
                 shuffle=False,
             )

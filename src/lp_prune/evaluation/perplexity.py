@@ -5,28 +5,59 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from lp_prune.config import ModelConfig
+from lp_prune.data.datamodule import EvaluationDataset, PruningDataModule
+from lp_prune.data.windows import TokenWindows
 from lp_prune.metrics.perplexity import LanguageModelingMetric, token_nll
 from lp_prune.models.loading import cache_dir
+from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
 
 
 class PerplexityEvaluation(L.LightningModule):
-    """`trainer.validate(PerplexityEvaluation(model, langs), datamodule=dm)` -> `results` per language."""
+    """`trainer.validate(PerplexityEvaluation(model, windows))` -> `results` per language.
 
-    def __init__(self, model: nn.Module, languages: list[str]) -> None:
+    Data parallel: each process evaluates a contiguous share of every language's windows (no
+    padding duplicates); the metrics are sums, reduced over processes when computed.
+    offload_layers: the decoder layers stay on the CPU and stream through the device one by one.
+    """
+
+    def __init__(
+        self, model: nn.Module, windows: dict[str, TokenWindows], batch_size: int = 1, offload_layers: bool = False
+    ) -> None:
         super().__init__()
-        self.model = model
-        self.languages = languages
-        self.metrics = nn.ModuleList([LanguageModelingMetric() for _ in languages])
+        if offload_layers:
+            object.__setattr__(self, "model", model)  # unregistered: Lightning must not move it whole
+        else:
+            self.model = model
+        self.offload_layers = offload_layers
+        self.windows = windows
+        self.batch_size = batch_size
+        self.languages = list(windows)
+        self.metrics = nn.ModuleList([LanguageModelingMetric() for _ in self.languages])
         self.results: dict[str, dict[str, float]] = {}
+        self._streaming: ExitStack | None = None
+
+    def val_dataloader(self) -> list[DataLoader]:
+        rank, world = self.global_rank, self.trainer.world_size
+        return [
+            DataLoader(EvaluationDataset(_share(self.windows[lang], rank, world)), batch_size=self.batch_size)
+            for lang in self.languages
+        ]
+
+    def on_validation_start(self) -> None:
+        if self.offload_layers:
+            self._streaming = ExitStack()
+            self._streaming.enter_context(streamed_layers(self.model, self.device))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         ids = batch["input_ids"]
@@ -39,16 +70,29 @@ class PerplexityEvaluation(L.LightningModule):
         for metric in self.metrics:
             metric.reset()
 
+    def on_validation_end(self) -> None:
+        if self._streaming is not None:
+            self._streaming.close()
+            self._streaming = None
+
+
+def _share(windows: TokenWindows, rank: int, world_size: int) -> TokenWindows:
+    """Process `rank`'s contiguous share of the windows (possibly none)."""
+    if world_size == 1:
+        return windows
+    ids, n_bytes = windows.ids.tensor_split(world_size)[rank], windows.n_bytes.tensor_split(world_size)[rank]
+    return TokenWindows(ids, n_bytes)
+
 
 def evaluate_perplexity(
-    model: nn.Module, datamodule: L.LightningDataModule, trainer_kwargs: dict
+    model: nn.Module, datamodule: PruningDataModule, trainer_kwargs: dict, offload_layers: bool = False
 ) -> dict[str, dict[str, float]]:
     """Perplexity, NLL per token and bits per byte for every evaluation language of the datamodule."""
-    languages = datamodule.eval_language_order
-    if not languages:
+    windows = {lang: datamodule.evaluation[lang] for lang in datamodule.eval_language_order}
+    if not windows:
         return {}
-    module = PerplexityEvaluation(model, languages)
-    L.Trainer(**trainer_kwargs).validate(module, datamodule=datamodule, verbose=False)
+    module = PerplexityEvaluation(model, windows, datamodule.config.eval_batch_size, offload_layers)
+    L.Trainer(**trainer_kwargs).validate(module, verbose=False)
     return module.results
 
 
@@ -66,7 +110,10 @@ def dense_cache_key(model: ModelConfig, windows: dict[str, Any]) -> str:
 
 
 def cached_dense_perplexity(
-    model_config: ModelConfig, windows: dict[str, Any], evaluate: Callable[[], dict[str, dict[str, float]]]
+    model_config: ModelConfig,
+    windows: dict[str, Any],
+    evaluate: Callable[[], dict[str, dict[str, float]]],
+    write: bool = True,
 ) -> dict[str, dict[str, float]]:
     """The dense model's results depend only on the model and the windows: compute them once.
 
@@ -76,6 +123,7 @@ def cached_dense_perplexity(
     if path.exists():
         return read_json(path)
     results = evaluate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, results)
+    if write:  # data parallel: rank 0 writes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, results)
     return results

@@ -6,6 +6,7 @@ for any causal LM whose decoder layers sit in one ModuleList of length num_hidde
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,14 +91,15 @@ class LayerInputs:
     kwargs: list[list[dict[str, Any]]]  # [layer][batch]
 
 
-def capture_layer_inputs(model: nn.Module, batches: Iterable[torch.Tensor]) -> LayerInputs:
+def capture_layer_inputs(model: nn.Module, batches: Iterable[torch.Tensor], hidden: Any = None) -> LayerInputs:
     """Run the decoder body with every layer replaced by the identity, recording layer inputs.
 
     Only embeddings, masks and rotary tables are computed: no layer and no LM head runs.
+    `hidden` receives layer 0's inputs batch by batch (`append`); a new list by default.
     """
     layers = decoder_layers(model)
     body = decoder_body(model)
-    hidden: list[torch.Tensor] = []
+    hidden = [] if hidden is None else hidden
     kwargs: list[list[dict[str, Any]]] = [[] for _ in layers]
 
     def recorder(index: int):
@@ -114,6 +116,21 @@ def capture_layer_inputs(model: nn.Module, batches: Iterable[torch.Tensor]) -> L
         for batch in batches:
             body(input_ids=batch, use_cache=False)
     return LayerInputs(hidden, kwargs)
+
+
+def to_device(value: Any, device: torch.device, memo: dict[int, Any] | None = None) -> Any:
+    """Move the tensors in nested call arguments to `device`; a tensor shared by several layers'
+    arguments is moved once and stays shared (pass the same memo)."""
+    memo = {} if memo is None else memo
+    if isinstance(value, torch.Tensor):
+        if id(value) not in memo:
+            memo[id(value)] = value.to(device)
+        return memo[id(value)]
+    if isinstance(value, dict):
+        return {k: to_device(v, device, memo) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_device(v, device, memo) for v in value)
+    return value
 
 
 @contextmanager
@@ -149,21 +166,25 @@ class InputCollector:
         }
         self._last_input: torch.Tensor | None = None
         self._last_gram: torch.Tensor | None = None
+        self.seconds = 0.0  # time spent accumulating statistics
         self._handles = [linear.register_forward_pre_hook(self._hook(name)) for name, linear in linears.items()]
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, args: tuple) -> None:
-            x = args[0].detach()
-            stats = self.statistics[name]
-            if not stats.keep_gram:
-                stats.update(x)
-                return
-            if x is not self._last_input:
-                self._last_input, self._last_gram = x, gram(x)
-            samples = x.shape[0] if x.dim() > 2 else 1
-            stats.add_gram(self._last_gram, tokens=x.numel() // x.shape[-1], samples=samples)
+            start = time.perf_counter()
+            self._accumulate(self.statistics[name], args[0].detach())
+            self.seconds += time.perf_counter() - start
 
         return hook
+
+    def _accumulate(self, stats: InputStatistics, x: torch.Tensor) -> None:
+        if not stats.keep_gram:
+            stats.update(x)
+            return
+        if x is not self._last_input:
+            self._last_input, self._last_gram = x, gram(x)
+        samples = x.shape[0] if x.dim() > 2 else 1
+        stats.add_gram(self._last_gram, tokens=x.numel() // x.shape[-1], samples=samples)
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import torch
 
+GRAM_BLOCK = 512
 
-def gram(x: torch.Tensor) -> torch.Tensor:
-    """X^T X in float32 for inputs [..., d_in] flattened to tokens x d_in."""
+
+def gram(x: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
+    """X^T X in float32 for inputs [..., d_in] flattened to tokens x d_in.
+
+    X^T X is symmetric: for wide inputs only the block rows' upper parts are multiplied and the
+    rest is mirrored (d = 2048 in blocks of 512: 10 of 16 blocks, 62.5% of the FLOPs).
+    """
     flat = x.reshape(-1, x.shape[-1]).float()
-    return flat.T @ flat
+    d = flat.shape[1]
+    if d <= block:
+        return flat.T @ flat
+    out = torch.empty(d, d, device=flat.device)
+    for start in range(0, d, block):
+        end = min(start + block, d)
+        out[start:end, start:] = flat[:, start:end].T @ flat[:, start:]
+        out[end:, start:end] = out[start:end, end:].T
+    return out
 
 
 class InputStatistics:
@@ -46,6 +60,11 @@ class InputStatistics:
             self.gram += xtx
         self.tokens += tokens
         self.samples += samples
+
+    @property
+    def accumulator(self) -> torch.Tensor:
+        """The running sum kept: the Gram matrix, or the squared norms without it (summed over processes)."""
+        return self.gram if self.gram is not None else self._sq_norms
 
     @property
     def sq_norms(self) -> torch.Tensor:

@@ -1,0 +1,247 @@
+"""Scaling features: data-parallel calibration, layer/activation offload, memory estimate, OWL,
+calibration mixes, half precision."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lp_prune
+from lp_prune.calibration.activations import ActivationStore
+from lp_prune.config import ConfigError, DataConfig, RunConfig, calibration_mix
+from lp_prune.data import PruningDataModule
+from lp_prune.memory import MemoryEstimate, ModelShape, check_fits, estimate_memory
+from lp_prune.models.layers import InputCollector
+from lp_prune.pruning.owl import OutlierCount, outlier_ratio, owl_sparsities
+from test_pipeline import SMALL, run_cli
+
+# --- OWL -------------------------------------------------------------------------------------------
+
+
+def test_owl_sparsities_average_to_target_and_follow_outlier_ratios():
+    ratios = [0.010, 0.030, 0.020, 0.002, 0.050]
+    sparsity = owl_sparsities(ratios, target=0.5, lam=0.08)
+    assert sum(sparsity) / len(sparsity) == pytest.approx(0.5, abs=1e-12)
+    assert max(sparsity) - min(sparsity) == pytest.approx(0.16)
+    by_ratio = [s for _, s in sorted(zip(ratios, sparsity, strict=True))]
+    assert by_ratio == sorted(by_ratio, reverse=True)  # more outliers -> pruned less
+    assert owl_sparsities([0.1, 0.1], 0.5, 0.08) == [0.5, 0.5]
+
+
+def test_outlier_ratio_counts_scores_above_threshold_times_mean():
+    weight = torch.tensor([[1.0, -2.0], [0.5, 20.0]])
+    sq_norms = torch.tensor([4.0, 1.0])  # ||X_j|| = 2, 1 -> scores 2, 2, 1, 20; mean 6.25
+    count = OutlierCount()
+    count.add(weight, sq_norms)
+    assert count.ratio(3.0) == pytest.approx(1 / 4)  # only 20 > 18.75
+    assert count.ratio(1.0) == pytest.approx(1 / 4)
+    assert outlier_ratio([torch.tensor([1.0, 1.0, 1.0, 5.0])], 1.5) == pytest.approx(1 / 4)
+
+
+def test_owl_config_rejects_n_m_and_too_wide_lambda():
+    config = RunConfig()
+    config.prune.owl, config.prune.pattern = True, "2:4"
+    with pytest.raises(ConfigError, match="unstructured"):
+        config.validate()
+    config.prune.pattern, config.prune.owl_lambda = "unstructured", 0.3
+    with pytest.raises(ConfigError, match="owl_lambda"):
+        config.validate()
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_owl_run_prunes_each_layer_to_its_own_sparsity(tiny_model_dir, tmp_path, method):
+    out = tmp_path / "run"
+    args = ["--prune.method", method, "--prune.owl", "true", "--prune.owl_lambda", "0.1", "--eval.perplexity", "false"]
+    assert run_cli(tiny_model_dir, out, *args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    owl = summary["owl"]
+    assert len(owl["sparsity"]) == len(owl["outlier_ratio"]) == 3
+    assert sum(owl["sparsity"]) / 3 == pytest.approx(0.5)
+    assert max(owl["sparsity"]) - min(owl["sparsity"]) == pytest.approx(0.2)
+    for layer, target in enumerate(owl["sparsity"]):
+        records = [r for r in summary["modules"] if r["layer"] == layer]
+        achieved = sum(r["sparsity"] * r["numel"] for r in records) / sum(r["numel"] for r in records)
+        assert achieved == pytest.approx(target, abs=0.02)  # per-row / per-block rounding only
+
+
+# --- calibration mixes -----------------------------------------------------------------------------
+
+
+def test_calibration_mix_specs():
+    assert calibration_mix("en", 32) == {"en": 32}
+    assert calibration_mix("en+sw", 5) == {"en": 3, "sw": 2}
+    assert calibration_mix("all", 14) == {lang: 2 for lang in ("ar", "de", "en", "es", "ru", "sw", "zh")}
+    assert calibration_mix("en:64, sw:16", 32) == {"en": 64, "sw": 16}
+    for bad in ("fr", "en+en", "en:0", "en:x", "en:2,en:3"):
+        with pytest.raises(ConfigError):
+            calibration_mix(bad, 32)
+
+
+def test_mix_draws_exactly_the_requested_windows_per_language(char_tokenizer):
+    def windows(spec, nsamples=4):
+        data = PruningDataModule(
+            DataConfig(calibration_language=spec, nsamples=nsamples, seqlen=16, eval_windows=0), char_tokenizer
+        )
+        data.setup()
+        return data
+
+    mix = windows("en:3,sw:2")
+    assert mix.calibration_languages == ["en"] * 3 + ["sw"] * 2
+    assert mix.calibration.ids.shape == (5, 16)
+    # Each language's part is exactly what calibrating on that language alone would draw.
+    assert torch.equal(mix.calibration.ids[:3], windows("en", 3).calibration.ids)
+    assert torch.equal(mix.calibration.ids[3:], windows("sw", 2).calibration.ids)
+
+
+# --- offload -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("place", ["cpu", "disk"])
+def test_activation_store_round_trips(tmp_path, place):
+    store = ActivationStore(place, torch.device("cpu"), tmp_path / "acts")
+    tensors = [torch.randn(2, 3, 4) for _ in range(3)]
+    for t in tensors:
+        store.append(t)
+    store[1] = tensors[1] * 2
+    assert torch.equal(store[0], tensors[0]) and torch.equal(store[1], tensors[1] * 2)
+    if place == "disk":
+        assert len(list((tmp_path / "acts").rglob("*.pt"))) == 3
+    store.close()
+    assert not list((tmp_path / "acts").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+def test_offloaded_run_matches_in_memory_run(tiny_model_dir, tmp_path, method):
+    common = ["--prune.method", method, "--save_model", "true"]
+    assert run_cli(tiny_model_dir, tmp_path / "memory", *common) == 0
+    offload = ["--offload_layers", "true", "--activations", "disk"]
+    assert run_cli(tiny_model_dir, tmp_path / "offload", *common, *offload) == 0
+    _assert_same_run(tmp_path / "memory", tmp_path / "offload", atol=0.0)
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("memory", "offload"))
+    assert a["perplexity"] == b["perplexity"]
+    assert not (tmp_path / "offload" / "activations").exists() or not any(
+        (tmp_path / "offload" / "activations").iterdir()
+    )
+
+
+def _assert_same_run(dir_a, dir_b, atol):
+    masks_a, masks_b = lp_prune.load_masks(dir_a), lp_prune.load_masks(dir_b)
+    assert masks_a.keys() == masks_b.keys()
+    for name in masks_a:
+        assert torch.equal(masks_a[name], masks_b[name]), name
+    weights_a = load_file(dir_a / "model" / "model.safetensors")
+    weights_b = load_file(dir_b / "model" / "model.safetensors")
+    for name in weights_a:
+        torch.testing.assert_close(weights_a[name], weights_b[name], atol=atol, rtol=0 if atol == 0 else 1e-5)
+
+
+# --- data parallel (2 processes, gloo on CPU) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+def test_two_process_ddp_matches_single_process(tiny_model_dir, tmp_path, method):
+    common = ["--prune.method", method, "--save_model", "true", "--accelerator", "cpu", "--wandb.mode", "disabled"]
+    assert run_cli(tiny_model_dir, tmp_path / "single", *common) == 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "lp_prune",
+        "run",
+        "--model.name",
+        str(tiny_model_dir),
+        "--out",
+        str(tmp_path / "ddp"),
+        *SMALL,
+        *common,
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LP_PRUNE_RUN_DIR", None)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_run(tmp_path / "single", tmp_path / "ddp", atol=1e-6)
+    single, ddp = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("single", "ddp"))
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    for lang, value in single["perplexity"]["pruned"].items():  # summed NLL over both processes' windows
+        assert ddp["perplexity"]["pruned"][lang] == pytest.approx(value, rel=1e-4)
+    assert ddp["eval_tokens"] == single["eval_tokens"]
+
+
+# --- memory estimate ---------------------------------------------------------------------------------
+
+SHAPE = ModelShape(
+    total_params=1000, layer_params=100, n_layers=8, hidden=64, intermediate=256, attention_width=64, vocab=500
+)
+
+
+def test_memory_estimate_terms():
+    config = RunConfig()
+    config.data.nsamples, config.data.seqlen, config.data.batch_size = 16, 32, 4
+    estimate = estimate_memory(config, SHAPE, "cpu")
+    assert estimate.weights == 1000 * 4
+    assert estimate.activations == 16 * 32 * 64 * 4
+    assert estimate.statistics == (6 * 64 * 64 + 256 * 256) * 4
+    assert estimate.evaluation == 3 * config.data.eval_batch_size * config.data.eval_seqlen * 500 * 4
+    config.activations, config.devices = "disk", 2
+    parked = estimate_memory(config, SHAPE, "cpu")
+    assert parked.activations == 2 * 4 * 32 * 64 * 4  # one batch in, one out
+    config.offload_layers, config.model.dtype = True, "bfloat16"
+    assert estimate_memory(config, SHAPE, "cuda").weights == (1000 - 8 * 100 + 100) * 2
+
+
+def test_memory_check_stops_with_one_line(monkeypatch):
+    estimate = MemoryEstimate(10 * 1024**3, 0, 0, 0, 0, 0, 0, "cpu")
+    monkeypatch.setattr("lp_prune.memory.available_bytes", lambda kind: 1024**3)
+    with pytest.raises(ConfigError, match=r"needs about 10\.00 GiB"):
+        check_fits(estimate, processes_per_machine=1)
+    monkeypatch.setattr("lp_prune.memory.available_bytes", lambda kind: 100 * 1024**3)
+    check_fits(estimate, processes_per_machine=2)
+
+
+def test_model_shape_counts_parameters_of_a_real_config(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert shape.total_params == sum(p.numel() for p in model.parameters())
+    assert shape.layer_params == sum(p.numel() for p in model.model.layers[0].parameters())
+    assert shape.n_layers == len(model.model.layers)
+
+
+def test_run_prints_the_estimate_and_refuses_what_cannot_fit(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lp_prune.memory.available_bytes", lambda kind: 1024)
+    assert run_cli(tiny_model_dir, tmp_path / "run") == 2
+    captured = capsys.readouterr()
+    assert "Memory estimate per process" in captured.out and "needs about" in captured.err
+    assert not (tmp_path / "run").exists()  # stopped before anything was written
+
+
+# --- half precision ----------------------------------------------------------------------------------
+
+
+def test_statistics_stay_float32_for_bfloat16_inputs():
+    linear = torch.nn.Linear(16, 8).to(torch.bfloat16)
+    collector = InputCollector({"x": linear}, keep_gram=True)
+    x = torch.randn(2, 5, 16).to(torch.bfloat16)
+    linear(x)
+    collector.remove()
+    stats = collector.statistics["x"]
+    assert stats.gram.dtype == torch.float32
+    flat = x.reshape(-1, 16).double()
+    torch.testing.assert_close(stats.gram.double(), flat.T @ flat, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+def test_bfloat16_run_prunes_to_target(tiny_model_dir, tmp_path, method):
+    out = tmp_path / "run"
+    assert run_cli(tiny_model_dir, out, "--prune.method", method, "--model.dtype", "bfloat16") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sparsity"] == pytest.approx(0.5, abs=1e-6)
+    assert all(torch.isfinite(torch.tensor(list(summary["perplexity"]["pruned"].values()))))
