@@ -98,6 +98,7 @@ def lp_prune_command(
     save_model: bool,
     batch_size: int | None = None,
     config: Path = DEFAULT_CONFIG,
+    extra: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
     """`lp-prune run` (as `python -m lp_prune run`) on a token file, perplexity and W&B off."""
     cmd = [sys.executable, "-m", "lp_prune", "run", "--config", str(config)]
@@ -107,7 +108,7 @@ def lp_prune_command(
     cmd += ["--wandb.mode", "disabled", "--out", str(out)]
     if batch_size:
         cmd += ["--data.batch_size", str(batch_size)]
-    return cmd
+    return cmd + list(extra)  # e.g. --prune.single_pass true
 
 
 def make_token_file(path: Path, nsamples: int, seqlen: int, language: str = "en", seed: int = 0) -> Path:

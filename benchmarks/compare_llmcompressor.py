@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import shutil
 import sys
 import warnings
@@ -72,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="results folder (default: benchmarks/results/<timestamp>)")
     parser.add_argument("--matmul-gflops", type=float, help="this machine's matmul rate (matmul_rate.py)")
     parser.add_argument("--keep-models", action="store_true", help="keep the saved pruned models")
+    parser.add_argument("--lp-args", default="", help="extra lp-prune flags, e.g. '--prune.single_pass true'")
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in args.methods:
@@ -87,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_lp_prune(args, method, token_file, n, length, out: Path, env) -> dict[str, Any]:
-    cmd = lp_prune_command(method, token_file, n, length, out, save_model=True, batch_size=args.lp_batch_size)
+    extra = shlex.split(args.lp_args)
+    cmd = lp_prune_command(method, token_file, n, length, out, True, batch_size=args.lp_batch_size, extra=extra)
     child = run_measured(cmd, out.parent / f"{out.name}.log", env)
     record = _record("lp_prune", child)
     summary_path = out / "summary.json"
@@ -284,7 +287,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"calibration: lp_prune's packaged '{report['settings']['calibration_language']}' windows, the same token "
         f"ids for both tools; repeats: {report['settings']['repeats']} (times and memory: median). "
         f"Perplexity: {report['settings']['eval_windows']} held-out windows x {report['settings']['eval_seqlen']} "
-        "tokens per language.",
+        "tokens per language."
+        + (f" lp_prune flags: `{report['settings']['lp_args']}`." if report["settings"].get("lp_args") else ""),
         "",
         "prune_s: each tool's pruning step (lp_prune: timings_s.prune; llm-compressor: `oneshot`); process_s and "
         "peak_rss_mb: the whole child process (os.wait4). lp/peer: ratio, below 1 = lp_prune faster / smaller. "
@@ -472,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "settings": {
+            "lp_args": args.lp_args,
             "methods": args.methods,
             "sizes": [f"{n}x{length}" for n, length in args.sizes],
             "repeats": args.repeats,

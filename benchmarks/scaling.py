@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from typing import Any
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matmul-gflops", type=float, help="this machine's matmul rate (matmul_rate.py)")
     parser.add_argument("--calibration-language", default="en")
     parser.add_argument("--out", help="results folder (default: benchmarks/results/<timestamp>-scaling)")
+    parser.add_argument("--lp-args", default="", help="extra lp-prune flags, e.g. '--prune.single_pass true'")
     args = parser.parse_args(argv)
     args.nsamples = parse_ints(args.nsamples)
     args.seqlens = parse_ints(args.seqlens)
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             step += 1
             progress(f"[{step}/{total}] {args.method} {n}x{length} repeat {repeat + 1}/{args.repeats}")
             run_dir = out / "runs" / f"{n}x{length}-r{repeat}"
-            cmd = lp_prune_command(args.method, token_file, n, length, run_dir, False, args.batch_size)
+            cmd = lp_prune_command(
+                args.method, token_file, n, length, run_dir, False, args.batch_size, extra=shlex.split(args.lp_args)
+            )
             child = run_measured(cmd, out / "runs" / f"{n}x{length}-r{repeat}.log", env)
             record: dict[str, Any] = {
                 "nsamples": n,

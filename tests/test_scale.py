@@ -245,3 +245,22 @@ def test_bfloat16_run_prunes_to_target(tiny_model_dir, tmp_path, method):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert all(torch.isfinite(torch.tensor(list(summary["perplexity"]["pruned"].values()))))
+
+
+# --- single pass ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+def test_single_pass_equals_true_sequential_with_one_batch(tiny_model_dir, tmp_path, method):
+    """One forward per layer with hooks == the two-pass true-sequential schedule when all windows form
+    one batch (same statistics, same order of pruning), so masks and weights agree."""
+    common = ["--prune.method", method, "--save_model", "true", "--eval.perplexity", "false"]
+    two_pass = ["--prune.true_sequential", "true", "--data.batch_size", "4"]  # SMALL has 4 windows
+    assert run_cli(tiny_model_dir, tmp_path / "two", *common, *two_pass) == 0
+    assert run_cli(tiny_model_dir, tmp_path / "one", *common, "--prune.single_pass", "true") == 0
+    _assert_same_run(tmp_path / "two", tmp_path / "one", atol=1e-6)
+    two, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("two", "one"))
+    assert one["sparsity"] == pytest.approx(0.5, abs=1e-6)
+    for a, b in zip(two["modules"], one["modules"], strict=True):
+        assert a["module"] == b["module"]
+        assert b["snr_db"] == pytest.approx(a["snr_db"], rel=1e-4)

@@ -99,6 +99,11 @@ class PruneConfig:
     blocksize: int = 128
     percdamp: float = 0.01
     true_sequential: bool = False
+    # One forward per decoder layer instead of two: all calibration windows go through the layer as
+    # one batch, and each true-sequential group is pruned in a hook just before its first Linear
+    # runs, on inputs from the already-pruned groups before it. Needs memory for one layer's
+    # activations of all windows at once.
+    single_pass: bool = False
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
     owl: bool = False

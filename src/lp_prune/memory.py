@@ -104,7 +104,7 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
     dtype_bytes = DTYPE_BYTES[config.model.dtype]
     data = config.data
     samples = math.ceil(data.calibration_samples / config.world_size)  # this process's share
-    batch = min(data.batch_size, samples)
+    batch = samples if config.prune.single_pass else min(data.batch_size, samples)  # single pass: one batch
     tokens_per_batch = batch * data.seqlen
 
     if config.offload_layers and device_kind != "cpu":
@@ -118,7 +118,8 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
     )
     inputs = (shape.hidden, shape.hidden, shape.hidden, shape.attention_width, shape.hidden, shape.hidden)
     grams = [d * d for d in inputs] + [shape.intermediate**2]  # q k v o gate up down: one accumulator each
-    statistics = (max(grams) if config.prune.true_sequential else sum(grams)) * FLOAT32
+    in_order = config.prune.true_sequential or config.prune.single_pass
+    statistics = (max(grams) if in_order else sum(grams)) * FLOAT32
     # gate, up and the activated product of one batch, plus attention scores if materialised (eager).
     layer_work = 3 * tokens_per_batch * shape.intermediate * dtype_bytes + batch * data.seqlen**2 * FLOAT32
     # The layer's dense weights (kept for the error metrics), and for the widest Linear (down_proj)

@@ -6,6 +6,9 @@ Data flows one way: text -> windows -> layer inputs -> statistics -> masks and w
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import os
 import re
 import resource
@@ -65,6 +68,9 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         preflight(config, model_config)
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
         _check_memory(config, model_config)
+    if downstream.plan is None:  # windows are built: only saving needs the tokenizer, and reloads it
+        data.tokenizer = downstream.tokenizer = tokenizer = None
+        release_memory()  # a 262k-vocabulary tokenizer holds ~0.3 GB: return it before the weights load
     run_dir = _open_run_dir(config, resume)
     L.seed_everything(config.seed, verbose=False)
     with _timed(timings, "load_model"):
@@ -90,6 +96,13 @@ def _check_memory(config: RunConfig, model_config: Any) -> None:
         check_fits(estimate, processes_per_machine=config.devices)
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so the peak stays low."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the process reuses freed memory anyway
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def is_rank_zero() -> bool:
     """Rank 0 writes the run and logs; Lightning starts other ranks with their rank in the environment."""
     return rank_zero_only.rank == 0
@@ -112,7 +125,7 @@ def _prune_and_measure(
     config: RunConfig,
     run_dir: RunDirectory,
     model: torch.nn.Module,
-    tokenizer: Any,
+    tokenizer: Any | None,
     data: PruningDataModule,
     downstream: DownstreamStep,
     loggers: list,
@@ -136,6 +149,7 @@ def _prune_and_measure(
     options = CalibrationOptions(
         batch_size=config.data.batch_size,
         true_sequential=config.prune.true_sequential,
+        single_pass=config.prune.single_pass,
         offload_layers=config.offload_layers,
         activations=config.activations,
         activation_dir=run_dir.root / "activations",
@@ -166,6 +180,8 @@ def _prune_and_measure(
         save_masks(run_dir.root, prune_cb.masks)
         if config.save_model:
             model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained
+            if tokenizer is None:
+                tokenizer = load_tokenizer_and_config(config.model)[0]
             tokenizer.save_pretrained(run_dir.model)
 
     summary = build_summary(config, metrics_cb.records, perplexity, timings, data.calibration.ids.numel())

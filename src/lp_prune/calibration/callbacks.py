@@ -67,6 +67,8 @@ class PruneCallback(L.Callback):
         self.solve_seconds = 0.0
         self.statistics_seconds = 0.0
         self._collector: InputCollector | None = None
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []  # single-pass steps
+        self._pruned: list[PrunedLinear] = []
 
     def on_validation_batch_start(
         self,
@@ -78,6 +80,8 @@ class PruneCallback(L.Callback):
     ) -> None:
         if step.kind == "collect" and self.config.method != "magnitude":
             self._collector = InputCollector(module.linears(step), self.keep_gram)
+        elif step.kind == "single":
+            self._hook_groups(module, step)
 
     def on_validation_batch_end(
         self,
@@ -88,6 +92,10 @@ class PruneCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        if step.kind == "single":
+            for handle in self._hooks:
+                handle.remove()
+            self._hooks, module.pruned_in_step, self._pruned = [], self._pruned, []
         if step.kind != "collect":
             return
         statistics = {}
@@ -122,6 +130,44 @@ class PruneCallback(L.Callback):
         linear.weight.data.copy_(result.weight)
         self.masks[name] = result.mask.cpu()
         return PrunedLinear(name, layer, dense, result, stats)
+
+    # --- single pass: each group pruned right before its first Linear runs --------------------------
+    def _hook_groups(self, module: LayerwiseCalibration, step: Step) -> None:
+        linears, prefix = module.linears(step), module.prefixes[step.layer]
+        for group in module.groups[step.layer]:
+            members = {f"{prefix}.{name}": linears[f"{prefix}.{name}"] for name in group}
+            hook = self._group_hook(members, step.layer)
+            self._hooks += [linear.register_forward_pre_hook(hook) for linear in members.values()]
+
+    def _group_hook(self, members: dict[str, torch.nn.Linear], layer: int):
+        seen: list[torch.Tensor] = []  # the group's input, once its first Linear has run
+
+        def hook(_linear: torch.nn.Module, args: tuple) -> None:
+            if not seen:
+                seen.append(args[0])
+                self._prune_group(members, args[0].detach(), layer)
+            elif args[0] is not seen[0]:
+                names = ", ".join(members)
+                raise RuntimeError(f"single-pass pruning needs {names} to read one input tensor in one call")
+
+        return hook
+
+    def _prune_group(self, members: dict[str, torch.nn.Linear], x: torch.Tensor, layer: int) -> None:
+        """Statistics of the whole calibration batch x (summed over processes), then prune every member."""
+        statistics: dict[str, InputStatistics | None] = dict.fromkeys(members)
+        if self.config.method != "magnitude":
+            start = time.perf_counter()
+            collector = InputCollector(members, self.keep_gram, hooks=False)
+            for name in members:
+                collector.accumulate(name, x)  # one X^T X for the whole group (shared input)
+            statistics = collector.statistics
+            self.statistics_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        for name, linear in members.items():
+            if statistics[name] is not None:
+                sum_statistics(statistics[name])
+            self._pruned.append(self._prune(name, linear, layer, statistics[name]))
+        self.solve_seconds += time.perf_counter() - start
 
     def sparsity_of(self, layer: int) -> float:
         return self.config.sparsity if self.layer_sparsity is None else self.layer_sparsity[layer]
@@ -188,10 +234,10 @@ class PruningMetricsCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if step.kind == "collect":
+        if step.kind in ("collect", "single"):
             self._layer_records += [self._measure(p) for p in getattr(module, "pruned_in_step", [])]
             module.pruned_in_step = []
-        elif self._layer_records:
+        if step.kind in ("propagate", "single") and self._layer_records:
             self.records += self._layer_records
             log_layer(trainer, step.layer, self._layer_records)
             self._layer_records = []
@@ -230,7 +276,12 @@ def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> No
         logger.log_metrics(metrics)
 
 
-STEP_LABELS = {"collect": "collecting statistics", "propagate": "propagating", "scan": "counting outliers"}
+STEP_LABELS = {
+    "collect": "collecting statistics",
+    "propagate": "propagating",
+    "scan": "counting outliers",
+    "single": "pruning in one pass",
+}
 
 
 class LayerProgressBar(TQDMProgressBar):

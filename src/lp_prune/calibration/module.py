@@ -5,6 +5,7 @@ each (so Lightning's progress bar shows layer progress):
 
     for layer i:  collect(i, group 0) ... collect(i, group G-1)  ->  propagate(i)
     scan mode:    scan(i) (statistics recorded while the unpruned layer's outputs move on)
+    single pass:  single(i) (each group pruned by a hook right before it runs; outputs move on)
 
 Before the first step the module captures layer 0's inputs and every layer's call arguments from
 the calibration token windows. A collect step runs layer i over all cached inputs while callbacks
@@ -43,7 +44,7 @@ from lp_prune.models.offload import move_all_but_layers
 class Step:
     """One unit of work in the layer schedule."""
 
-    kind: str  # "collect", "propagate", or "scan" (collect statistics and propagate in one pass)
+    kind: str  # "collect", "propagate", "scan" (statistics while propagating) or "single" (prune while propagating)
     layer: int
     group: int = 0  # index into the layer's groups (true-sequential), 0 otherwise
 
@@ -56,6 +57,7 @@ class CalibrationOptions:
     true_sequential: bool = False
     start_layer: int = 0  # > 0 when resuming: earlier layers are pruned already
     scan: bool = False  # statistics of the unpruned model only (OWL's outlier pass): no pruning steps
+    single_pass: bool = False  # one step per layer: all windows in one batch, groups pruned by hooks
     offload_layers: bool = False  # model on the CPU, the current decoder layer on the device
     activations: str = "device"  # cached layer inputs: "device", "cpu" or "disk"
     activation_dir: Path | None = None  # parent folder of the on-disk activations
@@ -75,9 +77,8 @@ class LayerwiseCalibration(L.LightningModule):
         self.calibration_ids = calibration_ids
         self.layers = decoder_layers(model)
         self.prefixes = [layer_prefix(model, i) for i in range(len(self.layers))]
-        self.groups = [
-            sequential_groups(prunable_linears(layer), self.options.true_sequential) for layer in self.layers
-        ]
+        in_order = self.options.true_sequential or self.options.single_pass
+        self.groups = [sequential_groups(prunable_linears(layer), in_order) for layer in self.layers]
         self.hidden: ActivationStore | None = None  # current layer's inputs, per batch
         self.kwargs: list[list[dict]] = []  # each layer's call arguments, per batch
         self.pruned_in_step: list = []  # PruneCallback -> PruningMetricsCallback, per collect step
@@ -85,8 +86,8 @@ class LayerwiseCalibration(L.LightningModule):
     # --- the schedule -------------------------------------------------------------------------
     def schedule(self) -> list[Step]:
         layers = range(self.options.start_layer, len(self.groups))
-        if self.options.scan:
-            return [Step("scan", layer) for layer in layers]
+        if self.options.scan or self.options.single_pass:
+            return [Step("scan" if self.options.scan else "single", layer) for layer in layers]
         steps = []
         for layer in layers:
             steps += [Step("collect", layer, g) for g in range(len(self.groups[layer]))]
@@ -99,7 +100,7 @@ class LayerwiseCalibration(L.LightningModule):
     def linears(self, step: Step) -> dict[str, nn.Linear]:
         """The Linears a step works on, by full module name (e.g. 'model.layers.3.mlp.up_proj')."""
         modules = prunable_linears(self.layers[step.layer])
-        names = list(modules) if step.kind == "scan" else self.groups[step.layer][step.group]
+        names = self.groups[step.layer][step.group] if step.kind == "collect" else list(modules)
         return {f"{self.prefixes[step.layer]}.{name}": modules[name] for name in names}
 
     # --- the loop -----------------------------------------------------------------------------
@@ -117,7 +118,8 @@ class LayerwiseCalibration(L.LightningModule):
             move_all_but_layers(self.model, self.device)
         body_device = next(self.model.parameters()).device  # embeddings: on the device, or all on the CPU
         self.hidden = ActivationStore(self.options.activations, self.device, self.options.activation_dir)
-        captured = capture_layer_inputs(self.model, ids.to(body_device).split(self.options.batch_size), self.hidden)
+        batch_size = len(ids) if self.options.single_pass else self.options.batch_size
+        captured = capture_layer_inputs(self.model, ids.to(body_device).split(batch_size), self.hidden)
         memo: dict = {}  # tensors shared between layers' arguments stay shared
         self.kwargs = [[to_device(kw, self.device, memo) for kw in layer] for layer in captured.kwargs]
 
@@ -126,7 +128,7 @@ class LayerwiseCalibration(L.LightningModule):
             with self._timed("collect"), torch.no_grad():
                 for batch, hidden in enumerate(self.hidden):
                     run_layer(self.layers[step.layer], hidden, self.kwargs[step.layer][batch])
-        else:  # propagate, or scan: statistics are recorded by hooks while the outputs move on
+        else:  # propagate; scan and single: hooks record statistics (and prune) while the outputs move on
             self._propagate(step.layer)
 
     def _propagate(self, index: int) -> None:

@@ -159,7 +159,7 @@ class InputCollector:
     Linears fed the same tensor one after another (q/k/v, gate/up) share one X^T X computation.
     """
 
-    def __init__(self, linears: dict[str, nn.Linear], keep_gram: bool) -> None:
+    def __init__(self, linears: dict[str, nn.Linear], keep_gram: bool, hooks: bool = True) -> None:
         self.statistics = {
             name: InputStatistics(linear.in_features, linear.weight.device, keep_gram)
             for name, linear in linears.items()
@@ -167,15 +167,20 @@ class InputCollector:
         self._last_input: torch.Tensor | None = None
         self._last_gram: torch.Tensor | None = None
         self.seconds = 0.0  # time spent accumulating statistics
-        self._handles = [linear.register_forward_pre_hook(self._hook(name)) for name, linear in linears.items()]
+        # hooks=False: the caller feeds inputs through accumulate() itself.
+        self._handles = [linear.register_forward_pre_hook(self._hook(n)) for n, linear in linears.items() if hooks]
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, args: tuple) -> None:
             start = time.perf_counter()
-            self._accumulate(self.statistics[name], args[0].detach())
+            self.accumulate(name, args[0].detach())
             self.seconds += time.perf_counter() - start
 
         return hook
+
+    def accumulate(self, name: str, x: torch.Tensor) -> None:
+        """Add inputs x of Linear `name` (what the hook does; callable directly)."""
+        self._accumulate(self.statistics[name], x)
 
     def _accumulate(self, stats: InputStatistics, x: torch.Tensor) -> None:
         if not stats.keep_gram:

@@ -21,6 +21,7 @@ from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
 log = logging.getLogger(__name__)
 
 MAX_DAMPING_TRIES = 6
+SUB_BLOCK = 32  # columns per inner lazy update inside a 128-column block
 
 
 @dataclass
@@ -120,15 +121,21 @@ def _prune_block(
     mask_t = mask_block.t().contiguous()
     scale_t = mask_t.to(Wt.dtype) / d[:, None]  # 1/d_i where pruned, 0 where kept
     errors_t = torch.empty_like(Wt)
-    for i in range(Wt.shape[0]):
-        if n_m is not None and i % n_m[1] == 0:  # N:M: choose the group's mask on the updated weights
-            group = slice(i, i + n_m[1])
-            mask_t[group] = n_m_mask((Wt[group].square() / d[group, None].square()).t(), *n_m).t()
-            scale_t[group] = mask_t[group].to(Wt.dtype) / d[group, None]
-        # err = (w - q) / d_i with q = w where kept and 0 where pruned.
-        err = torch.mul(Wt[i], scale_t[i], out=errors_t[i])
-        # Row i of U carries the OBS update to this and later columns: column i becomes q.
-        Wt[i:].addr_(U_block[i, i:], err, alpha=-1.0)
+    # Lazy updates inside the block too: column steps update only their sub-block, whose errors
+    # reach the rest of the block in one matmul. Sub-blocks hold whole N:M groups.
+    sub = max(SUB_BLOCK, n_m[1] if n_m else 1)
+    for start in range(0, Wt.shape[0], sub):
+        end = min(start + sub, Wt.shape[0])
+        for i in range(start, end):
+            if n_m is not None and i % n_m[1] == 0:  # N:M: choose the group's mask on the updated weights
+                group = slice(i, i + n_m[1])
+                mask_t[group] = n_m_mask((Wt[group].square() / d[group, None].square()).t(), *n_m).t()
+                scale_t[group] = mask_t[group].to(Wt.dtype) / d[group, None]
+            # err = (w - q) / d_i with q = w where kept and 0 where pruned.
+            err = torch.mul(Wt[i], scale_t[i], out=errors_t[i])
+            # Row i of U carries the OBS update to this and later columns: column i becomes q.
+            Wt[i:end].addr_(U_block[i, i:end], err, alpha=-1.0)
+        Wt[end:].addmm_(U_block[start:end, end:].T, errors_t[start:end], alpha=-1.0)
     Wt.masked_fill_(mask_t, 0.0)  # exact zeros, not rounding residue
     W_block.copy_(Wt.t())
     mask_block.copy_(mask_t.t())
