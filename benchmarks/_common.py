@@ -195,3 +195,12 @@ def _jsonable(value: Any) -> Any:
 
 def progress(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A table cell: '-' for missing values, floats with `digits` decimals."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -40,6 +40,7 @@ from _common import (
     PEER_VENV,
     ChildRun,
     child_env,
+    fmt,
     import_lp_prune,
     log_tail,
     lp_prune_command,
@@ -270,14 +271,6 @@ def mask_iou(folder_a: Path, folder_b: Path, dense: Path) -> dict[str, Any]:
 # -- report --------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def markdown(report: dict[str, Any]) -> str:
     langs = LANGUAGES
     lines = [
@@ -301,20 +294,20 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     dense = report.get("dense_perplexity") or {}
     if dense:
-        lines.append("| dense | - | - | - | - | - | " + " | ".join(_fmt(dense.get(x)) for x in langs) + " | - |")
+        lines.append("| dense | - | - | - | - | - | " + " | ".join(fmt(dense.get(x)) for x in langs) + " | - |")
     for s in report["settings_results"]:
         iou = (s.get("iou") or {}).get("all", {}).get("iou")
         for tool, key in (("lp_prune", "lp"), ("llmcompressor", "peer")):
             t = s[key]
             ppl = s.get("perplexity", {}).get(key) or {}
             lines.append(
-                f"| {s['method']} | {s['size']} | {tool} | {_fmt(t['prune_s'])} | {_fmt(t['process_s'])} | "
-                f"{_fmt(t['peak_rss_mb'], 0)} | " + " | ".join(_fmt(ppl.get(x)) for x in langs) + f" | {_fmt(iou, 3)} |"
+                f"| {s['method']} | {s['size']} | {tool} | {fmt(t['prune_s'])} | {fmt(t['process_s'])} | "
+                f"{fmt(t['peak_rss_mb'], 0)} | " + " | ".join(fmt(ppl.get(x)) for x in langs) + f" | {fmt(iou, 3)} |"
             )
         r = s["ratio"]
         lines.append(
-            f"| {s['method']} | {s['size']} | lp/peer | {_fmt(r['prune_s'])} | {_fmt(r['process_s'])} | "
-            f"{_fmt(r['peak_rss_mb'])} | " + " | ".join("" for _ in langs) + " | |"
+            f"| {s['method']} | {s['size']} | lp/peer | {fmt(r['prune_s'])} | {fmt(r['process_s'])} | "
+            f"{fmt(r['peak_rss_mb'])} | " + " | ".join("" for _ in langs) + " | |"
         )
     lines += ["", "## Mask IoU per projection", ""]
     lines.append(
@@ -327,21 +320,21 @@ def markdown(report: dict[str, Any]) -> str:
         iou = s.get("iou") or {}
         if not iou:
             continue
-        cells = [_fmt(iou.get(p, {}).get("iou"), 3) for p in PROJECTIONS]
+        cells = [fmt(iou.get(p, {}).get("iou"), 3) for p in PROJECTIONS]
         overall = iou.get("all", {})
         lines.append(
             f"| {s['method']} | {s['size']} | "
             + " | ".join(cells)
-            + f" | {_fmt(overall.get('iou'), 3)} | {_fmt(overall.get('iou_new'), 3)} | {_fmt(iou.get('chance_iou'), 3)}"
-            f" | {_fmt(overall.get('weight_rel_diff'), 4)} |"
+            + f" | {fmt(overall.get('iou'), 3)} | {fmt(overall.get('iou_new'), 3)} | {fmt(iou.get('chance_iou'), 3)}"
+            f" | {fmt(overall.get('weight_rel_diff'), 4)} |"
         )
     lines += [
         "",
         "Sparsity (exact zeros, decoder Linears): "
         + "; ".join(
-            f"{s['method']} {s['size']}: lp_prune {_fmt((s.get('iou') or {}).get('all', {}).get('zeros_lp'), 4)}, "
-            f"llmcompressor {_fmt((s.get('iou') or {}).get('all', {}).get('zeros_peer'), 4)}, "
-            f"dense {_fmt((s.get('iou') or {}).get('all', {}).get('dense_zeros'), 4)}"
+            f"{s['method']} {s['size']}: lp_prune {fmt((s.get('iou') or {}).get('all', {}).get('zeros_lp'), 4)}, "
+            f"llmcompressor {fmt((s.get('iou') or {}).get('all', {}).get('zeros_peer'), 4)}, "
+            f"dense {fmt((s.get('iou') or {}).get('all', {}).get('dense_zeros'), 4)}"
             for s in report["settings_results"]
         ),
         "",
@@ -349,13 +342,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "lp_prune's achieved rate (flops.py count / prune_s): "
         + "; ".join(
-            f"{s['method']} {s['size']}: {_fmt(s.get('lp_gflop'), 0)} GFLOP, "
-            f"{_fmt(s['lp'].get('gflops_per_s'), 1)} GFLOP/s"
-            + (
-                f" ({_fmt(s['lp'].get('fraction_of_matmul'), 3)} of matmul)"
-                if s["lp"].get("fraction_of_matmul")
-                else ""
-            )
+            f"{s['method']} {s['size']}: {fmt(s.get('lp_gflop'), 0)} GFLOP, "
+            f"{fmt(s['lp'].get('gflops_per_s'), 1)} GFLOP/s"
+            + (f" ({fmt(s['lp'].get('fraction_of_matmul'), 3)} of matmul)" if s["lp"].get("fraction_of_matmul") else "")
             for s in report["settings_results"]
         ),
     ]
@@ -428,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                     progress(f"  FAILED (rc {record['rc']}); log {record['log']}:\n{log_tail(record['log'])}")
                 else:
                     progress(
-                        f"  prune_s {_fmt(record['prune_s'])}  process_s {_fmt(record['process_s'])}  "
-                        f"peak_rss_mb {_fmt(record['peak_rss_mb'], 0)}"
+                        f"  prune_s {fmt(record['prune_s'])}  process_s {fmt(record['process_s'])}  "
+                        f"peak_rss_mb {fmt(record['peak_rss_mb'], 0)}"
                     )
                 if repeat > 0 and record.get("model_dir"):
                     shutil.rmtree(record["model_dir"], ignore_errors=True)  # only the first repeat is evaluated

@@ -25,6 +25,7 @@ from typing import Any
 
 from _common import (
     child_env,
+    fmt,
     import_lp_prune,
     log_tail,
     lp_prune_command,
@@ -72,14 +73,6 @@ def fit_line(xs: list[float], ys: list[float]) -> dict[str, float] | None:
     return {"a_s": a, "b_s_per_token": b, "r2": 1 - ss_res / ss_tot if ss_tot else float("nan"), "points": n}
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def markdown(report: dict[str, Any]) -> str:
     rows = [r for r in report["runs"] if r["rc"] == 0]
     phases = sorted({k for r in rows for k in r["prune_phases_s"] if k != "prune"})
@@ -95,11 +88,11 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|" + "---|" * len(phases) + "---|---|---|---|---|",
     ]
     for r in rows:
-        shares = "".join(f"{_fmt(r['prune_shares'].get(p), 3)} | " for p in phases)
+        shares = "".join(f"{fmt(r['prune_shares'].get(p), 3)} | " for p in phases)
         lines.append(
-            f"| {r['nsamples']} | {r['seqlen']} | {r['tokens']} | {_fmt(r['prune_s'])} | {shares}"
-            f"{_fmt(r['process_s'])} | {_fmt(r['peak_rss_mb'], 0)} | {_fmt(r['gflop'], 1)} | "
-            f"{_fmt(r['gflops_per_s'], 1)} | {_fmt(r.get('fraction_of_matmul'), 3)} |"
+            f"| {r['nsamples']} | {r['seqlen']} | {r['tokens']} | {fmt(r['prune_s'])} | {shares}"
+            f"{fmt(r['process_s'])} | {fmt(r['peak_rss_mb'], 0)} | {fmt(r['gflop'], 1)} | "
+            f"{fmt(r['gflops_per_s'], 1)} | {fmt(r.get('fraction_of_matmul'), 3)} |"
         )
     fit = report.get("fit")
     lines.append("")
@@ -180,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     if args.matmul_gflops:
                         record["fraction_of_matmul"] = record["gflops_per_s"] / args.matmul_gflops
                 progress(
-                    f"  prune_s {_fmt(prune_s)}  process_s {_fmt(child.wall_s)}  "
-                    f"peak_rss_mb {_fmt(child.peak_rss_mb, 0)}"
+                    f"  prune_s {fmt(prune_s)}  process_s {fmt(child.wall_s)}  "
+                    f"peak_rss_mb {fmt(child.peak_rss_mb, 0)}"
                     f"  phases {', '.join(f'{k} {v:.1f}' for k, v in phases.items())}"
                 )
                 shutil.rmtree(run_dir / "progress", ignore_errors=True)

@@ -68,10 +68,12 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         preflight(config, model_config)
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
         _check_memory(config, model_config)
-    if downstream.plan is None:  # windows are built: only saving needs the tokenizer, and reloads it
+    run_dir = _open_run_dir(config, resume)
+    if config.save_model and is_rank_zero():
+        tokenizer.save_pretrained(run_dir.model)  # now, so the tokenizer need not stay beside the weights
+    if downstream.plan is None:  # windows are built; lm-eval is the only later user of the tokenizer
         data.tokenizer = downstream.tokenizer = tokenizer = None
         release_memory()  # a 262k-vocabulary tokenizer holds ~0.3 GB: return it before the weights load
-    run_dir = _open_run_dir(config, resume)
     L.seed_everything(config.seed, verbose=False)
     with _timed(timings, "load_model"):
         model = load_model(config.model)
@@ -79,7 +81,7 @@ def run(config: RunConfig, resume: bool = False) -> Path:
     logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict()) if is_rank_zero() else None
     loggers = [logger] if logger else []
     try:
-        _prune_and_measure(config, run_dir, model, tokenizer, data, downstream, loggers, timings, resume)
+        _prune_and_measure(config, run_dir, model, data, downstream, loggers, timings, resume)
     except BaseException:
         tracking.finish(loggers, status="failed")  # close the W&B run: it stays syncable, nothing reuses it
         raise
@@ -125,7 +127,6 @@ def _prune_and_measure(
     config: RunConfig,
     run_dir: RunDirectory,
     model: torch.nn.Module,
-    tokenizer: Any | None,
     data: PruningDataModule,
     downstream: DownstreamStep,
     loggers: list,
@@ -179,10 +180,7 @@ def _prune_and_measure(
     with _timed(timings, "save"):
         save_masks(run_dir.root, prune_cb.masks)
         if config.save_model:
-            model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained
-            if tokenizer is None:
-                tokenizer = load_tokenizer_and_config(config.model)[0]
-            tokenizer.save_pretrained(run_dir.model)
+            model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained (tokenizer: above)
 
     summary = build_summary(config, metrics_cb.records, perplexity, timings, data.calibration.ids.numel())
     summary["resumed_from_layer"] = options.start_layer

@@ -2,7 +2,8 @@
 
 PruneCallback: on a collect step, hooks the step's Linears to accumulate input statistics; when the
 step ends, sums them over processes (data parallel), prunes each Linear (SparseGPT, Wanda or
-magnitude) at its layer's sparsity and publishes what it did.
+magnitude) at its layer's sparsity and publishes what it did. On a single-pass step, a hook on each
+group's first Linear does the same for that group right before it runs.
 OutlierScan: OWL's pass over the unpruned model, one outlier ratio per decoder layer.
 PruningMetricsCallback: for every pruned Linear, sparsity and the local error on its calibration
 inputs (error, relative error, SNR), logged per layer on a `layer` axis.
