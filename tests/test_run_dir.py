@@ -283,3 +283,23 @@ def test_open_requires_an_existing_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="nowhere"):
         RunDirectory.open(tmp_path / "nowhere")
     assert RunDirectory.open(tmp_path).root == tmp_path
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_streaming_save_loads_back_with_from_pretrained(tiny_model_dir, tmp_path, dtype):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from lp_prune.tracking import save_model_streaming
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[:, ::2] = 0.0  # a pruned-looking weight
+    path = save_model_streaming(model, tmp_path / "model")
+    stored = load_file(path)  # a valid safetensors file: the library's own reader agrees
+    for name, tensor in model.state_dict().items():
+        if name in stored:
+            assert torch.equal(stored[name], tensor), name
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=dtype)
+    for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters(), strict=True):
+        assert torch.equal(a, b), name

@@ -38,7 +38,7 @@ from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_per
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.pruning.owl import owl_sparsities
-from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, write_json
+from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, save_model_streaming, write_json
 from lp_prune.tracking import wandb_logger as tracking
 
 RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts
@@ -180,7 +180,7 @@ def _prune_and_measure(
     with _timed(timings, "save"):
         save_masks(run_dir.root, prune_cb.masks)
         if config.save_model:
-            model.save_pretrained(run_dir.model)  # safetensors, loadable with from_pretrained (tokenizer: above)
+            save_model_streaming(model, run_dir.model)  # loadable with from_pretrained (tokenizer: saved above)
 
     summary = build_summary(config, metrics_cb.records, perplexity, timings, data.calibration.ids.numel())
     summary["resumed_from_layer"] = options.start_layer
