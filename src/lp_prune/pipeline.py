@@ -33,6 +33,7 @@ from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
 from lp_prune.checks import preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
+from lp_prune.errors import ConfigError
 from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
@@ -113,7 +114,10 @@ def is_rank_zero() -> bool:
 def _open_run_dir(config: RunConfig, resume: bool) -> RunDirectory:
     """Rank 0 creates the run directory and hands its path to the processes Lightning starts later."""
     if not is_rank_zero():
-        return RunDirectory(Path(os.environ[RUN_DIR_ENV]))
+        path = os.environ.get(RUN_DIR_ENV) or config.out
+        if path is None:  # ranks started by torchrun / SLURM all at once: rank 0 cannot hand its path on
+            raise ConfigError("processes launched outside Lightning (torchrun, SLURM) need --out: one run directory")
+        return RunDirectory(Path(path))
     run_dir = RunDirectory.create(config.out or default_run_dir(config), overwrite=config.overwrite)
     os.environ[RUN_DIR_ENV] = str(run_dir.root.absolute())  # inherited by the other ranks
     if not resume:
