@@ -204,3 +204,11 @@ def fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def write_report(out: Path, report: dict[str, Any], text: str) -> None:
+    """results.json and results.md in `out`; the Markdown is printed too."""
+    write_json(out / "results.json", report)
+    (out / "results.md").write_text(text)
+    print(text)
+    progress(f"wrote {out / 'results.json'} and {out / 'results.md'}")

@@ -51,7 +51,7 @@ from _common import (
     progress,
     results_dir,
     run_measured,
-    write_json,
+    write_report,
 )
 from flops import pruning_flops
 
@@ -485,11 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings_results": settings_results,
         "runs": runs,
     }
-    write_json(out / "results.json", report)
-    text = markdown(report)
-    (out / "results.md").write_text(text)
-    print(text)
-    progress(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    write_report(out, report, markdown(report))
     return 1 if any(r["rc"] != 0 for r in runs) else 0
 
 

@@ -35,7 +35,7 @@ from _common import (
     progress,
     results_dir,
     run_measured,
-    write_json,
+    write_report,
 )
 
 
@@ -200,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "fit": fit,
     }
-    write_json(out / "results.json", report)
-    text = markdown(report)
-    (out / "results.md").write_text(text)
-    print(text)
-    progress(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    write_report(out, report, markdown(report))
     return 0 if len(ok) == len(runs) else 1
 
 

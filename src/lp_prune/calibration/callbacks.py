@@ -235,10 +235,10 @@ class PruningMetricsCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if step.kind in ("collect", "single"):
+        if step.prunes:
             self._layer_records += [self._measure(p) for p in getattr(module, "pruned_in_step", [])]
             module.pruned_in_step = []
-        if step.kind in ("propagate", "single") and self._layer_records:
+        if step.ends_layer and self._layer_records:
             self.records += self._layer_records
             log_layer(trainer, step.layer, self._layer_records)
             self._layer_records = []

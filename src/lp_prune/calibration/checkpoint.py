@@ -55,7 +55,7 @@ class LayerCheckpoint(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if step.kind not in ("propagate", "single"):  # the layer is finished
+        if not step.ends_layer:
             return
         self.folder.mkdir(exist_ok=True)
         prefix = module.prefixes[step.layer] + "."

@@ -48,6 +48,16 @@ class Step:
     layer: int
     group: int = 0  # index into the layer's groups (true-sequential), 0 otherwise
 
+    @property
+    def prunes(self) -> bool:
+        """Linears are pruned in this step."""
+        return self.kind in ("collect", "single")
+
+    @property
+    def ends_layer(self) -> bool:
+        """The layer is finished (pruned, outputs propagated) when this step ends."""
+        return self.kind in ("propagate", "single")
+
 
 @dataclass
 class CalibrationOptions:
