@@ -111,6 +111,15 @@ def lp_prune_command(
     return cmd + list(extra)  # e.g. --prune.single_pass true
 
 
+def flop_options(lp_args: list[str]) -> dict[str, Any]:
+    """pruning_flops() keywords for lp-prune flags that change the work (single pass, no metrics)."""
+    flags = dict(zip(lp_args[::2], lp_args[1::2], strict=False))
+    return {
+        "forward_passes": 1 if flags.get("--prune.single_pass") == "true" else 2,
+        "metrics": flags.get("--prune.local_error") != "false",
+    }
+
+
 def make_token_file(path: Path, nsamples: int, seqlen: int, language: str = "en", seed: int = 0) -> Path:
     """Calibration token ids [nsamples, seqlen] from lp_prune's own data path, saved with torch.save."""
     import torch

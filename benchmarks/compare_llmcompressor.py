@@ -40,6 +40,7 @@ from _common import (
     PEER_VENV,
     ChildRun,
     child_env,
+    flop_options,
     fmt,
     import_lp_prune,
     log_tail,
@@ -441,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             "perplexity": {},
         }
         # Efficiency of lp_prune's step: analytic FLOPs (flops.py) per second of prune_s.
-        result["lp_gflop"] = pruning_flops(_model_config(), n, length, method)["total"] / 1e9
+        lp_flops = pruning_flops(_model_config(), n, length, method, **flop_options(shlex.split(args.lp_args)))
+        result["lp_gflop"] = lp_flops["total"] / 1e9
         if agg["lp"]["prune_s"]:
             result["lp"]["gflops_per_s"] = result["lp_gflop"] / agg["lp"]["prune_s"]
             if args.matmul_gflops:

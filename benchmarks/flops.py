@@ -9,13 +9,15 @@ What lp_prune's pruning step does per decoder layer (src/lp_prune/calibration/, 
    accumulate the Gram matrix X^T X (float32) of every Linear's input. Linears fed the same tensor
    share one product: q/k/v read one input (d = hidden), gate/up another (d = hidden), o_proj reads
    the attention output (d = heads * head_dim) and down_proj the MLP activation (d = intermediate).
-   One Gram product costs 2 * T * d_in^2 (the full square is computed; symmetry is not exploited).
-   lp_prune keeps the Gram matrix for Wanda as well (the metrics need it), so both methods pay it.
+   One Gram product is counted as 2 * T * d_in^2 (the full square; lp_prune computes only the upper
+   blocks of wide inputs, ~62% of it at d = 2048). lp_prune keeps the Gram matrix for Wanda as well
+   (the metrics need it) unless `prune.local_error` is false.
 2. solve: each Linear is pruned (SparseGPT or Wanda, below).
 3. metrics: for each Linear, trace(W G W^T) for the dense weight and for W - W' (two products
    (d_out x d_in) @ (d_in x d_in)): 4 * d_out * d_in^2.
 4. propagate pass: the pruned layer runs forward again; its outputs are the next layer's inputs.
-   So there are two forward passes per layer (more with true-sequential groups: `forward_passes`).
+   So there are two forward passes per layer; the statistics pass stops as soon as the last Linear
+   (down_proj) has its input, so it skips down_proj's product. `prune.single_pass` runs one pass.
 
 Forward pass per token: 2 * d_in * d_out per Linear, plus attention scores and values
 4 * K * heads * head_dim, where K is the number of key positions counted per query:
@@ -31,9 +33,10 @@ embedding lookup that captures layer 0's inputs (no matmul) and the lm_head (nev
 
 SparseGPT solve for W (r = d_out rows, c = d_in columns, block size B), counting a multiply and an
 add as two FLOPs (Golub & Van Loan's convention: Cholesky of an n x n matrix ~ n^3 / 3):
-- inverse-Hessian factor: cholesky(H + damp I) ~ c^3/3, cholesky_inverse (triangular inverse c^3/3
-  plus the product L^-T L^-1, c^3/3) ~ 2c^3/3, upper cholesky of H^-1 ~ c^3/3: ~ 4c^3/3 in all
-  (+ more tries if the damping had to be raised; not counted).
+- inverse-Hessian factor: counted as cholesky(H + damp I) ~ c^3/3, the triangular inverse and its
+  product ~ 2c^3/3, and the upper Cholesky factor of H^-1 ~ c^3/3: ~ 4c^3/3 (lp_prune's route, one
+  Cholesky of the reversed H and one triangular solve, does less; more tries when the damping had
+  to be raised are not counted). Under 3% of the step either way.
 - column updates inside a block: column j of B (0-based) updates the B - j columns from j on with a
   rank-1 update (addr_: 2 * r * (B - j)); summed over the block r * B * (B + 1); over c / B blocks
   r * c * (B + 1).
@@ -131,9 +134,10 @@ def pruning_flops(
 ) -> dict[str, Any]:
     """FLOPs of lp_prune's pruning step (all decoder layers) by phase; `total` is their sum.
 
-    forward_passes: forward runs of each layer over all tokens (2: statistics + propagate; true
-    sequential mode runs one statistics pass per group plus the propagate pass). metrics: lp_prune's
-    per-Linear error metrics (two Gram quadratic forms) run inside the step too.
+    forward_passes: forward runs of each layer over all tokens (2: statistics + propagate; 1: single
+    pass). A statistics pass stops once the last Linear has its input, so it skips down_proj.
+    metrics: lp_prune's per-Linear error metrics (two Gram quadratic forms; `prune.local_error`):
+    without them Wanda keeps only squared input norms, no Gram.
     """
     if method not in ("sparsegpt", "wanda", "magnitude"):
         raise ValueError(f"unknown method '{method}'")
@@ -154,7 +158,8 @@ def pruning_flops(
     inputs = {}  # distinct Linear inputs: one Gram product each
     for _d_out, d_in, source in linears.values():
         inputs[source] = d_in
-    gram_per_layer = 0 if method == "magnitude" else sum(2 * tokens * d * d for d in inputs.values())
+    needs_gram = method == "sparsegpt" or (method == "wanda" and metrics)
+    gram_per_layer = sum(2 * tokens * d * d for d in inputs.values()) if needs_gram else 0
 
     solve_per_layer: dict[str, float] = {}
     for name, (d_out, d_in, _) in linears.items():
@@ -168,8 +173,10 @@ def pruning_flops(
 
     # Magnitude pruning too walks the whole schedule: its collect pass runs the layer without hooks.
     passes = forward_passes
+    down_out, down_in, _ = linears["down_proj"]
+    skipped = (passes - 1) * n_layers * 2 * tokens * down_out * down_in  # statistics passes stop before it
     breakdown = {
-        "forward_linear": passes * n_layers * linear_fwd,
+        "forward_linear": passes * n_layers * linear_fwd - skipped,
         "forward_attention": passes * attention_fwd,
         "gram": n_layers * gram_per_layer,
         "solve": n_layers * sum(solve_per_layer.values()),

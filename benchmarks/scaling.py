@@ -25,6 +25,7 @@ from typing import Any
 
 from _common import (
     child_env,
+    flop_options,
     fmt,
     import_lp_prune,
     log_tail,
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     for n, length in grid:
         token_file = make_token_file(out / "tokens" / f"{n}x{length}.pt", n, length, args.calibration_language)
-        flops = pruning_flops(model_config, n, length, args.method)
+        flops = pruning_flops(model_config, n, length, args.method, **flop_options(shlex.split(args.lp_args)))
         for repeat in range(args.repeats):
             step += 1
             progress(f"[{step}/{total}] {args.method} {n}x{length} repeat {repeat + 1}/{args.repeats}")

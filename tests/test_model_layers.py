@@ -10,6 +10,7 @@ from lp_prune.models.layers import (
     prunable_linears,
     run_layer,
     sequential_groups,
+    stop_after_inputs,
 )
 from tiny_models import ARCHITECTURES, tiny_model
 
@@ -99,3 +100,40 @@ def test_input_collector_shares_gram_and_matches_direct_inputs():
         X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]])
         torch.testing.assert_close(stats.gram, X.T @ X, rtol=1e-5, atol=1e-5)
         assert stats.tokens == 24 and stats.samples == 2
+
+
+def _statistics_and_calls(layer, linears, members, inputs, stop_early):
+    """Statistics of `members` from one run of the layer, and the names of the Linears that were called."""
+    called = []
+    handles = [m.register_forward_pre_hook(lambda _m, _a, n=n: called.append(n)) for n, m in linears.items()]
+    collector = InputCollector(members, keep_gram=True)  # hooks registered before the stop: they see all
+    with torch.no_grad():
+        if stop_early:
+            with stop_after_inputs(members.values()) as run:
+                run(layer, *inputs)
+        else:
+            run_layer(layer, *inputs)
+    collector.remove()
+    for handle in handles:
+        handle.remove()
+    return collector.statistics, called
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_stopping_after_the_last_input_records_what_a_full_run_records(arch):
+    """Each group's statistics from a layer run only as far as the group's inputs equal a full run's,
+    and the Linears after the group (and the layer's output) are not computed."""
+    model = tiny_model(arch)
+    layer = decoder_layers(model)[0]
+    linears = prunable_linears(layer)
+    captured = capture_layer_inputs(model, [torch.randint(3, 96, (2, 12))])
+    inputs = (captured.hidden[0], captured.kwargs[0][0])
+    for group in [list(linears), *sequential_groups(linears, True)]:
+        members = {name: linears[name] for name in group}
+        full, _ = _statistics_and_calls(layer, linears, members, inputs, stop_early=False)
+        early, called = _statistics_and_calls(layer, linears, members, inputs, stop_early=True)
+        for name in group:
+            torch.testing.assert_close(early[name].gram, full[name].gram, rtol=0, atol=0)
+            assert early[name].tokens == full[name].tokens
+        assert set(group) <= set(called)
+        assert called[-1] in group  # nothing ran after the group's last Linear was reached

@@ -264,3 +264,14 @@ def test_single_pass_equals_true_sequential_with_one_batch(tiny_model_dir, tmp_p
     for a, b in zip(two["modules"], one["modules"], strict=True):
         assert a["module"] == b["module"]
         assert b["snr_db"] == pytest.approx(a["snr_db"], rel=1e-4)
+
+
+def test_wanda_without_local_error_prunes_the_same_weights(tiny_model_dir, tmp_path):
+    """prune.local_error false drops only the error/SNR records (no Gram): masks and weights stay."""
+    common = ["--prune.method", "wanda", "--save_model", "true", "--eval.perplexity", "false"]
+    assert run_cli(tiny_model_dir, tmp_path / "gram", *common) == 0
+    assert run_cli(tiny_model_dir, tmp_path / "norms", *common, "--prune.local_error", "false") == 0
+    _assert_same_run(tmp_path / "gram", tmp_path / "norms", atol=0.0)
+    gram, norms = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("gram", "norms"))
+    assert all(m["snr_db"] is not None for m in gram["modules"])
+    assert all(m["snr_db"] is None and m["error"] is None for m in norms["modules"])  # NaN, written as null

@@ -104,6 +104,10 @@ class PruneConfig:
     # runs, on inputs from the already-pruned groups before it. Needs memory for one layer's
     # activations of all windows at once.
     single_pass: bool = False
+    # Per-Linear pruning error and SNR on the calibration inputs need each input's X^T X. SparseGPT
+    # builds it anyway; Wanda needs only its diagonal, so false spares Wanda the Gram matrices
+    # (~25% of its pruning time; error and SNR are then recorded as NaN).
+    local_error: bool = True
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
     owl: bool = False

@@ -60,9 +60,9 @@ class ModuleRecord:
 class PruneCallback(L.Callback):
     """layer_sparsity: one sparsity per decoder layer (OWL); None prunes every layer to config.sparsity."""
 
-    def __init__(self, config: PruneConfig, keep_gram: bool = True, layer_sparsity: list[float] | None = None) -> None:
+    def __init__(self, config: PruneConfig, layer_sparsity: list[float] | None = None) -> None:
         self.config = config
-        self.keep_gram = keep_gram or METHOD_NEEDS_GRAM[config.method]
+        self.keep_gram = config.local_error or METHOD_NEEDS_GRAM[config.method]
         self.layer_sparsity = layer_sparsity
         self.masks: dict[str, torch.Tensor] = {}
         self.solve_seconds = 0.0

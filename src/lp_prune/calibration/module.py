@@ -35,8 +35,10 @@ from lp_prune.models.layers import (
     prunable_linears,
     run_layer,
     sequential_groups,
+    stop_after_inputs,
     to_device,
 )
+from lp_prune.models.mapped_weights import release_mapped_weights
 from lp_prune.models.offload import move_all_but_layers
 
 
@@ -132,12 +134,13 @@ class LayerwiseCalibration(L.LightningModule):
         captured = capture_layer_inputs(self.model, ids.to(body_device).split(batch_size), self.hidden)
         memo: dict = {}  # tensors shared between layers' arguments stay shared
         self.kwargs = [[to_device(kw, self.device, memo) for kw in layer] for layer in captured.kwargs]
+        release_mapped_weights()  # the embedding rows just read: the loop never reads them again
 
     def validation_step(self, step: Step, batch_idx: int) -> None:
-        if step.kind == "collect":
-            with self._timed("collect"), torch.no_grad():
+        if step.kind == "collect":  # statistics only: the layer runs as far as the group's last input
+            with self._timed("collect"), torch.no_grad(), stop_after_inputs(self.linears(step).values()) as run:
                 for batch, hidden in enumerate(self.hidden):
-                    run_layer(self.layers[step.layer], hidden, self.kwargs[step.layer][batch])
+                    run(self.layers[step.layer], hidden, self.kwargs[step.layer][batch])
         else:  # propagate; scan and single: hooks record statistics (and prune) while the outputs move on
             self._propagate(step.layer)
 
@@ -147,6 +150,7 @@ class LayerwiseCalibration(L.LightningModule):
             for batch in range(len(self.hidden)):
                 self.hidden[batch] = run_layer(self.layers[index], self.hidden[batch], self.kwargs[index][batch])
         self._unload_layer(index)
+        release_mapped_weights()  # dense pages the layer only read (pruned weights are private copies)
         self._load_layer(index + 1)
 
     def _load_layer(self, index: int) -> None:

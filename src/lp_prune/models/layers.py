@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,40 @@ def run_layer(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) ->
     """Call a decoder layer with its captured arguments; transformers 5 returns a Tensor, older a tuple."""
     out = layer(hidden, **kwargs)
     return out[0] if isinstance(out, tuple) else out
+
+
+class _InputsSeen(Exception):
+    """Raised inside a layer's forward once every watched Linear has received its input."""
+
+
+@contextmanager
+def stop_after_inputs(linears: Iterable[nn.Module]) -> Iterator[Any]:
+    """Within this context, `run(layer, hidden, kwargs)` runs a layer only until each of `linears`
+    has been called, then stops: a statistics pass needs the inputs, not the rest of the layer
+    (all Linears: down_proj and what follows it; a true-sequential group: everything after it).
+    Hooks registered earlier (the statistics) still see exactly what a full run shows them. A
+    Linear the layer never calls (an unrouted expert) leaves the forward to run to its end.
+    """
+    linears = list(linears)
+    watched = {id(linear) for linear in linears}
+    waiting: set[int] = set()
+
+    def hook(module: nn.Module, _args: tuple) -> None:
+        waiting.discard(id(module))
+        if not waiting:
+            raise _InputsSeen
+
+    def run(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
+        waiting.update(watched)
+        with suppress(_InputsSeen):
+            run_layer(layer, hidden, kwargs)
+
+    handles = [linear.register_forward_pre_hook(hook) for linear in linears]
+    try:
+        yield run
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass
