@@ -13,6 +13,7 @@ from lp_prune.pruning import (
     sparsegpt_prune,
     wanda_mask,
 )
+from lp_prune.pruning.masks import lowest_mask
 from lp_prune.pruning.methods import prune_weight
 
 
@@ -213,3 +214,15 @@ def test_blocked_gram_equals_full_product_for_wide_inputs():
     result = gram(x)
     torch.testing.assert_close(result.double(), flat.T @ flat, rtol=1e-5, atol=1e-3)
     assert torch.equal(result, result.T)  # mirrored blocks: exactly symmetric
+
+
+@pytest.mark.parametrize("levels", [3, 1000, 10**9])  # many ties, some, almost none
+def test_lowest_mask_equals_a_stable_sort(levels):
+    """Exactly `count` per row, chosen as a stable argsort would: lowest first, ties by position."""
+    generator = torch.Generator().manual_seed(levels % 1000)
+    scores = torch.randint(0, levels, (64, 40), generator=generator).float()
+    for count in (0, 1, 17, 40):
+        expected = torch.zeros_like(scores, dtype=torch.bool)
+        order = torch.sort(scores, dim=-1, stable=True).indices[:, :count]
+        expected.scatter_(1, order, True)
+        assert torch.equal(lowest_mask(scores, count), expected), count

@@ -106,7 +106,9 @@ class PruneConfig:
     single_pass: bool = False
     # Per-Linear pruning error and SNR on the calibration inputs need each input's X^T X. SparseGPT
     # builds it anyway; Wanda needs only its diagonal, so false spares Wanda the Gram matrices
-    # (~25% of its pruning time; error and SNR are then recorded as NaN).
+    # (~25% of its pruning time; error and SNR are then recorded as NaN). The norms are then summed
+    # directly instead of read off the Gram diagonal: near-ties can flip (Gemma-3-270M: 5,224 of
+    # 100M weights).
     local_error: bool = True
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.

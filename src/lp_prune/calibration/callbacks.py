@@ -113,7 +113,7 @@ class PruneCallback(L.Callback):
         self.solve_seconds += time.perf_counter() - start
 
     def _prune(self, name: str, linear: torch.nn.Linear, layer: int, stats: InputStatistics | None) -> PrunedLinear:
-        dense = linear.weight.detach().clone()
+        dense = linear.weight.detach()  # never written: the pruned weight replaces it below
         check_finite(dense, f"layer {layer}, module {name}: the weights hold NaN or inf before pruning")
         if stats is not None:
             check_finite(stats.sq_norms, f"layer {layer}, module {name}: its calibration inputs hold NaN or inf")
@@ -128,7 +128,9 @@ class PruneCallback(L.Callback):
         )
         broadcast_from_rank_zero(result.weight, result.mask.view(torch.uint8))  # identical on every process
         check_finite(result.weight, f"layer {layer}, module {name}: pruning produced NaN or inf weights")
-        linear.weight.data.copy_(result.weight)
+        # A new tensor, not a copy into the old one: a weight memory-mapped from its file would take
+        # a copy-on-write fault per page, and the dense weight stays intact for the metrics.
+        linear.weight.data = result.weight
         self.masks[name] = result.mask.cpu()
         return PrunedLinear(name, layer, dense, result, stats)
 

@@ -27,6 +27,8 @@ def lowest_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
     mask = scores < threshold
     ties = scores == threshold
     missing = count - mask.sum(dim=-1, keepdim=True)
+    if torch.equal(ties.sum(dim=-1, keepdim=True), missing):  # the usual case: no surplus ties to break
+        return mask | ties
     return mask | (ties & (ties.cumsum(dim=-1) <= missing))
 
 
