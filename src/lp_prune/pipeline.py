@@ -173,6 +173,7 @@ def _prune_and_measure(
     timings.update({f"prune_{phase}": seconds for phase, seconds in options.seconds.items()})
     timings["prune_statistics"] = prune_cb.statistics_seconds  # part of prune_collect
     timings["prune_solve"] = prune_cb.solve_seconds
+    release_memory()  # the solves' freed temporaries lie between the kept pruned weights on the heap
 
     if config.eval.perplexity:
         with _timed(timings, "eval_pruned"):
