@@ -150,7 +150,7 @@ class LayerwiseCalibration(L.LightningModule):
             for batch in range(len(self.hidden)):
                 self.hidden[batch] = run_layer(self.layers[index], self.hidden[batch], self.kwargs[index][batch])
         self._unload_layer(index)
-        release_mapped_weights()  # dense pages the layer only read (pruned weights are private copies)
+        release_mapped_weights()  # the dense weights' pages: the pruned weights are new tensors
         self._load_layer(index + 1)
 
     def _load_layer(self, index: int) -> None:

@@ -5,7 +5,7 @@ once its pages are touched, and a page that was only read stays a clean copy of 
 up a few thousand tokens maps most of an embedding table (the kernel maps pages around each fault;
 Gemma-3-270M: ~0.6 GB of its 0.67 GB table), and writing the pruned model reads every weight once
 more. Such clean pages can leave the process at no risk (madvise MADV_DONTNEED): the next read maps
-them from the file again. Pages the process wrote (pruned weights, now private copies) are never
+them from the file again. Pages the process wrote (private copy-on-write copies) are never
 dropped: /proc/self/pagemap tells the two apart. Linux only; a no-op elsewhere.
 
 Call it between forward passes, not while another thread writes weights.
