@@ -48,7 +48,7 @@ def test_read_pages_leave_and_read_back_from_the_file(mapped):
 def test_written_pages_stay_with_their_new_values(mapped):
     tensor, values = mapped
     per_page = PAGE // 4
-    torch.equal(tensor, values)
+    tensor.sum()  # read: every page mapped from the file
     tensor[: 3 * per_page] = -1.0  # private copies of the first three pages
     release_mapped_weights()
     assert resident_pages(tensor) == 3
@@ -69,7 +69,7 @@ def test_only_files_with_the_suffix_count(mapped, tmp_path):
     other = tmp_path / "other.bin"
     other.write_bytes(b"\0" * PAGE * 4)
     with open(other, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ):
-        names = [(start, end) for start, end in mapped_ranges(".bin")]
-        assert names and all(start % PAGE == 0 for start, _ in names)
+        ranges = mapped_ranges(".bin")
+        assert ranges and all(start % PAGE == 0 for start, _ in ranges)
     ranges = mapped_ranges(".safetensors")
     assert any(start <= tensor.data_ptr() < end for start, end in ranges)

@@ -60,9 +60,10 @@ def release_clean_pages(start: int, end: int) -> int:
     clean = np.where(present, (entries & np.uint64(_FILE_OR_SHARED)) != 0, (entries & np.uint64(_SWAPPED)) == 0)
     released = 0
     for run_start, run_end in _runs(clean):
-        if present[run_start:run_end].any():  # nothing to gain where no page is mapped
+        mapped = int(present[run_start:run_end].sum())
+        if mapped:  # nothing to gain where no page is mapped
             _madvise_dontneed((first + run_start) * PAGE, (run_end - run_start) * PAGE)
-            released += int(present[run_start:run_end].sum()) * PAGE
+            released += mapped * PAGE
     return released
 
 
