@@ -20,7 +20,8 @@ from lp_prune.analysis.lsar import (
 from lp_prune.analysis.mask_structure import mask_disagreement
 from lp_prune.analysis.snr import CumulativeSNR
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, pack_mask, read_history, run_file
+from lp_prune.tracking import pack_mask
+from wandb_offline import find_offline_runs, read_history, run_file
 
 # --- cumulative SNR ----------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ import torch
 from lp_prune.analysis.compare import best_per_column
 from lp_prune.analysis.iou import chance_iou, mask_iou, packed_iou
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, pack_mask, read_history, run_file
+from lp_prune.tracking import pack_mask
+from wandb_offline import find_offline_runs, read_history, run_file
 
 
 def test_iou_matches_hand_computation():

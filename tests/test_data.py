@@ -357,17 +357,35 @@ def test_datamodule_packaged_loaders(char_tokenizer):
     module.setup("validate")
     assert module.calibration is calibration  # idempotent
 
-    batches = list(module.calibration_dataloader())
-    assert [b.shape for b in batches] == [(2, 64), (2, 64), (1, 64)]
-    assert torch.equal(torch.cat(batches), calibration.ids)
+    assert calibration.ids.shape == (5, 64)
 
     assert module.eval_language_order == ["zh", "de"]
-    loaders = module.evaluation_dataloaders()
-    assert list(loaders) == ["zh", "de"]
-    batch = next(iter(loaders["de"]))
+    loaders = module.val_dataloader()
+    batch = next(iter(loaders[1]))
     assert batch["input_ids"].shape == (2, 32) and batch["input_ids"].dtype == torch.long
     assert batch["n_bytes"].shape == (2,) and (batch["n_bytes"] > 0).all()
-    assert [len(loader.dataset) for loader in module.val_dataloader()] == [3, 3]
+    assert torch.equal(batch["input_ids"], module.evaluation["de"].ids[:2])
+    assert [len(loader.dataset) for loader in loaders] == [3, 3]
+
+
+def test_datamodule_loaders_share_windows_between_processes(char_tokenizer):
+    """Under a Trainer of 2 processes each rank's loader holds its contiguous share, together all windows."""
+
+    class TwoRanks:
+        world_size = 2
+
+        def __init__(self, rank):
+            self.global_rank = rank
+
+    module = PruningDataModule(small_config(), char_tokenizer)
+    module.setup()
+    shares = []
+    for rank in range(2):
+        module.trainer = TwoRanks(rank)
+        shares.append([torch.cat([b["input_ids"] for b in loader]) for loader in module.val_dataloader()])
+    for index, lang in enumerate(module.eval_language_order):
+        assert [len(share[index]) for share in shares] == [2, 1]
+        assert torch.equal(torch.cat([shares[0][index], shares[1][index]]), module.evaluation[lang].ids)
 
 
 def test_datamodule_calibration_never_sees_evaluation_text(char_tokenizer):

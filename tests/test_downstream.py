@@ -29,7 +29,7 @@ from lp_prune.evaluation.proxy_tasks import (
     proxy_folder,
     write_proxy_tasks,
 )
-from lp_prune.tracking import find_offline_runs, read_summary, run_file
+from wandb_offline import find_offline_runs, read_summary, run_file
 
 SMALL_RUN = [
     "--data.nsamples",

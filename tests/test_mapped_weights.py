@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lp_prune.models.mapped_weights import PAGE, mapped_ranges, release_clean_pages, release_mapped_weights
+from lp_prune.runtime import PAGE, mapped_ranges, release_clean_pages, release_mapped_weights
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap and madvise are Linux's")
 

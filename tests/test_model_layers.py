@@ -10,8 +10,8 @@ from lp_prune.models.layers import (
     prunable_linears,
     run_layer,
     sequential_groups,
-    stop_after_inputs,
 )
+from lp_prune.pruning.statistics import gram
 from tiny_models import ARCHITECTURES, tiny_model
 
 
@@ -81,6 +81,8 @@ def test_prunable_linears_and_groups(arch):
 
 
 def test_input_collector_shares_gram_and_matches_direct_inputs():
+    """q/k/v read one tensor and gate/up another: 4 Grams per batch (q/k/v, o, gate/up, down), not 7,
+    and each Linear's statistics equal X^T X of the inputs it really saw."""
     model = tiny_model("llama")
     layer = decoder_layers(model)[0]
     linears = prunable_linears(layer)
@@ -90,27 +92,42 @@ def test_input_collector_shares_gram_and_matches_direct_inputs():
         for n, m in linears.items()
     ]
     collector = InputCollector(linears, keep_gram=True)
-    inputs = capture_layer_inputs(model, [torch.randint(3, 96, (2, 12))])
+    inputs = capture_layer_inputs(model, [torch.randint(3, 96, (2, 12)), torch.randint(3, 96, (2, 12))])
     with torch.no_grad():
-        run_layer(layer, inputs.hidden[0], inputs.kwargs[0][0])
+        for batch in range(2):
+            run_layer(layer, inputs.hidden[batch], inputs.kwargs[0][batch])
     collector.remove()
     for h in handles:
         h.remove()
+    assert collector.grams_computed == 2 * 4
     for name, stats in collector.statistics.items():
         X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]])
         torch.testing.assert_close(stats.gram, X.T @ X, rtol=1e-5, atol=1e-5)
-        assert stats.tokens == 24 and stats.samples == 2
+        assert stats.tokens == 48 and stats.samples == 4
+
+
+def test_input_collector_computes_a_gram_per_distinct_input():
+    """Two Linears fed two different tensors get two Grams, even with equal values (no false sharing)."""
+    first, second = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    collector = InputCollector({"a": first, "b": second}, keep_gram=True)
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        first(x), second(x.clone()), first(x)
+    collector.remove()
+    assert collector.grams_computed == 3
+    torch.testing.assert_close(collector.statistics["a"].gram, 2 * gram(x))
 
 
 def _statistics_and_calls(layer, linears, members, inputs, stop_early):
     """Statistics of `members` from one run of the layer, and the names of the Linears that were called."""
     called = []
+    # Registered first, so that it also sees the call whose input ends the run (the stop is raised
+    # by the collector's own hook, which records before it stops).
     handles = [m.register_forward_pre_hook(lambda _m, _a, n=n: called.append(n)) for n, m in linears.items()]
-    collector = InputCollector(members, keep_gram=True)  # hooks registered before the stop: they see all
+    collector = InputCollector(members, keep_gram=True)
     with torch.no_grad():
         if stop_early:
-            with stop_after_inputs(members.values()) as run:
-                run(layer, *inputs)
+            collector.run(layer, *inputs)
         else:
             run_layer(layer, *inputs)
     collector.remove()
@@ -130,10 +147,11 @@ def test_stopping_after_the_last_input_records_what_a_full_run_records(arch):
     inputs = (captured.hidden[0], captured.kwargs[0][0])
     for group in [list(linears), *sequential_groups(linears, True)]:
         members = {name: linears[name] for name in group}
-        full, _ = _statistics_and_calls(layer, linears, members, inputs, stop_early=False)
+        full, full_calls = _statistics_and_calls(layer, linears, members, inputs, stop_early=False)
         early, called = _statistics_and_calls(layer, linears, members, inputs, stop_early=True)
         for name in group:
             torch.testing.assert_close(early[name].gram, full[name].gram, rtol=0, atol=0)
             assert early[name].tokens == full[name].tokens
         assert set(group) <= set(called)
+        assert called == full_calls[: len(called)]
         assert called[-1] in group  # nothing ran after the group's last Linear was reached

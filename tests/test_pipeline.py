@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 import lp_prune
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, read_history, read_summary, run_file
+from wandb_offline import find_offline_runs, read_history, read_summary, run_file
 
 SMALL = [
     "--data.nsamples",

@@ -6,13 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 import lp_prune
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, read_history, read_json, run_file
+from lp_prune.tracking import read_json
+from wandb_offline import find_offline_runs, read_history, run_file
 
 SMALL = [
     "--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2",
@@ -55,15 +57,18 @@ def test_same_seed_gives_identical_runs(tiny_model_dir, reference_runs, tmp_path
     assert {"torch", "transformers", "lightning", "lp_prune"} <= set(versions)
 
 
+HOLD = Path(__file__).with_name("hold_after_layer.py")  # lp-prune, held once a given layer is saved
+
+
 def start_and_kill_after(layer: int, args: list[str], out, env_extra=None):
     """A real `lp-prune run` process, SIGKILLed once layer `layer` is saved."""
-    env = {**os.environ, "LP_PRUNE_HOLD_AFTER_LAYER": str(layer), **(env_extra or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "lp_prune", *args], env=env,
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.Popen([sys.executable, str(HOLD), str(layer), *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     state = out / "progress" / "state.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        if state.exists() and json.loads(state.read_text())["layers_done"] == layer + 1:
+        if state.exists() and json.loads(state.read_text())["layers_done"] == layer + 1 and logged_layers(out) > layer:
             break
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.05)
@@ -74,6 +79,14 @@ def start_and_kill_after(layer: int, args: list[str], out, env_extra=None):
     proc.wait()
 
 
+def logged_layers(out) -> int:
+    """Layer rows the run's offline W&B log holds so far (W&B writes it from its own process)."""
+    runs = find_offline_runs(out / "wandb") if (out / "wandb").exists() else []
+    if len(runs) != 1 or not list(runs[0].glob("run-*.wandb")):
+        return 0
+    return sum("layer" in row for row in read_history(run_file(runs[0])))
+
+
 @pytest.mark.parametrize(("method", "layer"), [("sparsegpt", 0), ("sparsegpt", 1), ("wanda", 1)])
 def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, reference_runs, tmp_path, capsys, method, layer):
     out = tmp_path / "killed"
@@ -82,7 +95,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, reference_r
     assert not (out / "summary.json").exists()
     # The killed run's offline W&B log is still readable (so `wandb sync` can upload it).
     (killed_run,) = find_offline_runs(out / "wandb")
-    assert isinstance(read_history(run_file(killed_run)), list)  # a cut-off log reads up to the cut
+    history = read_history(run_file(killed_run))  # a cut-off log reads up to the cut
+    assert [row["layer"] for row in history if "layer" in row] == list(range(layer + 1))
     # Unfinished runs are never taken as results.
     assert main(["compare", str(out), "--no_wandb"]) == 2
     assert "not a complete run" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.wandb_offline import (
+from wandb_offline import (
     find_offline_runs,
     iter_records,
     read_config,

@@ -12,9 +12,10 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, set_parsing_settings
 
 from lp_prune.errors import UserError
 
@@ -23,6 +24,7 @@ COMMANDS = ("run", "sweep", "compare", "analyze", "eval", "estimate")  # modules
 
 
 def build_parser() -> ArgumentParser:
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # config field docstrings -> --help
     parser = ArgumentParser(prog="lp-prune", description=__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     subcommands = parser.add_subcommands(dest="command")
@@ -68,8 +70,19 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
+# jsonargparse's answer to a value outside a Literal's choices, said the way lp_prune says it.
+_NOT_A_CHOICE = re.compile(
+    r'Parser key "(?P<key>[^"]+)": Expected a typing\.Literal\[(?P<choices>[^\]]*)\]\. Got value: (?P<value>.*)$'
+)
+
+
 def one_line(err: BaseException) -> str:
-    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    match = _NOT_A_CHOICE.search(line)
+    if match:
+        choices = ", ".join(choice.strip(" '\"") for choice in match["choices"].split(","))
+        return f"{match['key']} '{match['value']}' is not one of: {choices}"
+    return line
 
 
 if __name__ == "__main__":

@@ -2,21 +2,33 @@
 
 The CLI builds a `RunConfig` from a YAML file in `configs/` plus dotted command-line overrides
 (`--prune.method wanda --data.calibration_language sw`), the LightningCLI way (jsonargparse).
+Choices are `Literal` types, so the parser checks them and `--help` lists them; the docstring under
+each field is its `--help` description. A saved run's config.yaml is read back by `read_run_config`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
 
-from lp_prune.errors import ConfigError
+from lp_prune.errors import ConfigError, DataError
+
+Method = Literal["sparsegpt", "wanda", "magnitude"]
+DataSource = Literal["packaged", "mc4", "files", "tokens"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+ActivationPlace = Literal["device", "cpu", "disk"]
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Strategy = Literal["auto", "ddp"]
 
 LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "ru", "sw", "zh")
-METHODS: tuple[str, ...] = ("sparsegpt", "wanda", "magnitude")
-DATA_SOURCES: tuple[str, ...] = ("packaged", "mc4", "files", "tokens")
-DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
-ACTIVATION_PLACES: tuple[str, ...] = ("device", "cpu", "disk")
+METHODS: tuple[str, ...] = get_args(Method)
+DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+ACTIVATION_PLACES: tuple[str, ...] = get_args(ActivationPlace)
+WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
 
 PACKAGED_MODEL = "gemma3-270m"
 
@@ -26,9 +38,13 @@ class ModelConfig:
     """Which model to prune: the packaged default, a hub id, or a local folder."""
 
     name: str = PACKAGED_MODEL
-    dtype: str = "float32"
+    """Model to prune: 'gemma3-270m' (packaged, offline), a local HF folder, or a Hugging Face Hub id."""
+    dtype: Dtype = "float32"
+    """Weights and forward passes; statistics and solves stay float32 whatever this says."""
     revision: str | None = None
+    """Hub revision (branch, tag or commit) of a hub model."""
     trust_remote_code: bool = False
+    """Let transformers run the model repository's own code."""
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
@@ -37,26 +53,35 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Calibration and evaluation text.
+    """Calibration and evaluation text."""
 
-    source: packaged (dataset-build text, offline), mc4 (allenai/c4 streaming, needs network),
-    files (local UTF-8 text, `files: {lang: path}`), tokens (a [n, seqlen] .pt/.npy file of token ids
-    used as the calibration windows as they are).
-    """
-
-    source: str = "packaged"
-    calibration_language: str = "en"  # a language, or a mix: "en+sw", "all", "en:64,sw:64" (see calibration_mix)
+    source: DataSource = "packaged"
+    """Text source: packaged (dataset-build text, offline), mc4 (allenai/c4 streaming, needs network),
+    files (local UTF-8 text, data.files), tokens (data.token_file: calibration windows as they are)."""
+    calibration_language: str = "en"
+    """Calibration text: a language (ar, de, en, es, ru, sw, zh), or a mix: en+sw (even split), all, en:64,sw:64."""
     eval_languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
+    """Languages whose held-out text is evaluated (perplexity, bits per byte)."""
     nsamples: int = 32
+    """Calibration windows (a mix's explicit counts take precedence)."""
     seqlen: int = 256
+    """Tokens per calibration window, BOS included."""
     eval_windows: int = 8
+    """Held-out windows per evaluation language (0: no perplexity evaluation)."""
     eval_seqlen: int = 256
+    """Tokens per evaluation window."""
     eval_fraction: float = 0.2
-    batch_size: int = 8  # calibration windows per forward pass
-    eval_batch_size: int = 1  # evaluation windows per forward: logits are seqlen x vocab floats each
+    """Share of packaged or local text held out for evaluation (never used for calibration)."""
+    batch_size: int = 8
+    """Calibration windows per forward pass."""
+    eval_batch_size: int = 1
+    """Evaluation windows per forward pass (logits are seqlen x vocabulary floats each)."""
     files: dict[str, str] = field(default_factory=dict)
+    """data.source files: a UTF-8 text file per language, e.g. {en: my.txt}."""
     token_file: str | None = None
+    """data.source tokens: a [n, seqlen] .pt or .npy file of token ids."""
     seed: int = 0
+    """Seed of the calibration window draw."""
 
     def validate(self) -> None:
         for lang in self.eval_languages:
@@ -93,28 +118,39 @@ class DataConfig:
 class PruneConfig:
     """How to prune: method, target sparsity or N:M pattern, solver settings."""
 
-    method: str = "sparsegpt"
+    method: Method = "sparsegpt"
+    """Pruning method: SparseGPT (second-order, updates kept weights), Wanda (|W| x input norm), magnitude."""
     sparsity: float = 0.5
-    pattern: str = "unstructured"  # or "N:M", e.g. "2:4" (sparsity is then N/M)
+    """Fraction of each Linear's weights to prune (unstructured)."""
+    pattern: str = "unstructured"
+    """'unstructured', or N:M such as 2:4 (N of every M consecutive inputs pruned; sparsity is then N/M)."""
     blocksize: int = 128
+    """SparseGPT: columns per block (unstructured masks are chosen per block)."""
     percdamp: float = 0.01
+    """SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean."""
     true_sequential: bool = False
+    """Prune [q,k,v] -> [o] -> [gate,up] -> [down], each group calibrated on the pruned groups' outputs."""
     # One forward per decoder layer instead of two: all calibration windows go through the layer as
     # one batch, and each true-sequential group is pruned in a hook just before its first Linear
     # runs, on inputs from the already-pruned groups before it. Needs memory for one layer's
     # activations of all windows at once.
     single_pass: bool = False
+    """The true-sequential result with one forward per layer (all windows in one batch: more memory)."""
     # Per-Linear pruning error and SNR on the calibration inputs need each input's X^T X. SparseGPT
     # builds it anyway; Wanda needs only its diagonal, so false spares Wanda the Gram matrices
     # (~25% of its pruning time; error and SNR are then recorded as NaN). The norms are then summed
     # directly instead of read off the Gram diagonal: near-ties can flip (Gemma-3-270M: 5,224 of
     # 100M weights).
     local_error: bool = True
+    """Measure each Linear's pruning error and SNR on its calibration inputs (needs its X^T X)."""
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
     owl: bool = False
+    """OWL: a sparsity per layer from its share of outlier Wanda scores (mean stays prune.sparsity)."""
     owl_threshold: float = 5.0
+    """OWL: a score above this many times its layer's mean is an outlier."""
     owl_lambda: float = 0.08
+    """OWL: layer sparsities span 2 x owl_lambda around prune.sparsity."""
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -163,12 +199,19 @@ class EvalConfig:
     """
 
     perplexity: bool = True
-    dense_baseline: bool = True  # also evaluate the unpruned model
-    cache_dense: bool = True  # reuse the dense results of an identical model + windows (sweeps)
+    """Measure perplexity and bits per byte on the held-out text of every evaluation language."""
+    dense_baseline: bool = True
+    """Also evaluate the unpruned model."""
+    cache_dense: bool = True
+    """Reuse the dense results of an identical model and windows (sweeps evaluate the dense model once)."""
     tasks: list[str] = field(default_factory=list)
-    limit: int | None = None  # at most this many items per task (quick runs); None = all
-    num_fewshot: int = 0  # zero-shot as in the study
-    batch_size: int = 8  # lm-eval requests per forward pass
+    """Downstream tasks via lm-eval: task names or shorthands (proxy, belebele, arc, hellaswag, mmlu, mkqa, study)."""
+    limit: int | None = None
+    """At most this many items per task (quick runs); null: all."""
+    num_fewshot: int = 0
+    """Few-shot examples per item (0: zero-shot, as in the study)."""
+    batch_size: int = 8
+    """lm-eval requests per forward pass."""
 
     def validate(self) -> None:
         for name in self.tasks:
@@ -183,17 +226,22 @@ class EvalConfig:
 
 @dataclass
 class WandbConfig:
-    """W&B tracking. mode: auto (online with an API key, else offline), online, offline, disabled."""
+    """W&B tracking."""
 
     project: str = "lp_prune"
-    mode: str = "auto"
+    """W&B project (inside a W&B sweep, the sweep's project wins)."""
+    mode: WandbMode = "auto"
+    """auto: online with an API key, else offline (synced later with wandb sync); or online, offline, disabled."""
     group: str | None = None
+    """W&B group (sweeps set it to the sweep's name)."""
     tags: list[str] = field(default_factory=list)
+    """W&B tags."""
     name: str | None = None
+    """W&B run name (default: W&B's own)."""
 
     def validate(self) -> None:
-        if self.mode not in ("auto", "online", "offline", "disabled"):
-            raise ConfigError(f"wandb.mode '{self.mode}' is not one of: auto, online, offline, disabled")
+        if self.mode not in WANDB_MODES:
+            raise ConfigError(f"wandb.mode '{self.mode}' is not one of: {', '.join(WANDB_MODES)}")
 
 
 @dataclass
@@ -201,25 +249,42 @@ class RunConfig:
     """One pruning run: model x data x method, then evaluation, tracking and a run directory."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The model."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Calibration and evaluation text."""
     prune: PruneConfig = field(default_factory=PruneConfig)
+    """How to prune."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """What to measure after pruning."""
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    out: str | None = None  # run directory; default runs/<model>-<method>-<lang>-<time>
+    """W&B tracking."""
+    out: str | None = None
+    """Run directory (default: runs/<model>-<method>-<language>-<time>)."""
     save_model: bool = False
-    overwrite: bool = False  # replace a complete run in `out`
-    checkpoint: bool = True  # save each pruned layer so `--resume` can continue after a crash
-    accelerator: str = "auto"
+    """Save the pruned model (safetensors) and tokenizer in RUN_DIR/model."""
+    overwrite: bool = False
+    """Replace a complete run in the run directory."""
+    checkpoint: bool = True
+    """Save every pruned layer, so that --resume can continue after a crash."""
+    accelerator: Accelerator = "auto"
+    """Lightning accelerator (auto also honours fabric run's LT_ACCELERATOR)."""
     # Scale (README "Scaling up"): data-parallel calibration over devices x num_nodes processes
     # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
     # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
     devices: int = 1
+    """Processes per machine (data-parallel calibration with strategy ddp)."""
     num_nodes: int = 1
-    strategy: str = "auto"
+    """Machines."""
+    strategy: Strategy = "auto"
+    """Lightning strategy: auto (one process) or ddp (calibration windows shared, statistics all-reduced)."""
     offload_layers: bool = False
-    activations: str = "device"
-    check_memory: bool = True  # stop before loading weights if the estimate exceeds free memory
+    """Keep the model in CPU memory; only the decoder layer at work is on the device."""
+    activations: ActivationPlace = "device"
+    """Where the cached layer inputs live between steps."""
+    check_memory: bool = True
+    """Stop before loading weights if the memory estimate exceeds free memory."""
     seed: int = 0
+    """Seed of Lightning's random generators."""
 
     def validate(self) -> None:
         self.model.validate()
@@ -312,3 +377,39 @@ def parse_pattern(pattern: str) -> tuple[int, int] | None:
     if not 0 < n < m:
         raise ConfigError(f"prune.pattern '{pattern}': N:M needs 0 < N < M (N pruned of every M weights)")
     return n, m
+
+
+def run_config_from(namespace: Any) -> RunConfig:
+    """A RunConfig from a parsed and instantiated jsonargparse namespace of RunConfig's arguments."""
+    return RunConfig(**{f.name: namespace[f.name] for f in fields(RunConfig)})
+
+
+def run_config_parser() -> Any:
+    """The parser of RunConfig's keys, as `lp-prune run` reads them (YAML, dotted flags, --help)."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docstrings -> --help
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(RunConfig)
+    return parser
+
+
+def read_run_config(path: str | Path) -> RunConfig:
+    """A run's saved config.yaml, parsed and type-checked like the command line's."""
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such run config; not a run directory") from None
+    except (OSError, yaml.YAMLError) as err:
+        raise DataError(f"cannot read run config {path}: {err}") from None
+    if not isinstance(values, dict) or "model" not in values:
+        raise DataError(f"{path} is not an lp_prune run config (no 'model' section)")
+    parser = run_config_parser()
+    try:
+        return run_config_from(parser.instantiate_classes(parser.parse_object(values)))
+    except Exception as err:  # jsonargparse reports type errors as several exception types
+        detail = " ".join(str(err).split())
+        raise DataError(f"{path} is not a valid lp_prune run config: {detail}") from None

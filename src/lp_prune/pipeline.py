@@ -6,17 +6,13 @@ Data flows one way: text -> windows -> layer inputs -> statistics -> masks and w
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import os
 import re
-import resource
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -27,9 +23,11 @@ import torch
 import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lp_prune.calibration.callbacks import LayerProgressBar, OutlierScan, PruneCallback, PruningMetricsCallback
-from lp_prune.calibration.checkpoint import LayerCheckpoint, progress_dir, restore
+from lp_prune.calibration.checkpoint import LayerCheckpoint, load_layer_results, progress_dir
 from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
+from lp_prune.calibration.observers import CalibrationRecorder, LayerProgressBar, PruningMetricsLogger
+from lp_prune.calibration.pruner import LayerPruner
+from lp_prune.calibration.schedule import Mode
 from lp_prune.checks import preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
@@ -39,8 +37,10 @@ from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_per
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.pruning.owl import owl_sparsities
+from lp_prune.runtime import release_memory
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, save_model_streaming, write_json
 from lp_prune.tracking import wandb_logger as tracking
+from lp_prune.tracking.summary import build_summary, log_results
 
 RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts
 
@@ -99,13 +99,6 @@ def _check_memory(config: RunConfig, model_config: Any) -> None:
         check_fits(estimate, processes_per_machine=config.devices)
 
 
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc), so the peak stays low."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the process reuses freed memory anyway
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def is_rank_zero() -> bool:
     """Rank 0 writes the run and logs; Lightning starts other ranks with their rank in the environment."""
     return rank_zero_only.rank == 0
@@ -152,27 +145,24 @@ def _prune_and_measure(
         downstream.evaluate("dense", model, timings)  # before any layer is pruned or restored
 
     options = CalibrationOptions(
+        mode=Mode.of(config.prune.true_sequential, config.prune.single_pass),
         batch_size=config.data.batch_size,
-        true_sequential=config.prune.true_sequential,
-        single_pass=config.prune.single_pass,
         offload_layers=config.offload_layers,
         activations=config.activations,
         activation_dir=run_dir.root / "activations",
+        outlier_threshold=config.prune.owl_threshold,
     )
     owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timings) if config.prune.owl else None
-    prune_cb = PruneCallback(config.prune, layer_sparsity=owl["sparsity"] if owl else None)
-    metrics_cb = PruningMetricsCallback()
-    options.start_layer = restore(run_dir.root, model, prune_cb, metrics_cb) if resume else 0
-    calibration = LayerwiseCalibration(model, data.calibration.ids, options)
-    callbacks = [prune_cb, metrics_cb, LayerProgressBar()]
+    pruner = LayerPruner(config.prune, layer_sparsity=owl["sparsity"] if owl else None)
+    restored = load_layer_results(run_dir.root, model) if resume else []
+    recorder = CalibrationRecorder()
+    callbacks = [recorder, PruningMetricsLogger(), LayerProgressBar()]
     if config.checkpoint and is_rank_zero():
-        callbacks.append(LayerCheckpoint(run_dir.root, prune_cb, metrics_cb))
+        callbacks.append(LayerCheckpoint(run_dir.root))
     with _timed(timings, "prune"):
         trainer = L.Trainer(**{**trainer_kwargs, "callbacks": callbacks})
-        trainer.validate(calibration, verbose=False)
-    timings.update({f"prune_{phase}": seconds for phase, seconds in options.seconds.items()})
-    timings["prune_statistics"] = prune_cb.statistics_seconds  # part of prune_collect
-    timings["prune_solve"] = prune_cb.solve_seconds
+        trainer.validate(LayerwiseCalibration(model, data.calibration.ids, options, pruner, restored), verbose=False)
+    timings.update({f"prune_{phase}": seconds for phase, seconds in recorder.seconds.items()})
     release_memory()  # the solves' freed temporaries lie between the kept pruned weights on the heap
 
     if config.eval.perplexity:
@@ -183,18 +173,18 @@ def _prune_and_measure(
     downstream.evaluate("pruned", model, timings)
 
     with _timed(timings, "save"):
-        save_masks(run_dir.root, prune_cb.masks)
+        save_masks(run_dir.root, recorder.masks)
         if config.save_model:
             save_model_streaming(model, run_dir.model)  # loadable with from_pretrained (tokenizer: saved above)
 
-    summary = build_summary(config, metrics_cb.records, perplexity, timings, data.calibration.ids.numel())
-    summary["resumed_from_layer"] = options.start_layer
+    summary = build_summary(config, recorder.records, perplexity, timings, data.calibration.ids.numel())
+    summary["resumed_from_layer"] = recorder.replayed_layers
     summary["world_size"] = trainer.world_size
     if owl:
         summary["owl"] = owl
     downstream.add_to(summary, loggers)  # summary["downstream"] and W&B
     write_json(run_dir.summary, summary)
-    _log_results(loggers, summary, run_dir)
+    log_results(loggers, summary, run_dir.masks)
     run_dir.mark_complete()
     shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
 
@@ -208,84 +198,14 @@ def _owl_layer_sparsity(
     timings: dict[str, float],
 ) -> dict[str, list[float]]:
     """OWL's pass over the unpruned model: outlier ratio per layer -> sparsity per layer."""
-    scan = OutlierScan(config.prune.owl_threshold)
+    recorder = CalibrationRecorder()
     with _timed(timings, "owl_scan"):
-        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [scan, LayerProgressBar()]})
-        trainer.validate(
-            LayerwiseCalibration(model, data.calibration.ids, replace(options, scan=True, seconds={})), verbose=False
-        )
-    ratios = [scan.ratios[layer] for layer in sorted(scan.ratios)]
+        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [recorder, LayerProgressBar()]})
+        scan = LayerwiseCalibration(model, data.calibration.ids, replace(options, mode=Mode.SCAN))
+        trainer.validate(scan, verbose=False)
+    ratios = [recorder.outlier_ratios[layer] for layer in sorted(recorder.outlier_ratios)]
     sparsity = owl_sparsities(ratios, config.prune.sparsity, config.prune.owl_lambda)
     return {"outlier_ratio": ratios, "sparsity": sparsity}
-
-
-def build_summary(
-    config: RunConfig,
-    records: list[Any],
-    perplexity: dict[str, dict[str, dict[str, float]]],
-    timings: dict[str, float],
-    calibration_tokens: int,
-) -> dict[str, Any]:
-    """The machine-readable record of a run (summary.json)."""
-    modules = [asdict(r) for r in records]
-    total = sum(r.numel for r in records)
-    pruned_zeros = sum(r.sparsity * r.numel for r in records)
-    dense_zeros = sum(r.dense_zeros * r.numel for r in records)
-    return {
-        "model": config.model.name,
-        "method": config.prune.method,
-        "pattern": config.prune.pattern,
-        "target_sparsity": config.prune.target_sparsity,
-        "calibration_language": config.data.calibration_language,
-        "calibration_mix": config.data.calibration_counts(),
-        "nsamples": config.data.calibration_samples,
-        "seqlen": config.data.seqlen,
-        "calibration_tokens": calibration_tokens,
-        "seed": config.seed,
-        "sparsity": pruned_zeros / total if total else 0.0,
-        "dense_zeros": dense_zeros / total if total else 0.0,
-        "perplexity": {stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()},
-        "bits_per_byte": {
-            stage: {lang: v["bits_per_byte"] for lang, v in res.items()} for stage, res in perplexity.items()
-        },
-        "eval_tokens": {lang: v["tokens"] for lang, v in next(iter(perplexity.values()), {}).items()},
-        "modules": modules,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "versions": library_versions(),
-    }
-
-
-def library_versions() -> dict[str, str]:
-    """What produced the numbers: recorded in every summary."""
-    import platform
-
-    import transformers
-
-    from lp_prune import __version__
-
-    return {
-        "lp_prune": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": L.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
-def _log_results(loggers: list, summary: dict[str, Any], run_dir: RunDirectory) -> None:
-    if not loggers:
-        return
-    flat: dict[str, Any] = {"sparsity": summary["sparsity"], "dense_zeros": summary["dense_zeros"]}
-    for stage, values in summary["perplexity"].items():
-        flat.update({f"ppl/{stage}/{lang}": v for lang, v in values.items()})
-    for stage, values in summary["bits_per_byte"].items():
-        flat.update({f"bpb/{stage}/{lang}": v for lang, v in values.items()})
-    flat.update({f"time/{k}": v for k, v in summary["timings_s"].items()})
-    tracking.update_summary(loggers, flat)
-    columns = ["layer", "module", "sparsity", "dense_zeros", "error", "rel_error", "snr_db"]
-    tracking.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary["modules"]])
-    tracking.log_masks_artifact(loggers, run_dir.masks, name=f"masks-{run_dir.root.name}")
 
 
 def _accelerator(config: RunConfig) -> str:

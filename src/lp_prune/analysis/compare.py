@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lp_prune.analysis.iou import chance_iou, packed_iou, popcount
 from lp_prune.analysis.mask_structure import setting_disagreement
-from lp_prune.config import LANGUAGES
+from lp_prune.config import LANGUAGES, RunConfig
 from lp_prune.errors import UserError
-from lp_prune.models.layers import projection
+from lp_prune.models.layers import layer_index, projection
 from lp_prune.tracking import RunDirectory, mask_names, packed_masks, read_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +31,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 @dataclass
 class Run:
     path: Path
-    config: dict[str, Any]
+    config: RunConfig
     summary: dict[str, Any]
 
     @property
@@ -83,11 +81,7 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path} is not a complete run (status: {run.status() or 'missing'}); rerun or resume it")
     if not run.masks.exists():
         raise UserError(f"{path} is marked complete but has no masks.safetensors; the run directory is damaged")
-    try:
-        config = yaml.safe_load(run.config.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read config.yaml ({err})") from None
-    return Run(path, config, read_json(run.summary))
+    return Run(path, run.read_config(), read_json(run.summary))
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
@@ -244,12 +238,6 @@ def layer_metrics(runs: list[Run]) -> dict[str, dict[str, dict[str, list[float]]
             for proj, layers in per_proj.items():
                 out[metric].setdefault(proj, {})[run.language] = [layers[i] for i in sorted(layers)]
     return out
-
-
-def layer_index(module_name: str) -> int:
-    """'model.layers.12.mlp.down_proj' -> 12."""
-    parts = module_name.split(".")
-    return next(int(p) for p in parts if p.isdigit())
 
 
 def _projection_order(name: str) -> int:

@@ -116,3 +116,19 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spaces of two orthonormal bases."""
     cosines = torch.linalg.svdvals(a.double().T @ b.double()).clamp(-1.0, 1.0)
     return torch.arccos(cosines).flip(0)
+
+
+def lsar_summary(errors: SubspaceErrors) -> dict[str, list[float]]:
+    return {
+        "specific": errors.relative_specific(),
+        "agnostic": errors.relative_agnostic(),
+        "specific_share": errors.specific_share(),
+    }
+
+
+def pooled_errors(per_language: dict[str, SubspaceErrors]) -> SubspaceErrors:
+    first = next(iter(per_language.values()))
+    pooled = SubspaceErrors(first.total_error.numel())
+    for errors in per_language.values():
+        pooled.add(errors)
+    return pooled

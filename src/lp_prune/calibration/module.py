@@ -1,25 +1,27 @@
 """Calibration as a forward-only Lightning loop, one decoder layer at a time.
 
-`trainer.validate(LayerwiseCalibration(...))` walks a schedule of steps, one validation "batch"
-each (so Lightning's progress bar shows layer progress):
+`trainer.validate(LayerwiseCalibration(...))` walks the schedule (`calibration/schedule.py`), one
+validation "batch" per step, so Lightning's progress bar shows layer progress. Each step does its
+work and returns a `StepOutput`; callbacks only observe those outputs. No optimizer, no gradients.
 
-    for layer i:  collect(i, group 0) ... collect(i, group G-1)  ->  propagate(i)
-    scan mode:    scan(i) (statistics recorded while the unpruned layer's outputs move on)
-    single pass:  single(i) (each group pruned by a hook right before it runs; outputs move on)
-
-Before the first step the module captures layer 0's inputs and every layer's call arguments from
-the calibration token windows. A collect step runs layer i over all cached inputs while callbacks
-record statistics of the group's Linears (and prune them when the step ends). A propagate step runs
-the pruned layer once more: its outputs become layer i+1's inputs. No optimizer, no gradients.
+- capture: layer 0's inputs for this process's calibration windows, and every layer's call arguments
+- collect: run layer i over all cached inputs as far as the group's last input, recording input
+  statistics; then the pruner prunes the group
+- propagate / replay: run the (pruned or restored) layer; its outputs become layer i+1's inputs
+- single: one pass through layer i with all windows as one batch; a hook on each group's first
+  Linear prunes the group right before it runs
+- scan: statistics of the unpruned layer while its outputs move on (OWL's outlier count)
 
 Data parallel (strategy ddp): every process runs the whole schedule on its own contiguous share of
-the calibration windows; the callbacks sum the statistics over processes before pruning.
+the calibration windows; the pruner sums the statistics over processes before each solve.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -28,131 +30,201 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lp_prune.calibration.activations import ActivationStore
+from lp_prune.calibration.distributed import sum_statistics
+from lp_prune.calibration.pruner import LayerPruner
+from lp_prune.calibration.results import LayerResult, LinearResult, StepOutput
+from lp_prune.calibration.schedule import Mode, Step, StepKind, build_schedule
+from lp_prune.data.windows import shard_rows
 from lp_prune.models.layers import (
+    InputCollector,
     capture_layer_inputs,
     decoder_layers,
     layer_prefix,
     prunable_linears,
     run_layer,
     sequential_groups,
-    stop_after_inputs,
     to_device,
 )
-from lp_prune.models.mapped_weights import release_mapped_weights
 from lp_prune.models.offload import move_all_but_layers
-
-
-@dataclass
-class Step:
-    """One unit of work in the layer schedule."""
-
-    kind: str  # "collect", "propagate", "scan" (statistics while propagating) or "single" (prune while propagating)
-    layer: int
-    group: int = 0  # index into the layer's groups (true-sequential), 0 otherwise
-
-    @property
-    def prunes(self) -> bool:
-        """Linears are pruned in this step."""
-        return self.kind in ("collect", "single")
-
-    @property
-    def ends_layer(self) -> bool:
-        """The layer is finished (pruned, outputs propagated) when this step ends."""
-        return self.kind in ("propagate", "single")
+from lp_prune.pruning.owl import OutlierCount
+from lp_prune.runtime import release_mapped_weights
 
 
 @dataclass
 class CalibrationOptions:
-    """How the layer loop runs (beyond the model and the data)."""
+    """How the layer loop runs (beyond the model, the data and the pruner)."""
 
-    batch_size: int = 8  # calibration windows per forward pass
-    true_sequential: bool = False
-    start_layer: int = 0  # > 0 when resuming: earlier layers are pruned already
-    scan: bool = False  # statistics of the unpruned model only (OWL's outlier pass): no pruning steps
-    single_pass: bool = False  # one step per layer: all windows in one batch, groups pruned by hooks
+    mode: Mode = Mode.TWO_PASS
+    batch_size: int = 8  # calibration windows per forward pass (single pass: all of them)
     offload_layers: bool = False  # model on the CPU, the current decoder layer on the device
     activations: str = "device"  # cached layer inputs: "device", "cpu" or "disk"
     activation_dir: Path | None = None  # parent folder of the on-disk activations
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase, filled during the run
+    outlier_threshold: float = 5.0  # scan: a Wanda score above this times the layer mean is an outlier
 
 
 class LayerwiseCalibration(L.LightningModule):
+    """`pruner` None: scan mode only. `restored`: layers finished by an earlier attempt, replayed first."""
+
     def __init__(
-        self, model: nn.Module, calibration_ids: torch.Tensor, options: CalibrationOptions | None = None
+        self,
+        model: nn.Module,
+        calibration_ids: torch.Tensor,
+        options: CalibrationOptions,
+        pruner: LayerPruner | None = None,
+        restored: list[LayerResult] | None = None,
     ) -> None:
         super().__init__()
-        self.options = options or CalibrationOptions()
-        if self.options.offload_layers:
+        if options.mode is not Mode.SCAN and pruner is None:
+            raise ValueError(f"mode {options.mode.value} prunes: it needs a LayerPruner")
+        self.options = options
+        if options.offload_layers:
             object.__setattr__(self, "model", model)  # unregistered: Lightning must not move it to the device
         else:
             self.model = model
         self.calibration_ids = calibration_ids
+        self.pruner = pruner
+        self.restored = {result.layer: result for result in restored or []}
         self.layers = decoder_layers(model)
         self.prefixes = [layer_prefix(model, i) for i in range(len(self.layers))]
-        in_order = self.options.true_sequential or self.options.single_pass
-        self.groups = [sequential_groups(prunable_linears(layer), in_order) for layer in self.layers]
-        self.hidden: ActivationStore | None = None  # current layer's inputs, per batch
-        self.kwargs: list[list[dict]] = []  # each layer's call arguments, per batch
-        self.pruned_in_step: list = []  # PruneCallback -> PruningMetricsCallback, per collect step
+        self.groups = [sequential_groups(prunable_linears(layer), options.mode.in_order) for layer in self.layers]
+        self._hidden: ActivationStore | None = None  # current layer's inputs, per batch
+        self._kwargs: list[list[dict]] = []  # each layer's call arguments, per batch
+        self._layer_linears: list[LinearResult] = []  # pruned so far in the current layer
 
-    # --- the schedule -------------------------------------------------------------------------
     def schedule(self) -> list[Step]:
-        layers = range(self.options.start_layer, len(self.groups))
-        if self.options.scan or self.options.single_pass:
-            return [Step("scan" if self.options.scan else "single", layer) for layer in layers]
-        steps = []
-        for layer in layers:
-            steps += [Step("collect", layer, g) for g in range(len(self.groups[layer]))]
-            steps.append(Step("propagate", layer))
-        return steps
+        return build_schedule(self.options.mode, [len(g) for g in self.groups], replayed_layers=len(self.restored))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.schedule(), batch_size=None, collate_fn=lambda step: step)
 
-    def linears(self, step: Step) -> dict[str, nn.Linear]:
-        """The Linears a step works on, by full module name (e.g. 'model.layers.3.mlp.up_proj')."""
-        modules = prunable_linears(self.layers[step.layer])
-        names = self.groups[step.layer][step.group] if step.kind == "collect" else list(modules)
-        return {f"{self.prefixes[step.layer]}.{name}": modules[name] for name in names}
+    def linears(self, layer: int, names: list[str] | None = None) -> dict[str, nn.Linear]:
+        """Linears of a layer (or only `names`, relative to it) by full module name."""
+        modules = prunable_linears(self.layers[layer])
+        return {f"{self.prefixes[layer]}.{name}": modules[name] for name in names or modules}
 
-    # --- the loop -----------------------------------------------------------------------------
-    def on_validation_start(self) -> None:
-        with self._timed("capture"):
-            self._capture_inputs()
-        self._load_layer(0)
-        for layer in range(self.options.start_layer):  # resuming: recompute inputs through restored layers
-            self._propagate(layer)
+    # --- the steps -----------------------------------------------------------------------------
+    def validation_step(self, step: Step, batch_idx: int) -> StepOutput:
+        output = StepOutput(step)
+        run = {
+            StepKind.CAPTURE: self._capture,
+            StepKind.REPLAY: self._replay,
+            StepKind.COLLECT: self._collect,
+            StepKind.PROPAGATE: self._propagate,
+            StepKind.SINGLE: self._single,
+            StepKind.SCAN: self._scan,
+        }[step.kind]
+        run(step, output)
+        if step.ends_layer and self._layer_linears:
+            output.layer = LayerResult(step.layer, self._layer_linears, replayed=step.kind is StepKind.REPLAY)
+            self._layer_linears = []
+        return output
 
-    def _capture_inputs(self) -> None:
+    def _capture(self, step: Step, output: StepOutput) -> None:
         """Layer 0's inputs for this process's share of the calibration windows, and all call arguments."""
-        ids = shard_rows(self.calibration_ids, self.global_rank, self.trainer.world_size)
-        if self.options.offload_layers:
-            move_all_but_layers(self.model, self.device)
-        body_device = next(self.model.parameters()).device  # embeddings: on the device, or all on the CPU
-        self.hidden = ActivationStore(self.options.activations, self.device, self.options.activation_dir)
-        batch_size = len(ids) if self.options.single_pass else self.options.batch_size
-        captured = capture_layer_inputs(self.model, ids.to(body_device).split(batch_size), self.hidden)
-        memo: dict = {}  # tensors shared between layers' arguments stay shared
-        self.kwargs = [[to_device(kw, self.device, memo) for kw in layer] for layer in captured.kwargs]
-        release_mapped_weights()  # the embedding rows just read: the loop never reads them again
+        with self._timed(output, "capture"):
+            ids = shard_rows(self.calibration_ids, self.global_rank, self.trainer.world_size)
+            if self.options.offload_layers:
+                move_all_but_layers(self.model, self.device)
+            body_device = next(self.model.parameters()).device  # embeddings: on the device, or all on the CPU
+            self._hidden = ActivationStore(self.options.activations, self.device, self.options.activation_dir)
+            one_batch = self.options.mode is Mode.SINGLE_PASS
+            batches = ids.to(body_device).split(len(ids) if one_batch else self.options.batch_size)
+            captured = capture_layer_inputs(self.model, batches, self._hidden)
+            memo: dict = {}  # tensors shared between layers' arguments stay shared
+            self._kwargs = [[to_device(kw, self.device, memo) for kw in layer] for layer in captured.kwargs]
+            release_mapped_weights()  # the embedding rows just read: the loop never reads them again
+        self._load_layer(0)
 
-    def validation_step(self, step: Step, batch_idx: int) -> None:
-        if step.kind == "collect":  # statistics only: the layer runs as far as the group's last input
-            with self._timed("collect"), torch.no_grad(), stop_after_inputs(self.linears(step).values()) as run:
-                for batch, hidden in enumerate(self.hidden):
-                    run(self.layers[step.layer], hidden, self.kwargs[step.layer][batch])
-        else:  # propagate; scan and single: hooks record statistics (and prune) while the outputs move on
-            self._propagate(step.layer)
+    def _replay(self, step: Step, output: StepOutput) -> None:
+        """A layer saved by an earlier attempt: its weights back into the model, then propagate."""
+        result = self.restored[step.layer]
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for linear in result.linears:
+                modules[linear.name].weight.copy_(linear.weight)
+        self._layer_linears = list(result.linears)
+        self._propagate(step, output)
 
-    def _propagate(self, index: int) -> None:
-        """Run layer `index` on its inputs; outputs replace inputs batch by batch (one copy in memory)."""
-        with self._timed("propagate"), torch.no_grad():
-            for batch in range(len(self.hidden)):
-                self.hidden[batch] = run_layer(self.layers[index], self.hidden[batch], self.kwargs[index][batch])
-        self._unload_layer(index)
+    def _collect(self, step: Step, output: StepOutput) -> None:
+        """Statistics of the group's inputs (the layer runs only as far as the group's last input), then prune."""
+        assert self.pruner is not None
+        linears = self.linears(step.layer, self.groups[step.layer][step.group])
+        statistics = None
+        if self.pruner.needs_statistics:
+            collector = InputCollector(linears, self.pruner.keep_gram)
+            with self._timed(output, "collect"):
+                for batch, hidden in enumerate(self._hidden):
+                    collector.run(self.layers[step.layer], hidden, self._kwargs[step.layer][batch])
+            collector.remove()
+            output.seconds["statistics"] = collector.seconds  # part of collect
+            statistics = collector.statistics
+        with self._timed(output, "solve"):
+            self._layer_linears += self.pruner.prune(step.layer, linears, statistics)
+
+    def _propagate(self, step: Step, output: StepOutput) -> None:
+        """Run the layer on its inputs; outputs replace inputs batch by batch (one copy in memory)."""
+        with self._timed(output, "propagate"), torch.no_grad():
+            for batch in range(len(self._hidden)):
+                self._hidden[batch] = run_layer(
+                    self.layers[step.layer], self._hidden[batch], self._kwargs[step.layer][batch]
+                )
+        self._unload_layer(step.layer)
         release_mapped_weights()  # the dense weights' pages: the pruned weights are new tensors
-        self._load_layer(index + 1)
+        self._load_layer(step.layer + 1)
 
+    def _single(self, step: Step, output: StepOutput) -> None:
+        """All windows in one pass; each group is pruned by a hook just before its first Linear runs."""
+        handles = []
+        for group in self.groups[step.layer]:
+            members = self.linears(step.layer, group)
+            hook = self._group_hook(step.layer, members, output)
+            handles += [linear.register_forward_pre_hook(hook) for linear in members.values()]
+        try:
+            self._propagate(step, output)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _group_hook(self, layer: int, members: dict[str, nn.Linear], output: StepOutput):
+        """A pre-hook for every member: the first call prunes the group on its input (the whole batch)."""
+        assert self.pruner is not None
+        pruner, seen = self.pruner, []
+
+        def hook(_linear: nn.Module, args: tuple) -> None:
+            if seen:
+                if args[0] is not seen[0]:
+                    names = ", ".join(members)
+                    raise RuntimeError(f"single-pass pruning needs {names} to read one input tensor in one call")
+                return
+            seen.append(args[0])
+            statistics = None
+            if pruner.needs_statistics:
+                collector = InputCollector(members, pruner.keep_gram, hooks=False)
+                with self._timed(output, "statistics"):
+                    for name in members:
+                        collector.accumulate(name, args[0])  # one X^T X for the whole group (shared input)
+                statistics = collector.statistics
+            with self._timed(output, "solve"):
+                self._layer_linears += pruner.prune(layer, members, statistics)
+
+        return hook
+
+    def _scan(self, step: Step, output: StepOutput) -> None:
+        """Squared input norms of every Linear while the unpruned layer's outputs move on."""
+        linears = self.linears(step.layer)
+        collector = InputCollector(linears, keep_gram=False)
+        try:
+            self._propagate(step, output)
+        finally:
+            collector.remove()
+        count = OutlierCount()
+        for name, linear in linears.items():
+            stats = collector.statistics[name]
+            sum_statistics(stats)
+            count.add(linear.weight, stats.sq_norms)
+        output.outlier_ratio = count.ratio(self.options.outlier_threshold)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
     def _load_layer(self, index: int) -> None:
         if self.options.offload_layers and index < len(self.layers):
             self.layers[index].to(self.device)
@@ -162,40 +234,20 @@ class LayerwiseCalibration(L.LightningModule):
             self.layers[index].to("cpu")
 
     def on_validation_end(self) -> None:
-        if self.hidden is not None:
-            self.hidden.close()  # free the cached activations (and their files)
-        self.hidden, self.kwargs = None, []
+        if self._hidden is not None:
+            self._hidden.close()  # free the cached activations (and their files)
+        self._hidden, self._kwargs = None, []
 
-    def _timed(self, phase: str) -> _PhaseTimer:
-        return _PhaseTimer(self.options.seconds, phase, self.device)
-
-    @property
-    def calibration_tokens(self) -> int:
-        return self.calibration_ids.numel()
-
-
-def shard_rows(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    """Rank `rank`'s contiguous share of the rows (data-parallel calibration); all rows when alone."""
-    if world_size <= 1:
-        return rows
-    if rows.shape[0] < world_size:
-        raise ValueError(f"{rows.shape[0]} calibration windows cannot be shared by {world_size} processes")
-    return rows.tensor_split(world_size)[rank]
-
-
-class _PhaseTimer:
-    """Adds a block's wall time to seconds[phase] (synchronising CUDA so queued kernels are counted)."""
-
-    def __init__(self, seconds: dict[str, float], phase: str, device: torch.device) -> None:
-        self.seconds, self.phase, self.device = seconds, phase, device
-
-    def __enter__(self) -> None:
+    @contextmanager
+    def _timed(self, output: StepOutput, phase: str) -> Iterator[None]:
+        """Add the block's wall time to output.seconds[phase] (CUDA synchronised: queued kernels count)."""
         self._sync()
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._sync()
-        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + time.perf_counter() - self.start
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            output.seconds[phase] = output.seconds.get(phase, 0.0) + time.perf_counter() - start
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

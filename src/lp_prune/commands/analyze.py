@@ -55,7 +55,7 @@ def execute(args: Namespace) -> int:
     if not args.no_wandb:
         from lp_prune.tracking.wandb_logger import log_analysis_run
 
-        group = runs[0].config.get("wandb", {}).get("group")
+        group = runs[0].config.wandb.group
         log_analysis_run(args.wandb_project, group, f"analyze-{out.parent.name}", wandb_tables(result), figures, out)
     print(f"Report: {reports['html']} (and {reports['markdown'].name}, {reports['json'].name}, {len(figures)} figures)")
     print(f"Peak memory: {result['peak_rss_mb']:.0f} MB")

@@ -37,7 +37,7 @@ def execute(args: Namespace) -> int:
                 tables[f"accuracy/{setting}"] = perplexity_rows(result.accuracy[setting], higher_is_better=True)
             if result.iou[setting]["pairs"]:
                 tables[f"iou/{setting}"] = iou_rows(result.iou[setting])
-        group = runs[0].config.get("wandb", {}).get("group")
+        group = runs[0].config.wandb.group
         log_analysis_run(args.wandb_project, group, f"compare-{out.parent.name}", tables, figures, out)
     print(f"Report: {reports['html']} (and {reports['markdown'].name}, {len(figures)} figures)")
     return 0

@@ -65,14 +65,12 @@ def evaluate_run(
     from lp_prune.tracking import RunDirectory, read_json, write_json
 
     run = RunDirectory.open(run_dir)
-    run_config = _read_run_config(run.config)
-    data = {**vars(DataConfig()), **(run_config.get("data") or {})}  # proxies split the text as the run did
-    plan = _plan(eval_config, languages or data["eval_languages"], data["eval_fraction"])
+    run_config = run.read_config()  # proxies split the text as the run did
+    plan = _plan(eval_config, languages or run_config.data.eval_languages, run_config.data.eval_fraction)
     results = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
     if dense:
-        model_config = ModelConfig(**run_config["model"])
-        tokenizer, _ = load_tokenizer_and_config(model_config)
-        results["dense"] = _evaluate(load_model(model_config), tokenizer, plan, eval_config)
+        tokenizer, _ = load_tokenizer_and_config(run_config.model)
+        results["dense"] = _evaluate(load_model(run_config.model), tokenizer, plan, eval_config)
     summary = read_json(run.summary) if run.summary.is_file() else {}
     stored = summary.setdefault("downstream", {})
     for stage, stage_results in results.items():
@@ -108,17 +106,3 @@ def _evaluate(model: Any, tokenizer: Any, plan: Any, eval_config: EvalConfig) ->
         num_fewshot=eval_config.num_fewshot,
         batch_size=eval_config.batch_size,
     )
-
-
-def _read_run_config(path: Path) -> dict[str, Any]:
-    import yaml
-
-    from lp_prune.errors import DataError
-
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise DataError(f"cannot read run config {path}: {err}") from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise DataError(f"{path} is not an lp_prune run config (no 'model' section)")
-    return config

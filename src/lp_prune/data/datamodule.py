@@ -1,7 +1,9 @@
 """LightningDataModule: calibration windows of one language, evaluation windows of several.
 
 `val_dataloader()` returns one loader per evaluation language in `eval_language_order`, so
-`trainer.validate(module, datamodule=dm)` sees every language as its own dataloader_idx.
+`trainer.validate(PerplexityEvaluation(...), datamodule=dm)` sees every language as its own
+dataloader_idx. Calibration windows (`calibration.ids`) go to the calibration module directly: its
+steps are layers, not batches of data.
 """
 
 from __future__ import annotations
@@ -142,27 +144,20 @@ class PruningDataModule(L.LightningDataModule):
         """Languages of `val_dataloader()`, in order: dataloader_idx i is eval_language_order[i]."""
         return [lang for lang in self._eval_languages() if lang in self.evaluation]
 
-    def calibration_dataloader(self) -> DataLoader:
-        """Calibration ids in batches of data.batch_size, in a fixed order: LongTensor [b, seqlen]."""
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per evaluation language in `eval_language_order`: batches of
+        {"input_ids": LongTensor [b, seqlen], "n_bytes": LongTensor [b]}. Under a Trainer with several
+        processes, each loader holds this process's contiguous share of the windows."""
         self._check_setup()
-        assert self.calibration is not None
-        return DataLoader(self.calibration.ids, batch_size=self.config.batch_size, shuffle=False)
-
-    def evaluation_dataloaders(self) -> dict[str, DataLoader]:
-        """Per language, batches of {"input_ids": LongTensor [b, seqlen], "n_bytes": LongTensor [b]}."""
-        self._check_setup()
-        return {
-            lang: DataLoader(
-                EvaluationDataset(self.evaluation[lang]),
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return [
+            DataLoader(
+                EvaluationDataset(self.evaluation[lang].share(rank, world_size)),
                 batch_size=self.config.eval_batch_size,
                 shuffle=False,
             )
             for lang in self.eval_language_order
-        }
-
-    def val_dataloader(self) -> list[DataLoader]:
-        loaders = self.evaluation_dataloaders()
-        return [loaders[lang] for lang in self.eval_language_order]
+        ]
 
     def _check_setup(self) -> None:
         if self.calibration is None:

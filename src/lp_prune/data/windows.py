@@ -35,6 +35,20 @@ class TokenWindows:
     def seqlen(self) -> int:
         return self.ids.shape[1]
 
+    def share(self, rank: int, world_size: int) -> TokenWindows:
+        """Process `rank`'s contiguous share of the windows (see shard_rows)."""
+        return TokenWindows(shard_rows(self.ids, rank, world_size), shard_rows(self.n_bytes, rank, world_size))
+
+
+def shard_rows(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Process `rank`'s contiguous share of the rows (data parallel; possibly empty); all rows when alone.
+
+    Contiguous shares keep each process's work in the order a single process would do it.
+    """
+    if world_size <= 1:
+        return rows
+    return rows.tensor_split(world_size)[rank]
+
 
 def check_seqlen(seqlen: int, max_positions: int | None, key: str = "data.seqlen") -> None:
     """A window must fit the model's context; `max_positions=None` means unknown, so no check."""

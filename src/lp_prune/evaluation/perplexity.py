@@ -12,11 +12,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from lp_prune.config import ModelConfig
-from lp_prune.data.datamodule import EvaluationDataset, PruningDataModule
-from lp_prune.data.windows import TokenWindows
+from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.metrics.perplexity import LanguageModelingMetric, token_nll
 from lp_prune.models.loading import cache_dir
 from lp_prune.models.offload import streamed_layers
@@ -24,35 +22,25 @@ from lp_prune.tracking import read_json, write_json
 
 
 class PerplexityEvaluation(L.LightningModule):
-    """`trainer.validate(PerplexityEvaluation(model, windows))` -> `results` per language.
+    """`trainer.validate(PerplexityEvaluation(model, languages), datamodule=data)` -> `results` per language.
 
-    Data parallel: each process evaluates a contiguous share of every language's windows (no
-    padding duplicates); the metrics are sums, reduced over processes when computed.
+    The datamodule gives one loader per language, in `languages` order (dataloader_idx i is
+    languages[i]); under data parallel each process gets a contiguous share of every language's
+    windows (no padding duplicates), and the metrics are sums, reduced over processes when computed.
     offload_layers: the decoder layers stay on the CPU and stream through the device one by one.
     """
 
-    def __init__(
-        self, model: nn.Module, windows: dict[str, TokenWindows], batch_size: int = 1, offload_layers: bool = False
-    ) -> None:
+    def __init__(self, model: nn.Module, languages: list[str], offload_layers: bool = False) -> None:
         super().__init__()
         if offload_layers:
             object.__setattr__(self, "model", model)  # unregistered: Lightning must not move it whole
         else:
             self.model = model
         self.offload_layers = offload_layers
-        self.windows = windows
-        self.batch_size = batch_size
-        self.languages = list(windows)
+        self.languages = list(languages)
         self.metrics = nn.ModuleList([LanguageModelingMetric() for _ in self.languages])
         self.results: dict[str, dict[str, float]] = {}
         self._streaming: ExitStack | None = None
-
-    def val_dataloader(self) -> list[DataLoader]:
-        rank, world = self.global_rank, self.trainer.world_size
-        return [
-            DataLoader(EvaluationDataset(_share(self.windows[lang], rank, world)), batch_size=self.batch_size)
-            for lang in self.languages
-        ]
 
     def on_validation_start(self) -> None:
         if self.offload_layers:
@@ -76,23 +64,15 @@ class PerplexityEvaluation(L.LightningModule):
             self._streaming = None
 
 
-def _share(windows: TokenWindows, rank: int, world_size: int) -> TokenWindows:
-    """Process `rank`'s contiguous share of the windows (possibly none)."""
-    if world_size == 1:
-        return windows
-    ids, n_bytes = windows.ids.tensor_split(world_size)[rank], windows.n_bytes.tensor_split(world_size)[rank]
-    return TokenWindows(ids, n_bytes)
-
-
 def evaluate_perplexity(
     model: nn.Module, datamodule: PruningDataModule, trainer_kwargs: dict, offload_layers: bool = False
 ) -> dict[str, dict[str, float]]:
     """Perplexity, NLL per token and bits per byte for every evaluation language of the datamodule."""
-    windows = {lang: datamodule.evaluation[lang] for lang in datamodule.eval_language_order}
-    if not windows:
+    languages = datamodule.eval_language_order
+    if not languages:
         return {}
-    module = PerplexityEvaluation(model, windows, datamodule.config.eval_batch_size, offload_layers)
-    L.Trainer(**trainer_kwargs).validate(module, verbose=False)
+    module = PerplexityEvaluation(model, languages, offload_layers)
+    L.Trainer(**trainer_kwargs).validate(module, datamodule=datamodule, verbose=False)
     return module.results
 
 

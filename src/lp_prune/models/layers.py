@@ -60,6 +60,11 @@ def projection(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def layer_index(name: str) -> int:
+    """Decoder layer of a full module name: 'model.layers.12.mlp.down_proj' -> 12."""
+    return next(int(part) for part in name.split(".") if part.isdigit())
+
+
 def sequential_groups(names: Iterable[str], true_sequential: bool) -> list[list[str]]:
     """Linears pruned together. One group per layer, or the true-sequential order; names that match
     no known projection form a last group, so nothing is skipped."""
@@ -76,40 +81,6 @@ def run_layer(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) ->
     """Call a decoder layer with its captured arguments; transformers 5 returns a Tensor, older a tuple."""
     out = layer(hidden, **kwargs)
     return out[0] if isinstance(out, tuple) else out
-
-
-class _InputsSeen(Exception):
-    """Raised inside a layer's forward once every watched Linear has received its input."""
-
-
-@contextmanager
-def stop_after_inputs(linears: Iterable[nn.Module]) -> Iterator[Any]:
-    """Within this context, `run(layer, hidden, kwargs)` runs a layer only until each of `linears`
-    has been called, then stops: a statistics pass needs the inputs, not the rest of the layer
-    (all Linears: down_proj and what follows it; a true-sequential group: everything after it).
-    Hooks registered earlier (the statistics) still see exactly what a full run shows them. A
-    Linear the layer never calls (an unrouted expert) leaves the forward to run to its end.
-    """
-    linears = list(linears)
-    watched = {id(linear) for linear in linears}
-    waiting: set[int] = set()
-
-    def hook(module: nn.Module, _args: tuple) -> None:
-        waiting.discard(id(module))
-        if not waiting:
-            raise _InputsSeen
-
-    def run(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
-        waiting.update(watched)
-        with suppress(_InputsSeen):
-            run_layer(layer, hidden, kwargs)
-
-    handles = [linear.register_forward_pre_hook(hook) for linear in linears]
-    try:
-        yield run
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @dataclass
@@ -187,10 +158,22 @@ def _identity(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.T
     return hidden_states
 
 
+class _InputsSeen(Exception):
+    """Raised inside a layer's forward once every watched Linear has received its input."""
+
+
 class InputCollector:
     """Forward pre-hooks that accumulate InputStatistics for a set of Linears.
 
-    Linears fed the same tensor one after another (q/k/v, gate/up) share one X^T X computation.
+    Linears fed the same tensor one after another (q/k/v, gate/up) share one X^T X computation:
+    the hook sees the very tensor object the layer passes on, so an identity check finds the repeat
+    (`grams_computed` counts the real computations).
+
+    `run(layer, hidden, kwargs)` runs a layer only until every watched Linear has had its input,
+    then stops: a statistics pass needs the inputs, not the rest of the layer (all Linears: down_proj
+    and what follows it; a true-sequential group: everything after it). The same hook records and
+    stops, so no other hook's order matters. A Linear the layer never calls (an unrouted expert)
+    leaves the forward to run to its end. `hooks=False`: the caller feeds `accumulate()` itself.
     """
 
     def __init__(self, linears: dict[str, nn.Linear], keep_gram: bool, hooks: bool = True) -> None:
@@ -200,28 +183,41 @@ class InputCollector:
         }
         self._last_input: torch.Tensor | None = None
         self._last_gram: torch.Tensor | None = None
+        self.grams_computed = 0
         self.seconds = 0.0  # time spent accumulating statistics
-        # hooks=False: the caller feeds inputs through accumulate() itself.
+        self._waiting: set[str] | None = None  # inside run(): watched Linears whose input is still to come
         self._handles = [linear.register_forward_pre_hook(self._hook(n)) for n, linear in linears.items() if hooks]
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, args: tuple) -> None:
             start = time.perf_counter()
-            self.accumulate(name, args[0].detach())
+            self.accumulate(name, args[0])  # the layer's own tensor: its identity reveals a shared input
             self.seconds += time.perf_counter() - start
+            if self._waiting is not None:
+                self._waiting.discard(name)
+                if not self._waiting:
+                    raise _InputsSeen
 
         return hook
 
+    def run(self, layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
+        """Run `layer` on one batch as far as the last watched Linear's input (statistics only)."""
+        self._waiting = set(self.statistics)
+        try:
+            with suppress(_InputsSeen), torch.no_grad():
+                run_layer(layer, hidden, kwargs)
+        finally:
+            self._waiting = None
+
     def accumulate(self, name: str, x: torch.Tensor) -> None:
         """Add inputs x of Linear `name` (what the hook does; callable directly)."""
-        self._accumulate(self.statistics[name], x)
-
-    def _accumulate(self, stats: InputStatistics, x: torch.Tensor) -> None:
+        stats = self.statistics[name]
         if not stats.keep_gram:
             stats.update(x)
             return
         if x is not self._last_input:
-            self._last_input, self._last_gram = x, gram(x)
+            self._last_input, self._last_gram = x, gram(x.detach())
+            self.grams_computed += 1
         samples = x.shape[0] if x.dim() > 2 else 1
         stats.add_gram(self._last_gram, tokens=x.numel() // x.shape[-1], samples=samples)
 

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -128,19 +129,17 @@ def load_run_model(run_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedToke
     Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
     updates the kept weights, so its runs need `--save_model true`.
     """
-    import yaml
-
     from lp_prune.tracking import RunDirectory, iter_masks
 
     run = RunDirectory(Path(run_dir))
     if not run.is_complete():
         raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
-    config = yaml.safe_load(run.config.read_text())
-    model_config = ModelConfig(**config["model"])
+    config = run.read_config()
+    model_config = config.model
     if (run.model / "config.json").exists():
-        saved = ModelConfig(**{**config["model"], "name": str(run.model)})
+        saved = replace(model_config, name=str(run.model))
         return load_model(saved), load_tokenizer_and_config(saved)[0]
-    if config["prune"]["method"] == "sparsegpt":
+    if config.prune.method == "sparsegpt":
         raise ModelLoadError(
             f"{run.root} saved no model, and SparseGPT also changes kept weights: rerun with --save_model true"
         )

@@ -6,6 +6,11 @@ deterministic on a given device.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 
@@ -54,3 +59,44 @@ def score_mask(scores: torch.Tensor, sparsity: float, n_m: tuple[int, int] | Non
     if n_m is not None:
         return n_m_mask(scores, *n_m)
     return unstructured_mask(scores, sparsity, per_row)
+
+
+# --- bit-packed masks: 1 bit per weight, as kept in memory and saved in masks.safetensors -----------
+
+MASK_BITORDER = "little"  # position i is bit i % 8 of byte i // 8 (numpy.packbits(..., bitorder="little"))
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """A boolean mask (True = pruned) flattened row-major and packed 8 positions per byte."""
+
+    bits: torch.Tensor  # uint8 [ceil(numel / 8)], on the CPU
+    shape: tuple[int, ...]
+
+    def unpack(self) -> torch.Tensor:
+        return unpack_mask(self.bits, self.shape)
+
+    @property
+    def pruned(self) -> int:
+        """Number of pruned positions (padding bits are 0)."""
+        return int(np.unpackbits(self.bits.numpy()).sum())
+
+
+def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Pack a boolean mask into ``ceil(numel / 8)`` uint8 bytes (row-major, little bit order)."""
+    if mask.dtype != torch.bool:
+        raise TypeError(f"masks must be bool tensors, got {mask.dtype}")
+    flat = mask.detach().cpu().contiguous().reshape(-1).numpy()
+    return torch.from_numpy(np.packbits(flat, bitorder=MASK_BITORDER))
+
+
+def unpack_mask(packed: torch.Tensor, shape: Iterable[int]) -> torch.Tensor:
+    """Inverse of ``pack_mask``."""
+    shape = tuple(int(size) for size in shape)
+    bits = np.unpackbits(packed.cpu().numpy(), count=math.prod(shape), bitorder=MASK_BITORDER)
+    return torch.from_numpy(bits.astype(bool).reshape(shape))
+
+
+def packed_mask(mask: torch.Tensor) -> PackedMask:
+    """The PackedMask of a boolean mask."""
+    return PackedMask(pack_mask(mask), tuple(mask.shape))

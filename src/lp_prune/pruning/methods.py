@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +32,11 @@ def prune_weight(
     n_m: tuple[int, int] | None = None,
     blocksize: int = 128,
     percdamp: float = 0.01,
+    column_loop: Callable[[], AbstractContextManager] = nullcontext,
 ) -> PrunedWeight:
-    """Apply `method` ('sparsegpt', 'wanda' or 'magnitude') to one weight matrix."""
+    """Apply `method` ('sparsegpt', 'wanda' or 'magnitude') to one weight matrix.
+
+    `column_loop`: SparseGPT's per-block column loop runs inside it (see sparsegpt_prune)."""
     if method == "magnitude":
         mask = magnitude_mask(weight, sparsity, n_m)
         return PrunedWeight(weight.masked_fill(mask, 0), mask)
@@ -41,6 +46,6 @@ def prune_weight(
         mask = wanda_mask(weight, stats.sq_norms, sparsity, n_m)
         return PrunedWeight(weight.masked_fill(mask, 0), mask)
     if method == "sparsegpt":
-        result = sparsegpt_prune(weight, stats.hessian(), sparsity, n_m, blocksize, percdamp)
+        result = sparsegpt_prune(weight, stats.hessian(), sparsity, n_m, blocksize, percdamp, column_loop)
         return PrunedWeight(result.weight, result.mask, result.loss, result.percdamp)
     raise ValueError(f"unknown pruning method '{method}'")

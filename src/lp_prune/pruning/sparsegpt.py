@@ -10,8 +10,8 @@ later columns in one matmul ("lazy batch update"). Everything is computed in flo
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +63,13 @@ def sparsegpt_prune(
     n_m: tuple[int, int] | None = None,
     blocksize: int = 128,
     percdamp: float = 0.01,
+    column_loop: Callable[[], AbstractContextManager] = nullcontext,
 ) -> SparseGPTResult:
-    """Prune `weight` to `sparsity` (unstructured, per block of columns) or to an N:M pattern."""
+    """Prune `weight` to `sparsity` (unstructured, per block of columns) or to an N:M pattern.
+
+    `column_loop` wraps each block's column-by-column loop (the caller's machine tuning, e.g.
+    `lp_prune.runtime.single_thread`); the maths does not depend on it.
+    """
     W = weight.detach().float().clone()
     H = hessian.detach().float().clone()
     if n_m is not None and (blocksize % n_m[1] or W.shape[1] % n_m[1]):
@@ -80,23 +85,12 @@ def sparsegpt_prune(
     loss = torch.zeros(W.shape[0], device=W.device)
     for start in range(0, W.shape[1], blocksize):
         end = min(start + blocksize, W.shape[1])
-        with single_thread():  # column steps are too small to share: threads only add waiting
+        with column_loop():
             block_errors = _prune_block(
                 W[:, start:end], U[start:end, start:end], mask[:, start:end], loss, sparsity, n_m
             )
         W[:, end:] -= block_errors @ U[start:end, end:]
     return SparseGPTResult(W.to(weight.dtype), mask, float(loss.sum()), used_percdamp)
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch ops on one thread inside the block (measured 4-9x faster on a busy 2-core CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _prune_block(

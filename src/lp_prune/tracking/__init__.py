@@ -1,8 +1,9 @@
-"""Durable run records (run directory, masks, weights) and reading offline W&B runs back.
+"""Durable run records: the run directory, its masks and weights, and W&B through Lightning's logger.
 
-Nothing here imports wandb at module import time: ``wandb_offline`` imports it inside its functions.
+Nothing here imports wandb at module import time.
 """
 
+from lp_prune.pruning.masks import pack_mask, unpack_mask
 from lp_prune.tracking.run_dir import (
     RunDirectory,
     as_run_directory,
@@ -12,22 +13,12 @@ from lp_prune.tracking.run_dir import (
     iter_masks,
     load_masks,
     mask_names,
-    pack_mask,
     packed_masks,
     read_json,
     save_masks,
     save_model_streaming,
     to_jsonable,
-    unpack_mask,
     write_json,
-)
-from lp_prune.tracking.wandb_offline import (
-    find_offline_runs,
-    iter_records,
-    read_config,
-    read_history,
-    read_summary,
-    run_file,
 )
 
 __all__ = [
@@ -36,18 +27,12 @@ __all__ = [
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
-    "find_offline_runs",
     "iter_masks",
-    "iter_records",
     "load_masks",
     "mask_names",
     "pack_mask",
     "packed_masks",
-    "read_config",
-    "read_history",
     "read_json",
-    "read_summary",
-    "run_file",
     "save_masks",
     "save_model_streaming",
     "to_jsonable",

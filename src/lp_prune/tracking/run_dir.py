@@ -47,13 +47,17 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lp_prune.errors import DataError, UserError
-from lp_prune.models.mapped_weights import release_mapped_weights
+from lp_prune.pruning.masks import MASK_BITORDER, PackedMask, packed_mask, unpack_mask
+from lp_prune.runtime import release_mapped_weights
+
+if TYPE_CHECKING:
+    from lp_prune.config import RunConfig
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -70,7 +74,6 @@ MASK_SHAPES_KEY = "lp_prune.mask_shapes"
 MASK_FORMAT_KEY = "lp_prune.format"
 MASK_BITORDER_KEY = "lp_prune.bitorder"
 MASK_FORMAT = "packed-masks/1"
-MASK_BITORDER = "little"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -247,6 +250,12 @@ class RunDirectory:
     def is_complete(self) -> bool:
         return self.status() == STATUS_COMPLETE
 
+    def read_config(self) -> RunConfig:
+        """The configuration the run was started with (config.yaml), parsed like the command line's."""
+        from lp_prune.config import read_run_config
+
+        return read_run_config(self.config)
+
     def _remove_artefacts(self) -> None:
         # Status first: if removal stops halfway, the folder no longer claims to be complete.
         for file in (self.status_file, self.summary, self.masks, self.config):
@@ -272,36 +281,20 @@ def as_run_directory(run_dir: RunDirLike) -> RunDirectory:
 # Masks
 
 
-def pack_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Pack a boolean mask into ``ceil(numel / 8)`` uint8 bytes (row-major, little bit order)."""
-    if mask.dtype != torch.bool:
-        raise TypeError(f"masks must be bool tensors, got {mask.dtype}")
-    flat = mask.detach().cpu().contiguous().reshape(-1).numpy()
-    return torch.from_numpy(np.packbits(flat, bitorder=MASK_BITORDER))
-
-
-def unpack_mask(packed: torch.Tensor, shape: Iterable[int]) -> torch.Tensor:
-    """Inverse of ``pack_mask``."""
-    shape = tuple(int(size) for size in shape)
-    bits = np.unpackbits(packed.cpu().numpy(), count=math.prod(shape), bitorder=MASK_BITORDER)
-    return torch.from_numpy(bits.astype(bool).reshape(shape))
-
-
-def save_masks(run_dir: RunDirLike, masks: Mapping[str, torch.Tensor]) -> Path:
-    """Write ``masks`` (name -> bool tensor, True = pruned) bit-packed to ``masks.safetensors``."""
+def save_masks(run_dir: RunDirLike, masks: Mapping[str, torch.Tensor | PackedMask]) -> Path:
+    """Write ``masks`` (name -> bool tensor with True = pruned, or a PackedMask) to ``masks.safetensors``."""
     from safetensors.torch import save_file
 
     path = as_run_directory(run_dir).masks
     path.parent.mkdir(parents=True, exist_ok=True)
-    packed = {name: pack_mask(mask) for name, mask in masks.items()}
-    shapes = {name: list(mask.shape) for name, mask in masks.items()}
+    packed = {name: mask if isinstance(mask, PackedMask) else packed_mask(mask) for name, mask in masks.items()}
     metadata = {
         MASK_FORMAT_KEY: MASK_FORMAT,
         MASK_BITORDER_KEY: MASK_BITORDER,
-        MASK_SHAPES_KEY: json.dumps(shapes),
+        MASK_SHAPES_KEY: json.dumps({name: list(mask.shape) for name, mask in packed.items()}),
     }
     with atomic_output(path) as tmp:
-        save_file(packed, tmp, metadata=metadata)
+        save_file({name: mask.bits for name, mask in packed.items()}, tmp, metadata=metadata)
     return path
 
 

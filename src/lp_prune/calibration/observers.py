@@ -1,0 +1,96 @@
+"""Callbacks that observe the calibration loop: each reads the steps' outputs and keeps its own state.
+
+None of them writes into the module or reads another callback, so their order does not matter.
+- CalibrationRecorder: what the run keeps (records, masks, phase timings, outlier ratios).
+- PruningMetricsLogger: per-layer metrics to the loggers (W&B) on a `layer` axis.
+- LayerProgressBar: Lightning's progress bar, labelled with the layer and what the step does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from lp_prune.calibration.results import ModuleRecord, StepOutput
+from lp_prune.calibration.schedule import Step
+from lp_prune.models.layers import projection
+from lp_prune.pruning.masks import PackedMask
+
+
+class CalibrationRecorder(L.Callback):
+    """Collects the run's results from the step outputs; only rank 0 keeps the masks."""
+
+    def __init__(self) -> None:
+        self.records: list[ModuleRecord] = []
+        self.masks: dict[str, PackedMask] = {}
+        self.seconds: dict[str, float] = {}  # per phase, summed over steps
+        self.outlier_ratios: dict[int, float] = {}
+        self.replayed_layers = 0
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(outputs, StepOutput):
+            return
+        for phase, seconds in outputs.seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+        if outputs.outlier_ratio is not None:
+            self.outlier_ratios[outputs.step.layer] = outputs.outlier_ratio
+        if outputs.layer is None:
+            return
+        self.replayed_layers += outputs.layer.replayed
+        self.records += outputs.layer.records
+        if trainer.is_global_zero:
+            self.masks.update({linear.name: linear.mask for linear in outputs.layer.linears})
+
+
+class PruningMetricsLogger(L.Callback):
+    """One row per finished layer: per-projection sparsity, error, relative error and SNR, layer means."""
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if isinstance(outputs, StepOutput) and outputs.layer is not None:
+            log_layer(trainer, outputs.layer.layer, outputs.layer.records)
+
+
+def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> None:
+    metrics: dict[str, float] = {"layer": layer}
+    for record in records:
+        proj = projection(record.module)
+        metrics[f"prune/sparsity/{proj}"] = record.sparsity
+        metrics[f"prune/rel_error/{proj}"] = record.rel_error
+        metrics[f"prune/snr_db/{proj}"] = record.snr_db
+        metrics[f"prune/error/{proj}"] = record.error
+    metrics["prune/layer_sparsity_mean"] = sum(r.sparsity for r in records) / len(records)
+    metrics["prune/layer_snr_db_mean"] = sum(r.snr_db for r in records) / len(records)
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics)
+
+
+class LayerProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, labelled with the decoder layer (calibration) or the language (perplexity)."""
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        super().on_validation_batch_start(trainer, module, batch, batch_idx, dataloader_idx)
+        if isinstance(batch, Step):
+            layers = len(getattr(module, "layers", ())) or "?"
+            self.val_progress_bar.set_description(f"Layer {batch.layer + 1}/{layers} {batch.kind.value}")
+        elif hasattr(module, "languages"):
+            self.val_progress_bar.set_description(f"Perplexity {module.languages[dataloader_idx]}")
