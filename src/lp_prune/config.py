@@ -56,14 +56,15 @@ class DataConfig:
     eval_batch_size: int = 1  # evaluation windows per forward: logits are seqlen x vocab floats each
     files: dict[str, str] = field(default_factory=dict)
     token_file: str | None = None
-    seed: int = 0
+    seed: int = 0  # picks the windows; for mc4 it also shuffles the stream (other seed, other documents)
+    shuffle_buffer: int = 10_000  # mc4: rows the seeded streaming shuffle draws from (datasets' buffer_size)
 
     def validate(self) -> None:
         for lang in self.eval_languages:
             check_language(lang, "data.eval_languages")
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source '{self.source}' is not one of: {', '.join(DATA_SOURCES)}")
-        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size"):
+        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size", "shuffle_buffer"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
         if self.eval_windows < 0:
@@ -207,6 +208,9 @@ class RunConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     out: str | None = None  # run directory; default runs/<model>-<method>-<lang>-<time>
     save_model: bool = False
+    # Largest weight file of a saved model: bytes, or "5GB" / "500MB" / "2GiB"; above it the model is written
+    # in shards with an index, as transformers' save_pretrained does (whose default, 50GB, this is).
+    save_shard_size: int | str = "50GB"
     overwrite: bool = False  # replace a complete run in `out`
     checkpoint: bool = True  # save each pruned layer so `--resume` can continue after a crash
     accelerator: str = "auto"
@@ -233,6 +237,7 @@ class RunConfig:
             raise ConfigError(
                 f"{self.data.calibration_samples} calibration windows cannot be shared by {self.world_size} processes"
             )
+        size_in_bytes(self.save_shard_size, "save_shard_size")
         if self.activations not in ACTIVATION_PLACES:
             raise ConfigError(f"activations '{self.activations}' is not one of: {', '.join(ACTIVATION_PLACES)}")
 
@@ -312,3 +317,23 @@ def parse_pattern(pattern: str) -> tuple[int, int] | None:
     if not 0 < n < m:
         raise ConfigError(f"prune.pattern '{pattern}': N:M needs 0 < N < M (N pruned of every M weights)")
     return n, m
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # decimal, as transformers / the Hub
+_SIZE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def size_in_bytes(size: int | str, key: str = "size") -> int:
+    """A positive size: an int of bytes, or a string such as "5GB" (10^9), "500MB", "2GiB" (2^30), "1000"."""
+    if isinstance(size, bool) or not isinstance(size, int | str):
+        raise ConfigError(f"{key} must be a number of bytes or a size such as '5GB', got {size!r}")
+    if isinstance(size, str):
+        match = _SIZE.fullmatch(size.strip())
+        if match is None:
+            raise ConfigError(f"{key} '{size}' is not a size such as '5GB', '500MB', '2GiB' or a number of bytes")
+        number, unit = match.groups()
+        size = int(float(number) * _SIZE_UNITS[unit.upper()] if unit else float(number))
+    if size < 1:
+        raise ConfigError(f"{key} must be at least 1 byte, got {size}")
+    return size

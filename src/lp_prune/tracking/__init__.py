@@ -11,6 +11,7 @@ from lp_prune.tracking.run_dir import (
     atomic_write_text,
     iter_masks,
     load_masks,
+    load_weights,
     mask_names,
     pack_mask,
     packed_masks,
@@ -19,6 +20,7 @@ from lp_prune.tracking.run_dir import (
     save_model_streaming,
     to_jsonable,
     unpack_mask,
+    weight_files,
     write_json,
 )
 from lp_prune.tracking.wandb_offline import (
@@ -40,6 +42,7 @@ __all__ = [
     "iter_masks",
     "iter_records",
     "load_masks",
+    "load_weights",
     "mask_names",
     "pack_mask",
     "packed_masks",
@@ -52,5 +55,6 @@ __all__ = [
     "save_model_streaming",
     "to_jsonable",
     "unpack_mask",
+    "weight_files",
     "write_json",
 ]
