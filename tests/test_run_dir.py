@@ -253,6 +253,8 @@ def test_create_refuses_a_complete_run_unless_overwrite(tmp_path: Path) -> None:
     save_masks(run, random_masks())
     run.model.mkdir()
     (run.model / "model.safetensors").write_bytes(b"x")
+    write_json(run.calibration_record, {"windows": []})
+    run.calibration_tokens.write_bytes(b"x")
     run.mark_complete()
     with pytest.raises(UserError, match="complete run"):
         RunDirectory.create(run.root)
@@ -260,6 +262,7 @@ def test_create_refuses_a_complete_run_unless_overwrite(tmp_path: Path) -> None:
     fresh = RunDirectory.create(run.root, overwrite=True)
     assert fresh.status() is None
     assert not fresh.summary.exists() and not fresh.masks.exists() and not fresh.model.exists()
+    assert not fresh.calibration_record.exists() and not fresh.calibration_tokens.exists()
 
 
 def test_create_reuses_an_unfinished_run(tmp_path: Path) -> None:
