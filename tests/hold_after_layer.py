@@ -1,6 +1,6 @@
 """Test aid: `lp-prune` that waits to be killed once layer N is checkpointed (tests/test_reliability.py).
 
-    python tests/hold_after_layer.py N run --model.name ... --out RUN_DIR
+python tests/hold_after_layer.py N run --model.name ... --out RUN_DIR
 """
 
 import sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,8 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
+import lp_prune.data.text as text_module
+import lp_prune.data.windows as windows_module
 from lp_prune.config import LANGUAGES, DataConfig
 from lp_prune.data import (
     PruningDataModule,
@@ -23,11 +26,14 @@ from lp_prune.data import (
     file_documents,
     load_token_file,
     mc4_documents,
+    open_mc4,
     packaged_documents,
     packaged_text_dir,
     split_documents,
     tokenize_stream,
 )
+from lp_prune.data.record import write_calibration_files
+from lp_prune.data.text import DEFAULT_SHUFFLE_BUFFER
 from lp_prune.errors import ConfigError, DataError
 
 BOS = 1  # char_tokenizer's bos_token_id
@@ -262,29 +268,76 @@ def test_token_file_missing_or_corrupt(tmp_path):
         load_token_file(corrupt)
 
 
-# --- mC4 (load_dataset monkeypatched: the hub is unreachable here) ----------------------------------
+# --- mC4 (the Hub is unreachable here: datasets' loader or lp_prune's seam is replaced) --------------
 
 
 MC4_DOCS = ["short", "a" * 50 + "b" * 50, "tiny", "c" * 80, "d" * 30 + "e" * 40]
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def mc4_like(texts: list[str]):
+    """A local streamed dataset with mC4's fields (text, timestamp, url), in 2 shards like a real stream."""
+    import datasets
+
+    urls = [f"https://example.org/doc/{i}" for i in range(len(texts))]
+    stamps = [f"2020-01-{1 + i % 28:02d}T00:00:00Z" for i in range(len(texts))]
+    table = datasets.Dataset.from_dict({"text": texts, "timestamp": stamps, "url": urls})
+    return table.to_iterable_dataset(num_shards=min(2, len(texts)))
+
+
+class FakeBuilder:
+    """What datasets.load_dataset_builder returns: a hash (the Hub commit) and a streaming reader."""
+
+    def __init__(self, rows, hash: str | None = COMMIT) -> None:
+        self.rows, self.hash, self.splits = rows, hash, []
+
+    def as_streaming_dataset(self, split):
+        self.splits.append(split)
+        return self.rows
 
 
 @pytest.fixture
 def fake_mc4(monkeypatch):
+    """datasets.load_dataset_builder replaced by a recorder that streams MC4_DOCS."""
     import datasets
 
     calls = []
 
-    def load_dataset(path, name, split, streaming):
-        calls.append((path, name, split, streaming))
-        return ({"text": text, "timestamp": "x"} for text in MC4_DOCS)
+    def load_dataset_builder(path, name):
+        builder = FakeBuilder(mc4_like(MC4_DOCS))
+        calls.append((path, name, builder))
+        return builder
 
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset_builder", load_dataset_builder)
     return calls
 
 
-def test_mc4_documents_stream_text(fake_mc4):
+def calls_of(fake_mc4) -> list[tuple[str, str, str]]:
+    return [(path, name, split) for path, name, builder in fake_mc4 for split in builder.splits]
+
+
+# Written out here, not read from MC4_CONFIGS: English is mC4's "en-multi" (config "en" is C4).
+EXPECTED_CONFIGS = {"ar": "ar", "de": "de", "en": "en-multi", "es": "es", "ru": "ru", "sw": "sw", "zh": "zh"}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_mc4_config_per_language(fake_mc4, lang):
+    stream = open_mc4(lang, "train")
+    assert calls_of(fake_mc4) == [("allenai/c4", EXPECTED_CONFIGS[lang], "train")]
+    assert stream.describe()["config"] == EXPECTED_CONFIGS[lang] and stream.describe()["revision"] == COMMIT
+
+
+def test_mc4_revision_is_none_when_the_builder_names_no_commit(monkeypatch):
+    import datasets
+
+    # a local dataset's builder hash is a content hash, not a commit: say None rather than pretend
+    monkeypatch.setattr(datasets, "load_dataset_builder", lambda path, name: FakeBuilder(mc4_like(["x"]), "9f86d08"))
+    assert open_mc4("de", "train").describe()["revision"] is None
+
+
+def test_mc4_documents_stream_text_in_order(fake_mc4):
     assert list(mc4_documents("sw", "train")) == MC4_DOCS
-    assert fake_mc4 == [("allenai/c4", "sw", "train", True)]
+    assert calls_of(fake_mc4) == [("allenai/c4", "sw", "train")]
 
 
 def test_mc4_calibration_takes_a_random_window_of_each_long_document(char_tokenizer, fake_mc4):
@@ -298,10 +351,24 @@ def test_mc4_calibration_takes_a_random_window_of_each_long_document(char_tokeni
         calibration_windows_from_documents(mc4_documents("sw", "train"), char_tokenizer, 4, 21, seed=0)
 
 
+def test_mc4_documents_shorter_than_a_window_are_skipped(char_tokenizer, fake_mc4):
+    # seqlen 21 = BOS + 20 text tokens: a document needs more than 20 characters (one token each)
+    windows = calibration_windows_from_documents(open_mc4("sw", "train"), char_tokenizer, 3, 21, seed=0)
+    assert [origin["document"] for origin in windows.origins] == [1, 3, 4]  # 0 "short" and 2 "tiny" skipped
+    assert [origin["url"] for origin in windows.origins] == [f"https://example.org/doc/{i}" for i in (1, 3, 4)]
+    for row, origin in zip(windows.ids, windows.origins, strict=True):
+        assert row[0] == BOS
+        doc = MC4_DOCS[origin["document"]]
+        assert char_tokenizer.decode(row[1:]) == doc[origin["offset"] : origin["offset"] + 20]
+    # exactly a window's worth of text is still too short: the window must start somewhere inside it
+    exact = calibration_windows_from_documents(["x" * 20, "y" * 21], char_tokenizer, 1, 21, seed=0)
+    assert exact.origins == [{"document": 1, "offset": exact.origins[0]["offset"]}]
+
+
 def test_mc4_evaluation_concatenates_documents(char_tokenizer, fake_mc4):
     windows = evaluation_windows_from_documents(mc4_documents("de", "validation"), char_tokenizer, 2, 11)
     assert char_tokenizer.decode(windows.ids.reshape(-1), skip_special_tokens=True) == "short\n\n" + "a" * 13
-    assert fake_mc4[-1] == ("allenai/c4", "de", "validation", True)
+    assert calls_of(fake_mc4)[-1] == ("allenai/c4", "de", "validation")
 
 
 def test_mc4_network_failure_is_one_clear_line(monkeypatch):
@@ -310,7 +377,7 @@ def test_mc4_network_failure_is_one_clear_line(monkeypatch):
     def unreachable(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'allenai/c4' on the Hub\n(details)")
 
-    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset_builder", unreachable)
     with pytest.raises(DataError) as failure:
         next(mc4_documents("zh", "train"))
     message = str(failure.value)
@@ -325,11 +392,128 @@ def test_mc4_failure_while_streaming(monkeypatch):
         yield {"text": "one"}
         raise OSError("connection reset")
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: broken_stream())
+    monkeypatch.setattr(datasets, "load_dataset_builder", lambda *a, **k: FakeBuilder(broken_stream()))
     docs = mc4_documents("ar", "validation")
     assert next(docs) == "one"
     with pytest.raises(DataError, match="mC4 'ar' \\(validation\\) could not be read"):
         next(docs)
+
+
+# Long documents of distinct letters: which document a window came from shows in its text.
+SHUFFLE_DOCS = [chr(ord("A") + i % 26) * (30 + i) for i in range(60)]
+
+
+@pytest.fixture
+def local_mc4(monkeypatch):
+    """lp_prune's one Hub seam (load_mc4) replaced: every config streams SHUFFLE_DOCS."""
+    opened = []
+
+    def load_mc4(config, split):
+        opened.append((config, split))
+        return mc4_like(SHUFFLE_DOCS), COMMIT
+
+    monkeypatch.setattr(text_module, "load_mc4", load_mc4)
+    return opened
+
+
+def mc4_module(char_tokenizer, seed: int, **overrides) -> PruningDataModule:
+    values = dict(
+        source="mc4", calibration_language="en", nsamples=4, seqlen=21, seed=seed, shuffle_buffer=8, eval_windows=0
+    )
+    module = PruningDataModule(small_config(**{**values, **overrides}), char_tokenizer)
+    module.setup()
+    return module
+
+
+def chosen_urls(module: PruningDataModule) -> list[str]:
+    return [window["url"] for window in module.calibration_record["windows"]]
+
+
+def test_mc4_stream_is_shuffled_by_the_seed(char_tokenizer, local_mc4):
+    first, again, other = (mc4_module(char_tokenizer, seed) for seed in (0, 0, 1))
+    assert local_mc4 == [("en-multi", "train")] * 3
+    assert chosen_urls(first) == chosen_urls(again) and torch.equal(first.calibration.ids, again.calibration.ids)
+    assert chosen_urls(first) != chosen_urls(other)
+    in_order = [f"https://example.org/doc/{i}" for i in range(4)]
+    assert chosen_urls(first) != in_order and chosen_urls(other) != in_order  # not the stream's first documents
+    # The recorded index is the position in datasets' own shuffle of the same stream (checked independently).
+    shuffled = list(mc4_like(SHUFFLE_DOCS).shuffle(seed=0, buffer_size=8))
+    for window, row in zip(first.calibration_record["windows"], first.calibration.ids, strict=True):
+        document = shuffled[window["document"]]
+        assert (window["url"], window["timestamp"]) == (document["url"], document["timestamp"])
+        assert char_tokenizer.decode(row[1:]) == document["text"][window["offset"] : window["offset"] + 20]
+
+
+def test_mc4_record_and_token_file_round_trip(char_tokenizer, local_mc4, tmp_path):
+    module = mc4_module(char_tokenizer, seed=3)
+    tokens_path, record_path = write_calibration_files(tmp_path, module.calibration, module.calibration_record)
+    assert (tokens_path.name, record_path.name) == ("calibration_tokens.pt", "calibration.json")
+    record = json.loads(record_path.read_text())
+    assert record["sources"] == {
+        "en": {
+            "source": "mc4",
+            "dataset": "allenai/c4",
+            "config": "en-multi",
+            "split": "train",
+            "revision": COMMIT,
+            "shuffle_seed": 3,
+            "shuffle_buffer": 8,
+        }
+    }
+    assert record["shape"] == [4, 21] and record["seed"] == 3 and record["bos_token_id"] == BOS
+    assert [w["row"] for w in record["windows"]] == [0, 1, 2, 3]
+    assert all(
+        w["language"] == "en" and set(w) >= {"document", "offset", "url", "timestamp"} for w in record["windows"]
+    )
+    assert len({w["document"] for w in record["windows"]}) == 4  # one window per document
+    # The token file is a data.source tokens file: the same ids come back, BOS first.
+    config = small_config(source="tokens", token_file=str(tokens_path), nsamples=4, seqlen=21, eval_windows=0)
+    rerun = PruningDataModule(config, char_tokenizer)
+    rerun.setup()
+    assert torch.equal(rerun.calibration.ids, module.calibration.ids) and (rerun.calibration.ids[:, 0] == BOS).all()
+    assert rerun.calibration_record["windows"][2] == {"row": 2, "language": "sw", "file_row": 2}
+
+
+def test_mc4_progress_counts_documents_and_windows(char_tokenizer, local_mc4, monkeypatch):
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n, self.postfix = kwargs, 0, ""
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+    monkeypatch.setattr(windows_module, "tqdm", RecordingBar)
+    module = mc4_module(char_tokenizer, seed=0)
+    (bar,) = bars
+    last_document = module.calibration_record["windows"][-1]["document"]
+    assert bar.n == last_document + 1  # every document read, up to the one giving the last window
+    assert bar.postfix == "4/4 windows" and bar.kwargs["disable"] is None  # drawn on a terminal (rank 0)
+    calibration_windows_from_documents(SHUFFLE_DOCS, char_tokenizer, 1, 21, seed=0)  # progress off by default
+    assert bars[-1].kwargs["disable"] is True
+
+
+def test_packaged_record_names_the_windows_of_the_calibration_stream(char_tokenizer):
+    module = PruningDataModule(small_config(eval_windows=0), char_tokenizer)
+    module.setup()
+    record = module.calibration_record
+    assert record["sources"]["sw"]["source"] == "packaged" and record["sources"]["sw"]["folder"] == "swa"
+    stream = tokenize_stream(split_documents(packaged_documents("sw"), 0.2)[0], char_tokenizer)
+    for window, row in zip(record["windows"], module.calibration.ids, strict=True):
+        assert window["offset"] == window["window"] * 63
+        assert torch.equal(row[1:], stream[window["offset"] : window["offset"] + 63])
+    assert len({w["window"] for w in record["windows"]}) == 5
 
 
 # --- datamodule -------------------------------------------------------------------------------------
@@ -442,7 +626,13 @@ def test_datamodule_mc4_source(char_tokenizer, fake_mc4):
     module = PruningDataModule(config, char_tokenizer)
     module.setup()
     assert module.calibration.ids.shape == (2, 40) and module.evaluation["de"].ids.shape == (2, 16)
-    assert [call[1:3] for call in fake_mc4] == [("sw", "train"), ("de", "validation")]
+    assert [call[1:] for call in calls_of(fake_mc4)] == [("sw", "train"), ("de", "validation")]
+
+
+def test_shuffle_buffer_default_and_validation():
+    assert DataConfig().shuffle_buffer == DEFAULT_SHUFFLE_BUFFER == 10_000
+    with pytest.raises(ConfigError, match=r"data\.shuffle_buffer must be at least 1, got 0"):
+        DataConfig(shuffle_buffer=0).validate()
 
 
 class _RecordingModule(L.LightningModule):

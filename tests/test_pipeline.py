@@ -8,7 +8,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import lp_prune
+from conftest import build_char_tokenizer
 from lp_prune.cli import main
+from lp_prune.config import DataConfig
+from lp_prune.data import PruningDataModule
 from wandb_offline import find_offline_runs, read_history, read_summary, run_file
 
 SMALL = [
@@ -48,12 +51,22 @@ def test_run_writes_run_directory(tiny_model_dir, tmp_path, method):
     masks = lp_prune.load_masks(out)
     assert set(masks) == {m["module"] for m in summary["modules"]}
     assert all(mask.dtype == torch.bool for mask in masks.values())
+    # The calibration set: its token ids (a data.source tokens file) and where each window came from.
+    tokens = torch.load(out / "calibration_tokens.pt", weights_only=True)
+    calibration = PruningDataModule(DataConfig(nsamples=4, seqlen=32, eval_windows=0), build_char_tokenizer())
+    calibration.setup()
+    assert torch.equal(tokens, calibration.calibration.ids)
+    record = json.loads((out / "calibration.json").read_text())
+    assert record["shape"] == [4, 32] and [w["row"] for w in record["windows"]] == [0, 1, 2, 3]
+    assert record["sources"]["en"]["source"] == "packaged"
     assert sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values()) == pytest.approx(0.5)
 
 
 def test_saved_model_has_zeros_exactly_where_masks_say(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    assert run_cli(tiny_model_dir, out, "--save_model", "true", "--eval.perplexity", "false") == 0
+    shards = ["--save_shard_size", "100KB"]  # the tiny model in several files, as a 70B one in 50GB shards
+    assert run_cli(tiny_model_dir, out, "--save_model", "true", *shards, "--eval.perplexity", "false") == 0
+    assert len(json.loads((out / "model" / "model.safetensors.index.json").read_text())["weight_map"]) > 0
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     weights = dict(model.named_parameters())
     for name, mask in lp_prune.load_masks(out).items():

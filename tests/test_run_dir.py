@@ -253,6 +253,8 @@ def test_create_refuses_a_complete_run_unless_overwrite(tmp_path: Path) -> None:
     save_masks(run, random_masks())
     run.model.mkdir()
     (run.model / "model.safetensors").write_bytes(b"x")
+    write_json(run.calibration_record, {"windows": []})
+    run.calibration_tokens.write_bytes(b"x")
     run.mark_complete()
     with pytest.raises(UserError, match="complete run"):
         RunDirectory.create(run.root)
@@ -260,6 +262,7 @@ def test_create_refuses_a_complete_run_unless_overwrite(tmp_path: Path) -> None:
     fresh = RunDirectory.create(run.root, overwrite=True)
     assert fresh.status() is None
     assert not fresh.summary.exists() and not fresh.masks.exists() and not fresh.model.exists()
+    assert not fresh.calibration_record.exists() and not fresh.calibration_tokens.exists()
 
 
 def test_create_reuses_an_unfinished_run(tmp_path: Path) -> None:
@@ -295,7 +298,8 @@ def test_streaming_save_loads_back_with_from_pretrained(tiny_model_dir, tmp_path
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight[:, ::2] = 0.0  # a pruned-looking weight
-    path = save_model_streaming(model, tmp_path / "model")
+    (path,) = save_model_streaming(model, tmp_path / "model")
+    assert path.name == "model.safetensors" and not (tmp_path / "model" / "model.safetensors.index.json").exists()
     stored = load_file(path)  # a valid safetensors file: the library's own reader agrees
     for name, tensor in model.state_dict().items():
         if name in stored:
@@ -303,3 +307,99 @@ def test_streaming_save_loads_back_with_from_pretrained(tiny_model_dir, tmp_path
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=dtype)
     for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _tiny_gemma(dtype: torch.dtype) -> torch.nn.Module:
+    from tiny_models import tiny_model
+
+    model = tiny_model("gemma3").to(dtype)  # ties lm_head to the embedding
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[::2] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sharded_save_loads_back_with_from_pretrained(tmp_path, dtype):
+    from transformers import AutoModelForCausalLM
+
+    from lp_prune.tracking import load_weights, save_model_streaming, weight_files
+
+    model = _tiny_gemma(dtype)
+    embedding_bytes = model.model.embed_tokens.weight.nbytes
+    shard_size = embedding_bytes // 2  # the embedding gets a shard of its own; the layers fill several
+    folder = tmp_path / "model"
+    files = save_model_streaming(model, folder, max_shard_size=shard_size)
+    n = len(files)
+    assert n > 3 and [f.name for f in files] == [f"model-{k:05d}-of-{n:05d}.safetensors" for k in range(1, n + 1)]
+    assert not (folder / "model.safetensors").exists()
+
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    stored: dict[str, str] = {}
+    state = model.state_dict()
+    for file in files:  # every tensor in exactly one shard, and the index says which
+        with safe_open(file, framework="pt") as handle:
+            names = list(handle.keys())
+        assert not set(names) & set(stored)
+        stored.update(dict.fromkeys(names, file.name))
+        data_bytes = sum(state[name].nbytes for name in names)
+        assert data_bytes <= shard_size or len(names) == 1  # a tensor above the limit gets a shard of its own
+    assert index["weight_map"] == stored
+    assert set(stored) == set(state) - {"lm_head.weight"}  # the tied head is written once, as the embedding
+    assert index["metadata"]["total_size"] == sum(state[name].nbytes for name in stored)
+    assert weight_files(folder) == files
+
+    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.embed_tokens.weight.data_ptr()  # still tied
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    for name, tensor in load_weights(folder).items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_shards_follow_transformers_own_split(tmp_path):
+    """Same shard files and the same weight map as save_pretrained with the same max_shard_size."""
+    from lp_prune.tracking import save_model_streaming
+
+    model = _tiny_gemma(torch.float32)
+    shard_size = 20_000
+    save_model_streaming(model, tmp_path / "ours", max_shard_size=shard_size)
+    model.save_pretrained(tmp_path / "theirs", max_shard_size=shard_size)
+    ours, theirs = (json.loads((tmp_path / d / "model.safetensors.index.json").read_text()) for d in ("ours", "theirs"))
+    assert ours["weight_map"] == theirs["weight_map"]
+    assert ours["metadata"]["total_size"] == theirs["metadata"]["total_size"]
+
+
+def test_resaving_replaces_the_other_layout(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lp_prune.tracking import save_model_streaming
+
+    model = _tiny_gemma(torch.float32)
+    folder = tmp_path / "model"
+    save_model_streaming(model, folder, max_shard_size=5_000)
+    assert (folder / "model.safetensors.index.json").exists()
+    (single,) = save_model_streaming(model, folder)  # default 50GB: one file, and no stale shards or index
+    assert sorted(p.name for p in folder.glob("*.safetensors*")) == ["model.safetensors"] == [single.name]
+    AutoModelForCausalLM.from_pretrained(folder)
+    save_model_streaming(model, folder, max_shard_size=5_000)
+    assert not (folder / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("50GB", 50 * 10**9), ("5MB", 5 * 10**6), ("2GiB", 2 * 2**30), ("0.5gb", 5 * 10**8), (1234, 1234), ("1234", 1234)],
+)
+def test_shard_size_parses_like_transformers(size, expected):
+    from lp_prune.config import size_in_bytes
+
+    assert size_in_bytes(size) == expected
+
+
+@pytest.mark.parametrize("size", ["5XB", "", "GB", 0, "0MB", -3, 1.5, True])
+def test_bad_shard_size_is_a_config_error(size):
+    from lp_prune.config import RunConfig
+    from lp_prune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="save_shard_size"):
+        RunConfig(save_shard_size=size).validate()

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import lp_prune
 from lp_prune.calibration.activations import ActivationStore
@@ -17,6 +16,7 @@ from lp_prune.data import PruningDataModule
 from lp_prune.memory import MemoryEstimate, ModelShape, check_fits, estimate_memory
 from lp_prune.models.layers import InputCollector
 from lp_prune.pruning.owl import OutlierCount, outlier_ratio, owl_sparsities
+from lp_prune.tracking import load_weights
 from test_pipeline import SMALL, run_cli
 
 # --- OWL -------------------------------------------------------------------------------------------
@@ -133,8 +133,9 @@ def _assert_same_run(dir_a, dir_b, atol):
     assert masks_a.keys() == masks_b.keys()
     for name in masks_a:
         assert torch.equal(masks_a[name], masks_b[name]), name
-    weights_a = load_file(dir_a / "model" / "model.safetensors")
-    weights_b = load_file(dir_b / "model" / "model.safetensors")
+    weights_a = load_weights(dir_a / "model")  # one file or shards
+    weights_b = load_weights(dir_b / "model")
+    assert weights_a.keys() == weights_b.keys()
     for name in weights_a:
         torch.testing.assert_close(weights_a[name], weights_b[name], atol=atol, rtol=0 if atol == 0 else 1e-5)
 

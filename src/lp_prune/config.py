@@ -81,14 +81,16 @@ class DataConfig:
     token_file: str | None = None
     """data.source tokens: a [n, seqlen] .pt or .npy file of token ids."""
     seed: int = 0
-    """Seed of the calibration window draw."""
+    """Seed of the calibration window draw; for mc4 it also shuffles the stream (other seed, other documents)."""
+    shuffle_buffer: int = 10_000
+    """mc4: rows the seeded streaming shuffle draws from (datasets' buffer_size)."""
 
     def validate(self) -> None:
         for lang in self.eval_languages:
             check_language(lang, "data.eval_languages")
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source '{self.source}' is not one of: {', '.join(DATA_SOURCES)}")
-        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size"):
+        for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size", "shuffle_buffer"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
         if self.eval_windows < 0:
@@ -262,6 +264,9 @@ class RunConfig:
     """Run directory (default: runs/<model>-<method>-<language>-<time>)."""
     save_model: bool = False
     """Save the pruned model (safetensors) and tokenizer in RUN_DIR/model."""
+    save_shard_size: int | str = "50GB"
+    """Largest weight file of a saved model: bytes, or 5GB / 500MB / 2GiB; above it the model is written in
+    shards with an index, as transformers' save_pretrained does (whose default this is)."""
     overwrite: bool = False
     """Replace a complete run in the run directory."""
     checkpoint: bool = True
@@ -298,6 +303,7 @@ class RunConfig:
             raise ConfigError(
                 f"{self.data.calibration_samples} calibration windows cannot be shared by {self.world_size} processes"
             )
+        size_in_bytes(self.save_shard_size, "save_shard_size")
         if self.activations not in ACTIVATION_PLACES:
             raise ConfigError(f"activations '{self.activations}' is not one of: {', '.join(ACTIVATION_PLACES)}")
 
@@ -413,3 +419,23 @@ def read_run_config(path: str | Path) -> RunConfig:
     except Exception as err:  # jsonargparse reports type errors as several exception types
         detail = " ".join(str(err).split())
         raise DataError(f"{path} is not a valid lp_prune run config: {detail}") from None
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # decimal, as transformers / the Hub
+_SIZE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def size_in_bytes(size: int | str, key: str = "size") -> int:
+    """A positive size: an int of bytes, or a string such as "5GB" (10^9), "500MB", "2GiB" (2^30), "1000"."""
+    if isinstance(size, bool) or not isinstance(size, int | str):
+        raise ConfigError(f"{key} must be a number of bytes or a size such as '5GB', got {size!r}")
+    if isinstance(size, str):
+        match = _SIZE.fullmatch(size.strip())
+        if match is None:
+            raise ConfigError(f"{key} '{size}' is not a size such as '5GB', '500MB', '2GiB' or a number of bytes")
+        number, unit = match.groups()
+        size = int(float(number) * _SIZE_UNITS[unit.upper()] if unit else float(number))
+    if size < 1:
+        raise ConfigError(f"{key} must be at least 1 byte, got {size}")
+    return size

@@ -29,8 +29,9 @@ from lp_prune.calibration.observers import CalibrationRecorder, LayerProgressBar
 from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.schedule import Mode
 from lp_prune.checks import preflight
-from lp_prune.config import RunConfig
+from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data import PruningDataModule
+from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
@@ -70,6 +71,8 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
         _check_memory(config, model_config)
     run_dir = _open_run_dir(config, resume)
+    if is_rank_zero():  # which text calibrates, and its token ids: rerunnable with data.source tokens
+        write_calibration_files(run_dir.root, data.calibration, data.calibration_record)
     if config.save_model and is_rank_zero():
         tokenizer.save_pretrained(run_dir.model)  # now, so the tokenizer need not stay beside the weights
     if downstream.plan is None:  # windows are built; lm-eval is the only later user of the tokenizer
@@ -175,7 +178,8 @@ def _prune_and_measure(
     with _timed(timings, "save"):
         save_masks(run_dir.root, recorder.masks)
         if config.save_model:
-            save_model_streaming(model, run_dir.model)  # loadable with from_pretrained (tokenizer: saved above)
+            # loadable with from_pretrained (tokenizer: saved above); shards above save_shard_size
+            save_model_streaming(model, run_dir.model, size_in_bytes(config.save_shard_size))
 
     summary = build_summary(config, recorder.records, perplexity, timings, data.calibration.ids.numel())
     summary["resumed_from_layer"] = recorder.replayed_layers

@@ -8,16 +8,28 @@ steps are layers, not batches of data.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from lp_prune.config import DataConfig
-from lp_prune.data.text import file_documents, mc4_documents, packaged_documents, split_documents
+from lp_prune.data.record import calibration_record
+from lp_prune.data.text import (
+    DEFAULT_BLOCK_CHARS,
+    PACKAGED_CODES,
+    file_documents,
+    mc4_documents,
+    open_mc4,
+    packaged_documents,
+    split_documents,
+)
 from lp_prune.data.windows import (
     TokenWindows,
+    bos_ids,
     calibration_windows,
     calibration_windows_from_documents,
     check_seqlen,
@@ -52,6 +64,9 @@ class PruningDataModule(L.LightningDataModule):
         self.calibration: TokenWindows | None = None
         self.evaluation: dict[str, TokenWindows] = {}
         self.calibration_languages: list[str] = []  # language of each calibration window
+        # Which text each calibration window came from (calibration_record; written to the run directory).
+        self.calibration_record: dict[str, Any] | None = None
+        self._calibration_sources: dict[str, dict[str, Any]] = {}  # per language: where its text comes from
         # (calibration blocks, evaluation blocks) per language: text is read and split once.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
 
@@ -67,6 +82,9 @@ class PruningDataModule(L.LightningDataModule):
             check_seqlen(config.eval_seqlen, self.max_positions, "data.eval_seqlen")
         calibration = self._calibration_mix()
         self.evaluation = {lang: self._evaluation_windows(lang) for lang in self._eval_languages()}
+        self.calibration_record = calibration_record(
+            config, self._calibration_sources, calibration, self.calibration_languages, bos_ids(self.tokenizer)
+        )
         self.calibration = calibration  # set last: a failed setup leaves the module un-set-up
 
     def _eval_languages(self) -> list[str]:
@@ -79,7 +97,8 @@ class PruningDataModule(L.LightningDataModule):
         parts = {lang: self._calibration_windows(lang, n) for lang, n in self.config.calibration_counts().items()}
         self.calibration_languages = [lang for lang, part in parts.items() for _ in range(len(part))]
         ids = torch.cat([part.ids for part in parts.values()])
-        return TokenWindows(ids, torch.cat([part.n_bytes for part in parts.values()]))
+        origins = [origin for part in parts.values() for origin in part.origins]
+        return TokenWindows(ids, torch.cat([part.n_bytes for part in parts.values()]), origins)
 
     def _calibration_windows(self, lang: str, nsamples: int) -> TokenWindows:
         config = self.config
@@ -91,20 +110,39 @@ class PruningDataModule(L.LightningDataModule):
                     f"token file {config.token_file} holds {len(windows)} windows; "
                     f"asked for {nsamples} (lower data.nsamples)"
                 )
-            return TokenWindows(windows.ids[:nsamples], windows.n_bytes[:nsamples])
+            self._calibration_sources[lang] = {"source": "tokens", "token_file": str(config.token_file)}
+            origins = [{"file_row": row} for row in range(nsamples)]
+            return TokenWindows(windows.ids[:nsamples], windows.n_bytes[:nsamples], origins)
         name = f"calibration text for '{lang}'"
         if config.source == "mc4":
-            docs = mc4_documents(lang, "train")
+            stream = open_mc4(lang, "train", seed=config.seed, shuffle_buffer=config.shuffle_buffer)
+            self._calibration_sources[lang] = stream.describe()
             return calibration_windows_from_documents(
-                docs,
+                stream,
                 self.tokenizer,
                 nsamples,
                 config.seqlen,
                 config.seed,
                 name=f"mC4 train for '{lang}'",
+                progress=rank_zero_only.rank == 0,
             )
         blocks = self._split(lang)[0]
+        self._calibration_sources[lang] = self._text_source(lang)
         return calibration_windows(blocks, self.tokenizer, nsamples, config.seqlen, config.seed, name=name)
+
+    def _text_source(self, lang: str) -> dict[str, Any]:
+        """Where packaged or local calibration text comes from and how it was split (for the record)."""
+        config = self.config
+        split = {"part": "calibration", "block_chars": DEFAULT_BLOCK_CHARS, "eval_fraction": config.eval_fraction}
+        if config.source == "files":
+            return {"source": "files", "file": str(config.files[lang]), **split}
+        return {
+            "source": "packaged",
+            "package": "dataset-build",
+            "version": _package_version("dataset-build"),
+            "folder": PACKAGED_CODES[lang],
+            **split,
+        }
 
     def _evaluation_windows(self, lang: str) -> TokenWindows:
         config = self.config
@@ -162,3 +200,10 @@ class PruningDataModule(L.LightningDataModule):
     def _check_setup(self) -> None:
         if self.calibration is None:
             raise RuntimeError("PruningDataModule.setup() has not run yet")
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -2,7 +2,8 @@
 
 A "document" is one string of running text (one packaged file, one local file, one mC4 record).
 Packaged and local documents are cut into paragraph-aligned blocks and every k-th block goes to
-evaluation, so both parts cover all topics of a document and never share text.
+evaluation, so both parts cover all topics of a document and never share text. mC4 is streamed:
+calibration reads the train split shuffled with the seed, evaluation the validation split in order.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from lp_prune.config import LANGUAGES, check_language
 from lp_prune.errors import DataError
@@ -28,7 +31,23 @@ PACKAGED_CODES: dict[str, str] = {
 }
 assert set(PACKAGED_CODES) == set(LANGUAGES)
 
-MC4_DATASET = "allenai/c4"  # multilingual configs are named by language code: "de", "sw", "zh", ...
+MC4_DATASET = "allenai/c4"
+# The project's language -> the `allenai/c4` config of its mC4 text. mC4's languages are configs named by
+# their code ("de", "sw", "zh", ...), except English: config "en" is C4 (the English-only corpus of
+# the T5 paper), and mC4's English is "en-multi" (both listed on the dataset card).
+# The study calibrates every language on mC4, so English reads "en-multi".
+MC4_CONFIGS: dict[str, str] = {
+    "ar": "ar",
+    "de": "de",
+    "en": "en-multi",
+    "es": "es",
+    "ru": "ru",
+    "sw": "sw",
+    "zh": "zh",
+}
+assert set(MC4_CONFIGS) == set(LANGUAGES)
+DEFAULT_SHUFFLE_BUFFER = 10_000  # rows held by the streaming shuffle (data.shuffle_buffer)
+_COMMIT = re.compile(r"[0-9a-f]{40}")  # a Hub dataset's builder hash is the commit it reads
 DEFAULT_BLOCK_CHARS = 2000
 
 _BLANK_LINE = re.compile(r"\n\s*\n")
@@ -161,32 +180,101 @@ def split_documents(
     return calibration, evaluation
 
 
-def mc4_documents(lang: str, split: str) -> Iterator[str]:
-    """Stream the "text" of mC4 records (`allenai/c4`, config = language code); needs the Hub."""
+def mc4_config(lang: str) -> str:
+    """The `allenai/c4` config that holds mC4's text of `lang` (see MC4_CONFIGS)."""
     check_language(lang, "language")
-    rows = _open_mc4(lang, split)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except Exception as err:  # network and hub errors come in many types; all mean "unreachable"
-            raise _mc4_error(lang, split, err) from err
-        yield row["text"]
+    return MC4_CONFIGS[lang]
 
 
-def _open_mc4(lang: str, split: str) -> Iterator[dict]:
+def load_mc4(config: str, split: str) -> tuple[Iterable[dict[str, Any]], str | None]:
+    """Open one split of one `allenai/c4` config as a stream: (rows, revision); needs the Hub.
+
+    The only function here that reaches the Hub (tests replace it with a local dataset). Rows are
+    dicts with "text", "timestamp" and "url". `load_dataset(..., streaming=True)` is exactly
+    `load_dataset_builder(...).as_streaming_dataset(split)`; going through the builder keeps its
+    `hash`, which for a Hub dataset is the commit the stream reads (the revision to pin a rerun to).
+    """
     try:
         import datasets  # heavy import, only needed here
 
-        return iter(datasets.load_dataset(MC4_DATASET, lang, split=split, streaming=True))
+        builder = datasets.load_dataset_builder(MC4_DATASET, config)
+        rows = builder.as_streaming_dataset(split=split)
     except Exception as err:
-        raise _mc4_error(lang, split, err) from err
+        raise _mc4_error(config, split, err) from err
+    revision = getattr(builder, "hash", None)
+    return rows, revision if isinstance(revision, str) and _COMMIT.fullmatch(revision) else None
 
 
-def _mc4_error(lang: str, split: str, err: Exception) -> DataError:
+@dataclass
+class MC4Stream:
+    """One split of one language's mC4, opened and (with a seed) shuffled; iterate it for its rows.
+
+    Each row is the dataset's record ("text", "timestamp", "url") plus "document": its index in this
+    (shuffled) stream, counting from 0.
+    """
+
+    language: str
+    split: str
+    config: str
+    revision: str | None
+    seed: int | None
+    shuffle_buffer: int | None
+    rows: Iterable[dict[str, Any]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rows = iter(self.rows)
+        index = 0
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as err:  # network and hub errors come in many types; all mean "unreachable"
+                raise _mc4_error(self.config, self.split, err) from err
+            yield {**row, "document": index}
+            index += 1
+
+    def describe(self) -> dict[str, Any]:
+        """Where the rows come from, enough to open the same stream again (JSON-ready)."""
+        return {
+            "source": "mc4",
+            "dataset": MC4_DATASET,
+            "config": self.config,
+            "split": self.split,
+            "revision": self.revision,  # None: the loaded dataset named no commit
+            "shuffle_seed": self.seed,
+            "shuffle_buffer": self.shuffle_buffer,
+        }
+
+
+def open_mc4(lang: str, split: str, seed: int | None = None, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> MC4Stream:
+    """mC4 rows of `lang`; with a seed the stream is shuffled (shard order, then a `shuffle_buffer` buffer).
+
+    `datasets`' streaming shuffle: the shard files are read in a seeded order and rows pass through a
+    buffer from which each next row is drawn at random, so different seeds read different documents.
+    """
+    config = mc4_config(lang)
+    rows, revision = load_mc4(config, split)
+    if seed is None:
+        return MC4Stream(lang, split, config, revision, None, None, rows)
+    if shuffle_buffer < 1:
+        raise ValueError(f"shuffle_buffer must be at least 1, got {shuffle_buffer}")
+    try:
+        shuffled = rows.shuffle(seed=seed, buffer_size=shuffle_buffer)  # type: ignore[attr-defined]
+    except Exception as err:
+        raise _mc4_error(config, split, err) from err
+    return MC4Stream(lang, split, config, revision, seed, shuffle_buffer, shuffled)
+
+
+def mc4_documents(lang: str, split: str) -> Iterator[str]:
+    """The "text" of mC4 rows in the dataset's own order (evaluation reads the same text every run)."""
+    for row in open_mc4(lang, split):
+        yield row["text"]
+
+
+def _mc4_error(config: str, split: str, err: Exception) -> DataError:
     detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
     return DataError(
-        f"mC4 '{lang}' ({split}) could not be read: it needs network access to the Hugging Face Hub "
+        f"mC4 '{config}' ({split}) could not be read: it needs network access to the Hugging Face Hub "
         f"({type(err).__name__}{': ' + detail if detail else ''}); use data.source=packaged offline"
     )

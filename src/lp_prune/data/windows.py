@@ -7,14 +7,15 @@ predicted tokens (all after the first) cover, for bits per byte.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lp_prune.errors import ConfigError, DataError
 
@@ -23,10 +24,15 @@ _INTEGER_DTYPES = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int6
 
 @dataclass
 class TokenWindows:
-    """ids: LongTensor [n, seqlen]; n_bytes: LongTensor [n], UTF-8 bytes of each window's predicted text."""
+    """ids: LongTensor [n, seqlen]; n_bytes: LongTensor [n], UTF-8 bytes of each window's predicted text.
+
+    origins: where each row came from (one JSON-ready dict per row, for the run's calibration record);
+    empty when nobody recorded it (evaluation windows).
+    """
 
     ids: torch.Tensor
     n_bytes: torch.Tensor
+    origins: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -116,13 +122,20 @@ def calibration_windows(
     *,
     name: str = "calibration text",
 ) -> TokenWindows:
-    """`nsamples` windows drawn without replacement (seeded) from the blocks' non-overlapping windows."""
-    rows = _cut_stream(tokenize_stream(blocks, tokenizer), text_tokens_per_window(tokenizer, seqlen))
+    """`nsamples` windows drawn without replacement (seeded) from the blocks' non-overlapping windows.
+
+    Origin of a row: {"window": k, "offset": first text token}: the k-th window of the blocks' token
+    stream (blocks back to back), which starts at text token k * (seqlen - BOS) of that stream.
+    """
+    n_text = text_tokens_per_window(tokenizer, seqlen)
+    rows = _cut_stream(tokenize_stream(blocks, tokenizer), n_text)
     if rows.shape[0] < nsamples:
         raise _too_few(name, rows.shape[0], seqlen, nsamples, "lower data.nsamples or data.seqlen")
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(rows.shape[0], generator=generator)[:nsamples]
-    return make_windows(rows[picked], tokenizer)
+    windows = make_windows(rows[picked], tokenizer)
+    windows.origins = [{"window": int(k), "offset": int(k) * n_text} for k in picked]
+    return windows
 
 
 def evaluation_windows(
@@ -145,33 +158,63 @@ def _first_windows(stream: torch.Tensor, tokenizer: Any, n_windows: int, seqlen:
 
 
 def calibration_windows_from_documents(
-    documents: Iterable[str],
+    documents: Iterable[str | Mapping[str, Any]],
     tokenizer: Any,
     nsamples: int,
     seqlen: int,
     seed: int,
     *,
     name: str = "calibration documents",
+    progress: bool = False,
 ) -> TokenWindows:
     """mC4 style: one random window from each document longer than a window, until `nsamples`.
 
-    Documents are read lazily, so a stream stops being read once enough windows are found.
+    A document is a text or a record with a "text" field (an mC4 row). Documents are read lazily, so a
+    stream stops being read once enough windows are found; shorter ones are skipped. Origin of a row:
+    {"document": index of the document among those read (a record's own "document" field when it has
+    one), "offset": first text token of the window in the document's tokens} plus the record's "id",
+    "url" and "timestamp" when it has them. `progress` shows documents read and windows found (tqdm;
+    drawn only on a terminal).
     """
     n_text = text_tokens_per_window(tokenizer, seqlen)
     generator = torch.Generator().manual_seed(seed)
     rows: list[torch.Tensor] = []
-    for doc in documents:
-        ids = tokenize([doc], tokenizer)[0]
-        if len(ids) <= n_text:
-            continue
-        start = int(torch.randint(0, len(ids) - n_text + 1, (1,), generator=generator))
-        rows.append(torch.tensor(ids[start : start + n_text], dtype=torch.long))
-        if len(rows) == nsamples:
-            return make_windows(torch.stack(rows), tokenizer)
+    origins: list[dict[str, Any]] = []
+    with tqdm(desc=name, unit="doc", disable=None if progress else True, leave=False) as bar:
+        for index, doc in enumerate(documents):
+            bar.update(1)
+            text = doc if isinstance(doc, str) else doc["text"]
+            ids = tokenize([text], tokenizer)[0]
+            if len(ids) <= n_text:
+                continue
+            start = int(torch.randint(0, len(ids) - n_text + 1, (1,), generator=generator))
+            rows.append(torch.tensor(ids[start : start + n_text], dtype=torch.long))
+            origins.append(_document_origin(doc, index, start))
+            bar.set_postfix_str(f"{len(rows)}/{nsamples} windows", refresh=False)
+            if len(rows) == nsamples:
+                windows = make_windows(torch.stack(rows), tokenizer)
+                windows.origins = origins
+                return windows
     raise DataError(
         f"{name} hold only {len(rows)} documents longer than {n_text} tokens; "
         f"asked for {nsamples} (lower data.nsamples or data.seqlen)"
     )
+
+
+_RECORD_FIELDS = ("id", "url", "timestamp")  # what identifies a streamed document, when the record has it
+
+
+def _document_origin(doc: str | Mapping[str, Any], index: int, offset: int) -> dict[str, Any]:
+    if isinstance(doc, str):
+        return {"document": index, "offset": offset}
+    origin = {"document": doc.get("document", index), "offset": offset}
+    origin.update({key: _plain(doc[key]) for key in _RECORD_FIELDS if doc.get(key) is not None})
+    return origin
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: strings and numbers stay, anything else (e.g. a datetime) becomes its str()."""
+    return value if isinstance(value, str | int | float | bool) else str(value)
 
 
 def evaluation_windows_from_documents(

@@ -12,12 +12,14 @@ from lp_prune.tracking.run_dir import (
     atomic_write_text,
     iter_masks,
     load_masks,
+    load_weights,
     mask_names,
     packed_masks,
     read_json,
     save_masks,
     save_model_streaming,
     to_jsonable,
+    weight_files,
     write_json,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_write_text",
     "iter_masks",
     "load_masks",
+    "load_weights",
     "mask_names",
     "pack_mask",
     "packed_masks",
@@ -37,5 +40,6 @@ __all__ = [
     "save_model_streaming",
     "to_jsonable",
     "unpack_mask",
+    "weight_files",
     "write_json",
 ]
