@@ -114,9 +114,10 @@ def lp_prune_command(
 def flop_options(lp_args: list[str]) -> dict[str, Any]:
     """pruning_flops() keywords for lp-prune flags that change the work (single pass, no metrics)."""
     flags = dict(zip(lp_args[::2], lp_args[1::2], strict=False))
+    local_error = flags.get("--prune.local_error", "auto")
     return {
         "forward_passes": 1 if flags.get("--prune.single_pass") == "true" else 2,
-        "metrics": flags.get("--prune.local_error") != "false",
+        "metrics": {"true": "exact", "false": "off"}.get(local_error, local_error),
     }
 
 

@@ -6,18 +6,22 @@ report divides `total` by the measured prune_s and compares that rate with `matm
 What lp_prune's pruning step does per decoder layer (src/lp_prune/calibration/, pruning/):
 
 1. statistics pass: the layer runs forward on all n x L calibration tokens while forward pre-hooks
-   accumulate the Gram matrix X^T X (float32) of every Linear's input. Linears fed the same tensor
-   share one product: q/k/v read one input (d = hidden), gate/up another (d = hidden), o_proj reads
-   the attention output (d = heads * head_dim) and down_proj the MLP activation (d = intermediate).
-   One Gram product is counted as 2 * T * d_in^2 (the full square; lp_prune computes only the upper
-   blocks of wide inputs, ~62% of it at d = 2048). lp_prune keeps the Gram matrix for Wanda as well
-   (the metrics need it) unless `prune.local_error` is false.
-2. solve: each Linear is pruned (SparseGPT or Wanda, below).
-3. metrics: for each Linear, trace(W G W^T) for the dense weight and for W - W' (two products
-   (d_out x d_in) @ (d_in x d_in)): 4 * d_out * d_in^2.
+   accumulate statistics of every Linear's input. Linears fed the same tensor share one
+   accumulator: q/k/v read one input (d = hidden), gate/up another (d = hidden), o_proj reads the
+   attention output (d = heads * head_dim) and down_proj the MLP activation (d = intermediate).
+   Where a Gram matrix X^T X is kept (SparseGPT; every method with `prune.local_error exact`), one
+   product per distinct input, computed window by window into a float64 sum, is counted as
+   2 * T * d_in^2 (the full square; lp_prune computes only the upper blocks of wide inputs, ~62%
+   of it at d = 2048). Wanda otherwise keeps squared norms (2 * T * d_in, not counted).
+2. solve: each group of Linears sharing an input is pruned (SparseGPT: one stacked solve; Wanda).
+3. metrics (`prune.local_error`): exact: trace(W G W^T) for the dense weight and for W - W' (two
+   products (d_out x d_in) @ (d_in x d_in)): 4 * d_out * d_in^2. sample (Wanda's and magnitude's
+   default): ||W x||^2 and ||(W - W') x||^2 on about S = `metric_tokens` sampled tokens:
+   4 * d_out * d_in * S. off: none.
 4. propagate pass: the pruned layer runs forward again; its outputs are the next layer's inputs.
    So there are two forward passes per layer; the statistics pass stops as soon as the last Linear
    (down_proj) has its input, so it skips down_proj's product. `prune.single_pass` runs one pass.
+   Magnitude pruning with metrics off runs no statistics pass.
 
 Forward pass per token: 2 * d_in * d_out per Linear, plus attention scores and values
 4 * K * heads * head_dim, where K is the number of key positions counted per query:
@@ -33,10 +37,9 @@ embedding lookup that captures layer 0's inputs (no matmul) and the lm_head (nev
 
 SparseGPT solve for W (r = d_out rows, c = d_in columns, block size B), counting a multiply and an
 add as two FLOPs (Golub & Van Loan's convention: Cholesky of an n x n matrix ~ n^3 / 3):
-- inverse-Hessian factor: counted as cholesky(H + damp I) ~ c^3/3, the triangular inverse and its
-  product ~ 2c^3/3, and the upper Cholesky factor of H^-1 ~ c^3/3: ~ 4c^3/3 (lp_prune's route, one
-  Cholesky of the reversed H and one triangular solve, does less; more tries when the damping had
-  to be raised are not counted). Under 3% of the step either way.
+- inverse-Hessian factor, once per group of Linears sharing an input: lp_prune's route is one
+  Cholesky of the reversed H (c^3/3) and one triangular inverse (c^3/3): 2c^3/3. More tries when the
+  damping had to be raised are not counted.
 - column updates inside a block: column j of B (0-based) updates the B - j columns from j on with a
   rank-1 update (addr_: 2 * r * (B - j)); summed over the block r * B * (B + 1); over c / B blocks
   r * c * (B + 1).
@@ -114,9 +117,10 @@ def _keys_per_query(seqlen: int, attention: str, window: int | None, sliding: bo
 
 
 def sparsegpt_solve_flops(d_out: int, d_in: int, blocksize: int = 128) -> dict[str, float]:
-    """FLOPs of lp_prune's sparsegpt_prune on one [d_out x d_in] weight (derivation: module docstring)."""
+    """FLOPs of lp_prune's stacked SparseGPT solve on [d_out x d_in] rows sharing one Hessian
+    (derivation: module docstring)."""
     r, c, b = d_out, d_in, min(blocksize, d_in)
-    factor = 4 * c**3 / 3
+    factor = 2 * c**3 / 3
     in_block = r * c * (b + 1)
     lazy = r * c * (c - b)
     return {"factor": factor, "block_updates": in_block, "lazy_updates": lazy, "total": factor + in_block + lazy}
@@ -130,19 +134,21 @@ def pruning_flops(
     blocksize: int = 128,
     attention: str = "full",
     forward_passes: int = 2,
-    metrics: bool = True,
+    metrics: str = "auto",
+    metric_tokens: int = 2048,
 ) -> dict[str, Any]:
     """FLOPs of lp_prune's pruning step (all decoder layers) by phase; `total` is their sum.
 
     forward_passes: forward runs of each layer over all tokens (2: statistics + propagate; 1: single
     pass). A statistics pass stops once the last Linear has its input, so it skips down_proj.
-    metrics: lp_prune's per-Linear error metrics (two Gram quadratic forms; `prune.local_error`):
-    without them Wanda keeps only squared input norms, no Gram.
+    metrics: `prune.local_error` (auto, exact, sample, off; auto = exact for SparseGPT, else sample).
     """
     if method not in ("sparsegpt", "wanda", "magnitude"):
         raise ValueError(f"unknown method '{method}'")
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
+    if metrics == "auto":
+        metrics = "exact" if method == "sparsegpt" else "sample"
     shapes = model_shapes(model_config)
     linears = decoder_linears(shapes)
     tokens = nsamples * seqlen
@@ -155,31 +161,32 @@ def pruning_flops(
         attention_fwd += 4 * tokens * keys * heads * head_dim
     n_layers = shapes["layers"]
 
-    inputs = {}  # distinct Linear inputs: one Gram product each
-    for _d_out, d_in, source in linears.values():
-        inputs[source] = d_in
-    needs_gram = method == "sparsegpt" or (method == "wanda" and metrics)
-    gram_per_layer = sum(2 * tokens * d * d for d in inputs.values()) if needs_gram else 0
+    groups: dict[str, list[tuple[int, int]]] = {}  # distinct Linear inputs: one Gram and one solve each
+    for d_out, d_in, source in linears.values():
+        groups.setdefault(source, []).append((d_out, d_in))
+    needs_gram = method == "sparsegpt" or metrics == "exact"
+    gram_per_layer = sum(2 * tokens * members[0][1] ** 2 for members in groups.values()) if needs_gram else 0
 
-    solve_per_layer: dict[str, float] = {}
-    for name, (d_out, d_in, _) in linears.items():
+    solve_per_group: dict[str, float] = {}
+    for source, members in groups.items():
+        rows, d_in = sum(d_out for d_out, _ in members), members[0][1]
         if method == "sparsegpt":
-            solve_per_layer[name] = sparsegpt_solve_flops(d_out, d_in, blocksize)["total"]
+            solve_per_group[source] = sparsegpt_solve_flops(rows, d_in, blocksize)["total"]
         else:
-            solve_per_layer[name] = 2 * d_out * d_in
-    metrics_per_layer = (
-        sum(4 * d_out * d_in * d_in for d_out, d_in, _ in linears.values()) if metrics and method != "magnitude" else 0
-    )
+            solve_per_group[source] = 2 * rows * d_in
+    sampled = min(metric_tokens, tokens)
+    per_linear_metric = {"exact": lambda o, i: 4 * o * i * i, "sample": lambda o, i: 4 * o * i * sampled}
+    metric = per_linear_metric.get(metrics, lambda o, i: 0)
+    metrics_per_layer = sum(metric(d_out, d_in) for d_out, d_in, _ in linears.values())
 
-    # Magnitude pruning too walks the whole schedule: its collect pass runs the layer without hooks.
-    passes = forward_passes
+    passes = forward_passes if (method != "magnitude" or metrics != "off") else 1
     down_out, down_in, _ = linears["down_proj"]
     skipped = (passes - 1) * n_layers * 2 * tokens * down_out * down_in  # statistics passes stop before it
     breakdown = {
         "forward_linear": passes * n_layers * linear_fwd - skipped,
         "forward_attention": passes * attention_fwd,
         "gram": n_layers * gram_per_layer,
-        "solve": n_layers * sum(solve_per_layer.values()),
+        "solve": n_layers * sum(solve_per_group.values()),
         "metrics": n_layers * metrics_per_layer,
     }
     total = sum(breakdown.values())
@@ -191,11 +198,12 @@ def pruning_flops(
         "layers": n_layers,
         "attention": attention,
         "forward_passes": passes,
+        "metrics_mode": metrics,
         "blocksize": blocksize,
         "flops": breakdown,
         "total": total,
         "shares": {k: v / total for k, v in breakdown.items()} if total else {},
-        "solve_per_linear": solve_per_layer,
+        "solve_per_group": solve_per_group,
         "linears": {name: [d_out, d_in] for name, (d_out, d_in, _) in linears.items()},
     }
 

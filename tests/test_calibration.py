@@ -42,9 +42,9 @@ class OutputCapture(L.Callback):
         self.outputs.append(outputs)
 
 
-def calibrate(model, callbacks, method="sparsegpt", mode=Mode.TWO_PASS, restored=None, loggers=None):
+def calibrate(model, callbacks, method="sparsegpt", mode=Mode.TWO_PASS, restored=None, loggers=None, **prune):
     ids = torch.randint(3, 96, (4, 16), generator=torch.Generator().manual_seed(0))
-    pruner = LayerPruner(PruneConfig(method=method))
+    pruner = LayerPruner(PruneConfig(method=method, **prune), calibration_tokens=ids.numel())
     module = LayerwiseCalibration(model, ids, CalibrationOptions(mode=mode, batch_size=2), pruner, restored)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -141,14 +141,33 @@ def test_resume_replays_saved_layers_to_the_uninterrupted_result(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_magnitude_runs_no_statistics_pass():
-    """Magnitude pruning sees no data: its steps never run the layer to collect statistics."""
+def test_magnitude_without_metrics_runs_no_statistics_pass():
+    """Magnitude pruning sees no data: without metrics its steps never run the layer for statistics."""
     model = tiny_model("llama")
     calls = []
     for linear in prunable_linears(decoder_layers(model)[0]).values():
         linear.register_forward_pre_hook(lambda *_: calls.append(1))
     capture = OutputCapture()
-    calibrate(model, [capture], method="magnitude")
+    calibrate(model, [capture], method="magnitude", local_error="off")
     collect = [out for out in capture.outputs if out.step.kind is StepKind.COLLECT]
     assert collect and all("collect" not in out.seconds for out in collect)
     assert len(calls) == 7 * 2  # 7 Linears x 2 batches, all in the propagate pass
+
+
+def test_solves_are_shared_out_by_cost():
+    """Largest first to the least-loaded process: every job once, loads as even as the costs allow."""
+    from lp_prune.calibration.distributed import assign_owners
+
+    assert assign_owners([5.0, 1.0, 1.0, 3.0], 1) == [0, 0, 0, 0]
+    owners = assign_owners([5.0, 1.0, 1.0, 3.0], 2)
+    loads = [sum(c for c, o in zip([5.0, 1.0, 1.0, 3.0], owners, strict=True) if o == p) for p in range(2)]
+    assert sorted(loads) == [5.0, 5.0]
+    # Gemma-3-270M's four solve groups (q/k/v, o, gate/up, down) on 2 processes: down alone on one.
+    from lp_prune.calibration.pruner import SolveUnit
+
+    def unit(rows: int, width: int) -> SolveUnit:
+        return SolveUnit({"x": torch.nn.Linear(width, rows, bias=False, device="meta")}, None)
+
+    costs = [u.cost for u in (unit(1536, 640), unit(640, 1024), unit(4096, 640), unit(640, 2048))]
+    owners = assign_owners(costs, 2)
+    assert owners[3] != owners[0] == owners[1] == owners[2]

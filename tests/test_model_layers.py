@@ -81,8 +81,8 @@ def test_prunable_linears_and_groups(arch):
 
 
 def test_input_collector_shares_gram_and_matches_direct_inputs():
-    """q/k/v read one tensor and gate/up another: 4 Grams per batch (q/k/v, o, gate/up, down), not 7,
-    and each Linear's statistics equal X^T X of the inputs it really saw."""
+    """q/k/v read one tensor and gate/up another: 4 statistics objects and 4 Grams per window
+    (q/k/v, o, gate/up, down), not 7, and each Linear's statistics equal X^T X of what it really saw."""
     model = tiny_model("llama")
     layer = decoder_layers(model)[0]
     linears = prunable_linears(layer)
@@ -99,23 +99,41 @@ def test_input_collector_shares_gram_and_matches_direct_inputs():
     collector.remove()
     for h in handles:
         h.remove()
-    assert collector.grams_computed == 2 * 4
-    for name, stats in collector.statistics.items():
-        X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]])
+    statistics = collector.statistics
+    distinct = {id(stats): stats for stats in statistics.values()}
+    assert len(distinct) == 4
+    assert statistics["self_attn.q_proj"] is statistics["self_attn.k_proj"] is statistics["self_attn.v_proj"]
+    assert statistics["mlp.gate_proj"] is statistics["mlp.up_proj"]
+    assert sum(stats.grams_computed for stats in distinct.values()) == 4 * 4  # 4 inputs x 4 windows
+    for name, stats in statistics.items():
+        X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]]).double()
         torch.testing.assert_close(stats.gram, X.T @ X, rtol=1e-5, atol=1e-5)
         assert stats.tokens == 48 and stats.samples == 4
 
 
-def test_input_collector_computes_a_gram_per_distinct_input():
-    """Two Linears fed two different tensors get two Grams, even with equal values (no false sharing)."""
+def test_input_collector_keeps_statistics_per_distinct_input():
+    """Two Linears fed two different tensors keep two statistics, even with equal values."""
     first, second = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     collector = InputCollector({"a": first, "b": second}, keep_gram=True)
     x = torch.randn(2, 5, 4)
     with torch.no_grad():
         first(x), second(x.clone()), first(x)
     collector.remove()
-    assert collector.grams_computed == 3
-    torch.testing.assert_close(collector.statistics["a"].gram, 2 * gram(x))
+    a, b = collector.statistics["a"], collector.statistics["b"]
+    assert a is not b and a.grams_computed == 4 and b.grams_computed == 2
+    torch.testing.assert_close(a.gram, 2 * (gram(x[0]) + gram(x[1])).double())
+
+
+def test_input_collector_refuses_sharing_that_changes_between_batches():
+    first, second = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    collector = InputCollector({"a": first, "b": second}, keep_gram=False)
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        first(x), second(x)  # batch 1: shared
+        assert collector.statistics["a"] is collector.statistics["b"]
+        first(x.clone())
+        with pytest.raises(RuntimeError, match="shared an input in one batch and not in another"):
+            second(x.clone())
 
 
 def _statistics_and_calls(layer, linears, members, inputs, stop_early):
@@ -155,3 +173,24 @@ def test_stopping_after_the_last_input_records_what_a_full_run_records(arch):
         assert set(group) <= set(called)
         assert called == full_calls[: len(called)]
         assert called[-1] in group  # nothing ran after the group's last Linear was reached
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_head_logits_reproduce_the_models_logits(arch):
+    """Body once, LM head by hand (with Cohere's logit scale, Gemma's soft-capping) == the model's logits;
+    and the chunked NLL equals the NLL of the full logits."""
+    from lp_prune.metrics.perplexity import chunked_token_nll, token_nll
+    from lp_prune.models.layers import final_hidden_states, head_logits
+
+    model = tiny_model(arch)
+    if arch == "gemma3":
+        model.config.final_logit_softcapping = 3.0  # small enough to matter for random weights
+    ids = torch.randint(3, 96, (3, 10))
+    with torch.no_grad():
+        own = model(input_ids=ids, use_cache=False).logits
+        hidden = final_hidden_states(model, ids)
+        torch.testing.assert_close(head_logits(model, hidden), own, rtol=1e-5, atol=1e-5)
+        full, tokens = token_nll(own, ids)
+        chunked, chunked_tokens = chunked_token_nll(hidden, ids, lambda h: head_logits(model, h), chunk=7)
+    assert chunked_tokens == tokens == 27
+    assert float(chunked) == pytest.approx(float(full), rel=1e-5)

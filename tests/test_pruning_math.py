@@ -226,3 +226,110 @@ def test_lowest_mask_equals_a_stable_sort(levels):
         order = torch.sort(scores, dim=-1, stable=True).indices[:, :count]
         expected.scatter_(1, order, True)
         assert torch.equal(lowest_mask(scores, count), expected), count
+
+
+# --- statistics that do not depend on how the work is split ------------------------------------------
+
+
+def test_statistics_do_not_depend_on_batching_or_process_split():
+    """Per-window float32 Grams summed in float64: batches of 1, of 4, or two processes' partial sums
+    (added as an all-reduce would) give bit-identical float32 Hessians and norms."""
+    windows = correlated_inputs(8 * 64, 48, seed=5).reshape(8, 64, 48) * 30
+    one_by_one, all_at_once, first_half, second_half = (InputStatistics(48) for _ in range(4))
+    for window in windows.split(1):
+        one_by_one.update(window)
+    all_at_once.update(windows)
+    first_half.update(windows[:4])
+    second_half.update(windows[4:], first_window=4)
+    first_half.gram += second_half.gram
+    first_half.tokens += second_half.tokens
+    first_half.samples += second_half.samples
+    assert torch.equal(one_by_one.hessian(), all_at_once.hessian())
+    assert torch.equal(one_by_one.hessian(), first_half.hessian())
+    assert torch.equal(one_by_one.sq_norms, all_at_once.sq_norms)
+    assert one_by_one.grams_computed == all_at_once.grams_computed == 8
+
+
+def test_float32_running_sums_would_depend_on_the_split():
+    """The fault the float64 sum guards against, planted: float32 sums in two orders differ."""
+    windows = correlated_inputs(8 * 64, 48, seed=5).reshape(8, 64, 48) * 30
+    grams = [w.T @ w for w in windows]
+    sequential = torch.zeros(48, 48)
+    for g in grams:
+        sequential += g
+    halves = (grams[0] + grams[1] + grams[2] + grams[3]) + (grams[4] + grams[5] + grams[6] + grams[7])
+    assert not torch.equal(sequential, halves)
+
+
+def test_token_sample_is_fixed_per_window_and_sized():
+    from lp_prune.pruning.statistics import TokenSample
+
+    sample = TokenSample(tokens=512, total_tokens=64 * 256, seed=0)
+    assert torch.equal(sample.positions(7, 256), sample.positions(7, 256))
+    assert not torch.equal(sample.positions(7, 256), sample.positions(8, 256))
+    chosen = sum(int(sample.positions(w, 256).sum()) for w in range(64))
+    assert 400 < chosen < 624  # binomial(16384, 1/32): mean 512, sd 22
+    assert TokenSample(tokens=10**6, total_tokens=100).positions(0, 100).all()
+
+
+def test_sampled_inputs_give_the_exact_error_when_every_token_is_sampled():
+    from lp_prune.metrics.pruning_error import error_from_sums, error_sums
+    from lp_prune.pruning.statistics import TokenSample
+
+    X = correlated_inputs(4 * 30, 9).reshape(4, 30, 9)
+    stats = InputStatistics(9, keep_gram=False, sample=TokenSample(10**6, X.numel()))
+    stats.update(X)
+    W = torch.randn(7, 9)
+    Wp = W.masked_fill(torch.rand(7, 9) < 0.5, 0)
+    sample = stats.sample_inputs()
+    assert sample.shape == (120, 9)
+    sampled = error_from_sums(*error_sums(W, Wp, sample), sample.shape[0])
+    flat = X.reshape(-1, 9)
+    exact = local_error(W, Wp, flat.T @ flat, tokens=120)
+    assert sampled.snr_db == pytest.approx(exact.snr_db, rel=1e-4)
+    assert sampled.error == pytest.approx(exact.error, rel=1e-4)
+
+
+# --- stacked SparseGPT solves ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_m", [None, (2, 4)])
+def test_stacked_solve_equals_separate_solves(n_m):
+    """q/k/v-like weights sharing one Hessian: one factorisation and one column loop over their rows
+    give each weight its own solve's mask and weights (to float32 rounding) and loss."""
+    from lp_prune.pruning.sparsegpt import sparsegpt_prune_stacked
+
+    X = correlated_inputs(300, 64, seed=2)
+    H = 2 * X.T @ X / 300
+    g = torch.Generator().manual_seed(4)
+    weights = [torch.randn(rows, 64, generator=g) * scale for rows, scale in ((32, 1.0), (8, 3.0), (8, 0.2))]
+    separate = [sparsegpt_prune(w, H, 0.5, n_m=n_m, blocksize=16) for w in weights]
+    stacked = sparsegpt_prune_stacked(weights, H, 0.5, n_m=n_m, blocksize=16)
+    for alone, together in zip(separate, stacked, strict=True):
+        assert torch.equal(alone.mask, together.mask)
+        torch.testing.assert_close(together.weight, alone.weight, rtol=0, atol=1e-5)
+        assert together.loss == pytest.approx(alone.loss, rel=1e-5)
+    # Each weight's own 50% per block, although their scales differ 15-fold (a pooled choice would not).
+    for weight, result in zip(weights, stacked, strict=True):
+        assert int(result.mask.sum()) == weight.numel() // 2
+    assert stacked[0].weight.untyped_storage().data_ptr() != stacked[1].weight.untyped_storage().data_ptr()
+
+
+def test_in_place_factor_overwrites_the_given_hessian_only_when_asked():
+    X = correlated_inputs(64, 12).double()
+    H = (X.T @ X).float()
+    kept = H.clone()
+    U, _ = inverse_hessian_factor(H, 0.01)
+    assert torch.equal(H, kept)
+    U2, _ = inverse_hessian_factor(H, 0.01, in_place=True)
+    assert U2.data_ptr() == H.data_ptr() and torch.equal(U2, U)
+
+
+def test_flip_in_place_reverses_both_axes():
+    from lp_prune.pruning.sparsegpt import flip_in_place
+
+    for n in (1, 5, 6, 601):
+        matrix = torch.randn(n, n)
+        expected = matrix.flip(0, 1)
+        flip_in_place(matrix, rows=7)
+        assert torch.equal(matrix, expected)

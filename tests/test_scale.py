@@ -178,23 +178,42 @@ def test_two_process_ddp_matches_single_process(tiny_model_dir, tmp_path, method
 # --- memory estimate ---------------------------------------------------------------------------------
 
 SHAPE = ModelShape(
-    total_params=1000, layer_params=100, n_layers=8, hidden=64, intermediate=256, attention_width=64, vocab=500
+    total_params=1000,
+    layer_params=100,
+    n_layers=8,
+    hidden=64,
+    intermediate=256,
+    attention_width=64,
+    vocab=500,
+    kv_width=16,
 )
 
 
 def test_memory_estimate_terms():
+    """Each term by hand from what the code holds (memory.py's docstring)."""
     config = RunConfig()
     config.data.nsamples, config.data.seqlen, config.data.batch_size = 16, 32, 4
     estimate = estimate_memory(config, SHAPE, "cpu")
     assert estimate.weights == 1000 * 4
     assert estimate.activations == 16 * 32 * 64 * 4
-    assert estimate.statistics == (6 * 64 * 64 + 256 * 256) * 4
-    assert estimate.evaluation == 3 * config.data.eval_batch_size * config.data.eval_seqlen * 500 * 4
+    # float64 accumulators of the four inputs: q/k/v, o, gate/up (hidden = attention = 64), down (256).
+    assert estimate.statistics == (3 * 64 * 64 + 256 * 256) * 8
+    # The largest solve: down_proj (width 256, 64 rows): 12 c^2, its float32 rows, new weights and masks.
+    assert estimate.solver == 12 * 256 * 256 + 64 * 256 * 4 + 64 * 256 * (4 + 1)
+    # q/k/v's solve waits with the other three accumulators: smaller here.
+    qkv = 2 * 64 * 64 * 8 + 256 * 256 * 8 + 12 * 64 * 64 + (64 + 32) * 64 * 9
+    assert qkv < estimate.solver
+    assert estimate.masks == 8 * 100 // 8
+    hidden = 2 * config.data.eval_batch_size * config.data.eval_seqlen * 64 * 4
+    assert estimate.evaluation == hidden + 3 * 256 * 500 * 4  # one chunk of 256 positions' logits
     config.activations, config.devices = "disk", 2
     parked = estimate_memory(config, SHAPE, "cpu")
     assert parked.activations == 2 * 4 * 32 * 64 * 4  # one batch in, one out
     config.offload_layers, config.model.dtype = True, "bfloat16"
     assert estimate_memory(config, SHAPE, "cuda").weights == (1000 - 8 * 100 + 100) * 2
+    config.prune.method = "wanda"  # sampled metrics: norms and the sampled inputs (all 512 tokens here)
+    wanda = estimate_memory(config, SHAPE, "cuda")
+    assert wanda.statistics == (3 * 64 + 256) * 8 + 512 * (3 * 64 + 256) * 4
 
 
 def test_memory_check_stops_with_one_line(monkeypatch):
@@ -234,9 +253,9 @@ def test_statistics_stay_float32_for_bfloat16_inputs():
     linear(x)
     collector.remove()
     stats = collector.statistics["x"]
-    assert stats.gram.dtype == torch.float32
+    assert stats.gram.dtype == torch.float64 and stats.hessian().dtype == torch.float32
     flat = x.reshape(-1, 16).double()
-    torch.testing.assert_close(stats.gram.double(), flat.T @ flat, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(stats.gram, flat.T @ flat, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("method", ["sparsegpt", "wanda"])

@@ -22,6 +22,7 @@ ActivationPlace = Literal["device", "cpu", "disk"]
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp"]
+LocalErrorMode = Literal["auto", "exact", "sample", "off"]
 
 LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "ru", "sw", "zh")
 METHODS: tuple[str, ...] = get_args(Method)
@@ -74,8 +75,8 @@ class DataConfig:
     """Share of packaged or local text held out for evaluation (never used for calibration)."""
     batch_size: int = 8
     """Calibration windows per forward pass."""
-    eval_batch_size: int = 1
-    """Evaluation windows per forward pass (logits are seqlen x vocabulary floats each)."""
+    eval_batch_size: int = 8
+    """Evaluation windows per forward pass (the LM head then runs on 256 positions at a time)."""
     files: dict[str, str] = field(default_factory=dict)
     """data.source files: a UTF-8 text file per language, e.g. {en: my.txt}."""
     token_file: str | None = None
@@ -138,13 +139,15 @@ class PruneConfig:
     # activations of all windows at once.
     single_pass: bool = False
     """The true-sequential result with one forward per layer (all windows in one batch: more memory)."""
-    # Per-Linear pruning error and SNR on the calibration inputs need each input's X^T X. SparseGPT
-    # builds it anyway; Wanda needs only its diagonal, so false spares Wanda the Gram matrices
-    # (~25% of its pruning time; error and SNR are then recorded as NaN). The norms are then summed
-    # directly instead of read off the Gram diagonal: near-ties can flip (Gemma-3-270M: 5,224 of
-    # 100M weights).
-    local_error: bool = True
-    """Measure each Linear's pruning error and SNR on its calibration inputs (needs its X^T X)."""
+    # Per-Linear pruning error and SNR on the calibration inputs. Exact needs each input's X^T X, which
+    # SparseGPT builds anyway; for Wanda it costs more than Wanda itself (o_proj, down_proj), so by
+    # default Wanda and magnitude measure on a seeded sample of `metric_tokens` calibration tokens
+    # (`sample`). `off` records NaN and keeps Wanda to the squared input norms.
+    local_error: LocalErrorMode | bool = "auto"
+    """Per-Linear error and SNR: auto (exact for SparseGPT, sample for Wanda and magnitude), exact, sample,
+    off (true/false from older configs mean exact/off)."""
+    metric_tokens: int = 2048
+    """local_error sample: about this many calibration tokens, seeded, measure the error metrics."""
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
     owl: bool = False
@@ -164,6 +167,8 @@ class PruneConfig:
             raise ConfigError(f"prune.blocksize must be at least 1, got {self.blocksize}")
         if not 0.0 < self.percdamp < 10.0:
             raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
+        if self.metric_tokens < 1:
+            raise ConfigError(f"prune.metric_tokens must be at least 1, got {self.metric_tokens}")
         if self.owl:
             self._validate_owl()
 
@@ -183,6 +188,15 @@ class PruneConfig:
     @property
     def n_m(self) -> tuple[int, int] | None:
         return parse_pattern(self.pattern)
+
+    @property
+    def local_error_mode(self) -> str:
+        """exact, sample or off: what `local_error` means for this method."""
+        if isinstance(self.local_error, bool):
+            return "exact" if self.local_error else "off"
+        if self.local_error == "auto":
+            return "exact" if self.method == "sparsegpt" else "sample"
+        return self.local_error
 
     @property
     def target_sparsity(self) -> float:

@@ -1,9 +1,14 @@
 """Memory a run will need per process, estimated from the model's config before any weights load.
 
-Peak = weights held on the device + the larger of the calibration working set (cached layer inputs,
-statistics, one batch through one layer, the solver's float32 workspace) and the evaluation working
-set (one evaluation batch's logits). The terms follow what the code keeps alive; they are upper-ish
-estimates, not measurements (the README lists measured peaks beside them).
+Peak = runtime + weights held on the device + the larger of the calibration working set and the
+evaluation working set. Calibration holds the cached layer inputs and, at any moment, either a
+statistics pass (the float64 accumulators of the inputs being collected, plus one batch through one
+layer) or a solve. Solves run one group of Linears sharing an input at a time (q/k/v, o, gate/up,
+down), while the accumulators of the groups after it wait; a SparseGPT solve of a group with input
+width c and r stacked rows holds 12 c^2 bytes (the float64 Gram with its float32 copy, then the
+float32 Gram, the Hessian-turned-factor and the Cholesky factor L) plus its float32 rows, mask and
+new weights. These terms follow what the code keeps alive (`calibration/pruner.py`,
+`pruning/sparsegpt.py`); benchmarks/study_shapes.py checks them against measured peaks.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
+from lp_prune.metrics.perplexity import HEAD_CHUNK
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -35,6 +41,8 @@ class ModelShape:
     intermediate: int
     attention_width: int  # input size of o_proj (heads x head_dim)
     vocab: int
+    kv_width: int = 0  # output size of k_proj and v_proj (key-value heads x head_dim); 0: attention_width
+    head_params: int = 0  # an LM head of its own (not tied to the embeddings)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> ModelShape:
@@ -44,9 +52,12 @@ class ModelShape:
         from lp_prune.models.layers import decoder_layers  # the one place that knows architectures
 
         layers = decoder_layers(model)
+        head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+        untied = head is not None and head.weight is not embeddings.weight
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        kv_heads = getattr(text, "num_key_value_heads", None) or heads
         return cls(
             total_params=sum(p.numel() for p in model.parameters()),
             layer_params=max(sum(p.numel() for p in layer.parameters()) for layer in layers),
@@ -55,7 +66,19 @@ class ModelShape:
             intermediate=text.intermediate_size,
             attention_width=heads * head_dim,
             vocab=text.vocab_size,
+            kv_width=kv_heads * head_dim,
+            head_params=head.weight.numel() if untied else 0,
         )
+
+    def solve_groups(self) -> list[tuple[int, int]]:
+        """(input width, stacked rows) of each group of Linears sharing an input, in solve order."""
+        attn, kv = self.attention_width, self.kv_width or self.attention_width
+        return [
+            (self.hidden, attn + 2 * kv),  # q, k, v
+            (attn, self.hidden),  # o
+            (self.hidden, 2 * self.intermediate),  # gate, up
+            (self.intermediate, self.hidden),  # down
+        ]
 
 
 @dataclass
@@ -64,16 +87,17 @@ class MemoryEstimate:
 
     weights: int
     activations: int
-    statistics: int
-    layer_work: int
-    solver: int
+    statistics: int  # accumulators of one statistics pass
+    layer_work: int  # one batch through one layer
+    solver: int  # the largest solve, with the accumulators still waiting for theirs
     evaluation: int
     runtime: int  # libraries and tokenizer in host memory, or the CUDA context
     device_kind: str  # where the weights and working sets live: "cpu" or "cuda"
+    masks: int = 0  # packed masks kept by rank 0 (host memory)
 
     @property
     def calibration(self) -> int:
-        return self.activations + self.statistics + self.layer_work + self.solver
+        return self.activations + max(self.statistics + self.layer_work, self.solver) + self.masks
 
     @property
     def peak(self) -> int:
@@ -83,9 +107,10 @@ class MemoryEstimate:
         rows = [
             ("model weights", self.weights),
             ("cached layer inputs", self.activations),
-            ("statistics (X^T X, float32)", self.statistics),
+            ("statistics (X^T X, float64)", self.statistics),
             ("one batch through one layer", self.layer_work),
-            ("solver workspace (float32)", self.solver),
+            ("solver (largest group)", self.solver),
+            ("packed masks", self.masks),
             ("evaluation logits", self.evaluation),
             ("runtime (libraries / context)", self.runtime),
             ("peak", self.peak),
@@ -111,26 +136,55 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
         weights = (shape.total_params - shape.n_layers * shape.layer_params + shape.layer_params) * dtype_bytes
     else:
         weights = shape.total_params * dtype_bytes
+    if device_kind == "cpu" and not (config.eval.perplexity or config.eval.tasks):
+        # Weights are memory-mapped from their file: an LM head that never runs is never read in.
+        weights -= shape.head_params * dtype_bytes
     batch_bytes = tokens_per_batch * shape.hidden * dtype_bytes
     # All batches on the device; else one batch in and one out (on disk/CPU the rest is not on the device).
     activations = (
         samples * data.seqlen * shape.hidden * dtype_bytes if config.activations == "device" else 2 * batch_bytes
     )
-    inputs = (shape.hidden, shape.hidden, shape.hidden, shape.attention_width, shape.hidden, shape.hidden)
-    grams = [d * d for d in inputs] + [shape.intermediate**2]  # q k v o gate up down: one accumulator each
-    in_order = config.prune.true_sequential or config.prune.single_pass
-    statistics = (max(grams) if in_order else sum(grams)) * FLOAT32
+    statistics, solver = statistics_and_solver(config, shape, dtype_bytes)
     # gate, up and the activated product of one batch, plus attention scores if materialised (eager).
     layer_work = 3 * tokens_per_batch * shape.intermediate * dtype_bytes + batch * data.seqlen**2 * FLOAT32
-    # The layer's dense weights (kept for the error metrics), and for the widest Linear (down_proj)
-    # W, H and H's two Cholesky factors in float32.
-    widest = shape.intermediate
-    solver = shape.layer_params * dtype_bytes + (shape.hidden * widest + 3 * widest * widest) * FLOAT32
-    # Logits, their float32 copy and log-softmax: three vocabulary-wide tensors per evaluation token.
-    logits = 3 * data.eval_batch_size * data.eval_seqlen * shape.vocab * FLOAT32
-    evaluation = logits if config.eval.perplexity else 0
+    masks = (shape.n_layers * shape.layer_params) // 8 if device_kind == "cpu" else 0
+    # The batch's final hidden states, and per chunk of HEAD_CHUNK positions the logits, their
+    # exponentials inside logsumexp and a float32 copy: three vocabulary-wide tensors per position.
+    hidden_states = 2 * data.eval_batch_size * data.eval_seqlen * shape.hidden * dtype_bytes
+    logits = 3 * min(HEAD_CHUNK, data.eval_batch_size * data.eval_seqlen) * shape.vocab * FLOAT32
+    evaluation = hidden_states + logits if config.eval.perplexity else 0
     runtime = CPU_RUNTIME if device_kind == "cpu" else CUDA_CONTEXT
-    return MemoryEstimate(weights, activations, statistics, layer_work, solver, evaluation, runtime, device_kind)
+    return MemoryEstimate(weights, activations, statistics, layer_work, solver, evaluation, runtime, device_kind, masks)
+
+
+def statistics_and_solver(config: RunConfig, shape: ModelShape, dtype_bytes: int) -> tuple[int, int]:
+    """Bytes of one statistics pass, and of the solve phase at its largest (module docstring)."""
+    prune = config.prune
+    metrics = prune.local_error_mode
+    keep_gram = prune.method == "sparsegpt" or metrics == "exact"
+    groups = shape.solve_groups()
+    sample = (
+        min(prune.metric_tokens, config.data.calibration_samples * config.data.seqlen) if metrics == "sample" else 0
+    )
+
+    def accumulator(width: int) -> int:  # float64 Gram (or norms), plus the sampled inputs
+        return (width * width if keep_gram else width) * 8 + sample * width * FLOAT32
+
+    in_order = prune.true_sequential or prune.single_pass
+    waiting = [accumulator(width) for width, _ in groups]
+    statistics = max(waiting) if in_order else sum(waiting)
+    solver = 0
+    for index, (width, rows) in enumerate(groups):
+        later = 0 if in_order else sum(waiting[index + 1 :])
+        new_weights = rows * width * (dtype_bytes + 1)  # the pruned weights and their bool masks
+        if prune.method == "sparsegpt":
+            work = 12 * width * width + rows * width * FLOAT32  # Grams and factors; the stacked float32 rows
+        elif keep_gram:
+            work = 12 * width * width + rows * width * FLOAT32  # Gram copies; W @ G for the metrics
+        else:
+            work = rows * width * FLOAT32 + sample * rows * FLOAT32  # scores; sampled outputs
+        solver = max(solver, later + work + new_weights)
+    return statistics, solver
 
 
 def available_bytes(device_kind: str) -> int | None:

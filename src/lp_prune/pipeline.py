@@ -156,7 +156,7 @@ def _prune_and_measure(
         outlier_threshold=config.prune.owl_threshold,
     )
     owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timings) if config.prune.owl else None
-    pruner = LayerPruner(config.prune, layer_sparsity=owl["sparsity"] if owl else None)
+    pruner = LayerPruner(config.prune, owl["sparsity"] if owl else None, data.calibration.ids.numel())
     restored = load_layer_results(run_dir.root, model) if resume else []
     recorder = CalibrationRecorder()
     callbacks = [recorder, PruningMetricsLogger(), LayerProgressBar()]

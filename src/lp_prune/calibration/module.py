@@ -34,7 +34,7 @@ from lp_prune.calibration.distributed import sum_statistics
 from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.results import LayerResult, LinearResult, StepOutput
 from lp_prune.calibration.schedule import Mode, Step, StepKind, build_schedule
-from lp_prune.data.windows import shard_rows
+from lp_prune.data.windows import shard_bounds, shard_rows
 from lp_prune.models.layers import (
     InputCollector,
     capture_layer_inputs,
@@ -90,6 +90,7 @@ class LayerwiseCalibration(L.LightningModule):
         self._hidden: ActivationStore | None = None  # current layer's inputs, per batch
         self._kwargs: list[list[dict]] = []  # each layer's call arguments, per batch
         self._layer_linears: list[LinearResult] = []  # pruned so far in the current layer
+        self._first_window = 0  # calibration-set index of this process's first window
 
     def schedule(self) -> list[Step]:
         return build_schedule(self.options.mode, [len(g) for g in self.groups], replayed_layers=len(self.restored))
@@ -122,7 +123,9 @@ class LayerwiseCalibration(L.LightningModule):
     def _capture(self, step: Step, output: StepOutput) -> None:
         """Layer 0's inputs for this process's share of the calibration windows, and all call arguments."""
         with self._timed(output, "capture"):
-            ids = shard_rows(self.calibration_ids, self.global_rank, self.trainer.world_size)
+            rank, world_size = self.global_rank, self.trainer.world_size
+            self._first_window = shard_bounds(len(self.calibration_ids), rank, world_size)[0]
+            ids = shard_rows(self.calibration_ids, rank, world_size)
             if self.options.offload_layers:
                 move_all_but_layers(self.model, self.device)
             body_device = next(self.model.parameters()).device  # embeddings: on the device, or all on the CPU
@@ -151,10 +154,12 @@ class LayerwiseCalibration(L.LightningModule):
         linears = self.linears(step.layer, self.groups[step.layer][step.group])
         statistics = None
         if self.pruner.needs_statistics:
-            collector = InputCollector(linears, self.pruner.keep_gram)
+            collector = InputCollector(linears, self.pruner.keep_gram, self.pruner.sample)
             with self._timed(output, "collect"):
+                first = self._first_window
                 for batch, hidden in enumerate(self._hidden):
-                    collector.run(self.layers[step.layer], hidden, self._kwargs[step.layer][batch])
+                    collector.run(self.layers[step.layer], hidden, self._kwargs[step.layer][batch], first)
+                    first += len(hidden)
             collector.remove()
             output.seconds["statistics"] = collector.seconds  # part of collect
             statistics = collector.statistics
@@ -199,7 +204,8 @@ class LayerwiseCalibration(L.LightningModule):
             seen.append(args[0])
             statistics = None
             if pruner.needs_statistics:
-                collector = InputCollector(members, pruner.keep_gram, hooks=False)
+                collector = InputCollector(members, pruner.keep_gram, pruner.sample, hooks=False)
+                collector.first_window = self._first_window  # single pass: all windows in one batch
                 with self._timed(output, "statistics"):
                     for name in members:
                         collector.accumulate(name, args[0])  # one X^T X for the whole group (shared input)
@@ -217,11 +223,12 @@ class LayerwiseCalibration(L.LightningModule):
             self._propagate(step, output)
         finally:
             collector.remove()
+        statistics = collector.statistics
+        for stats in {id(stats): stats for stats in statistics.values()}.values():  # shared ones once
+            sum_statistics(stats)
         count = OutlierCount()
         for name, linear in linears.items():
-            stats = collector.statistics[name]
-            sum_statistics(stats)
-            count.add(linear.weight, stats.sq_norms)
+            count.add(linear.weight, statistics[name].sq_norms)
         output.outlier_ratio = count.ratio(self.options.outlier_threshold)
 
     # --- bookkeeping ---------------------------------------------------------------------------

@@ -1,47 +1,71 @@
 """The layer pruner: input statistics in, pruned Linears out. No Lightning.
 
-For each Linear of a group it sums the statistics over processes (data parallel), prunes the weight
-(SparseGPT, Wanda or magnitude) at its layer's sparsity, makes the result identical on every
-process, installs the new weight in the model and measures it on its calibration inputs.
+Linears that read the same input (q/k/v, gate/up) share one statistics object and form one solve
+unit: SparseGPT factorises their Hessian once and runs one column loop over their stacked rows.
+Per unit, the pruner sums the statistics over processes (data parallel) on the unit's owner, which
+solves it and measures every Linear on its calibration inputs; the owner's pruned weights, packed
+masks and records are then broadcast, and every process installs the weights in its model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import math
+from dataclasses import astuple, dataclass, fields
 
 import torch
 from torch import nn
 
-from lp_prune.calibration.distributed import broadcast_from_rank_zero, sum_statistics
+from lp_prune.calibration import distributed
 from lp_prune.calibration.results import LinearResult, ModuleRecord
 from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
-from lp_prune.metrics.pruning_error import local_error, sparsity
-from lp_prune.pruning.masks import packed_mask
-from lp_prune.pruning.methods import METHOD_NEEDS_GRAM, PrunedWeight, prune_weight
-from lp_prune.pruning.statistics import InputStatistics
+from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
+from lp_prune.pruning.masks import PackedMask, packed_mask
+from lp_prune.pruning.methods import PrunedWeight, prune_weights
+from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import single_thread
 
-NO_LOCAL_ERROR = {"error": float("nan"), "rel_error": float("nan"), "snr_db": float("nan")}
+NO_LOCAL_ERROR = {"error": math.nan, "rel_error": math.nan, "snr_db": math.nan}
+RECORD_VALUES = [f.name for f in fields(ModuleRecord) if f.name not in ("layer", "module", "numel")]
+
+
+@dataclass
+class SolveUnit:
+    """Linears (full name -> module) that read one input, and that input's statistics."""
+
+    linears: dict[str, nn.Linear]
+    stats: InputStatistics | None
+
+    @property
+    def cost(self) -> float:
+        """Solve FLOPs, up to a constant: d_out x d_in^2 (updates, metrics) + d_in^3 (factorisation)."""
+        d_in = next(iter(self.linears.values())).in_features
+        return sum(linear.out_features for linear in self.linears.values()) * d_in**2 + d_in**3
 
 
 class LayerPruner:
     """Prunes groups of Linears; `layer_sparsity` gives one sparsity per decoder layer (OWL), else
     every layer gets config.sparsity."""
 
-    def __init__(self, config: PruneConfig, layer_sparsity: list[float] | None = None) -> None:
+    def __init__(
+        self, config: PruneConfig, layer_sparsity: list[float] | None = None, calibration_tokens: int = 0
+    ) -> None:
         self.config = config
         self.layer_sparsity = layer_sparsity
+        self.metrics = config.local_error_mode
+        self.sample = (
+            TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
+        )
 
     @property
     def needs_statistics(self) -> bool:
-        """Magnitude pruning sees no data."""
-        return self.config.method != "magnitude"
+        """Magnitude pruning sees no data, unless its metrics are sampled."""
+        return self.config.method != "magnitude" or self.metrics != "off"
 
     @property
     def keep_gram(self) -> bool:
-        """The full X^T X: SparseGPT's Hessian, and every method's local error metrics."""
-        return self.config.local_error or METHOD_NEEDS_GRAM[self.config.method]
+        """The full X^T X: SparseGPT's Hessian, and exact error metrics for every method."""
+        return self.config.method == "sparsegpt" or self.metrics == "exact"
 
     def sparsity_of(self, layer: int) -> float:
         return self.config.sparsity if self.layer_sparsity is None else self.layer_sparsity[layer]
@@ -50,45 +74,121 @@ class LayerPruner:
         self, layer: int, linears: dict[str, nn.Linear], statistics: dict[str, InputStatistics] | None
     ) -> list[LinearResult]:
         """Prune every Linear (full module name -> module) with its statistics (None: magnitude)."""
-        return [
-            self._prune_one(layer, name, linear, statistics[name] if statistics else None)
-            for name, linear in linears.items()
-        ]
+        units = solve_units(linears, statistics)
+        owners = distributed.assign_owners([unit.cost for unit in units], distributed.world_size())
+        self._check_inputs(layer, units)
+        for unit, owner in zip(units, owners, strict=True):
+            if unit.stats is not None:
+                distributed.sum_statistics(unit.stats, owner=owner)
+        solved = {
+            index: self._solve(layer, unit)
+            for index, (unit, owner) in enumerate(zip(units, owners, strict=True))
+            if owner == distributed.rank()
+        }
+        results = []
+        for index, (unit, owner) in enumerate(zip(units, owners, strict=True)):
+            results += self._share(layer, unit, solved.get(index), owner)
+        return results
 
-    def _prune_one(self, layer: int, name: str, linear: nn.Linear, stats: InputStatistics | None) -> LinearResult:
-        dense = linear.weight.detach()  # never written: the pruned weight replaces it below
-        check_finite(dense, f"layer {layer}, module {name}: the weights hold NaN or inf before pruning")
-        if stats is not None:
-            sum_statistics(stats)
-            check_finite(stats.sq_norms, f"layer {layer}, module {name}: its calibration inputs hold NaN or inf")
-        config = self.config
-        result = prune_weight(
+    def _check_inputs(self, layer: int, units: list[SolveUnit]) -> None:
+        """Non-finite weights or inputs stop every process together, naming the first bad Linear."""
+        for unit in units:
+            for name, linear in unit.linears.items():
+                device = linear.weight.device
+                if distributed.anywhere(not torch.isfinite(linear.weight).all(), device):
+                    raise NumericalError(f"layer {layer}, module {name}: the weights hold NaN or inf before pruning")
+                bad_inputs = unit.stats is not None and not torch.isfinite(unit.stats.accumulator).all()
+                if distributed.anywhere(bad_inputs, device):
+                    raise NumericalError(f"layer {layer}, module {name}: its calibration inputs hold NaN or inf")
+
+    def _solve(self, layer: int, unit: SolveUnit) -> list[tuple[PrunedWeight, ModuleRecord]]:
+        """This process's unit: prune, then measure each Linear. The float64 Gram goes as soon as its
+        float32 copy exists (the copy serves the exact metrics; the Hessian is a scaled second copy
+        that the solve consumes)."""
+        config, stats = self.config, unit.stats
+        sq_norms = stats.sq_norms if stats is not None else None
+        gram32 = None
+        if stats is not None and stats.gram is not None:
+            gram32 = stats.gram.float()
+            stats.release_gram()
+        hessian = None
+        if config.method == "sparsegpt":
+            if stats.samples == 0:
+                raise ValueError("no calibration inputs were recorded")
+            hessian = gram32 * (2.0 / stats.samples)
+        dense = [linear.weight.detach() for linear in unit.linears.values()]
+        pruned = prune_weights(
             config.method,
             dense,
-            stats,
             self.sparsity_of(layer),
-            config.n_m,
-            config.blocksize,
-            config.percdamp,
+            sq_norms=sq_norms,
+            hessian=hessian,
+            n_m=config.n_m,
+            blocksize=config.blocksize,
+            percdamp=config.percdamp,
             column_loop=single_thread,
         )
-        broadcast_from_rank_zero(result.weight, result.mask.view(torch.uint8))  # identical on every process
-        check_finite(result.weight, f"layer {layer}, module {name}: pruning produced NaN or inf weights")
-        # A new tensor, not a copy into the old one: a weight memory-mapped from its file would take
-        # a copy-on-write fault per page, and the dense weight stays intact for the metrics.
-        linear.weight.data = result.weight
-        record = measure(layer, name, dense, result, stats)
-        return LinearResult(name, result.weight, packed_mask(result.mask), record)
+        del hessian
+        exact = (gram32, stats.tokens) if gram32 is not None and self.metrics == "exact" else None
+        return [
+            (result, measure(layer, name, weight, result, exact))
+            for (name, weight), result in zip(zip(unit.linears, dense, strict=True), pruned, strict=True)
+        ]
+
+    def _share(
+        self, layer: int, unit: SolveUnit, solved: list[tuple[PrunedWeight, ModuleRecord]] | None, owner: int
+    ) -> list[LinearResult]:
+        """Broadcast the owner's results; every process installs the weights and checks them."""
+        results = []
+        for index, (name, linear) in enumerate(unit.linears.items()):
+            device = linear.weight.device
+            if solved is not None:
+                result, record = solved[index]
+                weight, mask = result.weight, packed_mask(result.mask)
+            else:
+                weight = torch.empty_like(linear.weight)
+                mask = PackedMask(torch.empty((linear.weight.numel() + 7) // 8, dtype=torch.uint8), linear.weight.shape)
+                record = None
+            distributed.broadcast(weight, owner)
+            if distributed.distributed():
+                bits = distributed.broadcast(mask.bits.to(device), owner).cpu()
+                mask = PackedMask(bits, tuple(linear.weight.shape))
+                record = _broadcast_record(record, layer, name, linear, owner)
+            if distributed.anywhere(not torch.isfinite(weight).all(), device):
+                raise NumericalError(f"layer {layer}, module {name}: pruning produced NaN or inf weights")
+            if self.metrics == "sample" and unit.stats is not None:
+                sampled_error(record, linear.weight.detach(), weight, unit.stats.sample_inputs())
+            # A new tensor, not a copy into the old one: a weight memory-mapped from its file would take
+            # a copy-on-write fault per page, and the dense weight stays intact for the metrics.
+            linear.weight.data = weight
+            results.append(LinearResult(name, weight, mask, record))
+        return results
+
+
+def solve_units(linears: dict[str, nn.Linear], statistics: dict[str, InputStatistics] | None) -> list[SolveUnit]:
+    """Linears grouped by their statistics object (shared input), in the order they appear."""
+    if statistics is None:  # magnitude: every Linear alone
+        return [SolveUnit({name: linear}, None) for name, linear in linears.items()]
+    units: dict[int, SolveUnit] = {}
+    for name, linear in linears.items():
+        stats = statistics[name]
+        units.setdefault(id(stats), SolveUnit({}, stats)).linears[name] = linear
+    return list(units.values())
 
 
 def measure(
-    layer: int, name: str, dense: torch.Tensor, result: PrunedWeight, stats: InputStatistics | None
+    layer: int,
+    name: str,
+    dense: torch.Tensor,
+    result: PrunedWeight,
+    exact: tuple[torch.Tensor, int] | None,
 ) -> ModuleRecord:
-    """Sparsity, and the error of the pruned weight on the calibration inputs (from their Gram)."""
-    if stats is not None and stats.gram is not None:
-        local = asdict(local_error(dense, result.weight, stats.gram, stats.tokens))
-    else:  # magnitude pruning sees no data; Wanda without Gram keeps only norms
-        local = dict(NO_LOCAL_ERROR)
+    """Sparsity, and with `exact` = (float32 Gram, tokens) the error of the pruned weight on all its
+    calibration inputs (NaN without: sampled metrics are filled in later, see `sampled_error`)."""
+    local = NO_LOCAL_ERROR
+    if exact is not None:
+        error = local_error(dense, result.weight, *exact)
+        local = {"error": error.error, "rel_error": error.rel_error, "snr_db": error.snr_db}
     return ModuleRecord(
         layer=layer,
         module=name,
@@ -101,6 +201,21 @@ def measure(
     )
 
 
-def check_finite(tensor: torch.Tensor, message: str) -> None:
-    if not torch.isfinite(tensor).all():
-        raise NumericalError(message)
+def sampled_error(record: ModuleRecord, dense: torch.Tensor, pruned: torch.Tensor, sample: torch.Tensor) -> None:
+    """Fill the record's error, relative error and SNR from the sampled tokens of every process."""
+    signal, noise = error_sums(dense, pruned, sample)
+    sums = distributed.sum_values([signal, noise, float(sample.shape[0])], dense.device)
+    error = error_from_sums(sums[0], sums[1], int(sums[2]))
+    record.error, record.rel_error, record.snr_db = error.error, error.rel_error, error.snr_db
+
+
+def _broadcast_record(
+    record: ModuleRecord | None, layer: int, name: str, linear: nn.Linear, owner: int
+) -> ModuleRecord:
+    """The owner's record on every process (its numbers travel as one float64 tensor; None as NaN)."""
+    values = [math.nan if v is None else v for v in astuple(record)[3:]] if record else [0.0] * len(RECORD_VALUES)
+    tensor = distributed.broadcast(torch.tensor(values, dtype=torch.float64, device=linear.weight.device), owner)
+    received = dict(zip(RECORD_VALUES, tensor.tolist(), strict=True))
+    for key in ("solver_loss", "percdamp"):
+        received[key] = None if math.isnan(received[key]) else received[key]
+    return ModuleRecord(layer=layer, module=name, numel=linear.weight.numel(), **received)

@@ -51,9 +51,15 @@ def shard_rows(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
     Contiguous shares keep each process's work in the order a single process would do it.
     """
-    if world_size <= 1:
-        return rows
-    return rows.tensor_split(world_size)[rank]
+    start, end = shard_bounds(len(rows), rank, world_size)
+    return rows[start:end]
+
+
+def shard_bounds(n_rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, end) of process `rank`'s share of n_rows: the first n_rows % world_size shares hold one more."""
+    share, extra = divmod(n_rows, max(world_size, 1))
+    start = rank * share + min(rank, extra)
+    return start, start + share + (rank < extra)
 
 
 def check_seqlen(seqlen: int, max_positions: int | None, key: str = "data.seqlen") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,10 +16,13 @@ from torch import nn
 
 from lp_prune.config import ModelConfig
 from lp_prune.data.datamodule import PruningDataModule
-from lp_prune.metrics.perplexity import LanguageModelingMetric, token_nll
+from lp_prune.metrics.perplexity import LanguageModelingMetric, chunked_token_nll, token_nll
+from lp_prune.models.layers import final_hidden_states, head_logits
 from lp_prune.models.loading import cache_dir
 from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 class PerplexityEvaluation(L.LightningModule):
@@ -41,6 +45,7 @@ class PerplexityEvaluation(L.LightningModule):
         self.metrics = nn.ModuleList([LanguageModelingMetric() for _ in self.languages])
         self.results: dict[str, dict[str, float]] = {}
         self._streaming: ExitStack | None = None
+        self._head_checked: bool | None = None  # head_logits reproduces the model's own logits
 
     def on_validation_start(self) -> None:
         if self.offload_layers:
@@ -49,8 +54,13 @@ class PerplexityEvaluation(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         ids = batch["input_ids"]
-        logits = self.model(input_ids=ids, use_cache=False).logits
-        nll, tokens = token_nll(logits, ids)
+        if self._head_checked is None:
+            self._head_checked = head_matches_model(self.model, ids[:1])
+        if self._head_checked:  # body once for the batch, LM head and cross-entropy in chunks of tokens
+            hidden = final_hidden_states(self.model, ids)
+            nll, tokens = chunked_token_nll(hidden, ids, lambda states: head_logits(self.model, states))
+        else:
+            nll, tokens = token_nll(self.model(input_ids=ids, use_cache=False).logits, ids)
         self.metrics[dataloader_idx].update(nll, tokens, int(batch["n_bytes"].sum()))
 
     def on_validation_epoch_end(self) -> None:
@@ -62,6 +72,17 @@ class PerplexityEvaluation(L.LightningModule):
         if self._streaming is not None:
             self._streaming.close()
             self._streaming = None
+
+
+def head_matches_model(model: nn.Module, ids: torch.Tensor) -> bool:
+    """Does `head_logits` on the body's output give the model's own last-position logits? (An
+    architecture with other post-processing falls back to the full forward, with a warning.)"""
+    own = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+    ours = head_logits(model, final_hidden_states(model, ids)[:, -1])
+    if torch.allclose(own.float(), ours.float(), rtol=1e-4, atol=1e-4):
+        return True
+    log.warning("%s: chunked LM head does not match the model's logits; evaluating with full logits", type(model))
+    return False
 
 
 def evaluate_perplexity(

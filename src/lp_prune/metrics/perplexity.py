@@ -8,10 +8,13 @@ values from many batches, windows or processes add up exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
+
+HEAD_CHUNK = 256  # positions per LM-head call: 256 x 262k vocabulary x 4 bytes = 268 MB of logits
 
 
 def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -19,6 +22,22 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tens
     predicted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
     targets = input_ids[:, 1:].reshape(-1)
     return F.cross_entropy(predicted, targets, reduction="sum"), targets.numel()
+
+
+def chunked_token_nll(
+    hidden: torch.Tensor, input_ids: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor], chunk: int = HEAD_CHUNK
+) -> tuple[torch.Tensor, int]:
+    """`token_nll` from the final hidden states, `chunk` positions at a time: the vocabulary-wide
+    logits of the whole batch are never held, and each chunk's NLL is logsumexp - target logit
+    (no log-softmax copy of the logits)."""
+    states = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    targets = input_ids[:, 1:].reshape(-1)
+    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+    for start in range(0, targets.numel(), chunk):
+        logits = head(states[start : start + chunk]).float()
+        target_logits = logits.gather(1, targets[start : start + chunk, None]).squeeze(1)
+        total += (torch.logsumexp(logits, dim=1) - target_logits).double().sum()
+    return total, targets.numel()
 
 
 class LanguageModelingMetric(Metric):

@@ -26,8 +26,22 @@ def quadratic_form(weight: torch.Tensor, gram: torch.Tensor) -> float:
 
 
 def local_error(dense: torch.Tensor, pruned: torch.Tensor, gram: torch.Tensor, tokens: int) -> LocalError:
+    """The error of `pruned` on all inputs whose Gram is `gram` (trace form, exact)."""
     signal = quadratic_form(dense, gram)
     noise = max(quadratic_form(dense.float() - pruned.float(), gram), 0.0)
+    return error_from_sums(signal, noise, tokens)
+
+
+def error_sums(dense: torch.Tensor, pruned: torch.Tensor, inputs: torch.Tensor) -> tuple[float, float]:
+    """(sum ||W x||^2, sum ||(W - W') x||^2) over the given inputs [tokens, d_in] (e.g. a token sample)."""
+    inputs = inputs.float()
+    signal = float((inputs @ dense.float().T).square().sum())
+    noise = float((inputs @ (dense.float() - pruned.float()).T).square().sum())
+    return signal, noise
+
+
+def error_from_sums(signal: float, noise: float, tokens: int) -> LocalError:
+    """Error, relative error and SNR from the summed squared outputs and errors over `tokens` tokens."""
     return LocalError(
         error=noise / max(tokens, 1),
         rel_error=noise / signal if signal > 0 else math.nan,

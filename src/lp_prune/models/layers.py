@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lp_prune.pruning.statistics import InputStatistics, gram
+from lp_prune.pruning.statistics import InputStatistics, TokenSample
 
 # "True sequential" order: each group is pruned after the groups before it, on their pruned outputs.
 SEQUENTIAL_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -42,6 +42,25 @@ def decoder_body(model: nn.Module) -> nn.Module:
         if any(child is layers for child in module.children()):
             return module
     raise ValueError(f"no module owns the decoder layers in {type(model).__name__}")
+
+
+def final_hidden_states(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """The decoder body's output (after the final norm): what the LM head reads, [batch, seq, hidden]."""
+    return decoder_body(model)(input_ids=input_ids, use_cache=False).last_hidden_state
+
+
+def head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's logits for final hidden states: its LM head and the scaling its forward applies
+    after it (Cohere's logit_scale, Gemma's final logit soft-capping)."""
+    logits = model.get_output_embeddings()(hidden)
+    config = model.config
+    scale = getattr(config, "logit_scale", None)
+    if scale is not None:
+        logits = logits * scale
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def layer_prefix(model: nn.Module, index: int) -> str:
@@ -165,28 +184,40 @@ class _InputsSeen(Exception):
 class InputCollector:
     """Forward pre-hooks that accumulate InputStatistics for a set of Linears.
 
-    Linears fed the same tensor one after another (q/k/v, gate/up) share one X^T X computation:
-    the hook sees the very tensor object the layer passes on, so an identity check finds the repeat
-    (`grams_computed` counts the real computations).
+    Linears fed the same tensor one after another (q/k/v, gate/up) share one InputStatistics, so
+    one X^T X is computed and kept for them: the hook sees the very tensor object the layer passes
+    on, and an identity check finds the repeat. The sharing found in the first batch must hold in
+    every batch.
 
-    `run(layer, hidden, kwargs)` runs a layer only until every watched Linear has had its input,
-    then stops: a statistics pass needs the inputs, not the rest of the layer (all Linears: down_proj
-    and what follows it; a true-sequential group: everything after it). The same hook records and
-    stops, so no other hook's order matters. A Linear the layer never calls (an unrouted expert)
-    leaves the forward to run to its end. `hooks=False`: the caller feeds `accumulate()` itself.
+    `run(layer, hidden, kwargs, first_window)` runs a layer only until every watched Linear has had
+    its input, then stops: a statistics pass needs the inputs, not the rest of the layer (all
+    Linears: down_proj and what follows it; a true-sequential group: everything after it). The same
+    hook records and stops, so no other hook's order matters. A Linear the layer never calls (an
+    unrouted expert) leaves the forward to run to its end. `hooks=False`: the caller feeds
+    `accumulate()` itself.
     """
 
-    def __init__(self, linears: dict[str, nn.Linear], keep_gram: bool, hooks: bool = True) -> None:
-        self.statistics = {
-            name: InputStatistics(linear.in_features, linear.weight.device, keep_gram)
-            for name, linear in linears.items()
-        }
+    def __init__(
+        self, linears: dict[str, nn.Linear], keep_gram: bool, sample: TokenSample | None = None, hooks: bool = True
+    ) -> None:
+        self._linears = linears
+        self._new = lambda linear: InputStatistics(linear.in_features, linear.weight.device, keep_gram, sample)
+        self._statistics: dict[str, InputStatistics] = {}
+        self._leaders: dict[int, str] = {}  # id(statistics) -> the Linear that feeds it
         self._last_input: torch.Tensor | None = None
-        self._last_gram: torch.Tensor | None = None
-        self.grams_computed = 0
+        self._last_name: str | None = None
+        self.first_window = 0  # calibration-set index of the current batch's first window
         self.seconds = 0.0  # time spent accumulating statistics
         self._waiting: set[str] | None = None  # inside run(): watched Linears whose input is still to come
         self._handles = [linear.register_forward_pre_hook(self._hook(n)) for n, linear in linears.items() if hooks]
+
+    @property
+    def statistics(self) -> dict[str, InputStatistics]:
+        """Every watched Linear's statistics (Linears that shared an input share the object)."""
+        for name, linear in self._linears.items():
+            if name not in self._statistics:  # never called: empty statistics, the solve will say so
+                self._statistics[name] = self._new(linear)
+        return self._statistics
 
     def _hook(self, name: str):
         def hook(_module: nn.Module, args: tuple) -> None:
@@ -200,9 +231,10 @@ class InputCollector:
 
         return hook
 
-    def run(self, layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> None:
+    def run(self, layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any], first_window: int = 0) -> None:
         """Run `layer` on one batch as far as the last watched Linear's input (statistics only)."""
-        self._waiting = set(self.statistics)
+        self.first_window = first_window
+        self._waiting = set(self._linears)
         try:
             with suppress(_InputsSeen), torch.no_grad():
                 run_layer(layer, hidden, kwargs)
@@ -211,18 +243,22 @@ class InputCollector:
 
     def accumulate(self, name: str, x: torch.Tensor) -> None:
         """Add inputs x of Linear `name` (what the hook does; callable directly)."""
-        stats = self.statistics[name]
-        if not stats.keep_gram:
-            stats.update(x)
+        if x is self._last_input:  # the same tensor as the Linear before: its statistics have it already
+            shared = self._statistics[self._last_name]
+            if self._statistics.setdefault(name, shared) is not shared:
+                raise RuntimeError(f"{name} shared an input in one batch and not in another")
             return
-        if x is not self._last_input:
-            self._last_input, self._last_gram = x, gram(x.detach())
-            self.grams_computed += 1
-        samples = x.shape[0] if x.dim() > 2 else 1
-        stats.add_gram(self._last_gram, tokens=x.numel() // x.shape[-1], samples=samples)
+        stats = self._statistics.get(name)
+        if stats is None:
+            stats = self._statistics[name] = self._new(self._linears[name])
+            self._leaders[id(stats)] = name
+        elif self._leaders[id(stats)] != name:  # shared before, fed a tensor of its own now
+            raise RuntimeError(f"{name} shared an input in one batch and not in another")
+        stats.update(x.detach(), self.first_window)
+        self._last_input, self._last_name = x, name
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._last_input = self._last_gram = None
+        self._last_input = self._last_name = None

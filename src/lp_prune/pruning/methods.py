@@ -1,15 +1,15 @@
-"""One entry point for all pruning methods: weight + input statistics -> pruned weight and mask."""
+"""One entry point for all pruning methods: weights + input statistics -> pruned weights and masks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from lp_prune.pruning.magnitude import magnitude_mask
-from lp_prune.pruning.sparsegpt import sparsegpt_prune
+from lp_prune.pruning.sparsegpt import sparsegpt_prune_stacked
 from lp_prune.pruning.statistics import InputStatistics
 from lp_prune.pruning.wanda import wanda_mask
 
@@ -24,6 +24,36 @@ class PrunedWeight:
     percdamp: float | None = None  # SparseGPT damping actually used
 
 
+def prune_weights(
+    method: str,
+    weights: Sequence[torch.Tensor],
+    sparsity: float,
+    *,
+    sq_norms: torch.Tensor | None = None,
+    hessian: torch.Tensor | None = None,
+    n_m: tuple[int, int] | None = None,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    column_loop: Callable[[], AbstractContextManager] = nullcontext,
+) -> list[PrunedWeight]:
+    """Apply `method` to weights that read one input: Wanda needs its squared norms ||X_j||^2,
+    SparseGPT its float32 Hessian (overwritten: one stacked solve for all the weights)."""
+    if method == "magnitude":
+        return [_zeroed(weight, magnitude_mask(weight, sparsity, n_m)) for weight in weights]
+    if method == "wanda":
+        if sq_norms is None:
+            raise ValueError("wanda needs the squared input norms")
+        return [_zeroed(weight, wanda_mask(weight, sq_norms, sparsity, n_m)) for weight in weights]
+    if method == "sparsegpt":
+        if hessian is None:
+            raise ValueError("sparsegpt needs the Hessian")
+        results = sparsegpt_prune_stacked(
+            weights, hessian, sparsity, n_m, blocksize, percdamp, column_loop, in_place=True
+        )
+        return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp) for r in results]
+    raise ValueError(f"unknown pruning method '{method}'")
+
+
 def prune_weight(
     method: str,
     weight: torch.Tensor,
@@ -32,20 +62,21 @@ def prune_weight(
     n_m: tuple[int, int] | None = None,
     blocksize: int = 128,
     percdamp: float = 0.01,
-    column_loop: Callable[[], AbstractContextManager] = nullcontext,
 ) -> PrunedWeight:
-    """Apply `method` ('sparsegpt', 'wanda' or 'magnitude') to one weight matrix.
-
-    `column_loop`: SparseGPT's per-block column loop runs inside it (see sparsegpt_prune)."""
-    if method == "magnitude":
-        mask = magnitude_mask(weight, sparsity, n_m)
-        return PrunedWeight(weight.masked_fill(mask, 0), mask)
-    if stats is None:
+    """One weight with its statistics (None for magnitude): `prune_weights` for a single Linear."""
+    if stats is None and method != "magnitude":
         raise ValueError(f"{method} needs calibration statistics")
-    if method == "wanda":
-        mask = wanda_mask(weight, stats.sq_norms, sparsity, n_m)
-        return PrunedWeight(weight.masked_fill(mask, 0), mask)
-    if method == "sparsegpt":
-        result = sparsegpt_prune(weight, stats.hessian(), sparsity, n_m, blocksize, percdamp, column_loop)
-        return PrunedWeight(result.weight, result.mask, result.loss, result.percdamp)
-    raise ValueError(f"unknown pruning method '{method}'")
+    return prune_weights(
+        method,
+        [weight],
+        sparsity,
+        sq_norms=stats.sq_norms if stats is not None else None,
+        hessian=stats.hessian() if stats is not None and method == "sparsegpt" else None,
+        n_m=n_m,
+        blocksize=blocksize,
+        percdamp=percdamp,
+    )[0]
+
+
+def _zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:
+    return PrunedWeight(weight.masked_fill(mask, 0), mask)

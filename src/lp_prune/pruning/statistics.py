@@ -1,7 +1,14 @@
-"""Calibration statistics of a Linear's inputs, accumulated batch by batch in float32.
+"""Calibration statistics of a Linear's inputs, accumulated window by window.
 
 One accumulator serves every consumer: SparseGPT needs the Hessian 2/n * sum_s X_s^T X_s, Wanda
 the squared input norms ||X_j||^2 (the Gram diagonal), and the error metrics the Gram matrix itself.
+Linears that read the same input (q/k/v, gate/up) share one accumulator.
+
+Exact enough that the split of the work does not matter: each calibration window's X^T X is
+computed on its own (float32) and added to a float64 sum. A window's Gram is the same whatever batch
+it came in, and float64 sums of float32 terms round back to the same float32 values in any order, so
+batch size and the number of data-parallel processes leave the statistics unchanged (fp32 partial
+sums in another order moved SparseGPT's masks to IoU 0.94 on Gemma-3-270M).
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import torch
 
 GRAM_BLOCK = 512
+ACCUMULATOR = torch.float64
 
 
 def gram(x: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
@@ -29,56 +37,94 @@ def gram(x: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
     return out
 
 
-class InputStatistics:
-    """Running sums over calibration inputs X (tokens x d_in).
+class TokenSample:
+    """A seeded choice of about `tokens` calibration tokens, fixed per (window, position).
 
-    keep_gram=False keeps only the squared column norms (enough for Wanda, d_in instead of d_in^2).
+    A token is in the sample when a uniform number drawn from a generator seeded with (seed, its
+    window's index in the whole calibration set) falls below tokens / total: the choice does not
+    depend on batching or on which process holds the window.
     """
 
-    def __init__(self, d_in: int, device: torch.device | str = "cpu", keep_gram: bool = True) -> None:
+    def __init__(self, tokens: int, total_tokens: int, seed: int = 0) -> None:
+        self.rate = min(1.0, tokens / max(total_tokens, 1))
+        self.seed = seed
+
+    def positions(self, window: int, seqlen: int) -> torch.Tensor:
+        """Boolean [seqlen]: which positions of calibration window `window` are sampled."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + window)
+        return torch.rand(seqlen, generator=generator) < self.rate
+
+
+class InputStatistics:
+    """Running float64 sums over the calibration inputs X (tokens x d_in) of one input.
+
+    keep_gram=False keeps only the squared column norms (enough for Wanda: d_in instead of d_in^2).
+    sample: also keep the inputs of a token sample (`sample_inputs()`, float32), enough to estimate
+    the error metrics at a fraction of the full Gram's cost and memory.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        device: torch.device | str = "cpu",
+        keep_gram: bool = True,
+        sample: TokenSample | None = None,
+    ) -> None:
         self.d_in = d_in
         self.keep_gram = keep_gram
-        self.gram = torch.zeros(d_in, d_in, device=device) if keep_gram else None
-        self._sq_norms = None if keep_gram else torch.zeros(d_in, device=device)
+        self.gram: torch.Tensor | None = (
+            torch.zeros(d_in, d_in, device=device, dtype=ACCUMULATOR) if keep_gram else None
+        )
+        self._sq_norms = None if keep_gram else torch.zeros(d_in, device=device, dtype=ACCUMULATOR)
+        self.sample = sample
+        self._sample_rows: list[torch.Tensor] = []
         self.tokens = 0
         self.samples = 0
+        self.grams_computed = 0  # float32 X^T X products (one per window), for tests and FLOP counts
 
-    def update(self, x: torch.Tensor) -> None:
-        """Add a batch of inputs [batch, seq, d_in] (or [tokens, d_in], counted as one sample)."""
-        if self.keep_gram:
-            self.add_gram(gram(x), tokens=x.numel() // x.shape[-1], samples=_samples_in(x))
-        else:
-            self._sq_norms += x.reshape(-1, x.shape[-1]).float().square().sum(dim=0)
-            self.tokens += x.numel() // x.shape[-1]
-            self.samples += _samples_in(x)
+    def update(self, x: torch.Tensor, first_window: int = 0) -> None:
+        """Add a batch of inputs [batch, seq, d_in] (or [tokens, d_in], one window); the batch's
+        windows are `first_window`, `first_window + 1`, ... of the calibration set (for the sample)."""
+        windows = x.reshape(-1, *x.shape[-2:]) if x.dim() > 2 else x.unsqueeze(0)
+        for offset, window in enumerate(windows):
+            self._add_window(window, first_window + offset)
+        self.tokens += windows.shape[0] * windows.shape[1]
+        self.samples += windows.shape[0]
 
-    def add_gram(self, xtx: torch.Tensor, tokens: int, samples: int) -> None:
-        """Add a precomputed X^T X (shared by Linears that read the same input, e.g. q/k/v)."""
-        if self.gram is None:
-            self._sq_norms += torch.diagonal(xtx)
+    def _add_window(self, window: torch.Tensor, index: int) -> None:
+        if self.gram is not None:
+            self.gram += gram(window)
+            self.grams_computed += 1
         else:
-            self.gram += xtx
-        self.tokens += tokens
-        self.samples += samples
+            self._sq_norms += window.float().square().sum(dim=0)
+        if self.sample is not None:
+            chosen = self.sample.positions(index, window.shape[0]).to(window.device)
+            self._sample_rows.append(window[chosen].float())
 
     @property
     def accumulator(self) -> torch.Tensor:
-        """The running sum kept: the Gram matrix, or the squared norms without it (summed over processes)."""
+        """The running sum kept: the Gram, or the squared norms without it (summed over processes)."""
         return self.gram if self.gram is not None else self._sq_norms
+
+    def sample_inputs(self) -> torch.Tensor:
+        """The sampled tokens' inputs [n, d_in] (float32), in window order."""
+        if not self._sample_rows:
+            return torch.zeros(0, self.d_in, device=self.accumulator.device)
+        return torch.cat(self._sample_rows)
 
     @property
     def sq_norms(self) -> torch.Tensor:
-        """||X_j||^2 summed over all tokens, per input feature j."""
-        return torch.diagonal(self.gram).clone() if self.gram is not None else self._sq_norms
+        """||X_j||^2 summed over all tokens, per input feature j (float32)."""
+        return (torch.diagonal(self.gram) if self.gram is not None else self._sq_norms).float()
 
     def hessian(self) -> torch.Tensor:
-        """SparseGPT's H = (2 / n_samples) * sum_s X_s^T X_s (the layer-wise squared-error Hessian)."""
+        """SparseGPT's H = (2 / n_samples) * sum_s X_s^T X_s in float32 (a new tensor)."""
         if self.gram is None:
             raise ValueError("the Hessian needs the Gram matrix: create InputStatistics with keep_gram=True")
         if self.samples == 0:
             raise ValueError("no calibration inputs were recorded")
-        return self.gram * (2.0 / self.samples)
+        return self.gram.float() * (2.0 / self.samples)
 
-
-def _samples_in(x: torch.Tensor) -> int:
-    return x.shape[0] if x.dim() > 2 else 1
+    def release_gram(self) -> None:
+        """Drop the float64 Gram once the solve has its float32 copy: it is the largest thing held."""
+        self.gram = None
