@@ -333,3 +333,36 @@ def test_flip_in_place_reverses_both_axes():
         expected = matrix.flip(0, 1)
         flip_in_place(matrix, rows=7)
         assert torch.equal(matrix, expected)
+
+
+# --- language-aware statistics --------------------------------------------------------------------------
+
+
+def test_balanced_statistics_equal_a_hand_computation():
+    """Three English windows and one Swahili: balanced gives each language half of the total weight."""
+    from lp_prune.pruning.statistics import window_weights
+
+    windows = correlated_inputs(4 * 16, 6, seed=7).reshape(4, 16, 6)
+    weights = window_weights(["en", "en", "en", "sw"], "balanced")
+    assert weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
+    stats = InputStatistics(6, weights=weights)
+    stats.update(windows[:2])
+    stats.update(windows[2:], first_window=2)
+    X = windows.double()
+    english = sum(X[i].T @ X[i] for i in range(3)) / 3  # each language's mean window Gram ...
+    swahili = X[3].T @ X[3]
+    torch.testing.assert_close(stats.gram, (english + swahili) / 2 * 4, rtol=1e-4, atol=1e-4)  # ... x 4 windows
+    pooled = InputStatistics(6)
+    pooled.update(windows)
+    torch.testing.assert_close(pooled.gram, sum(X[i].T @ X[i] for i in range(4)), rtol=1e-4, atol=1e-4)
+    assert window_weights(["en", "sw"], "pooled") is None
+
+
+def test_weighted_statistics_follow_the_given_shares():
+    from lp_prune.pruning.statistics import window_weights
+
+    weights = window_weights(["en", "en", "sw", "zh"], "weighted", {"en": 2.0, "sw": 1.0, "zh": 1.0})
+    assert weights.tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])  # shares equal to the window shares
+    weights = window_weights(["en", "en", "sw", "zh"], "weighted", {"en": 0.25, "sw": 0.5, "zh": 0.25})
+    assert weights.tolist() == pytest.approx([0.5, 0.5, 2.0, 1.0])
+    assert float(weights.sum()) == pytest.approx(4.0)

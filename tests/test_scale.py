@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -299,3 +300,50 @@ def test_wanda_without_local_error_prunes_the_same_weights(tiny_model_dir, tmp_p
     gram, norms = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("gram", "norms"))
     assert all(m["snr_db"] is not None for m in gram["modules"])
     assert all(m["snr_db"] is None and m["error"] is None for m in norms["modules"])  # NaN, written as null
+
+
+# --- Lightning's launcher: fabric run ------------------------------------------------------------------
+
+
+def test_launcher_variables_fill_the_configs_defaults():
+    from lp_prune.launcher import apply_launcher_environment
+
+    env = {"LT_ACCELERATOR": "cpu", "LT_DEVICES": "2", "LT_NUM_NODES": "1", "LT_PRECISION": "bf16-mixed"}
+    config = apply_launcher_environment(RunConfig(), env)
+    assert (config.accelerator, config.devices, config.strategy, config.model.dtype) == ("cpu", 2, "ddp", "bfloat16")
+    chosen = RunConfig(devices=3, accelerator="gpu", strategy="ddp")
+    chosen.model.dtype = "float16"
+    kept = apply_launcher_environment(chosen, env)  # set in the config: the config wins
+    assert (kept.accelerator, kept.devices, kept.model.dtype) == ("gpu", 3, "float16")
+    assert apply_launcher_environment(RunConfig(), {"LT_DEVICES": "0,1"}).devices == 2
+    assert apply_launcher_environment(RunConfig(), {}) == RunConfig()
+    with pytest.raises(ConfigError, match="LT_DEVICES='auto'"):
+        apply_launcher_environment(RunConfig(), {"LT_DEVICES": "auto"})
+    with pytest.raises(ConfigError, match=r"fabric run --precision 64-true has no model\.dtype"):
+        apply_launcher_environment(RunConfig(), {"LT_PRECISION": "64-true"})
+
+
+def test_fabric_run_with_two_devices_matches_single_process(tiny_model_dir, tmp_path):
+    """`fabric run --accelerator=cpu --devices=2 src/lp_prune/__main__.py run ...` starts two processes
+    (torchrun) and lp_prune runs data parallel in them: the same masks as one process."""
+    common = ["--prune.method", "sparsegpt", "--save_model", "true", "--wandb.mode", "disabled"]
+    assert run_cli(tiny_model_dir, tmp_path / "single", *common, "--accelerator", "cpu") == 0
+    script = Path(lp_prune.__file__).parent / "__main__.py"
+    # `python -m lightning.fabric.cli` is the `fabric run` command itself (the console script's subcommand).
+    launcher = [sys.executable, "-m", "lightning.fabric.cli", "--accelerator=cpu", "--devices=2"]
+    launcher += [f"--main-port={_free_port()}", str(script)]
+    args = ["run", "--model.name", str(tiny_model_dir), "--out", str(tmp_path / "fabric"), *SMALL, *common]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LP_PRUNE_RUN_DIR", None)
+    done = subprocess.run([*launcher, *args], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_run(tmp_path / "single", tmp_path / "fabric", atol=1e-6)
+    assert json.loads((tmp_path / "fabric" / "summary.json").read_text())["world_size"] == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,9 +1,13 @@
 """lp_prune: language-targeted pruning of multilingual LLMs, measured.
 
-Public entry points: `lp_prune.load_masks(run_dir)` and the `lp-prune` command line.
+Public entry points: `lp_prune.prune(model, tokenizer_or_ids, ...)` (an in-memory model, pruned in
+place), `lp_prune.run(RunConfig(...))` (the whole job of `lp-prune run`), `lp_prune.load_masks(run_dir)`
+and the `lp-prune` command line.
 """
 
+from lp_prune.api import PruneResult, prune, run
+from lp_prune.config import RunConfig
 from lp_prune.tracking.run_dir import load_masks
 
-__all__ = ["load_masks"]
+__all__ = ["PruneResult", "RunConfig", "load_masks", "prune", "run"]
 __version__ = "0.1.0"

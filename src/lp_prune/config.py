@@ -23,6 +23,7 @@ WandbMode = Literal["auto", "online", "offline", "disabled"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp"]
 LocalErrorMode = Literal["auto", "exact", "sample", "off"]
+StatisticsRule = Literal["pooled", "balanced", "weighted"]
 
 LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "ru", "sw", "zh")
 METHODS: tuple[str, ...] = get_args(Method)
@@ -148,6 +149,11 @@ class PruneConfig:
     off (true/false from older configs mean exact/off)."""
     metric_tokens: int = 2048
     """local_error sample: about this many calibration tokens, seeded, measure the error metrics."""
+    statistics: StatisticsRule = "pooled"
+    """How calibration languages combine in the input statistics: pooled (every token equal), balanced
+    (every language equal, whatever its share of the windows), weighted (prune.language_weights)."""
+    language_weights: dict[str, float] = field(default_factory=dict)
+    """statistics weighted: each calibration language's share of the statistics, e.g. {en: 0.5, sw: 0.5}."""
     # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
     # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
     owl: bool = False
@@ -171,6 +177,12 @@ class PruneConfig:
             raise ConfigError(f"prune.metric_tokens must be at least 1, got {self.metric_tokens}")
         if self.owl:
             self._validate_owl()
+        for lang, weight in self.language_weights.items():
+            check_language(lang, "prune.language_weights")
+            if not weight > 0:
+                raise ConfigError(f"prune.language_weights.{lang} must be positive, got {weight}")
+        if self.statistics == "weighted" and not self.language_weights:
+            raise ConfigError("prune.statistics weighted needs prune.language_weights, e.g. {en: 0.5, sw: 0.5}")
 
     def _validate_owl(self) -> None:
         if self.n_m is not None:
@@ -302,6 +314,8 @@ class RunConfig:
     """Where the cached layer inputs live between steps."""
     check_memory: bool = True
     """Stop before loading weights if the memory estimate exceeds free memory."""
+    compile_layers: bool = False
+    """torch.compile the decoder layers for the passes without hooks (propagate, perplexity); see README."""
     seed: int = 0
     """Seed of Lightning's random generators."""
 
@@ -318,6 +332,10 @@ class RunConfig:
                 f"{self.data.calibration_samples} calibration windows cannot be shared by {self.world_size} processes"
             )
         size_in_bytes(self.save_shard_size, "save_shard_size")
+        if self.prune.statistics == "weighted":
+            missing = sorted(set(self.data.calibration_counts()) - set(self.prune.language_weights))
+            if missing:
+                raise ConfigError(f"prune.language_weights has no weight for calibration language {', '.join(missing)}")
         if self.activations not in ACTIVATION_PLACES:
             raise ConfigError(f"activations '{self.activations}' is not one of: {', '.join(ACTIVATION_PLACES)}")
 

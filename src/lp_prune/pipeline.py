@@ -35,9 +35,11 @@ from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
+from lp_prune.launcher import apply_launcher_environment
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.pruning.owl import owl_sparsities
+from lp_prune.pruning.statistics import window_weights
 from lp_prune.runtime import release_memory
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, save_model_streaming, write_json
 from lp_prune.tracking import wandb_logger as tracking
@@ -58,8 +60,10 @@ def run(config: RunConfig, resume: bool = False) -> Path:
 
     resume=True continues an unfinished run in `config.out` from its last finished layer.
     Data parallel (devices x num_nodes > 1): Lightning starts the other processes at the first
-    Trainer; they run this same function, and only rank 0 writes files or talks to W&B.
+    Trainer; they run this same function, and only rank 0 writes files or talks to W&B. Under
+    `fabric run`, its LT_* choices fill in the config's defaults (lp_prune.launcher).
     """
+    config = apply_launcher_environment(config)
     config.validate()
     timings: dict[str, float] = {}
     # Everything that can be wrong with the input is found before weights load or files are written.
@@ -95,7 +99,7 @@ def run(config: RunConfig, resume: bool = False) -> Path:
 
 def _check_memory(config: RunConfig, model_config: Any) -> None:
     """Print what the run will hold per process; stop if that cannot fit (config.check_memory)."""
-    estimate = estimate_memory(config, ModelShape.from_config(model_config), device_kind(_accelerator(config)))
+    estimate = estimate_memory(config, ModelShape.from_config(model_config), device_kind(config.accelerator))
     if is_rank_zero():
         print(estimate.table(config.world_size))
     if config.check_memory:
@@ -135,7 +139,9 @@ def _prune_and_measure(
 ) -> None:
     """Dense baseline, layer-by-layer pruning, pruned evaluation, and the run directory's results."""
     trainer_kwargs = _trainer_kwargs(config, loggers)
-    evaluate = partial(evaluate_perplexity, model, data, trainer_kwargs, offload_layers=config.offload_layers)
+    evaluate = partial(
+        evaluate_perplexity, model, data, trainer_kwargs, config.offload_layers, compile_layers=config.compile_layers
+    )
 
     perplexity: dict[str, dict[str, dict[str, float]]] = {}
     if config.eval.perplexity and config.eval.dense_baseline:
@@ -154,9 +160,11 @@ def _prune_and_measure(
         activations=config.activations,
         activation_dir=run_dir.root / "activations",
         outlier_threshold=config.prune.owl_threshold,
+        compile_layers=config.compile_layers,
     )
     owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timings) if config.prune.owl else None
-    pruner = LayerPruner(config.prune, owl["sparsity"] if owl else None, data.calibration.ids.numel())
+    weights = window_weights(data.calibration_languages, config.prune.statistics, config.prune.language_weights)
+    pruner = LayerPruner(config.prune, owl["sparsity"] if owl else None, data.calibration.ids.numel(), weights)
     restored = load_layer_results(run_dir.root, model) if resume else []
     recorder = CalibrationRecorder()
     callbacks = [recorder, PruningMetricsLogger(), LayerProgressBar()]
@@ -212,16 +220,9 @@ def _owl_layer_sparsity(
     return {"outlier_ratio": ratios, "sparsity": sparsity}
 
 
-def _accelerator(config: RunConfig) -> str:
-    # `fabric run` exports its choices as LT_* variables; honour them when the config says auto.
-    if config.accelerator == "auto":
-        return os.environ.get("LT_ACCELERATOR", "auto")
-    return config.accelerator
-
-
 def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
     return {
-        "accelerator": _accelerator(config),
+        "accelerator": config.accelerator,
         "devices": config.devices,
         "num_nodes": config.num_nodes,
         "strategy": config.strategy,

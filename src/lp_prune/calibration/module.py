@@ -60,6 +60,7 @@ class CalibrationOptions:
     activations: str = "device"  # cached layer inputs: "device", "cpu" or "disk"
     activation_dir: Path | None = None  # parent folder of the on-disk activations
     outlier_threshold: float = 5.0  # scan: a Wanda score above this times the layer mean is an outlier
+    compile_layers: bool = False  # torch.compile each layer for the passes without hooks (propagate, replay)
 
 
 class LayerwiseCalibration(L.LightningModule):
@@ -154,7 +155,7 @@ class LayerwiseCalibration(L.LightningModule):
         linears = self.linears(step.layer, self.groups[step.layer][step.group])
         statistics = None
         if self.pruner.needs_statistics:
-            collector = InputCollector(linears, self.pruner.keep_gram, self.pruner.sample)
+            collector = InputCollector(linears, **self.pruner.statistics_options)
             with self._timed(output, "collect"):
                 first = self._first_window
                 for batch, hidden in enumerate(self._hidden):
@@ -168,11 +169,12 @@ class LayerwiseCalibration(L.LightningModule):
 
     def _propagate(self, step: Step, output: StepOutput) -> None:
         """Run the layer on its inputs; outputs replace inputs batch by batch (one copy in memory)."""
+        layer = self.layers[step.layer]
+        if self.options.compile_layers and step.kind in (StepKind.PROPAGATE, StepKind.REPLAY):
+            layer = torch.compile(layer, dynamic=False)  # hooks of scan / single-pass steps stay eager
         with self._timed(output, "propagate"), torch.no_grad():
             for batch in range(len(self._hidden)):
-                self._hidden[batch] = run_layer(
-                    self.layers[step.layer], self._hidden[batch], self._kwargs[step.layer][batch]
-                )
+                self._hidden[batch] = run_layer(layer, self._hidden[batch], self._kwargs[step.layer][batch])
         self._unload_layer(step.layer)
         release_mapped_weights()  # the dense weights' pages: the pruned weights are new tensors
         self._load_layer(step.layer + 1)
@@ -204,7 +206,7 @@ class LayerwiseCalibration(L.LightningModule):
             seen.append(args[0])
             statistics = None
             if pruner.needs_statistics:
-                collector = InputCollector(members, pruner.keep_gram, pruner.sample, hooks=False)
+                collector = InputCollector(members, **pruner.statistics_options, hooks=False)
                 collector.first_window = self._first_window  # single pass: all windows in one batch
                 with self._timed(output, "statistics"):
                     for name in members:

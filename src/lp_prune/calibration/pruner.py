@@ -48,14 +48,19 @@ class LayerPruner:
     every layer gets config.sparsity."""
 
     def __init__(
-        self, config: PruneConfig, layer_sparsity: list[float] | None = None, calibration_tokens: int = 0
+        self,
+        config: PruneConfig,
+        layer_sparsity: list[float] | None = None,
+        calibration_tokens: int = 0,
+        window_weights: torch.Tensor | None = None,
     ) -> None:
         self.config = config
         self.layer_sparsity = layer_sparsity
         self.metrics = config.local_error_mode
-        self.sample = (
-            TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
-        )
+        sample = TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
+        # How the statistics are gathered (InputCollector's keywords): the Gram or only norms, the token
+        # sample of the metrics, and the weight of each calibration window (balanced / weighted mixes).
+        self.statistics_options = {"keep_gram": self.keep_gram, "sample": sample, "weights": window_weights}
 
     @property
     def needs_statistics(self) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from torch import nn
 from lp_prune.config import ModelConfig
 from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.metrics.perplexity import LanguageModelingMetric, chunked_token_nll, token_nll
-from lp_prune.models.layers import final_hidden_states, head_logits
+from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits
 from lp_prune.models.loading import cache_dir
 from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
@@ -86,15 +86,33 @@ def head_matches_model(model: nn.Module, ids: torch.Tensor) -> bool:
 
 
 def evaluate_perplexity(
-    model: nn.Module, datamodule: PruningDataModule, trainer_kwargs: dict, offload_layers: bool = False
+    model: nn.Module,
+    datamodule: PruningDataModule,
+    trainer_kwargs: dict,
+    offload_layers: bool = False,
+    compile_layers: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Perplexity, NLL per token and bits per byte for every evaluation language of the datamodule."""
     languages = datamodule.eval_language_order
     if not languages:
         return {}
     module = PerplexityEvaluation(model, languages, offload_layers)
-    L.Trainer(**trainer_kwargs).validate(module, datamodule=datamodule, verbose=False)
+    with compiled_layers(model, compile_layers):
+        L.Trainer(**trainer_kwargs).validate(module, datamodule=datamodule, verbose=False)
     return module.results
+
+
+@contextmanager
+def compiled_layers(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block every decoder layer runs torch.compile'd (nn.Module.compile), then eager again."""
+    layers = decoder_layers(model) if enabled else []
+    for layer in layers:
+        layer.compile(dynamic=False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None  # nn.Module.compile's wrapper: back to the eager call
 
 
 def dense_cache_key(model: ModelConfig, windows: dict[str, Any]) -> str:

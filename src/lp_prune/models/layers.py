@@ -198,10 +198,15 @@ class InputCollector:
     """
 
     def __init__(
-        self, linears: dict[str, nn.Linear], keep_gram: bool, sample: TokenSample | None = None, hooks: bool = True
+        self,
+        linears: dict[str, nn.Linear],
+        keep_gram: bool,
+        sample: TokenSample | None = None,
+        weights: torch.Tensor | None = None,
+        hooks: bool = True,
     ) -> None:
         self._linears = linears
-        self._new = lambda linear: InputStatistics(linear.in_features, linear.weight.device, keep_gram, sample)
+        self._new = lambda linear: InputStatistics(linear.in_features, linear.weight.device, keep_gram, sample, weights)
         self._statistics: dict[str, InputStatistics] = {}
         self._leaders: dict[int, str] = {}  # id(statistics) -> the Linear that feeds it
         self._last_input: torch.Tensor | None = None

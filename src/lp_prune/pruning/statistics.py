@@ -55,12 +55,32 @@ class TokenSample:
         return torch.rand(seqlen, generator=generator) < self.rate
 
 
+def window_weights(languages: list[str], rule: str, shares: dict[str, float] | None = None) -> torch.Tensor | None:
+    """Per calibration window, the weight of its statistics: None for `pooled` (every token counts
+    once); `balanced`: every language's windows together weigh the same (w = N / (K N_L) for the N_L
+    windows of language L among N windows of K languages); `weighted`: language L weighs shares[L]
+    (normalised): w = N p_L / N_L. The weights sum to N, so the Hessian's scale stays that of the data.
+    """
+    if rule == "pooled":
+        return None
+    counts = {lang: languages.count(lang) for lang in dict.fromkeys(languages)}
+    if rule == "balanced":
+        shares = dict.fromkeys(counts, 1.0)
+    elif rule != "weighted" or shares is None:
+        raise ValueError(f"unknown statistics rule '{rule}' (or weighted without shares)")
+    total = sum(shares[lang] for lang in counts)
+    n = len(languages)
+    return torch.tensor([n * shares[lang] / total / counts[lang] for lang in languages], dtype=torch.float64)
+
+
 class InputStatistics:
     """Running float64 sums over the calibration inputs X (tokens x d_in) of one input.
 
     keep_gram=False keeps only the squared column norms (enough for Wanda: d_in instead of d_in^2).
     sample: also keep the inputs of a token sample (`sample_inputs()`, float32), enough to estimate
     the error metrics at a fraction of the full Gram's cost and memory.
+    weights: per-window weights of the calibration languages (`window_weights`): a balanced or
+    weighted mix is a weighted sum of window Grams, so it needs no extra Gram per language.
     """
 
     def __init__(
@@ -69,8 +89,10 @@ class InputStatistics:
         device: torch.device | str = "cpu",
         keep_gram: bool = True,
         sample: TokenSample | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         self.d_in = d_in
+        self.weights = weights  # per calibration window (window_weights); None: every window weighs 1
         self.keep_gram = keep_gram
         self.gram: torch.Tensor | None = (
             torch.zeros(d_in, d_in, device=device, dtype=ACCUMULATOR) if keep_gram else None
@@ -92,11 +114,12 @@ class InputStatistics:
         self.samples += windows.shape[0]
 
     def _add_window(self, window: torch.Tensor, index: int) -> None:
+        weight = 1.0 if self.weights is None else float(self.weights[index])
         if self.gram is not None:
-            self.gram += gram(window)
+            self.gram.add_(gram(window), alpha=weight)
             self.grams_computed += 1
         else:
-            self._sq_norms += window.float().square().sum(dim=0)
+            self._sq_norms.add_(window.float().square().sum(dim=0), alpha=weight)
         if self.sample is not None:
             chosen = self.sample.positions(index, window.shape[0]).to(window.device)
             self._sample_rows.append(window[chosen].float())

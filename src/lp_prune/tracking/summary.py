@@ -33,6 +33,7 @@ def build_summary(
         "target_sparsity": config.prune.target_sparsity,
         "calibration_language": config.data.calibration_language,
         "calibration_mix": config.data.calibration_counts(),
+        "statistics": config.prune.statistics,  # how the calibration languages combine (pooled, balanced, ...)
         "nsamples": config.data.calibration_samples,
         "seqlen": config.data.seqlen,
         "calibration_tokens": calibration_tokens,
