@@ -21,7 +21,7 @@ from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.sweeps.expand import load_sweep
 from lp_prune.sweeps.runner import is_config_key, local_argv, plan, validate_runs
-from lp_prune.tracking import find_offline_runs, iter_records, read_config, read_summary, run_file
+from lp_prune.tracking import find_offline_runs, iter_records, read_config, read_summary
 from lp_prune.tracking.wandb_logger import (
     credentials_source,
     flat_config,
@@ -30,28 +30,13 @@ from lp_prune.tracking.wandb_logger import (
     wandb_host,
 )
 from lp_prune.tracking.wandb_runs import parse_source, summary_from_wandb
+from offline_logs import closed_log
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 SMALL = ["--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "2"]
 SMALL += ["--data.eval_seqlen", "32", "--data.eval_languages", "[en, sw]"]
 CUSTOM_HOST = "https://wandb.example.org"
 API_KEY = "local-" + "a1" * 20  # the format of a self-hosted server's key
-
-
-def closed_log(run_folder: Path, timeout: float = 10.0) -> Path:
-    """The run's .wandb log once wandb has written its last (exit) record.
-
-    wandb 0.31's finish() can return before its service has flushed the log: the first run of a
-    process measured here still held only the 7-byte file header, complete ~50 ms later.
-    """
-    import time
-
-    path = run_file(run_folder)
-    deadline = time.monotonic() + timeout
-    while not any(record.WhichOneof("record_type") == "exit" for record in iter_records(path)):
-        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout} s"
-        time.sleep(0.05)
-    return path
 
 
 # --- sweep files ----------------------------------------------------------------------------------

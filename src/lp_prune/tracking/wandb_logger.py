@@ -195,7 +195,7 @@ def log_analysis_run(
     name: str,
     tables: Mapping[str, tuple[list[str], list[list[Any]]]],
     images: Mapping[str, Path],
-    save_dir: Path,
+    save_dir: Path | None,
     job_type: str = "analysis",
     summary: Mapping[str, Any] | None = None,
     entity: str | None = None,
@@ -207,10 +207,10 @@ def log_analysis_run(
     mode = resolve_mode(WandbConfig(project=project))
     if mode == "disabled":
         return "W&B: disabled"
-    save_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(
-        entity=entity, project=project, group=group, name=name, job_type=job_type, dir=str(save_dir), mode=mode
-    )
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    folder = str(save_dir) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
+    run = wandb.init(entity=entity, project=project, group=group, name=name, job_type=job_type, dir=folder, mode=mode)
     try:
         for key, (columns, rows) in tables.items():
             run.log({key: wandb.Table(columns=columns, data=rows)})
