@@ -19,6 +19,7 @@ import yaml
 from lp_prune.cli import main
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
+from lp_prune.reporting import format_run_results, wandb_line
 from lp_prune.sweeps.expand import load_sweep
 from lp_prune.sweeps.runner import is_config_key, local_argv, plan, validate_runs
 from lp_prune.tracking import find_offline_runs, iter_records, read_config, read_summary
@@ -112,6 +113,16 @@ def test_offline_run_logs_its_config_flat(tiny_model_dir, tmp_path, monkeypatch)
     # Every parameter of the shipped sweeps is one of the logged columns.
     for path in SWEEPS:
         assert set(load_sweep(path).parameters) <= set(config), path.name
+    # The end of the run: the results table and the exact command that uploads the offline run.
+    line = wandb_line(out)
+    assert line == f"W&B (offline): wandb sync {run}"
+    summary = json.loads((out / "summary.json").read_text())
+    text = format_run_results(summary, out, line)
+    for lang in ("en", "sw"):
+        dense, pruned = summary["perplexity"]["dense"][lang], summary["perplexity"]["pruned"][lang]
+        row = next(r.split() for r in text.splitlines() if r.split()[:1] == [lang])
+        assert row[1:] == [f"{dense:.2f}", f"{pruned:.2f}", f"{pruned / dense:.3f}x"]
+    assert text.splitlines()[-2:] == [f"Run directory: {out}", line]
 
 
 # --- online or offline --------------------------------------------------------------------------------
