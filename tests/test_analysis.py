@@ -20,7 +20,8 @@ from lp_prune.analysis.lsar import (
 from lp_prune.analysis.mask_structure import mask_disagreement
 from lp_prune.analysis.snr import CumulativeSNR
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, iter_records, pack_mask, read_history, run_file
+from lp_prune.tracking import find_offline_runs, iter_records, pack_mask, read_history
+from offline_logs import closed_log  # wandb's finish() can return before its log is flushed
 
 # --- cumulative SNR ----------------------------------------------------------------------------------
 
@@ -252,10 +253,10 @@ def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path, capsys)
     assert "data:image/png;base64," in (out / "analysis.html").read_text()
     assert "Cumulative SNR" in (out / "analysis.md").read_text()
     (run,) = find_offline_runs(out / "wandb")
-    keys = {k for row in read_history(run_file(run)) for k in row}
+    keys = {k for row in read_history(closed_log(run)) for k in row}
     assert any(k.startswith("snr/") for k in keys) and any(k.startswith("lsar/") for k in keys)
     assert any(k.startswith("lape/") for k in keys) and any(k.startswith("masks/") for k in keys)
-    info = next(r.run for r in iter_records(run_file(run)) if r.WhichOneof("record_type") == "run")
+    info = next(r.run for r in iter_records(closed_log(run)) if r.WhichOneof("record_type") == "run")
     assert (info.project, info.run_group, info.job_type) == ("lp_prune", "g", "analysis")  # the runs' group
     printed = capsys.readouterr().out  # the command ends with where everything is
     assert str(out / "analysis.html") in printed and f"wandb sync {run}" in printed

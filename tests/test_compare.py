@@ -9,7 +9,8 @@ import torch
 from lp_prune.analysis.compare import best_per_column
 from lp_prune.analysis.iou import chance_iou, mask_iou, packed_iou
 from lp_prune.cli import main
-from lp_prune.tracking import find_offline_runs, pack_mask, read_history, run_file
+from lp_prune.tracking import find_offline_runs, pack_mask, read_history
+from offline_logs import closed_log  # wandb's finish() can return before its log is flushed
 
 
 def test_iou_matches_hand_computation():
@@ -96,7 +97,7 @@ def test_compare_three_runs_builds_tables_figures_and_wandb_run(three_runs, tmp_
     assert "data:image/png;base64," in html and "Perplexity" in html
     assert "| calibration" in (out / "report.md").read_text()
     (analysis,) = find_offline_runs(out / "wandb")
-    keys = {k for row in read_history(run_file(analysis)) for k in row}
+    keys = {k for row in read_history(closed_log(analysis)) for k in row}
     assert any(k.startswith("perplexity/") for k in keys) and any(k.startswith("iou/") for k in keys)
 
 

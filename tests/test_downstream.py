@@ -29,7 +29,8 @@ from lp_prune.evaluation.proxy_tasks import (
     proxy_folder,
     write_proxy_tasks,
 )
-from lp_prune.tracking import find_offline_runs, read_summary, run_file
+from lp_prune.tracking import find_offline_runs, read_summary
+from offline_logs import closed_log  # wandb's finish() can return before its log is flushed
 
 SMALL_RUN = [
     "--data.nsamples",
@@ -291,7 +292,7 @@ def test_run_stores_downstream_in_summary_and_wandb(eval_model_dir, tmp_path, ca
     assert {"downstream_dense", "downstream_pruned"} <= set(summary["timings_s"])
 
     (run,) = find_offline_runs(out / "wandb")
-    wandb_summary = read_summary(run_file(run))
+    wandb_summary = read_summary(closed_log(run))
     assert wandb_summary["acc/pruned/lp_prune_proxy_sw"] == pytest.approx(
         downstream["pruned"]["lp_prune_proxy_sw"]["acc"]
     )
