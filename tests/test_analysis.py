@@ -21,7 +21,7 @@ from lp_prune.analysis.mask_structure import mask_disagreement
 from lp_prune.analysis.snr import CumulativeSNR
 from lp_prune.cli import main
 from lp_prune.tracking import pack_mask
-from wandb_offline import find_offline_runs, read_history, run_file
+from wandb_offline import closed_log, find_offline_runs, iter_records, read_history
 
 # --- cumulative SNR ----------------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ def wanda_runs(tiny_model_dir, tmp_path_factory):
     return root
 
 
-def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path):
+def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path, capsys):
     out = tmp_path / "analysis"
     args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw, de, zh]"]
     assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "1"]) == 0
@@ -253,9 +253,13 @@ def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path):
     assert "data:image/png;base64," in (out / "analysis.html").read_text()
     assert "Cumulative SNR" in (out / "analysis.md").read_text()
     (run,) = find_offline_runs(out / "wandb")
-    keys = {k for row in read_history(run_file(run)) for k in row}
+    keys = {k for row in read_history(closed_log(run)) for k in row}
     assert any(k.startswith("snr/") for k in keys) and any(k.startswith("lsar/") for k in keys)
     assert any(k.startswith("lape/") for k in keys) and any(k.startswith("masks/") for k in keys)
+    info = next(r.run for r in iter_records(closed_log(run)) if r.WhichOneof("record_type") == "run")
+    assert (info.project, info.run_group, info.job_type) == ("lp_prune", "g", "analysis")  # the runs' group
+    printed = capsys.readouterr().out  # the command ends with where everything is
+    assert str(out / "analysis.html") in printed and f"wandb sync {run}" in printed
 
 
 def test_analyze_refuses_sparsegpt_runs_without_saved_model(wanda_runs, tmp_path, capsys):

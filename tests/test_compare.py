@@ -10,7 +10,7 @@ from lp_prune.analysis.compare import best_per_column
 from lp_prune.analysis.iou import chance_iou, mask_iou, packed_iou
 from lp_prune.cli import main
 from lp_prune.tracking import pack_mask
-from wandb_offline import find_offline_runs, read_history, run_file
+from wandb_offline import closed_log, find_offline_runs, read_history
 
 
 def test_iou_matches_hand_computation():
@@ -97,7 +97,7 @@ def test_compare_three_runs_builds_tables_figures_and_wandb_run(three_runs, tmp_
     assert "data:image/png;base64," in html and "Perplexity" in html
     assert "| calibration" in (out / "report.md").read_text()
     (analysis,) = find_offline_runs(out / "wandb")
-    keys = {k for row in read_history(run_file(analysis)) for k in row}
+    keys = {k for row in read_history(closed_log(analysis)) for k in row}
     assert any(k.startswith("perplexity/") for k in keys) and any(k.startswith("iou/") for k in keys)
 
 

@@ -29,7 +29,7 @@ from lp_prune.evaluation.proxy_tasks import (
     proxy_folder,
     write_proxy_tasks,
 )
-from wandb_offline import find_offline_runs, read_summary, run_file
+from wandb_offline import closed_log, find_offline_runs, read_summary
 
 SMALL_RUN = [
     "--data.nsamples",
@@ -291,7 +291,7 @@ def test_run_stores_downstream_in_summary_and_wandb(eval_model_dir, tmp_path, ca
     assert {"downstream_dense", "downstream_pruned"} <= set(summary["timings_s"])
 
     (run,) = find_offline_runs(out / "wandb")
-    wandb_summary = read_summary(run_file(run))
+    wandb_summary = read_summary(closed_log(run))
     assert wandb_summary["acc/pruned/lp_prune_proxy_sw"] == pytest.approx(
         downstream["pruned"]["lp_prune_proxy_sw"]["acc"]
     )

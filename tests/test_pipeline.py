@@ -12,7 +12,7 @@ from conftest import build_char_tokenizer
 from lp_prune.cli import main
 from lp_prune.config import DataConfig
 from lp_prune.data import PruningDataModule
-from wandb_offline import find_offline_runs, read_history, read_summary, run_file
+from wandb_offline import closed_log, find_offline_runs, read_history, read_summary
 
 SMALL = [
     "--data.nsamples",
@@ -79,13 +79,13 @@ def test_offline_wandb_history_has_per_layer_metrics(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     assert run_cli(tiny_model_dir, out, "--wandb.mode", "offline") == 0
     (run,) = find_offline_runs(out / "wandb")
-    history = read_history(run_file(run))
+    history = read_history(closed_log(run))
     layer_rows = [row for row in history if "prune/snr_db/q_proj" in row]
     assert [row["layer"] for row in layer_rows] == [0, 1, 2]
     for row in layer_rows:
         assert row["prune/sparsity/down_proj"] == pytest.approx(0.5)
         assert math.isfinite(row["prune/rel_error/o_proj"])
-    summary = read_summary(run_file(run))
+    summary = read_summary(closed_log(run))
     assert summary["sparsity"] == pytest.approx(0.5)
     assert math.isfinite(summary["ppl/pruned/sw"]) and math.isfinite(summary["ppl/dense/en"])
 

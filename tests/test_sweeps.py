@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import yaml
@@ -130,6 +131,9 @@ def test_local_sweep_runs_offline_and_resumes(tiny_model_dir, tmp_path, capsys):
     path = write_sweep(tmp_path, body)
     root = tmp_path / "sweeps"
     assert main(["sweep", str(path), "--root", str(root)]) == 0
+    printed = capsys.readouterr().out  # a line per finished run: i/N, name, status, time, ETA of the rest
+    assert re.search(r"^\[1/2\] en-\w+  COMPLETE  \d+s  ETA \d+s$", printed, re.M), printed
+    assert re.search(r"^\[2/2\] sw-\w+  COMPLETE  \d+s$", printed, re.M), printed
     for run in ("en", "sw"):
         (run_dir,) = root.glob(f"t/{run}-*[!.log]")
         summary = json.loads((run_dir / "summary.json").read_text())

@@ -42,8 +42,9 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }.items():
             patch.setenv(name, value)
         patch.delenv("WANDB_API_KEY", raising=False)
-        # dir= as well: wandb caches settings per process, so an earlier init elsewhere could win.
-        run = wandb.init(project="t", config={"a": 1, "method": {"name": "wanda"}}, dir=str(root))
+        # dir= and mode= as well: wandb reads the environment once per process, when its settings
+        # first load (an earlier run elsewhere), and ignores later changes.
+        run = wandb.init(project="t", config={"a": 1, "method": {"name": "wanda"}}, dir=str(root), mode="offline")
         for row in LOGGED_ROWS:
             run.log(row)
         run.config.update({"late": "yes"})

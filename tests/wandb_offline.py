@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +213,18 @@ def _subdict(target: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 def _public(values: dict[str, Any], include_internal: bool) -> dict[str, Any]:
     return values if include_internal else {key: value for key, value in values.items() if not key.startswith("_")}
+
+
+def closed_log(run_folder: str | os.PathLike[str], timeout: float = 10.0) -> Path:
+    """The run's .wandb log once wandb has written its last (exit) record.
+
+    wandb 0.31's finish() can return before its service has flushed the log: the first run of a
+    process, measured here, still held only the 7-byte file header; it was complete ~50 ms later.
+    """
+    path = run_file(run_folder)
+    deadline = time.monotonic() + timeout
+    while not any(record.WhichOneof("record_type") == "exit" for record in iter_records(path)):
+        if time.monotonic() > deadline:
+            raise DataError(f"{path} has no exit record after {timeout} s")
+        time.sleep(0.05)
+    return path

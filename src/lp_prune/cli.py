@@ -56,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quiet_libraries() -> None:
-    """Our own progress bars and messages only: library chatter hides what matters."""
+    """Library chatter hides what matters: keep the libraries' warnings and errors only. Their progress
+    bars stay: model downloads (16-140 GB for the study's models) and weight loading take minutes."""
     import warnings
 
     from transformers.utils import logging as hf_logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -232,18 +232,32 @@ class EvalConfig:
     """Also evaluate the unpruned model."""
     cache_dense: bool = True
     """Reuse the dense results of an identical model and windows (sweeps evaluate the dense model once)."""
-    tasks: list[str] = field(default_factory=list)
-    """Downstream tasks via lm-eval: task names or shorthands (proxy, belebele, arc, hellaswag, mmlu, mkqa, study)."""
+    tasks: list[str] | str = field(default_factory=list)
+    """Downstream tasks via lm-eval: task names or shorthands (proxy, belebele, arc, hellaswag, mmlu, mkqa, study),
+    as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
     limit: int | None = None
     """At most this many items per task (quick runs); null: all."""
     num_fewshot: int = 0
     """Few-shot examples per item (0: zero-shot, as in the study)."""
     batch_size: int = 8
     """lm-eval requests per forward pass."""
+    include_path: str | list[str] | None = None
+    """Folder(s) of your own lm-eval task YAMLs (lm-eval's TaskManager include_path)."""
+
+    def __post_init__(self) -> None:
+        self.tasks = split_list(self.tasks)
+
+    @property
+    def include_paths(self) -> list[str]:
+        return [self.include_path] if isinstance(self.include_path, str) else list(self.include_path or [])
 
     def validate(self) -> None:
+        self.tasks = split_list(self.tasks)
         for name in self.tasks:
             check_task_name(name)
+        for path in self.include_paths:
+            if not Path(path).expanduser().is_dir():
+                raise ConfigError(f"eval.include_path '{path}' is not a folder of lm-eval task YAML files")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"eval.limit must be at least 1 (or null for all items), got {self.limit}")
         if self.num_fewshot < 0:
@@ -387,6 +401,12 @@ def calibration_mix(spec: str, nsamples: int) -> dict[str, int]:
 TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "belebele", "arc", "hellaswag", "mmlu", "mkqa", "study")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 _NAMED_PER_LANGUAGE = ("lp_prune_proxy_", "mkqa_")  # lp_prune's own tasks: <prefix><language>
+
+
+def split_list(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """'belebele,arc' or ['belebele,arc', 'proxy'] -> ['belebele', 'arc', 'proxy']."""
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
 
 
 def check_task_name(name: str) -> None:

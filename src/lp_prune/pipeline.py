@@ -195,6 +195,7 @@ def _prune_and_measure(
     if owl:
         summary["owl"] = owl
     downstream.add_to(summary, loggers)  # summary["downstream"] and W&B
+    downstream.save(run_dir.root)  # lm-eval's own output: RUN_DIR/lm_eval_results.json
     write_json(run_dir.summary, summary)
     log_results(loggers, summary, run_dir.masks)
     run_dir.mark_complete()

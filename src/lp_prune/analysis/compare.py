@@ -18,7 +18,7 @@ from typing import Any
 
 from lp_prune.analysis.iou import chance_iou, packed_iou, popcount
 from lp_prune.analysis.mask_structure import setting_disagreement
-from lp_prune.config import LANGUAGES, RunConfig
+from lp_prune.config import LANGUAGES, RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.models.layers import layer_index, projection
 from lp_prune.tracking import RunDirectory, mask_names, packed_masks, read_json
@@ -95,6 +95,24 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
         listing = "; ".join(f"{m} ({len(r)} runs)" for m, r in models.items())
         raise UserError(f"runs of different models cannot be compared in one table: {listing}")
     return runs
+
+
+def wandb_destination(runs: list[Run], project: str | None = None, group: str | None = None) -> tuple[str, str | None]:
+    """The W&B project and group of an analysis run about `runs`: the ones the runs logged to (their
+    config.yaml's wandb section), unless given. Runs of several projects: the first run's project;
+    runs of several groups: no group. Either way a warning says so."""
+    sections = [run.config.wandb for run in runs]
+    projects = list(dict.fromkeys(section.project or WandbConfig().project for section in sections))
+    groups = list(dict.fromkeys(section.group for section in sections))
+    if project is None:
+        project = projects[0]
+        if len(projects) > 1:
+            log.warning("the runs are in W&B projects %s; the analysis run goes to %s", ", ".join(projects), project)
+    if group is None and len(groups) == 1:
+        group = groups[0]
+    elif group is None:
+        log.warning("the runs are in several W&B groups (%s); the analysis run gets none", ", ".join(map(str, groups)))
+    return project, group
 
 
 def compare(runs: list[Run]) -> Comparison:

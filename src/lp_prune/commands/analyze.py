@@ -25,7 +25,12 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--lape_bar", type=float, default=0.95, help="percentile of all activation probabilities")
     parser.add_argument("--include_bos", action="store_true", help="count the BOS position in the statistics")
     parser.add_argument("--out", type=str | None, default=None, help="report folder (default: <first>/analysis)")
-    parser.add_argument("--wandb_project", type=str, default="lp_prune", help="project of the analysis run")
+    parser.add_argument(
+        "--wandb_project", type=str | None, default=None, help="project of the analysis run (default: the runs')"
+    )
+    parser.add_argument(
+        "--wandb_group", type=str | None, default=None, help="group of the analysis run (default: the runs')"
+    )
     parser.add_argument("--no_wandb", action="store_true", help="do not log an analysis run to W&B")
 
 
@@ -52,11 +57,17 @@ def execute(args: Namespace) -> int:
     result = analyze(runs, options)
     figures = analysis_figures(result, out)
     reports = write_analysis_reports(result, figures, out)
+    location = None
     if not args.no_wandb:
+        from lp_prune.analysis.compare import wandb_destination
         from lp_prune.tracking.wandb_logger import log_analysis_run
 
-        group = runs[0].config.wandb.group
-        log_analysis_run(args.wandb_project, group, f"analyze-{out.parent.name}", wandb_tables(result), figures, out)
-    print(f"Report: {reports['html']} (and {reports['markdown'].name}, {reports['json'].name}, {len(figures)} figures)")
+        project, group = wandb_destination(runs, args.wandb_project, args.wandb_group)
+        name = f"analyze-{out.parent.name}"
+        location = log_analysis_run(project, group, name, wandb_tables(result), figures, out)
+    from lp_prune.reporting import format_report_paths
+
+    written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)
+    print(format_report_paths(f"Analysis of {len(runs)} runs", written, location))
     print(f"Peak memory: {result['peak_rss_mb']:.0f} MB")
     return 0

@@ -1,4 +1,12 @@
-"""`lp-prune compare RUNS...`: the study's cross-run tables and figures from saved runs."""
+"""`lp-prune compare RUNS...`: the study's cross-run tables and figures from saved runs.
+
+    lp-prune compare runs/sweeps/languages-default          # run directories or sweep folders
+    lp-prune compare wandb:ENTITY/PROJECT/SWEEP_ID           # a W&B sweep's runs, downloaded first
+    lp-prune compare wandb:ENTITY/PROJECT/group=NAME         # a W&B group's runs
+
+W&B runs are downloaded into --download_dir/ENTITY/PROJECT/sweep-ID (or group-NAME) as run
+directories (tracking.wandb_runs); the report goes to <that folder>/compare unless --out says.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +14,41 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
-HELP = "Compare runs (run or sweep directories): perplexity matrix, mask IoU, per-layer SNR; report + W&B."
+HELP = "Compare runs (run or sweep directories, W&B sweeps or groups): perplexity, mask IoU, SNR; report + W&B."
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("runs", type=str, nargs="+", help="run directories and/or sweep folders")
+    parser.add_argument(
+        "runs", type=str, nargs="+", help="run directories, sweep folders, wandb:ENTITY/PROJECT/SWEEP_ID or .../group=G"
+    )
     parser.add_argument("--out", type=str | None, default=None, help="report folder (default: <first>/compare)")
-    parser.add_argument("--wandb_project", type=str, default="lp_prune", help="project of the analysis run")
+    parser.add_argument(
+        "--download_dir", type=str, default="runs/wandb", help="where the runs of wandb: sources are written"
+    )
+    parser.add_argument(
+        "--wandb_project", type=str | None, default=None, help="project of the analysis run (default: the runs')"
+    )
+    parser.add_argument(
+        "--wandb_group", type=str | None, default=None, help="group of the analysis run (default: the runs')"
+    )
     parser.add_argument("--no_wandb", action="store_true", help="do not log an analysis run to W&B")
 
 
 def execute(args: Namespace) -> int:
-    from lp_prune.analysis.compare import compare, load_runs
+    from lp_prune.analysis.compare import compare, load_runs, wandb_destination
     from lp_prune.analysis.plots import comparison_figures
     from lp_prune.analysis.report import iou_rows, perplexity_rows, write_reports
+    from lp_prune.reporting import format_report_paths
+    from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
-    paths = list(args.runs)
+    sources = [parse_source(p) for p in args.runs if is_wandb_source(p)]  # bad forms fail before any download
+    paths = resolve_sources(list(args.runs), Path(args.download_dir))
     runs = load_runs(paths)
     out = Path(args.out) if args.out else Path(paths[0]) / "compare"
     result = compare(runs)
     figures = comparison_figures(result, out)
     reports = write_reports(result, figures, out)
+    location = None
     if not args.no_wandb:
         from lp_prune.tracking.wandb_logger import log_analysis_run
 
@@ -37,7 +59,10 @@ def execute(args: Namespace) -> int:
                 tables[f"accuracy/{setting}"] = perplexity_rows(result.accuracy[setting], higher_is_better=True)
             if result.iou[setting]["pairs"]:
                 tables[f"iou/{setting}"] = iou_rows(result.iou[setting])
-        group = runs[0].config.wandb.group
-        log_analysis_run(args.wandb_project, group, f"compare-{out.parent.name}", tables, figures, out)
-    print(f"Report: {reports['html']} (and {reports['markdown'].name}, {len(figures)} figures)")
+        project, group = wandb_destination(runs, args.wandb_project, args.wandb_group)
+        entity = sources[0].entity if sources else None
+        name = f"compare-{out.parent.name}"
+        location = log_analysis_run(project, group, name, tables, figures, out, entity=entity)
+    written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)
+    print(format_report_paths(f"Comparison of {len(runs)} runs", written, location))
     return 0

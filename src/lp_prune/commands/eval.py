@@ -6,7 +6,8 @@
 
 A run directory's pruned model comes from RUN_DIR/model (`--save_model true`), else from the dense
 model with the saved masks applied (Wanda and magnitude only). Results go into the run's
-summary.json under "downstream" and are printed as a table.
+summary.json under "downstream", lm-eval's own output into RUN_DIR/lm_eval_results.json, and a W&B
+run of job type `eval` in the run's project and group; they are printed as a table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 
-from lp_prune.config import LANGUAGES, DataConfig, EvalConfig, ModelConfig, check_language
+from lp_prune.config import LANGUAGES, DataConfig, EvalConfig, ModelConfig, WandbConfig, check_language
 
 HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm-eval."
 
@@ -24,7 +25,13 @@ HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("target", type=str, help="a run directory, or a model (packaged name, folder, hub id)")
     parser.add_argument(
-        "--tasks", type=list[str], default=["proxy"], help="task names or shorthands (proxy, belebele, ...)"
+        "--tasks",
+        type=list[str] | str,
+        default=["proxy"],
+        help="task names or shorthands (proxy, belebele, ...): a list, or comma-separated as lm-eval's --tasks",
+    )
+    parser.add_argument(
+        "--include_path", type=list[str] | str | None, default=None, help="your own lm-eval task folders"
     )
     parser.add_argument("--limit", type=int | None, default=None, help="at most this many items per task")
     parser.add_argument("--num_fewshot", type=int, default=0, help="few-shot examples (0: zero-shot)")
@@ -33,6 +40,7 @@ def add_arguments(parser: ArgumentParser) -> None:
         "--languages", type=list[str] | None, default=None, help="languages of shorthands (default: the run's)"
     )
     parser.add_argument("--dense", type=bool, default=False, help="run directory: also the dense model")
+    parser.add_argument("--no_wandb", action="store_true", help="do not log an eval run to W&B")
 
 
 def is_run_directory(target: str) -> bool:
@@ -42,63 +50,97 @@ def is_run_directory(target: str) -> bool:
 
 def execute(args: Namespace) -> int:
     eval_config = EvalConfig(
-        tasks=list(args.tasks), limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size
+        tasks=args.tasks,
+        limit=args.limit,
+        num_fewshot=args.num_fewshot,
+        batch_size=args.batch_size,
+        include_path=args.include_path,
     )
     eval_config.validate()
     for lang in args.languages or []:
         check_language(lang, "--languages")
-    if is_run_directory(args.target):
-        downstream = evaluate_run(Path(args.target), eval_config, args.languages, args.dense)
+    run_dir = Path(args.target) if is_run_directory(args.target) else None
+    if run_dir is not None:
+        downstream = evaluate_run(run_dir, eval_config, args.languages, args.dense)
     else:
         downstream = {"model": evaluate_model(args.target, eval_config, args.languages)}
     from lp_prune.evaluation.downstream import format_table
 
     print(format_table(downstream))
+    if not args.no_wandb:
+        print(log_eval_run(downstream, run_dir, args.target))
     return 0
+
+
+def log_eval_run(downstream: dict[str, dict[str, Any]], run_dir: Path | None, target: str) -> str:
+    """A W&B run of job type `eval` with the scores (summary `acc/<stage>/<task>`, ...) and the
+    `downstream` table, in the run's project and group (a model: the default project)."""
+    from lp_prune.evaluation.downstream_step import TABLE_COLUMNS, summary_values, table_rows
+    from lp_prune.tracking import RunDirectory
+    from lp_prune.tracking.wandb_logger import log_analysis_run
+
+    wandb = RunDirectory(run_dir).read_config().wandb if run_dir else WandbConfig()
+    name = f"eval-{(run_dir or Path(target)).name}"
+    tables = {"downstream": (TABLE_COLUMNS, table_rows(downstream))}
+    return log_analysis_run(
+        wandb.project,
+        wandb.group,
+        name,
+        tables,
+        {},
+        run_dir,  # a model: wandb's own place (WANDB_DIR, else ./wandb)
+        job_type="eval",
+        summary=summary_values(downstream),
+    )
 
 
 def evaluate_run(
     run_dir: Path, eval_config: EvalConfig, languages: list[str] | None, dense: bool
 ) -> dict[str, dict[str, Any]]:
     """Evaluate the run's pruned (and with `dense`, its dense) model; merge into its summary.json."""
+    from lp_prune.evaluation.downstream import parse_results, write_lm_eval_results
     from lp_prune.models.loading import load_model, load_run_model, load_tokenizer_and_config
     from lp_prune.tracking import RunDirectory, read_json, write_json
 
     run = RunDirectory.open(run_dir)
     run_config = run.read_config()  # proxies split the text as the run did
     plan = _plan(eval_config, languages or run_config.data.eval_languages, run_config.data.eval_fraction)
-    results = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
+    outputs = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
     if dense:
         tokenizer, _ = load_tokenizer_and_config(run_config.model)
-        results["dense"] = _evaluate(load_model(run_config.model), tokenizer, plan, eval_config)
+        outputs["dense"] = _evaluate(load_model(run_config.model), tokenizer, plan, eval_config)
+    results = {stage: parse_results(output["results"]) for stage, output in outputs.items()}
     summary = read_json(run.summary) if run.summary.is_file() else {}
     stored = summary.setdefault("downstream", {})
     for stage, stage_results in results.items():
         stored.setdefault(stage, {}).update(stage_results)
     write_json(run.summary, summary)
-    print(f"Results written to {run.summary} (under 'downstream')")
+    lm_eval_file = write_lm_eval_results(run.root, outputs)
+    print(f"Results written to {run.summary} (under 'downstream') and {lm_eval_file} (lm-eval's own output)")
     return results
 
 
 def evaluate_model(name: str, eval_config: EvalConfig, languages: list[str] | None) -> dict[str, Any]:
+    from lp_prune.evaluation.downstream import parse_results
     from lp_prune.models.loading import load_model, load_tokenizer_and_config
 
     model_config = ModelConfig(name=name)
     plan = _plan(eval_config, languages or list(LANGUAGES), DataConfig().eval_fraction)
     tokenizer, _ = load_tokenizer_and_config(model_config)
-    return _evaluate(load_model(model_config), tokenizer, plan, eval_config)
+    return parse_results(_evaluate(load_model(model_config), tokenizer, plan, eval_config)["results"])
 
 
 def _plan(eval_config: EvalConfig, languages: list[str], eval_fraction: float) -> Any:
     from lp_prune.evaluation.downstream import plan_tasks
 
-    return plan_tasks(eval_config.tasks, languages, eval_fraction)
+    return plan_tasks(eval_config.tasks, languages, eval_fraction, include_path=eval_config.include_paths)
 
 
 def _evaluate(model: Any, tokenizer: Any, plan: Any, eval_config: EvalConfig) -> dict[str, Any]:
-    from lp_prune.evaluation.downstream import evaluate_downstream
+    """lm-eval's own output (JSON-safe) for the plan on the model."""
+    from lp_prune.evaluation.downstream import run_lm_eval
 
-    return evaluate_downstream(
+    return run_lm_eval(
         model,
         tokenizer,
         plan,

@@ -15,6 +15,11 @@ data; missing ones are None, never replaced by something else:
 
 The offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) run anywhere; when every task is
 local the Hub is switched off for the evaluation, so nothing tries to reach it.
+
+A user's own lm-eval task folders come in through `include_path` (lm-eval's TaskManager
+include_path); task lists may be comma-separated strings as on lm-eval's command line
+("belebele,arc"). lm-eval's own output (versions, task configs, n-shot, per-task metrics; no
+per-sample logs) is kept beside summary.json in RUN_DIR/lm_eval_results.json, one entry per stage.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lp_prune.config import LANGUAGES, TASK_SHORTHANDS
+from lp_prune.config import LANGUAGES, TASK_SHORTHANDS, split_list
 from lp_prune.errors import ConfigError, DataError
 from lp_prune.evaluation.mkqa import MKQA_LANGUAGES
 from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, proxy_language, proxy_task_name, write_proxy_tasks
@@ -77,6 +83,7 @@ assert set(STUDY_TASKS) | {"proxy", "study"} == set(TASK_SHORTHANDS)
 assert all(set(table) == set(LANGUAGES) for table in STUDY_TASKS.values())
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
+LM_EVAL_RESULTS_FILE = "lm_eval_results.json"  # lm-eval's own output per stage, in the run directory
 
 _LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
 _STDERR_SUFFIX = "_stderr"
@@ -118,23 +125,34 @@ def is_packaged(task: str) -> bool:
 
 
 def plan_tasks(
-    names: Sequence[str], languages: Sequence[str], eval_fraction: float, n_items: int = DEFAULT_ITEMS
+    names: Sequence[str],
+    languages: Sequence[str],
+    eval_fraction: float,
+    n_items: int = DEFAULT_ITEMS,
+    include_path: Sequence[str | os.PathLike[str]] = (),
 ) -> TaskPlan:
     """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
 
+    include_path: the user's own lm-eval task folders; their tasks need no index of lm-eval's own
+    (~15 s to build), which is only read for names found nowhere else.
     Call it before any weights load: an unknown name is a ConfigError here, not after an hour.
     """
-    tasks = expand_tasks(names, languages)
+    tasks = expand_tasks(split_list(names), languages)
     if not tasks:
         raise ConfigError(f"eval.tasks {list(names)} leaves no task for languages {', '.join(languages)}")
     proxies = [lang for task in tasks if (lang := proxy_language(task))]
     include: list[Path] = [write_proxy_tasks(proxies, eval_fraction, n_items)] if proxies else []
     if any(is_packaged(task) for task in tasks):
         include.append(PACKAGED_TASKS)
-    builtin = [task for task in tasks if not proxy_language(task) and not is_packaged(task)]
-    plan = TaskPlan(tuple(tasks), tuple(include), needs_builtin=bool(builtin), local_only=len(proxies) == len(tasks))
-    if builtin:
-        _check_known(builtin, plan)
+    user_paths = tuple(Path(path).expanduser().absolute() for path in include_path)
+    include += user_paths
+    others = [task for task in tasks if not proxy_language(task) and not is_packaged(task)]
+    if user_paths:  # the user's own tasks need no index of lm-eval's
+        user_index = _task_manager(user_paths, False).task_index
+        others = [task for task in others if task not in user_index]
+    plan = TaskPlan(tuple(tasks), tuple(include), needs_builtin=bool(others), local_only=len(proxies) == len(tasks))
+    if others:
+        _check_known(others, plan)
     return plan
 
 
@@ -144,7 +162,7 @@ def _check_known(tasks: Sequence[str], plan: TaskPlan) -> None:
     if unknown:
         raise ConfigError(
             f"eval.tasks: unknown task {', '.join(repr(t) for t in unknown)}: neither a shorthand "
-            f"({', '.join(TASK_SHORTHANDS)}) nor a task in lm-eval's index"
+            f"({', '.join(TASK_SHORTHANDS)}) nor a task in lm-eval's index or eval.include_path"
         )
 
 
@@ -170,6 +188,22 @@ def evaluate_downstream(
     batch_size: int = 8,
 ) -> dict[str, dict[str, Any]]:
     """Run the plan's tasks on the in-memory model; {task: {metric: value, "language": lang}}."""
+    output = run_lm_eval(model, tokenizer, plan, limit=limit, num_fewshot=num_fewshot, batch_size=batch_size)
+    return parse_results(output["results"])
+
+
+def run_lm_eval(
+    model: Any,
+    tokenizer: Any,
+    plan: TaskPlan,
+    *,
+    limit: int | None = None,
+    num_fewshot: int = 0,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """lm-eval's own output for the plan's tasks on the in-memory model, JSON-safe (`lm_eval_json`):
+    `results` (per-task metrics), `configs`, `versions`, `n-shot`, `n-samples`, `higher_is_better`,
+    `config` (limit, seeds, ...), library versions and the environment. No per-sample logs."""
     import lm_eval
 
     from lp_prune.evaluation.focused_lm import FocusedHFLM
@@ -195,7 +229,61 @@ def evaluate_downstream(
                 f"downstream task data could not be loaded ({err}); the study's tasks need the Hugging "
                 "Face Hub: offline, use the proxy tasks (eval.tasks: [proxy])"
             ) from err
-    return parse_results(output["results"])
+    output.pop("samples", None)
+    return lm_eval_json(output)
+
+
+def lm_eval_json(value: Any) -> Any:
+    """lm-eval's output as plain JSON: non-finite floats -> None, numpy scalars -> numbers, dtypes and
+    other objects -> their text, functions (task configs' process_results, ...) -> their dotted name."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): lm_eval_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [lm_eval_json(item) for item in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return lm_eval_json(value.item())
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}".lstrip(".")
+    return str(value)
+
+
+# Sections of lm-eval's output keyed by task (or group): merged task by task when a later
+# `lp-prune eval` adds or replaces tasks; the other keys describe the latest evaluation.
+_PER_TASK_SECTIONS = (
+    "results",
+    "groups",
+    "group_subtasks",
+    "configs",
+    "versions",
+    "n-shot",
+    "higher_is_better",
+    "n-samples",
+)
+
+
+def merge_lm_eval_output(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """One stage's lm-eval output with `new` evaluated tasks added (replacing the same tasks)."""
+    merged = {**stored, **{key: value for key, value in new.items() if key not in _PER_TASK_SECTIONS}}
+    for section in _PER_TASK_SECTIONS:
+        if section in stored or section in new:
+            merged[section] = {**(stored.get(section) or {}), **(new.get(section) or {})}
+    return merged
+
+
+def write_lm_eval_results(run_dir: str | os.PathLike[str], outputs: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Merge {stage: lm-eval output} into RUN_DIR/lm_eval_results.json (atomically); return its path."""
+    from lp_prune.tracking import read_json, write_json
+
+    path = Path(run_dir) / LM_EVAL_RESULTS_FILE
+    stored = read_json(path) if path.is_file() else {}
+    for stage, output in outputs.items():
+        stored[stage] = merge_lm_eval_output(stored.get(stage) or {}, lm_eval_json(output))
+    write_json(path, stored)
+    return path
 
 
 def parse_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -5,6 +5,7 @@ dense model before pruning and on the pruned model after it, into summary.json a
     downstream.evaluate("dense", model, timings)     # before pruning (only with eval.dense_baseline)
     downstream.evaluate("pruned", model, timings)    # after pruning
     downstream.add_to(summary, loggers)              # summary["downstream"] and W&B
+    downstream.save(run_dir)                         # lm-eval's own output: RUN_DIR/lm_eval_results.json
 
 Does nothing at all when eval.tasks is empty (the default).
 """
@@ -12,8 +13,10 @@ Does nothing at all when eval.tasks is empty (the default).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
@@ -21,11 +24,13 @@ from lightning.pytorch.loggers import Logger
 from lp_prune.config import RunConfig
 from lp_prune.evaluation.downstream import (
     TaskPlan,
-    evaluate_downstream,
     format_table,
     metric_names,
+    parse_results,
     plan_tasks,
+    run_lm_eval,
     stderr_of,
+    write_lm_eval_results,
 )
 from lp_prune.tracking import wandb_logger as tracking
 
@@ -39,15 +44,21 @@ class DownstreamStep:
         self.eval = config.eval
         self.tokenizer = tokenizer
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        self.lm_eval_outputs: dict[str, dict[str, Any]] = {}  # lm-eval's own output per stage
         self.plan: TaskPlan | None = None
         if self.eval.tasks:
-            self.plan = plan_tasks(self.eval.tasks, config.data.eval_languages, config.data.eval_fraction)
+            self.plan = plan_tasks(
+                self.eval.tasks,
+                config.data.eval_languages,
+                config.data.eval_fraction,
+                include_path=self.eval.include_paths,
+            )
 
     def evaluate(self, stage: str, model: Any, timings: dict[str, float]) -> None:
         if self.plan is None or (stage == "dense" and not self.eval.dense_baseline):
             return
         start = time.perf_counter()
-        self.results[stage] = evaluate_downstream(
+        output = run_lm_eval(
             model,
             self.tokenizer,
             self.plan,
@@ -55,6 +66,8 @@ class DownstreamStep:
             num_fewshot=self.eval.num_fewshot,
             batch_size=self.eval.batch_size,
         )
+        self.lm_eval_outputs[stage] = output
+        self.results[stage] = parse_results(output["results"])
         timings[f"downstream_{stage}"] = time.perf_counter() - start
 
     def add_to(self, summary: dict[str, Any], loggers: Sequence[Logger]) -> None:
@@ -63,6 +76,10 @@ class DownstreamStep:
         summary["downstream"] = self.results
         log_downstream(loggers, self.results)
         log.info("Downstream evaluation:\n%s", format_table(self.results))
+
+    def save(self, run_dir: str | os.PathLike[str]) -> Path | None:
+        """lm-eval's own output per stage into RUN_DIR/lm_eval_results.json; None when no task ran."""
+        return write_lm_eval_results(run_dir, self.lm_eval_outputs) if self.lm_eval_outputs else None
 
 
 def log_downstream(loggers: Sequence[Logger], downstream: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:

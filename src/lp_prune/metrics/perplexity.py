@@ -1,8 +1,10 @@
 """Perplexity and bits per byte from summed token cross-entropy.
 
-torchmetrics' Perplexity applies softmax then log, which overflows on large vocabularies; here the
-summed negative log-likelihood (computed with log-softmax) and the counts are the metric state, so
-values from many batches, windows or processes add up exactly.
+torchmetrics' Perplexity takes the softmax and then its log: a probability below about 1e-45
+(e^-103) underflows to zero in float32 (in float16 below about e^-17), its log is -inf and the
+perplexity infinite. Here the summed negative log-likelihood (computed with log-softmax, which
+never underflows that way) and the counts are the metric state, so values from many batches,
+windows or processes add up exactly.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ def packaged_model_dir() -> Path:
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantise the GGUF into float32 safetensors; write to a temp folder, then rename (atomic)."""
+    from lp_prune.tracking.run_dir import new_folder_mode
+
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The weights are dequantised already: drop the GGUF quantiser so the model saves as plain HF.
@@ -98,6 +100,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         tokenizer.save_pretrained(staging)
         if target.exists():  # another process finished first
             return
+        staging.chmod(new_folder_mode())  # mkdtemp makes 0700: the cache may be shared with colleagues
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,8 @@ combination the command line a W&B agent would run:
   or with `probabilities`; distributions `uniform`, `int_uniform`, `q_uniform`, `log_uniform_values`,
   `q_log_uniform_values`, `normal`, `q_normal`, `log_normal`, `categorical`, `constant`.
 - Parameters are config keys in dotted form (`data.calibration_language`, `prune.method`).
+- `project`: the W&B project of the sweep and its runs. A W&B sweep puts its runs there whatever
+  their own `wandb.project` says; the local runner passes it on as `--wandb.project` to match.
 - `command`: `${env}`, `${interpreter}`, `${program}`, `${args}`, `${args_no_hyphens}`,
   `${args_no_boolean_flags}`, `${args_json}` are replaced as the W&B agent does (`--key=value`).
 """
@@ -42,6 +44,7 @@ class Sweep:
     program: str | None
     run_cap: int | None
     raw: dict[str, Any]
+    project: str | None = None  # the W&B project of the sweep's runs (`wandb sweep` reads the same key)
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -66,7 +69,14 @@ def load_sweep(path: str | Path) -> Sweep:
         program=raw.get("program"),
         run_cap=raw.get("run_cap"),
         raw=raw,
+        project=_project(raw.get("project"), path),
     )
+
+
+def _project(value: Any, path: Path) -> str | None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise ConfigError(f"sweep file {path}: 'project' must be a W&B project name, got {value!r}")
+    return value
 
 
 def _flatten(parameters: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:

@@ -13,12 +13,13 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
+from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
 
@@ -45,11 +46,11 @@ def config_keys(config: Any = None, prefix: str = "") -> set[str]:
     """Every dotted key a run config accepts, e.g. 'data.nsamples' (plus 'config' for YAML files)."""
     config = RunConfig() if config is None else config
     keys = set() if prefix else {"config"}
-    for field in fields(config):
-        value = getattr(config, field.name)
-        keys.add(prefix + field.name)
+    for item in fields(config):
+        value = getattr(config, item.name)
+        keys.add(prefix + item.name)
         if is_dataclass(value):
-            keys |= config_keys(value, f"{prefix}{field.name}.")
+            keys |= config_keys(value, f"{prefix}{item.name}.")
     return keys
 
 
@@ -88,7 +89,8 @@ def local_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
     if argv and argv[0] in LAUNCHER_NAMES:  # the same program, without relying on PATH
         argv = [sys.executable, "-m", "lp_prune", *argv[1:]]
     tags = json.dumps([sweep.name])
-    return [*argv, f"--out={run.out}", f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
+    project = [f"--wandb.project={sweep.project}"] if sweep.project else []  # as in a W&B sweep
+    return [*argv, f"--out={run.out}", *project, f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
 
 
 def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
@@ -109,31 +111,58 @@ def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
 
 
 def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[tuple[PlannedRun, int]]:
-    """Run what is not complete yet, `parallel` at a time; return (run, exit code) per started run."""
+    """Run what is not complete yet, `parallel` at a time; return (run, exit code) per started run.
+
+    Prints a line when a run starts and one when it ends: i/N, name, status, time, ETA of the rest.
+    """
     todo = [run for run in runs if not run.complete]
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    running: list[tuple[PlannedRun, subprocess.Popen, Any]] = []
+    progress = _Progress(len(todo), parallel)
+    running: list[_Started] = []
     results: list[tuple[PlannedRun, int]] = []
     for index, run in enumerate(todo, 1):
         while len(running) >= parallel:
-            results += _reap(running)
+            results += _reap(running, progress)
             time.sleep(0.2)
         run.out.parent.mkdir(parents=True, exist_ok=True)
-        log = open(run.out.parent / f"{run.name}.log", "w")  # noqa: SIM115 - closed in _reap
-        print(f"[{index}/{len(todo)}] {run.name}", flush=True)
-        running.append((run, subprocess.Popen(local_argv(run, sweep), stdout=log, stderr=log, env=env), log))
+        log_path = run.out.parent / f"{run.name}.log"
+        log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
+        print(f"start {index}/{len(todo)}: {run.name} (log: {log_path})", flush=True)
+        process = subprocess.Popen(local_argv(run, sweep), stdout=log, stderr=log, env=env)
+        running.append(_Started(run, process, log, time.monotonic()))
     while running:
-        results += _reap(running)
+        results += _reap(running, progress)
         time.sleep(0.2)
     return results
 
 
-def _reap(running: list) -> list[tuple[PlannedRun, int]]:
-    done = [(run, proc, log) for run, proc, log in running if proc.poll() is not None]
+@dataclass
+class _Started:
+    run: PlannedRun
+    process: subprocess.Popen
+    log: Any
+    start: float
+
+
+@dataclass
+class _Progress:
+    total: int
+    parallel: int
+    durations: list[float] = field(default_factory=list)
+
+    def finished(self, run: PlannedRun, seconds: float, status: str) -> str:
+        self.durations.append(seconds)
+        remaining = self.total - len(self.durations)
+        eta = sweep_eta(self.durations, remaining, self.parallel)
+        return format_sweep_line(len(self.durations), self.total, run.name, status, seconds, eta)
+
+
+def _reap(running: list[_Started], progress: _Progress) -> list[tuple[PlannedRun, int]]:
+    done = [item for item in running if item.process.poll() is not None]
     for item in done:
         running.remove(item)
-        run, proc, log = item
-        log.close()
-        state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log.name})"
-        print(f"  {run.name}: {state}", flush=True)
-    return [(run, proc.returncode) for run, proc, _ in done]
+        item.log.close()
+        code = item.process.returncode
+        status = (item.run.status if code == 0 else None) or f"FAILED (exit {code}, see {item.log.name})"
+        print(progress.finished(item.run, time.monotonic() - item.start, status), flush=True)
+    return [(item.run, item.process.returncode) for item in done]

@@ -14,7 +14,8 @@ Layout of a run directory::
                             model.safetensors.index.json (the transformers layout)
 
 Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
-reader sees either the old file or the new one, never a half-written one.
+reader sees either the old file or the new one, never a half-written one. The file ends with the mode a
+plain ``open()`` would give it (0666 less the umask), so colleagues on shared storage can read runs.
 
 Mask file format (``masks.safetensors``)
 -----------------------------------------
@@ -49,6 +50,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +103,47 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; the body may also have replaced the file
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0666 less the process umask."""
+    return 0o666 & ~current_umask()
+
+
+def new_folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 less the process umask."""
+    return 0o777 & ~current_umask()
+
+
+_umask_lock = threading.Lock()
+_umask_fallback: int | None = None
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system tells (Linux: /proc/self/status).
+
+    Elsewhere the only way is os.umask(x), which sets it for the whole process: that is done once
+    (under a lock, restored at once) and the value is kept.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    global _umask_fallback
+    with _umask_lock:
+        if _umask_fallback is None:
+            _umask_fallback = os.umask(0o022)
+            os.umask(_umask_fallback)
+        return _umask_fallback
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -1,29 +1,127 @@
-"""W&B through Lightning's WandbLogger: offline unless an API key is there, per-layer axis, tables.
+"""W&B through Lightning's WandbLogger: offline unless credentials are there, per-layer axis, tables.
 
-The mode is set with the WANDB_MODE environment variable (WandbLogger(offline=True) would flip it
-for the whole process behind the caller's back anyway).
+The mode is passed to wandb.init explicitly: environment variables are read once, when wandb's
+session first loads its settings, so setting WANDB_MODE later may be ignored (and
+WandbLogger(offline=True) would flip it for the whole process behind the caller's back).
+
+The run config is logged flat, under the dotted keys the sweep files use (`prune.method`,
+`data.calibration_language`): inside a W&B sweep the agent's parameters and the run's own config
+are then the same columns of the run table, not two copies (one flat, one nested).
 """
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lp_prune.config import WandbConfig
 
+log = logging.getLogger(__name__)
+
+PUBLIC_HOST = "https://api.wandb.ai"  # only a fallback: wandb itself knows its default host
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"prune": {"method": "wanda"}} -> {"prune.method": "wanda"}: the dotted keys of the sweep files.
+
+    Lists stay values (`data.eval_languages: [en, sw]`); an empty mapping stays a value as well, so
+    `nested_config` gives the same dict back.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def nested_config(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `flat_config` (nested input passes as it is); W&B's own `_...` keys are left out."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("_"):
+            continue
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+# ---------------------------------------------------------------------------------------------------
+# Online or offline: credentials for the W&B server this machine talks to
+
+
+def _wandb_settings() -> Any:
+    """wandb's settings as wandb.init would load them (its settings file, then WANDB_* variables), read
+    afresh and without starting wandb's session: that reads the environment once and keeps it."""
+    from wandb import Settings
+
+    settings = Settings(quiet=True)  # wandb.init says itself which settings files it loads
+    config_dir = os.environ.get("WANDB_CONFIG_DIR")
+    folder = Path(config_dir).expanduser() if config_dir else Path("~", ".config", "wandb").expanduser()
+    settings.settings_system = str(folder / "settings")
+    settings.update_from_system_settings()
+    settings.update_from_env_vars(dict(os.environ))
+    return settings
+
+
+def wandb_host() -> str:
+    """The W&B server wandb.init would use: WANDB_BASE_URL, else the host `wandb login --host` saved
+    in wandb's settings file, else wandb's own default."""
+    try:
+        return str(_wandb_settings().base_url).rstrip("/")
+    except Exception:  # another wandb version: the variable, else the public host
+        return os.environ.get("WANDB_BASE_URL", PUBLIC_HOST).rstrip("/")
+
+
+def credentials_source(host: str | None = None) -> str | None:
+    """Where wandb would find credentials for `host` (default: `wandb_host()`), or None.
+
+    In wandb's own order (wandb.sdk.lib.wbauth): `wandb.login()` earlier in this process,
+    WANDB_API_KEY or WANDB_IDENTITY_TOKEN_FILE, the netrc entry `wandb login` wrote for that host,
+    an api_key in wandb's settings file. Never prompts, never touches the network (no key check).
+    """
+    host = host or wandb_host()
+    try:
+        from wandb.sdk.lib import wbauth
+    except ImportError:  # an older wandb: the variable, else the host's netrc entry
+        return "WANDB_API_KEY" if os.environ.get("WANDB_API_KEY") else ("netrc" if _netrc_has(host) else None)
+    try:
+        if wbauth.session_credentials(host=host) is not None:
+            return "wandb.login()"
+        for variable in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+            if os.environ.get(variable):
+                return variable
+        if wbauth.read_netrc_auth(host=host):
+            return "netrc"
+        settings = _wandb_settings()
+        if settings.api_key and wbauth.HostUrl(host).is_same_url(settings.base_url):
+            return "settings"
+    except Exception as error:  # e.g. a malformed key in the netrc file: wandb.init would fail on it
+        log.warning("W&B credentials for %s cannot be used (%s); logging offline", host, error)
+    return None
+
+
+def _netrc_has(host: str) -> bool:
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(urlsplit(host).netloc) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
 
 def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+    return credentials_source() is not None
 
 
 def resolve_mode(config: WandbConfig) -> str:
@@ -37,15 +135,14 @@ def make_wandb_logger(config: WandbConfig, save_dir: Path, run_config: Mapping[s
     mode = resolve_mode(config)
     if mode == "disabled":
         return None
-    os.environ["WANDB_MODE"] = mode
-    os.environ.setdefault("WANDB_SILENT", "true")
     logger = WandbLogger(
         project=config.project,
         name=config.name,
         group=config.group,
         tags=list(config.tags) or None,
         save_dir=str(save_dir),
-        config=dict(run_config),
+        config=flat_config(run_config),
+        mode=mode,
     )
     # Calibration runs inside trainer.validate, where global_step stays 0: layers are the x-axis.
     logger.experiment.define_metric("layer")
@@ -69,13 +166,19 @@ def update_summary(loggers: Sequence[Logger], values: Mapping[str, Any]) -> None
 
 
 def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -> None:
-    """The bit-packed masks as a W&B artifact, so cross-run analysis can fetch them later."""
+    """The bit-packed masks as a W&B artifact of type 'pruning-masks', with the run's summary.json and
+    config.yaml beside them when they are written: `lp-prune compare wandb:...` rebuilds the run
+    directory from it on any machine (tracking.wandb_runs)."""
     import wandb
 
+    companions = [masks_path.parent / "summary.json", masks_path.parent / "config.yaml"]
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             artifact = wandb.Artifact(name=name, type="pruning-masks")
             artifact.add_file(str(masks_path))
+            for path in companions:
+                if path.is_file():
+                    artifact.add_file(str(path))
             logger.experiment.log_artifact(artifact)
 
 
@@ -92,16 +195,37 @@ def log_analysis_run(
     name: str,
     tables: Mapping[str, tuple[list[str], list[list[Any]]]],
     images: Mapping[str, Path],
-    save_dir: Path,
-) -> None:
-    """A W&B run of job type 'analysis' holding comparison tables and figures beside the runs."""
+    save_dir: Path | None,
+    job_type: str = "analysis",
+    summary: Mapping[str, Any] | None = None,
+    entity: str | None = None,
+) -> str:
+    """A W&B run of `job_type` ('analysis', 'eval') holding tables, figures and summary values beside
+    the runs it is about. Returns where it is (see `run_location`)."""
     import wandb
 
-    os.environ["WANDB_MODE"] = resolve_mode(WandbConfig(project=project))
-    run = wandb.init(project=project, group=group, name=name, job_type="analysis", dir=str(save_dir))
+    mode = resolve_mode(WandbConfig(project=project))
+    if mode == "disabled":
+        return "W&B: disabled"
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    folder = str(save_dir) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
+    run = wandb.init(entity=entity, project=project, group=group, name=name, job_type=job_type, dir=folder, mode=mode)
     try:
         for key, (columns, rows) in tables.items():
             run.log({key: wandb.Table(columns=columns, data=rows)})
-        run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+        if images:
+            run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+        if summary:
+            run.summary.update(dict(summary))
+        location = run_location(run)
     finally:
         run.finish()
+    return location
+
+
+def run_location(run: Any) -> str:
+    """One line saying where a W&B run is: its URL online, the `wandb sync` command offline."""
+    if getattr(run, "offline", False) or not getattr(run, "url", None):
+        return f"W&B (offline): wandb sync {run.settings.sync_dir}"
+    return f"W&B: {run.url}"
