@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from lp_prune.reporting import (
-    DocumentProgress,
     find_offline_run,
     format_duration,
     format_report_paths,
@@ -105,19 +104,3 @@ def test_report_paths():
     text = format_report_paths("Comparison of 3 runs", {"html": Path("a/report.html"), "markdown": Path("a/r.md")})
     assert text.splitlines() == ["Comparison of 3 runs:", "  html      a/report.html", "  markdown  a/r.md"]
     assert format_report_paths("X", {}, "W&B: u").splitlines() == ["X:", "W&B: u"]
-
-
-def test_document_progress_counts_documents_and_windows():
-    import io
-
-    out = io.StringIO()
-    with DocumentProgress("mC4 sw calibration", wanted=3, file=out) as progress:
-        for found in (False, True, True, False, True):
-            progress.read(found)
-    assert (progress.documents, progress.windows) == (5, 3)
-    assert "mC4 sw calibration" in out.getvalue() and "3/3" in out.getvalue()
-    assert "5 documents read" in out.getvalue()
-    silent = io.StringIO()
-    with DocumentProgress("other rank", wanted=1, enabled=False, file=silent) as progress:
-        progress.read(True)
-    assert silent.getvalue() == ""

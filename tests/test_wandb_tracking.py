@@ -92,7 +92,7 @@ def test_every_flat_config_key_is_a_sweep_parameter_key():
     assert all(is_config_key(key) for key in flat), [key for key in flat if not is_config_key(key)]
 
 
-def test_offline_run_logs_its_config_flat(tiny_model_dir, tmp_path, monkeypatch):
+def test_offline_run_logs_its_config_flat(tiny_model_dir, tmp_path, monkeypatch, capsys):
     import os
 
     monkeypatch.delenv("WANDB_SILENT", raising=False)
@@ -122,6 +122,7 @@ def test_offline_run_logs_its_config_flat(tiny_model_dir, tmp_path, monkeypatch)
         row = next(r.split() for r in text.splitlines() if r.split()[:1] == [lang])
         assert row[1:] == [f"{dense:.2f}", f"{pruned:.2f}", f"{pruned / dense:.3f}x"]
     assert text.splitlines()[-2:] == [f"Run directory: {out}", line]
+    assert text in capsys.readouterr().out  # what `lp-prune run` printed when it ended
 
 
 # --- online or offline --------------------------------------------------------------------------------

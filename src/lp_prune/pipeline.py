@@ -196,6 +196,7 @@ def _prune_and_measure(
         summary["owl"] = owl
     downstream.add_to(summary, loggers)  # summary["downstream"] and W&B
     downstream.save(run_dir.root)  # lm-eval's own output: RUN_DIR/lm_eval_results.json
+    summary["wandb_url"] = tracking.online_url(loggers)  # None offline: `wandb sync` the folder later
     write_json(run_dir.summary, summary)
     log_results(loggers, summary, run_dir.masks)
     run_dir.mark_complete()

@@ -163,37 +163,6 @@ def format_report_paths(title: str, paths: Mapping[str, Path | str], wandb_line:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Streaming progress (mC4)
-
-
-class DocumentProgress:
-    """A progress bar for reading a document stream until enough windows are found (mC4):
-    windows found of those wanted, documents read beside it. A context manager; `read(found)` per
-    document. `enabled=False` (ranks other than 0) prints nothing."""
-
-    def __init__(self, name: str, wanted: int, enabled: bool = True, file: Any = None) -> None:
-        from tqdm.auto import tqdm
-
-        self.documents = 0
-        self.windows = 0
-        self._bar = tqdm(total=wanted, desc=name, unit="window", disable=not enabled, file=file, mininterval=0.5)
-
-    def read(self, found: bool) -> None:
-        """One more document read; `found`: it gave a window (it was longer than one)."""
-        self.documents += 1
-        if found:
-            self.windows += 1
-            self._bar.update(1)
-        self._bar.set_postfix_str(f"{self.documents} documents read", refresh=False)
-
-    def __enter__(self) -> DocumentProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.close()
-
-
-# ---------------------------------------------------------------------------------------------------
 # Helpers
 
 

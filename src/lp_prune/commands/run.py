@@ -33,5 +33,17 @@ def execute(namespace: Namespace) -> int:
         out = run(config, resume=True)
     else:
         out = run(run_config_from(namespace))
-    print(f"Run directory: {out}")
+    print_results(out)
     return 0
+
+
+def print_results(run_dir: Path) -> None:
+    """The results table, the run directory and where the W&B run is (on rank 0, which wrote them)."""
+    from lp_prune.pipeline import is_rank_zero
+    from lp_prune.reporting import format_run_results, wandb_line
+    from lp_prune.tracking import RunDirectory, read_json
+
+    if not is_rank_zero():  # the other processes of a data-parallel run: rank 0 prints
+        return
+    summary = read_json(RunDirectory(run_dir).summary)
+    print(format_run_results(summary, run_dir, wandb_line(run_dir, summary.get("wandb_url"))))

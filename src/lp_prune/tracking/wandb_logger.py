@@ -224,6 +224,14 @@ def log_analysis_run(
     return location
 
 
+def online_url(loggers: Sequence[Logger]) -> str | None:
+    """The URL of the run's W&B page when it logs online; None offline or without W&B."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True):
+            return logger.experiment.url
+    return None
+
+
 def run_location(run: Any) -> str:
     """One line saying where a W&B run is: its URL online, the `wandb sync` command offline."""
     if getattr(run, "offline", False) or not getattr(run, "url", None):
