@@ -96,7 +96,7 @@ def run_one(args: argparse.Namespace) -> int:
 
     import_lp_prune()
     from lp_prune.cli import build_parser
-    from lp_prune.commands.run import run_config_from
+    from lp_prune.config import run_config_from
     from lp_prune.memory import ModelShape, estimate_memory
     from lp_prune.models.loading import load_tokenizer_and_config
     from lp_prune.pipeline import run

@@ -70,7 +70,7 @@ def test_comma_separated_task_lists_split_like_lm_eval():
 
 def test_comma_separated_tasks_on_the_command_line():
     from lp_prune.cli import build_parser
-    from lp_prune.commands.run import run_config_from
+    from lp_prune.config import run_config_from
 
     parser = build_parser()
     for value, expected in [("belebele,arc", ["belebele", "arc"]), ("[proxy, mkqa]", ["proxy", "mkqa"])]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from lp_prune.commands.run import run_config_from
-from lp_prune.config import RunConfig
+from lp_prune.config import RunConfig, run_config_from
 from lp_prune.errors import ModelLoadError
 
 HELP = "Estimate a run's memory per process from the model's config (no weights load)."

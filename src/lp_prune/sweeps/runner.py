@@ -95,8 +95,8 @@ def local_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
 
 def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
     """Parse and validate every run's config before the first one starts."""
-    from lp_prune.cli import build_parser
-    from lp_prune.commands.run import run_config_from
+    from lp_prune.cli import build_parser, one_line
+    from lp_prune.config import run_config_from
 
     parser = build_parser()
     for run in runs:
@@ -106,7 +106,7 @@ def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
         try:
             parsed = parser.instantiate_classes(parser.parse_args(argv[argv.index("run") :]))
         except Exception as err:  # jsonargparse raises several types; all mean a bad value
-            raise ConfigError(f"sweep run {run.name}: {' '.join(str(err).split())}") from None
+            raise ConfigError(f"sweep run {run.name}: {one_line(err)}") from None
         run_config_from(parsed.run).validate()
 
 
