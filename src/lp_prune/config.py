@@ -42,7 +42,7 @@ class ModelConfig:
     name: str = PACKAGED_MODEL
     """Model to prune: 'gemma3-270m' (packaged, offline), a local HF folder, or a Hugging Face Hub id."""
     dtype: Dtype = "float32"
-    """Weights and forward passes; statistics and solves stay float32 whatever this says."""
+    """Weights and forward passes (statistics are float64 sums and solves float32 whatever this says)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) of a hub model."""
     trust_remote_code: bool = False

@@ -1,0 +1,44 @@
+"""The configuration as users meet it: every key described in --help, every choice listed and checked."""
+
+import dataclasses
+from typing import Literal, get_args, get_origin, get_type_hints
+
+import pytest
+
+from lp_prune.cli import build_parser, main
+from lp_prune.config import RunConfig
+
+
+def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, type) of every non-dataclass field of a config dataclass, nested ones included."""
+    hints = get_type_hints(cls)
+    leaves = []
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            leaves += leaf_fields(kind, f"{prefix}{field.name}.")
+        else:
+            leaves.append((f"{prefix}{field.name}", kind))
+    return leaves
+
+
+def test_every_key_has_a_description_and_every_choice_its_values():
+    run = build_parser()._subcommands_action._name_parser_map["run"]
+    actions = {action.dest: action for action in run._actions}
+    leaves = leaf_fields(RunConfig)
+    assert len(leaves) > 50
+    for key, kind in leaves:
+        action = actions[key]
+        assert action.help and not action.help.startswith(("Path to a configuration file", "(type")), key
+        if get_origin(kind) is Literal:
+            assert action.metavar == "{" + ",".join(get_args(kind)) + "}", key  # what --help shows
+
+
+def test_help_lists_choices_and_a_bad_choice_gets_them_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "--prune.method {sparsegpt,wanda,magnitude}" in text
+    assert "Pruning method: SparseGPT" in text
+    assert main(["run", "--activations", "gpu"]) == 2
+    assert capsys.readouterr().err.strip() == "lp-prune: error: activations 'gpu' is not one of: device, cpu, disk"
