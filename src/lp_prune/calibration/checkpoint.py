@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lp_prune.calibration.observers import StepObserver
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord, StepOutput
 from lp_prune.errors import UserError
 from lp_prune.models.layers import decoder_layers, layer_prefix, prunable_linears
@@ -39,23 +39,15 @@ def layers_done(run_root: Path) -> int:
     return int(read_json(state)["layers_done"]) if state.exists() else 0
 
 
-class LayerCheckpoint(L.Callback):
+class LayerCheckpoint(StepObserver):
     """Writes every layer the loop finishes (replayed layers are on disk already)."""
 
     def __init__(self, run_root: Path) -> None:
         self.folder = progress_dir(run_root)
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if isinstance(outputs, StepOutput) and outputs.layer is not None and not outputs.layer.replayed:
-            self.save(outputs.layer)
+    def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
+        if output.layer is not None and not output.layer.replayed:
+            self.save(output.layer)
 
     def save(self, result: LayerResult) -> None:
         self.folder.mkdir(exist_ok=True)

@@ -19,7 +19,26 @@ from lp_prune.models.layers import projection
 from lp_prune.pruning.masks import PackedMask
 
 
-class CalibrationRecorder(L.Callback):
+class StepObserver(L.Callback):
+    """A callback that reads each calibration step's output (`observe`) and nothing else."""
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if isinstance(outputs, StepOutput):  # perplexity steps run through the same trainer hooks
+            self.observe(trainer, outputs)
+
+    def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
+        raise NotImplementedError
+
+
+class CalibrationRecorder(StepObserver):
     """Collects the run's results from the step outputs; only rank 0 keeps the masks."""
 
     def __init__(self) -> None:
@@ -29,43 +48,25 @@ class CalibrationRecorder(L.Callback):
         self.outlier_ratios: dict[int, float] = {}
         self.replayed_layers = 0
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not isinstance(outputs, StepOutput):
-            return
-        for phase, seconds in outputs.seconds.items():
+    def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
+        for phase, seconds in output.seconds.items():
             self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
-        if outputs.outlier_ratio is not None:
-            self.outlier_ratios[outputs.step.layer] = outputs.outlier_ratio
-        if outputs.layer is None:
+        if output.outlier_ratio is not None:
+            self.outlier_ratios[output.step.layer] = output.outlier_ratio
+        if output.layer is None:
             return
-        self.replayed_layers += outputs.layer.replayed
-        self.records += outputs.layer.records
+        self.replayed_layers += output.layer.replayed
+        self.records += output.layer.records
         if trainer.is_global_zero:
-            self.masks.update({linear.name: linear.mask for linear in outputs.layer.linears})
+            self.masks.update({linear.name: linear.mask for linear in output.layer.linears})
 
 
-class PruningMetricsLogger(L.Callback):
+class PruningMetricsLogger(StepObserver):
     """One row per finished layer: per-projection sparsity, error, relative error and SNR, layer means."""
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if isinstance(outputs, StepOutput) and outputs.layer is not None:
-            log_layer(trainer, outputs.layer.layer, outputs.layer.records)
+    def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
+        if output.layer is not None:
+            log_layer(trainer, output.layer.layer, output.layer.records)
 
 
 def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> None:
