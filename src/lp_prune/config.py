@@ -6,6 +6,7 @@ The CLI builds a `RunConfig` from a YAML file in `configs/` plus dotted command-
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,7 +46,8 @@ class DataConfig:
     """
 
     source: str = "packaged"
-    calibration_language: str = "en"  # a language, or a mix: "en+sw", "all", "en:64,sw:64" (see calibration_mix)
+    # A language, or a mix (calibration_mix): "en+sw", "all", counts "en:64,sw:64", proportions "en:0.4,sw:0.6".
+    calibration_language: str = "en"
     eval_languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
     nsamples: int = 32
     seqlen: int = 256
@@ -252,32 +254,93 @@ def check_language(lang: str, key: str) -> None:
 def calibration_mix(spec: str, nsamples: int) -> dict[str, int]:
     """Windows per language for a calibration spec, in the spec's order.
 
-    "en"            -> {en: nsamples}
-    "en+sw"         -> nsamples split evenly (the first languages take the remainder)
-    "all"           -> all seven languages, split evenly
-    "en:64,sw:64"   -> exactly these counts (they take precedence over data.nsamples)
+    "en"                 -> {en: nsamples}
+    "en+sw"              -> nsamples split evenly (the first languages take the remainder)
+    "all"                -> all seven languages, split evenly
+    "en:64,sw:64"        -> exactly these counts (they take precedence over data.nsamples)
+    "en:0.4,zh:0.2,..."  -> proportions of data.nsamples (see proportional_counts); they must sum
+                            to 1 (within 1e-6), and counts and proportions cannot be mixed
     """
     spec = spec.strip()
     if ":" in spec:
-        counts: dict[str, int] = {}
-        for part in spec.split(","):
-            lang, _, count = part.strip().partition(":")
-            check_language(lang.strip(), "data.calibration_language")
-            if not count.strip().isdigit() or int(count) < 1:
-                raise ConfigError(f"data.calibration_language '{spec}': '{part}' needs a positive count, e.g. en:64")
-            if lang.strip() in counts:
-                raise ConfigError(f"data.calibration_language '{spec}' names '{lang.strip()}' twice")
-            counts[lang.strip()] = int(count)
-        return counts
+        values = _mix_values(spec)
+        if all(isinstance(v, int) for v in values.values()):
+            return values  # type: ignore[return-value]
+        total = sum(values.values())
+        if abs(total - 1.0) > MIX_SUM_TOLERANCE:
+            raise ConfigError(
+                f"data.calibration_language '{spec}': proportions sum to {total:g}, not 1 (write counts such as en:64 "
+                "for unnormalised weights)"
+            )
+        _check_enough_samples(nsamples, len(values), spec)
+        return proportional_counts(values, nsamples)
     langs = list(LANGUAGES) if spec == "all" else [lang.strip() for lang in spec.split("+")]
     for lang in langs:
         check_language(lang, "data.calibration_language")
     if len(set(langs)) < len(langs):
         raise ConfigError(f"data.calibration_language '{spec}' names a language twice")
-    if nsamples < len(langs):
-        raise ConfigError(f"data.nsamples {nsamples} is fewer than the {len(langs)} languages of '{spec}'")
+    _check_enough_samples(nsamples, len(langs), spec)
     share, extra = divmod(nsamples, len(langs))
     return {lang: share + (i < extra) for i, lang in enumerate(langs)}
+
+
+MIX_SUM_TOLERANCE = 1e-6  # proportions of a weighted mix must sum to 1 within this
+_COUNT = re.compile(r"^\d+$")
+_PROPORTION = re.compile(r"^(\d+\.\d*|\.\d+)$")  # a decimal point marks a proportion: 0.4, .4, 1.0
+
+
+def _mix_values(spec: str) -> dict[str, int | float]:
+    """'en:64,sw:16' -> {en: 64, sw: 16}; 'en:0.4,sw:0.6' -> {en: 0.4, sw: 0.6}; one kind only."""
+    values: dict[str, int | float] = {}
+    for part in spec.split(","):
+        lang, _, raw = (x.strip() for x in part.strip().partition(":"))
+        check_language(lang, "data.calibration_language")
+        if lang in values:
+            raise ConfigError(f"data.calibration_language '{spec}' names '{lang}' twice")
+        if _COUNT.match(raw) and int(raw) >= 1:
+            values[lang] = int(raw)
+        elif _PROPORTION.match(raw) and 0.0 < float(raw) <= 1.0:
+            values[lang] = float(raw)
+        else:
+            raise ConfigError(
+                f"data.calibration_language '{spec}': '{part.strip()}' needs a positive count (en:64) "
+                "or a proportion in (0, 1] (en:0.4)"
+            )
+    if len({type(v) for v in values.values()}) > 1:
+        raise ConfigError(
+            f"data.calibration_language '{spec}' mixes counts and proportions: write all as counts (en:64) "
+            "or all as proportions (en:0.4)"
+        )
+    return values
+
+
+def proportional_counts(proportions: dict[str, float], nsamples: int) -> dict[str, int]:
+    """Largest-remainder rounding of nsamples x p per language, every language at least one window.
+
+    Each language gets floor(nsamples x p); the windows left over go one each to the largest
+    remainders (ties: the earlier language of the spec). A language rounded to 0 then gets one
+    window from the language whose count exceeds its quota nsamples x p the most (among those with
+    two or more). The counts always sum to nsamples; needs nsamples >= the number of languages.
+    """
+    total = sum(proportions.values())  # 1 within MIX_SUM_TOLERANCE; dividing keeps sum(quotas) == nsamples
+    quotas = {lang: nsamples * p / total for lang, p in proportions.items()}
+    counts = {lang: math.floor(q) for lang, q in quotas.items()}
+    order = list(quotas)
+    by_remainder = sorted(order, key=lambda lang: (-(quotas[lang] - counts[lang]), order.index(lang)))
+    for lang in by_remainder[: nsamples - sum(counts.values())]:
+        counts[lang] += 1
+    for lang in order:
+        if counts[lang] == 0:
+            donors = [d for d in order if counts[d] >= 2]
+            donor = max(donors, key=lambda d: (counts[d] - quotas[d], -order.index(d)))
+            counts[donor] -= 1
+            counts[lang] = 1
+    return counts
+
+
+def _check_enough_samples(nsamples: int, n_languages: int, spec: str) -> None:
+    if nsamples < n_languages:
+        raise ConfigError(f"data.nsamples {nsamples} is fewer than the {n_languages} languages of '{spec}'")
 
 
 # Downstream task shorthands (lp_prune.evaluation.downstream expands them per language).
