@@ -12,12 +12,19 @@ HELP = "Compare runs (run or sweep directories): perplexity matrix, mask IoU, pe
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("runs", type=str, nargs="+", help="run directories and/or sweep folders")
     parser.add_argument("--out", type=str | None, default=None, help="report folder (default: <first>/compare)")
+    parser.add_argument(
+        "--analysis",
+        type=str | None,
+        default=None,
+        help="analysis.json of `lp-prune analyze` for claims C2, C5, C6 (default: <first>/analysis/analysis.json)",
+    )
     parser.add_argument("--wandb_project", type=str, default="lp_prune", help="project of the analysis run")
     parser.add_argument("--no_wandb", action="store_true", help="do not log an analysis run to W&B")
 
 
 def execute(args: Namespace) -> int:
-    from lp_prune.analysis.compare import compare, load_runs
+    from lp_prune.analysis.compare import compare, load_analysis, load_runs
+    from lp_prune.analysis.findings import comparison_findings, comparison_recipes
     from lp_prune.analysis.plots import comparison_figures
     from lp_prune.analysis.report import iou_rows, perplexity_rows, write_reports
 
@@ -26,7 +33,10 @@ def execute(args: Namespace) -> int:
     out = Path(args.out) if args.out else Path(paths[0]) / "compare"
     result = compare(runs)
     figures = comparison_figures(result, out)
-    reports = write_reports(result, figures, out)
+    findings = comparison_findings(result, load_analysis(args.analysis, paths))
+    reports = write_reports(result, figures, out, findings, comparison_recipes(result))
+    for setting, found in findings.items():
+        print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))
     if not args.no_wandb:
         from lp_prune.tracking.wandb_logger import log_analysis_run
 

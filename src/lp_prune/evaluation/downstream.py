@@ -118,7 +118,7 @@ def is_packaged(task: str) -> bool:
 
 
 def plan_tasks(
-    names: Sequence[str], languages: Sequence[str], eval_fraction: float, n_items: int = DEFAULT_ITEMS
+    names: Sequence[str], languages: Sequence[str], eval_fraction: float, n_items: int | None = DEFAULT_ITEMS
 ) -> TaskPlan:
     """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
 
@@ -183,7 +183,7 @@ def evaluate_downstream(
                 task_manager=task_manager(plan),
                 limit=limit,
                 num_fewshot=num_fewshot,
-                log_samples=False,
+                log_samples=True,  # per-item scores: paired comparisons between recipes on the same items
                 # lm-eval reseeds the global random generators by default; a run's own seeded
                 # state must not change because evaluation was switched on.
                 random_seed=None,
@@ -195,7 +195,45 @@ def evaluate_downstream(
                 f"downstream task data could not be loaded ({err}); the study's tasks need the Hugging "
                 "Face Hub: offline, use the proxy tasks (eval.tasks: [proxy])"
             ) from err
-    return parse_results(output["results"])
+    results = parse_results(output["results"])
+    for task, items in per_item_scores(output.get("samples") or {}).items():
+        if task in results:
+            results[task][ITEMS_KEY] = items
+    return results
+
+
+ITEMS_KEY = "items"  # per-item scores of a task result: {"ids": [...], "<metric>": [value per item]}
+
+
+def per_item_scores(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, list[Any]]]:
+    """lm-eval's logged samples -> {task: {"ids": [item id], metric: [score per item]}}, in doc order.
+
+    The id is the document's own "id" field when it has one (the proxy items: stable across runs of
+    the same text and settings), else lm-eval's doc_id (its position in the task's split). Only
+    numeric per-item scores are kept (acc, acc_norm, exact_match, f1; 0/1 stored as ints).
+    """
+    out: dict[str, dict[str, list[Any]]] = {}
+    for task, examples in samples.items():
+        by_filter: dict[str, list[Mapping[str, Any]]] = {}
+        for example in examples:  # a task with several filters logs every document once per filter
+            by_filter.setdefault(example.get("filter", "none"), []).append(example)
+        scores: dict[str, list[Any]] = {}
+        for filter_name, group in by_filter.items():
+            ordered = sorted(group, key=lambda example: example["doc_id"])
+            scores.setdefault("ids", [_item_id(example) for example in ordered])
+            for metric in ordered[0].get("metrics", []):
+                values = [example.get(metric) for example in ordered]
+                if all(isinstance(v, int | float) for v in values):
+                    name = metric if filter_name == "none" else f"{metric}/{filter_name}"
+                    scores[name] = [int(v) if float(v) in (0.0, 1.0) else float(v) for v in values]
+        if scores:
+            out[task] = scores
+    return out
+
+
+def _item_id(example: Mapping[str, Any]) -> Any:
+    doc = example.get("doc")
+    return doc["id"] if isinstance(doc, Mapping) and "id" in doc else example["doc_id"]
 
 
 def parse_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -224,7 +262,7 @@ def metric_names(result: Mapping[str, Any]) -> list[str]:
     return [
         key
         for key in result
-        if key not in ("language", "n") and not key.endswith(_STDERR_SUFFIX) and "_stderr/" not in key
+        if key not in ("language", "n", ITEMS_KEY) and not key.endswith(_STDERR_SUFFIX) and "_stderr/" not in key
     ]
 
 
