@@ -15,7 +15,7 @@ from lp_prune.errors import ConfigError
 
 LANGUAGES: tuple[str, ...] = ("ar", "de", "en", "es", "ru", "sw", "zh")
 METHODS: tuple[str, ...] = ("sparsegpt", "wanda", "magnitude")
-DATA_SOURCES: tuple[str, ...] = ("packaged", "mc4", "files", "tokens")
+DATA_SOURCES: tuple[str, ...] = ("packaged", "mc4", "files", "tokens", "generated")
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 ACTIVATION_PLACES: tuple[str, ...] = ("device", "cpu", "disk")
 
@@ -37,12 +37,50 @@ class ModelConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """data.source generated: the model being pruned writes its own calibration text (lp_prune.data.generated).
+
+    It continues short seed prompts in the calibration language by sampling (temperature, nucleus
+    top_p; no top-k cut), seeded by data.seed; windows in another language (a script / stopword
+    check, approximate) or with an extreme perplexity (outside Tukey's fences on log perplexity, or
+    above max_perplexity) are dropped, and more are generated, up to `tries` x the windows needed.
+    """
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    batch_size: int = 8  # sequences per generate call (KV cache on)
+    tries: float = 3.0  # generate at most tries x nsamples windows per language before giving up
+    check_language: bool = True
+    min_script_share: float = 0.8  # share of the letters in the language's script (Latin, Arabic, ...)
+    perplexity_fence: float = 1.5  # Tukey's k: drop log perplexities beyond Q1 - k IQR or Q3 + k IQR; 0: off
+    max_perplexity: float = 1000.0  # and any window above this perplexity
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"data.generation.temperature must be positive, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"data.generation.top_p must lie in (0, 1], got {self.top_p}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.generation.batch_size must be at least 1, got {self.batch_size}")
+        if self.tries < 1:
+            raise ConfigError(f"data.generation.tries must be at least 1 (x data.nsamples windows), got {self.tries}")
+        if not 0.0 <= self.min_script_share <= 1.0:
+            raise ConfigError(f"data.generation.min_script_share must lie in [0, 1], got {self.min_script_share}")
+        if self.perplexity_fence < 0 or not self.max_perplexity > 1:
+            raise ConfigError(
+                "data.generation.perplexity_fence must be 0 or more and max_perplexity above 1, got "
+                f"{self.perplexity_fence} and {self.max_perplexity}"
+            )
+
+
+@dataclass
 class DataConfig:
     """Calibration and evaluation text.
 
     source: packaged (dataset-build text, offline), mc4 (allenai/c4 streaming, needs network),
     files (local UTF-8 text, `files: {lang: path}`), tokens (a [n, seqlen] .pt/.npy file of token ids
-    used as the calibration windows as they are).
+    used as the calibration windows as they are), generated (the model writes the calibration text
+    after it loads, see GenerationConfig; evaluation text is the packaged one).
     """
 
     source: str = "packaged"
@@ -59,6 +97,11 @@ class DataConfig:
     files: dict[str, str] = field(default_factory=dict)
     token_file: str | None = None
     seed: int = 0
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generation, dict):  # read back from a run's config.yaml
+            self.generation = GenerationConfig(**self.generation)
 
     def validate(self) -> None:
         for lang in self.eval_languages:
@@ -74,6 +117,8 @@ class DataConfig:
             raise ConfigError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction}")
         if self.source == "tokens" and not self.token_file:
             raise ConfigError("data.source 'tokens' needs data.token_file (a [n, seqlen] .pt or .npy file)")
+        if self.source == "generated":
+            self.generation.validate()
         mix = self.calibration_counts()
         if self.source == "tokens" and len(mix) > 1:
             raise ConfigError("data.source 'tokens' takes its windows from the file: a calibration mix needs text")

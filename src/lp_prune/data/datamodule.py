@@ -50,22 +50,32 @@ class PruningDataModule(L.LightningDataModule):
         self.calibration: TokenWindows | None = None
         self.evaluation: dict[str, TokenWindows] = {}
         self.calibration_languages: list[str] = []  # language of each calibration window
+        self._set_up = False
         # (calibration blocks, evaluation blocks) per language: text is read and split once.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
 
     # -- setup -----------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        if self.calibration is not None:
+        """Calibration and evaluation windows; with data.source generated only the evaluation ones
+        (the model writes its calibration text once it has loaded: see set_calibration)."""
+        if self._set_up:
             return  # idempotent: Lightning calls setup once per stage
         config = self.config
         config.validate()
         check_seqlen(config.seqlen, self.max_positions, "data.seqlen")
         if config.eval_windows > 0:
             check_seqlen(config.eval_seqlen, self.max_positions, "data.eval_seqlen")
-        calibration = self._calibration_mix()
+        calibration = None if config.source == "generated" else self._calibration_mix()
         self.evaluation = {lang: self._evaluation_windows(lang) for lang in self._eval_languages()}
-        self.calibration = calibration  # set last: a failed setup leaves the module un-set-up
+        self.calibration = calibration
+        self._set_up = True  # set last: a failed setup leaves the module un-set-up
+
+    def set_calibration(self, windows: TokenWindows, languages: list[str]) -> None:
+        """Calibration windows made after setup (data.source generated: lp_prune.data.generated)."""
+        if len(languages) != len(windows):
+            raise ValueError(f"{len(windows)} calibration windows but {len(languages)} languages")
+        self.calibration, self.calibration_languages = windows, list(languages)
 
     def _eval_languages(self) -> list[str]:
         if self.config.eval_windows == 0:
@@ -150,7 +160,7 @@ class PruningDataModule(L.LightningDataModule):
 
     def evaluation_dataloaders(self) -> dict[str, DataLoader]:
         """Per language, batches of {"input_ids": LongTensor [b, seqlen], "n_bytes": LongTensor [b]}."""
-        self._check_setup()
+        self._check_setup(calibration=False)
         return {
             lang: DataLoader(
                 EvaluationDataset(self.evaluation[lang]),
@@ -164,6 +174,8 @@ class PruningDataModule(L.LightningDataModule):
         loaders = self.evaluation_dataloaders()
         return [loaders[lang] for lang in self.eval_language_order]
 
-    def _check_setup(self) -> None:
-        if self.calibration is None:
+    def _check_setup(self, calibration: bool = True) -> None:
+        if not self._set_up:
             raise RuntimeError("PruningDataModule.setup() has not run yet")
+        if calibration and self.calibration is None:
+            raise RuntimeError("no calibration windows yet: data.source generated needs set_calibration()")
