@@ -214,6 +214,10 @@ def test_shorthands_expand_per_language():
         "belebele_eng_Latn",
     ]
     assert len(expand_tasks(["study"], LANGUAGES)) == 7 + 6 + 5 + 6 + 6
+    # proxy_calibration: only the run's calibration languages, whatever the evaluation languages
+    assert expand_tasks(["proxy_calibration"], LANGUAGES, ["sw"]) == ["lp_prune_proxy_sw"]
+    assert expand_tasks(["proxy_calibration"], ["en"], ["de", "zh"]) == ["lp_prune_proxy_de", "lp_prune_proxy_zh"]
+    assert expand_tasks(["proxy_calibration"], LANGUAGES) == []
 
 
 @pytest.mark.parametrize(

@@ -205,8 +205,9 @@ class EvalConfig:
 
     tasks: downstream tasks run through lm-eval on the dense (with dense_baseline) and the pruned
     model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
-    proxy = the offline proxy tasks, belebele / arc / hellaswag / mmlu / mkqa = the study's tasks,
-    study = all five). Empty: no downstream evaluation. See lp_prune.evaluation.downstream.
+    proxy = the offline proxy tasks, proxy_calibration = those of the calibration languages only,
+    belebele / arc / hellaswag / mmlu / mkqa = the study's tasks, study = all five). Empty: no
+    downstream evaluation. See lp_prune.evaluation.downstream.
     """
 
     perplexity: bool = True
@@ -389,7 +390,17 @@ def _check_enough_samples(nsamples: int, n_languages: int, spec: str) -> None:
 
 
 # Downstream task shorthands (lp_prune.evaluation.downstream expands them per language).
-TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "belebele", "arc", "hellaswag", "mmlu", "mkqa", "study")
+# proxy_calibration: the proxy tasks of the run's calibration languages only (sweeps over targets).
+TASK_SHORTHANDS: tuple[str, ...] = (
+    "proxy",
+    "proxy_calibration",
+    "belebele",
+    "arc",
+    "hellaswag",
+    "mmlu",
+    "mkqa",
+    "study",
+)
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 _NAMED_PER_LANGUAGE = ("lp_prune_proxy_", "mkqa_")  # lp_prune's own tasks: <prefix><language>
 

@@ -73,7 +73,7 @@ STUDY_TASKS: dict[str, dict[str, str | None]] = {
     },
     "mkqa": {lang: (f"mkqa_{lang}" if lang in MKQA_LANGUAGES else None) for lang in LANGUAGES},
 }
-assert set(STUDY_TASKS) | {"proxy", "study"} == set(TASK_SHORTHANDS)
+assert set(STUDY_TASKS) | {"proxy", "proxy_calibration", "study"} == set(TASK_SHORTHANDS)
 assert all(set(table) == set(LANGUAGES) for table in STUDY_TASKS.values())
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
@@ -92,12 +92,19 @@ class TaskPlan:
     local_only: bool  # every task's data is on this machine: evaluate with the Hub switched off
 
 
-def expand_tasks(names: Sequence[str], languages: Sequence[str]) -> list[str]:
-    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats."""
+def expand_tasks(
+    names: Sequence[str], languages: Sequence[str], calibration_languages: Sequence[str] = ()
+) -> list[str]:
+    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
+
+    proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
+    """
     expanded: list[str] = []
     for name in names:
         if name == "proxy":
             expanded += [proxy_task_name(lang) for lang in languages]
+        elif name == "proxy_calibration":
+            expanded += [proxy_task_name(lang) for lang in calibration_languages]
         elif name == "study":
             expanded += expand_tasks(list(STUDY_TASKS), languages)
         elif name in STUDY_TASKS:
@@ -118,13 +125,17 @@ def is_packaged(task: str) -> bool:
 
 
 def plan_tasks(
-    names: Sequence[str], languages: Sequence[str], eval_fraction: float, n_items: int | None = DEFAULT_ITEMS
+    names: Sequence[str],
+    languages: Sequence[str],
+    eval_fraction: float,
+    n_items: int | None = DEFAULT_ITEMS,
+    calibration_languages: Sequence[str] = (),
 ) -> TaskPlan:
     """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
 
     Call it before any weights load: an unknown name is a ConfigError here, not after an hour.
     """
-    tasks = expand_tasks(names, languages)
+    tasks = expand_tasks(names, languages, calibration_languages)
     if not tasks:
         raise ConfigError(f"eval.tasks {list(names)} leaves no task for languages {', '.join(languages)}")
     proxies = [lang for task in tasks if (lang := proxy_language(task))]

@@ -41,7 +41,12 @@ class DownstreamStep:
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self.plan: TaskPlan | None = None
         if self.eval.tasks:
-            self.plan = plan_tasks(self.eval.tasks, config.data.eval_languages, config.data.eval_fraction)
+            self.plan = plan_tasks(
+                self.eval.tasks,
+                config.data.eval_languages,
+                config.data.eval_fraction,
+                calibration_languages=list(config.data.calibration_counts()),
+            )
 
     def evaluate(self, stage: str, model: Any, timings: dict[str, float]) -> None:
         if self.plan is None or (stage == "dense" and not self.eval.dense_baseline):
