@@ -58,10 +58,11 @@ def test_generation_is_seeded(tiny, char_tokenizer):
     assert first.ids.shape == (4, 32) and (first.ids[:, 0] == char_tokenizer.bos_token_id).all()
     assert torch.equal(first.ids, again.ids)
     assert not torch.equal(first.ids, other.ids)
-    # The window is the generated text, not the prompt: its text is what the record says was written.
-    assert char_tokenizer.decode(first.ids[0, 1:]) == record["windows"][0]["text"]
-    assert record["windows"][0]["prompt"] == seed_prompts("de")[0]
-    assert first.n_bytes.tolist() == [len(w["text"].encode()) for w in record["windows"][:4]]
+    # The windows are the generated texts the record keeps (not the prompts), in generation order.
+    kept = [w for w in record["windows"] if w["reason"] == "kept"]
+    assert [char_tokenizer.decode(row[1:]) for row in first.ids] == [w["text"] for w in kept]
+    assert first.n_bytes.tolist() == [len(w["text"].encode()) for w in kept]
+    assert [w["prompt"] for w in record["windows"]] == seed_prompts("de")[: len(record["windows"])]
 
 
 def test_planted_off_language_windows_are_dropped():
@@ -158,3 +159,17 @@ def test_config_and_datamodule_for_the_generated_source(tiny, char_tokenizer):
     ]:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             DataConfig(source="generated", generation={key: value}).validate()
+
+
+def test_window_perplexity_is_the_models_own(tiny, char_tokenizer):
+    """The perplexity read off generate's logits equals a plain forward over prompt + window."""
+    windows, record = generate_calibration(tiny, char_tokenizer, "es", 2, 16, seed=3, options=LOOSE)
+    kept = [w for w in record["windows"] if w["reason"] == "kept"]
+    for row, entry in zip(windows.ids, kept, strict=True):
+        prompt = char_tokenizer(entry["prompt"], add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([[char_tokenizer.bos_token_id, *prompt, *row[1:].tolist()]])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(tiny(input_ids=ids).logits[0, :-1].double(), dim=-1)
+        targets = ids[0, 1:]
+        token_log_probs = log_probs.gather(1, targets[:, None]).squeeze(1)[-15:]  # the 15 generated tokens
+        assert math.log(entry["perplexity"]) == pytest.approx(-float(token_log_probs.mean()), rel=1e-4)

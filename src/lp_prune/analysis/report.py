@@ -14,9 +14,12 @@ from lp_prune.tracking import atomic_write_text, write_json
 
 
 def perplexity_rows(
-    matrix: dict[str, dict[str, float]], higher_is_better: bool = False
+    matrix: dict[str, dict[str, float]],
+    higher_is_better: bool = False,
+    stderr: dict[str, dict[str, float]] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a calibration-language table; the best calibration language per column in bold."""
+    """Header and rows of a calibration-language table; the best calibration language per column in bold;
+    `stderr` (same shape) adds "± stderr" to the cells that have one."""
     cols = sorted({lang for values in matrix.values() for lang in values})
     best = best_per_column(matrix, higher_is_better)
     rows = []
@@ -24,6 +27,8 @@ def perplexity_rows(
         cells = []
         for col in cols:
             text = _fmt(values.get(col, math.nan), 2)
+            if stderr and stderr.get(row, {}).get(col) is not None:
+                text += f" ± {stderr[row][col]:.2f}"
             cells.append(f"**{text}**" if best.get(col) == row else text)
         rows.append([row, *cells])
     return ["calibration \\ eval", *cols], rows
@@ -61,8 +66,9 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
             )
         ]
         if result.accuracy.get(setting):
-            title = "Downstream accuracy, lm-eval acc (rows: calibration language; bold: best per task)"
-            tables.append((title, *perplexity_rows(result.accuracy[setting], higher_is_better=True)))
+            title = "Downstream accuracy, lm-eval acc ± stderr (rows: calibration recipe; bold: best per task)"
+            rows = perplexity_rows(result.accuracy[setting], True, result.accuracy_stderr.get(setting))
+            tables.append((title, *rows))
         if result.iou[setting]["pairs"]:
             tables.append(("Mask IoU between calibration languages", *iou_rows(result.iou[setting])))
         if result.disagreement.get(setting):

@@ -13,7 +13,8 @@ windows to it):
 2. Seeded: generation runs in a forked RNG seeded with `seed`, so the same seed (and model, prompts,
    settings, batch size) gives the same token ids, and the caller's RNG state is left as it was.
 3. A window is dropped when its decoded text fails the language check (lp_prune.data.language_check:
-   script share, stopwords; approximate), or when its perplexity under the model is extreme: above
+   script share, stopwords; approximate), or when its perplexity under the model (of its tokens given
+   the prompt, read off the logits `generate` computes anyway: no extra forward) is extreme: above
    max_perplexity, or its log perplexity outside Tukey's fences (Q1 - k IQR, Q3 + k IQR, k =
    perplexity_fence) of all language-passing windows so far (too high: gibberish; too low:
    repetition loops). More batches are generated until nsamples windows pass, at most
@@ -36,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from lp_prune.config import GenerationConfig, check_language
 from lp_prune.data.language_check import check_language as language_check
 from lp_prune.data.windows import TokenWindows, bos_ids, make_windows, text_tokens_per_window
 from lp_prune.errors import DataError
-from lp_prune.metrics.perplexity import token_nll
 
 SEED_PROMPTS_FILE = Path(__file__).parent / "seed_prompts.json"
 RECORD_FILE = "calibration_generated.json"  # in the run directory
@@ -82,12 +83,12 @@ def generate_calibration(
                 prompts[(len(entries) + i) % len(prompts)]
                 for i in range(min(options.batch_size, budget - len(entries)))
             ]
-            generated = _generate(model, tokenizer, batch, n_text, options)
+            generated, nll = _generate(model, tokenizer, batch, n_text, options)
             texts = tokenizer.batch_decode(generated.tolist(), skip_special_tokens=True)
-            for prompt, ids, text in zip(batch, generated, texts, strict=True):
+            for prompt, ids, text, nll_sum in zip(batch, generated, texts, nll.tolist(), strict=True):
                 rows.append(ids)
                 entries.append(judge_language(len(entries), prompt, text, language, options))
-            _score_perplexity(model, tokenizer, rows, entries)
+                entries[-1]["perplexity"] = math.exp(nll_sum / n_text)
             judge_perplexity(entries, options)
     kept = [i for i, entry in enumerate(entries) if entry["reason"] == "kept"][:nsamples]
     for i, entry in enumerate(entries):
@@ -148,16 +149,39 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+class _TokenLogProbs(LogitsProcessor):
+    """Sums the log-probability of each sampled token under the model, from the logits `generate`
+    computes anyway: it sees them before temperature and top-p (HF runs custom processors before the
+    sampling warpers), keeps the last step's log-softmax, and reads off the token chosen from it."""
+
+    def __init__(self) -> None:
+        self.previous: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.previous is not None:
+            self.add(input_ids[:, -1])
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def add(self, tokens: torch.Tensor) -> None:
+        assert self.previous is not None
+        chosen = self.previous.gather(1, tokens[:, None].to(self.previous.device)).squeeze(1)
+        self.total = chosen if self.total is None else self.total + chosen
+
+
 def _generate(
     model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], n_new: int, options: GenerationConfig
-) -> torch.Tensor:
-    """[len(prompts), n_new] sampled continuation ids (prompts left-padded, BOS first)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[len(prompts), n_new] sampled continuation ids (prompts left-padded, BOS first) and the summed
+    NLL of each row's tokens given its prompt."""
     encoded = [bos_ids(tokenizer) + ids for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, encoded))
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], dtype=torch.long)
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], dtype=torch.long)
     device = _device(model)
+    log_probs = _TokenLogProbs()
     with torch.no_grad():
         output = model.generate(
             input_ids=input_ids.to(device),
@@ -170,8 +194,11 @@ def _generate(
             min_new_tokens=n_new,  # EOS only after a full window
             pad_token_id=pad,
             use_cache=True,  # calibration turns the model's use_cache off; generation needs the KV cache
+            logits_processor=LogitsProcessorList([log_probs]),
         )
-    return output[:, width:].cpu()
+    log_probs.add(output[:, -1])  # the last token: no later step read it off
+    assert log_probs.total is not None
+    return output[:, width:].cpu(), -log_probs.total.double().cpu()
 
 
 # --- filtering --------------------------------------------------------------------------------------
@@ -190,19 +217,6 @@ def judge_language(index: int, prompt: str, text: str, language: str, options: G
         if not check.passed:
             entry["reason"] = f"language: {check.reason}"
     return entry
-
-
-def _score_perplexity(model: torch.nn.Module, tokenizer: Any, rows: list[torch.Tensor], entries: list[dict]) -> None:
-    """Perplexity of each new window (BOS + its tokens) under the model, one window per forward: the
-    logits of a window are seqlen x vocab floats (262k columns for Gemma)."""
-    device = _device(model)
-    bos = bos_ids(tokenizer)
-    with torch.no_grad():
-        for ids, entry in zip(rows, entries, strict=True):
-            if entry["perplexity"] is None:
-                window = torch.tensor([bos + ids.tolist()], dtype=torch.long, device=device)
-                nll, tokens = token_nll(model(input_ids=window, use_cache=False).logits, window)
-                entry["perplexity"] = math.exp(float(nll) / tokens)
 
 
 def perplexity_fences(log_perplexities: Sequence[float], k: float) -> tuple[float, float]:
