@@ -57,6 +57,7 @@ def test_generation_is_seeded(tiny, char_tokenizer):
     other, _ = generate_calibration(tiny, char_tokenizer, "de", 4, 32, seed=8, options=LOOSE)
     assert first.ids.shape == (4, 32) and (first.ids[:, 0] == char_tokenizer.bos_token_id).all()
     assert torch.equal(first.ids, again.ids)
+    assert not torch.isin(first.ids[:, 1:], torch.tensor(char_tokenizer.all_special_ids)).any()  # no pad, BOS, EOS
     assert not torch.equal(first.ids, other.ids)
     # The windows are the generated texts the record keeps (not the prompts), in generation order.
     kept = [w for w in record["windows"] if w["reason"] == "kept"]
@@ -130,9 +131,10 @@ def test_record_is_written_into_the_run_directory(tiny, char_tokenizer, tmp_path
     assert path == tmp_path / RECORD_FILE
     saved = json.loads(path.read_text())
     zh = saved["languages"]["zh"]
-    assert zh["seed"] == 0 and zh["settings"]["temperature"] == LOOSE.temperature and zh["settings"]["top_k"] == 0
-    assert zh["kept"] == 3 and zh["generated"] == 4
-    assert [w["reason"] for w in zh["windows"]] == ["kept", "kept", "kept", "not needed"]
+    assert zh["seed"] == 0 and zh["settings"]["temperature"] == LOOSE.temperature
+    assert zh["settings"]["top_k"] == LOOSE.top_k and zh["settings"]["top_p"] == LOOSE.top_p
+    assert zh["kept"] == 3 and zh["generated"] == 3  # the first batch is as large as needed
+    assert [w["reason"] for w in zh["windows"]] == ["kept", "kept", "kept"]
     assert all({"prompt", "text", "perplexity", "reason"} <= set(w) for w in zh["windows"])
     assert zh["windows"][1]["prompt"] == seed_prompts("zh")[1]
 
@@ -154,6 +156,7 @@ def test_config_and_datamodule_for_the_generated_source(tiny, char_tokenizer):
     for key, value, message in [
         ("temperature", 0.0, "temperature must be positive"),
         ("top_p", 1.5, "top_p must lie in (0, 1]"),
+        ("top_k", -1, "top_k must be 0 (off) or more"),
         ("tries", 0.5, "tries must be at least 1"),
         ("min_script_share", 2.0, "min_script_share must lie in [0, 1]"),
     ]:

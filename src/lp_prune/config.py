@@ -40,15 +40,17 @@ class ModelConfig:
 class GenerationConfig:
     """data.source generated: the model being pruned writes its own calibration text (lp_prune.data.generated).
 
-    It continues short seed prompts in the calibration language by sampling (temperature, nucleus
-    top_p; no top-k cut), seeded by data.seed; windows in another language (a script / stopword
-    check, approximate) or with an extreme perplexity (outside Tukey's fences on log perplexity, or
-    above max_perplexity) are dropped, and more are generated, up to `tries` x the windows needed.
+    It continues short seed prompts in the calibration language by sampling (temperature, then the
+    top_k most likely tokens, then nucleus top_p: Gemma's own recipe), seeded by data.seed; windows
+    in another language (a script / stopword check, approximate) or with an extreme perplexity
+    (outside Tukey's fences on log perplexity, or above max_perplexity) are dropped, and more are
+    generated, up to `tries` x the windows needed.
     """
 
     temperature: float = 0.8
+    top_k: int = 64  # 0: no top-k cut (then top_p sorts the whole vocabulary at every step: slow for 262k)
     top_p: float = 0.95
-    batch_size: int = 8  # sequences per generate call (KV cache on)
+    batch_size: int = 32  # sequences per generate call (KV cache on); each step reads the whole lm_head
     tries: float = 3.0  # generate at most tries x nsamples windows per language before giving up
     check_language: bool = True
     min_script_share: float = 0.8  # share of the letters in the language's script (Latin, Arabic, ...)
@@ -58,6 +60,8 @@ class GenerationConfig:
     def validate(self) -> None:
         if not self.temperature > 0:
             raise ConfigError(f"data.generation.temperature must be positive, got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"data.generation.top_k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"data.generation.top_p must lie in (0, 1], got {self.top_p}")
         if self.batch_size < 1:

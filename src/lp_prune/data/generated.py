@@ -6,10 +6,10 @@ windows to it):
     windows, record = generate_calibration(model, tokenizer, "sw", nsamples=32, seqlen=256, seed=0)
 
 1. The model continues short seed prompts written in the language (SEED_PROMPTS_FILE, eight per
-   language, used in turn) by sampling: temperature and nucleus top_p from GenerationConfig, no
-   top-k cut, batched `model.generate` with the KV cache on. EOS is suppressed until a window is
-   full, so every sequence gives exactly one window: BOS + seqlen - 1 generated tokens (the prompt
-   is not part of the window).
+   language, used in turn) by sampling: temperature, top_k and nucleus top_p from GenerationConfig,
+   batched `model.generate` with the KV cache on. EOS, pad, BOS and other special tokens are never
+   sampled, so every sequence gives exactly one window: BOS + seqlen - 1 generated tokens (the
+   prompt is not part of the window).
 2. Seeded: generation runs in a forked RNG seeded with `seed`, so the same seed (and model, prompts,
    settings, batch size) gives the same token ids, and the caller's RNG state is left as it was.
 3. A window is dropped when its decoded text fails the language check (lp_prune.data.language_check:
@@ -26,6 +26,7 @@ windows to it):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import Counter
@@ -43,6 +44,8 @@ from lp_prune.config import GenerationConfig, check_language
 from lp_prune.data.language_check import check_language as language_check
 from lp_prune.data.windows import TokenWindows, bos_ids, make_windows, text_tokens_per_window
 from lp_prune.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SEED_PROMPTS_FILE = Path(__file__).parent / "seed_prompts.json"
 RECORD_FILE = "calibration_generated.json"  # in the run directory
@@ -79,10 +82,10 @@ def generate_calibration(
     entries: list[dict[str, Any]] = []
     with _seeded(seed, _device(model)):
         while _passing(entries) < nsamples and len(entries) < budget:
-            batch = [
-                prompts[(len(entries) + i) % len(prompts)]
-                for i in range(min(options.batch_size, budget - len(entries)))
-            ]
+            # After the first batch, only about as many as are still missing (plus half for drops).
+            missing = math.ceil(1.5 * (nsamples - _passing(entries))) if entries else nsamples
+            size = min(options.batch_size, budget - len(entries), missing)
+            batch = [prompts[(len(entries) + i) % len(prompts)] for i in range(size)]
             generated, nll = _generate(model, tokenizer, batch, n_text, options)
             texts = tokenizer.batch_decode(generated.tolist(), skip_special_tokens=True)
             for prompt, ids, text, nll_sum in zip(batch, generated, texts, nll.tolist(), strict=True):
@@ -90,6 +93,13 @@ def generate_calibration(
                 entries.append(judge_language(len(entries), prompt, text, language, options))
                 entries[-1]["perplexity"] = math.exp(nll_sum / n_text)
             judge_perplexity(entries, options)
+            log.info(
+                "generated calibration '%s': %d windows, %d pass, %.0f s",
+                language,
+                len(entries),
+                _passing(entries),
+                time.perf_counter() - start,
+            )
     kept = [i for i, entry in enumerate(entries) if entry["reason"] == "kept"][:nsamples]
     for i, entry in enumerate(entries):
         if entry["reason"] == "kept" and i not in kept:
@@ -151,10 +161,13 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 class _TokenLogProbs(LogitsProcessor):
     """Sums the log-probability of each sampled token under the model, from the logits `generate`
-    computes anyway: it sees them before temperature and top-p (HF runs custom processors before the
-    sampling warpers), keeps the last step's log-softmax, and reads off the token chosen from it."""
+    computes anyway: it sees them before temperature, top-k and top-p (HF runs custom processors
+    before the sampling warpers), keeps the last step's log-softmax, and reads off the token chosen
+    from it. Then it bars the `suppress` tokens from being sampled (after the log-softmax, so the
+    perplexity is the model's own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, suppress: Sequence[int]) -> None:
+        self.suppress = torch.tensor(list(suppress), dtype=torch.long)
         self.previous: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
 
@@ -162,7 +175,7 @@ class _TokenLogProbs(LogitsProcessor):
         if self.previous is not None:
             self.add(input_ids[:, -1])
         self.previous = torch.log_softmax(scores.float(), dim=-1)
-        return scores
+        return scores.index_fill(1, self.suppress.to(scores.device), -math.inf)
 
     def add(self, tokens: torch.Tensor) -> None:
         assert self.previous is not None
@@ -181,7 +194,8 @@ def _generate(
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], dtype=torch.long)
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], dtype=torch.long)
     device = _device(model)
-    log_probs = _TokenLogProbs()
+    # No EOS, pad, BOS or markup token inside a window: every sequence fills one window.
+    log_probs = _TokenLogProbs(sorted({*tokenizer.all_special_ids, *_eos_ids(model, tokenizer)}))
     with torch.no_grad():
         output = model.generate(
             input_ids=input_ids.to(device),
@@ -189,9 +203,8 @@ def _generate(
             do_sample=True,
             temperature=options.temperature,
             top_p=options.top_p,
-            top_k=0,  # no top-k cut: nucleus sampling only (a model's generation_config may set one)
+            top_k=options.top_k,  # 0: none (HF applies temperature, then top-k, then top-p)
             max_new_tokens=n_new,
-            min_new_tokens=n_new,  # EOS only after a full window
             pad_token_id=pad,
             use_cache=True,  # calibration turns the model's use_cache off; generation needs the KV cache
             logits_processor=LogitsProcessorList([log_probs]),
@@ -199,6 +212,13 @@ def _generate(
     log_probs.add(output[:, -1])  # the last token: no later step read it off
     assert log_probs.total is not None
     return output[:, width:].cpu(), -log_probs.total.double().cpu()
+
+
+def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
+    """Every EOS id of the tokenizer and the model's generation config (Gemma has two)."""
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = config_eos if isinstance(config_eos, list) else [config_eos]
+    return [int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None]
 
 
 # --- filtering --------------------------------------------------------------------------------------
@@ -253,7 +273,7 @@ def _record(
         "nsamples": nsamples,
         "seqlen": seqlen,
         "seed": seed,
-        "settings": {**asdict(options), "top_k": 0, "window": "BOS + generated tokens (prompt not included)"},
+        "settings": {**asdict(options), "window": "BOS + generated tokens (prompt not included)"},
         "generated": len(entries),
         "kept": sum(entry["reason"] == "kept" for entry in entries),
         "seconds": round(seconds, 2),
