@@ -176,3 +176,35 @@ def test_window_perplexity_is_the_models_own(tiny, char_tokenizer):
         targets = ids[0, 1:]
         token_log_probs = log_probs.gather(1, targets[:, None]).squeeze(1)[-15:]  # the 15 generated tokens
         assert math.log(entry["perplexity"]) == pytest.approx(-float(token_log_probs.mean()), rel=1e-4)
+
+
+def test_generation_is_cached_per_model_mix_and_seed(tiny, char_tokenizer, tmp_path, monkeypatch):
+    """SparseGPT and Wanda runs of one target share the generated text: the second reads it back."""
+    from lp_prune.config import ModelConfig
+    from lp_prune.data import generated
+
+    monkeypatch.setenv("LP_PRUNE_CACHE", str(tmp_path))
+    calls = []
+    real = generated.generate_calibration_mix
+
+    def counted(*args, **kwargs):
+        calls.append(args[4])  # the seed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generated, "generate_calibration_mix", counted)
+    model_config = ModelConfig(name="tiny")
+
+    def generate(seed):
+        return generated.cached_generate_calibration_mix(
+            model_config, tiny, char_tokenizer, {"en": 2, "sw": 1}, 16, seed, LOOSE
+        )
+
+    first, languages, record = generate(0)
+    again, languages_again, record_again = generate(0)
+    other, _, _ = generate(1)
+    assert calls == [0, 1]
+    assert torch.equal(first.ids, again.ids) and torch.equal(first.n_bytes, again.n_bytes)
+    assert languages == languages_again == ["en", "en", "sw"]
+    assert record["cache"] is None and record_again["cache"].endswith(".pt")
+    assert record_again["languages"] == json.loads(json.dumps(record["languages"]))
+    assert not torch.equal(first.ids, other.ids)

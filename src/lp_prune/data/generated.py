@@ -25,6 +25,8 @@ windows to it):
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import math
@@ -133,6 +135,63 @@ def generate_calibration_mix(
     languages = [lang for lang, part in zip(counts, parts, strict=True) for _ in range(len(part))]
     windows = TokenWindows(torch.cat([p.ids for p in parts]), torch.cat([p.n_bytes for p in parts]))
     return windows, languages, {"languages": records}
+
+
+GENERATION_VERSION = 1  # bump when what a seed produces changes: cached generations are keyed by it
+
+
+def generation_cache_key(
+    model_config: Any, device: torch.device, counts: dict[str, int], seqlen: int, seed: int, options: GenerationConfig
+) -> str:
+    """Identifies a generation: the model (and its local files' mtimes), device kind, mix, sizes, seed,
+    settings, prompts and library versions."""
+    import transformers
+
+    parts = [GENERATION_VERSION, model_config.name, model_config.dtype, model_config.revision, device.type]
+    parts += [counts, seqlen, seed, asdict(options), _all_prompts(), torch.__version__, transformers.__version__]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode())
+    folder = Path(model_config.name)
+    if folder.is_dir():
+        for weights in sorted(folder.glob("*.safetensors")):
+            digest.update(f"{weights.name}:{weights.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def cached_generate_calibration_mix(
+    model_config: Any,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    counts: dict[str, int],
+    seqlen: int,
+    seed: int,
+    options: GenerationConfig | None = None,
+    write: bool = True,
+) -> tuple[TokenWindows, list[str], dict[str, Any]]:
+    """generate_calibration_mix, computed once per model, mix, sizes, seed and settings.
+
+    A sweep prunes the same model with several methods on the same generated text (same seed, same
+    text): every run after the first reads the windows back from the cache (LP_PRUNE_CACHE). The
+    record says where they came from ("cache")."""
+    from lp_prune.models.loading import cache_dir
+    from lp_prune.tracking import atomic_write_bytes, read_json, write_json
+
+    options = options or GenerationConfig()
+    key = generation_cache_key(model_config, _device(model), counts, seqlen, seed, options)
+    folder = cache_dir() / "generated_calibration"
+    tensors, record_path = folder / f"{key}.pt", folder / f"{key}.json"
+    if tensors.is_file() and record_path.is_file():
+        saved = torch.load(tensors, weights_only=True)
+        record = {**read_json(record_path), "cache": str(tensors)}
+        return TokenWindows(saved["ids"], saved["n_bytes"]), list(record["window_languages"]), record
+    windows, languages, record = generate_calibration_mix(model, tokenizer, counts, seqlen, seed, options)
+    record = {**record, "window_languages": languages, "cache": None}
+    if write:  # data parallel: rank 0 writes
+        folder.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save({"ids": windows.ids, "n_bytes": windows.n_bytes}, buffer)
+        atomic_write_bytes(tensors, buffer.getvalue())
+        write_json(record_path, record)
+    return windows, languages, record
 
 
 def save_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
