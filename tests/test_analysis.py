@@ -279,3 +279,19 @@ def test_language_subspace_projection_is_idempotent():
     h = torch.randn(5, 48, dtype=torch.float64)
     once = subspace.specific(h)
     assert torch.allclose(subspace.specific(once), once, atol=1e-12)
+
+
+def test_lsar_figure_titles_each_panel_with_its_own_formula(monkeypatch, tmp_path):
+    from lp_prune.analysis import analyze_plots
+
+    titles: list[str] = []
+
+    def keep_titles(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return path
+
+    monkeypatch.setattr(analyze_plots, "_save", keep_titles)
+    curves = {"specific": [0.1, 0.2], "agnostic": [0.01, 0.02]}
+    result = {"lsar": {"rank": 1, "runs": {"r": {"pooled": curves}}}}
+    analyze_plots.lsar_errors(result, [{"key": "r", "label": "en"}], "t", tmp_path / "x.png")
+    assert titles == ["language-specific: ||P e||² / ||P h||²", "language-agnostic: ||(I - P) e||² / ||(I - P) h||²"]

@@ -9,6 +9,7 @@ import torch
 from lp_prune.analysis.compare import best_per_column
 from lp_prune.analysis.iou import chance_iou, mask_iou, packed_iou
 from lp_prune.cli import main
+from lp_prune.config import RunConfig
 from lp_prune.tracking import pack_mask
 from wandb_offline import closed_log, find_offline_runs, read_history
 
@@ -43,7 +44,7 @@ def test_accuracy_matrix_from_downstream_results(tmp_path):
             "pruned": {"proxy_en": {"acc": acc_en}, "proxy_sw": {"acc": acc_sw}},
             "dense": {"proxy_en": {"acc": 0.9}, "proxy_sw": {"acc": 0.6}},
         }
-        return Run(tmp_path, {}, {"calibration_language": lang, "downstream": downstream})
+        return Run(tmp_path, RunConfig(), {"calibration_language": lang, "downstream": downstream})
 
     matrix = accuracy_matrix([run("en", 0.8, 0.4), run("sw", 0.7, 0.5)])
     assert matrix == {

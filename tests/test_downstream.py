@@ -99,7 +99,9 @@ def test_proxy_items_come_from_held_out_text_only(lang):
     calibration, evaluation = split_documents(packaged_documents(lang), 0.2)
     held_out, calibration_text = squeeze("".join(evaluation)), "\n".join(calibration)
     items = language_items(lang, 0.2)
-    assert len(items) == DEFAULT_ITEMS
+    assert DEFAULT_ITEMS is None and len(items) >= 60  # every item the held-out text allows
+    assert len({item.id for item in items}) == len(items)
+    assert language_items(lang, 0.2, n_items=20) == items[:20]  # a limit takes the first of a seeded order
     for item in items:
         assert len(set(item.choices)) == DISTRACTORS + 1 and 0 <= item.label <= DISTRACTORS
         truth = item.choices[item.label]
@@ -142,6 +144,12 @@ def test_proxy_tasks_run_through_lm_eval_without_the_hub(char_tokenizer, monkeyp
         for metric in ("acc", "acc_norm"):
             assert 0.0 <= result[metric] <= 1.0
             assert result[f"{metric}_stderr"] >= 0.0
+            # Per-item scores: one 0/1 per item, averaging to lm-eval's own accuracy.
+            per_item = result["items"][metric]
+            assert len(per_item) == 6 and set(per_item) <= {0, 1}
+            assert sum(per_item) / 6 == pytest.approx(result[metric])
+        items = {item.id for item in language_items(result["language"], 0.2)[:6]}
+        assert set(result["items"]["ids"]) == items  # the items' own ids, the first 6 of the task file
     assert seen and all(flags == ("1", True) for flags in seen)
     assert no_network == []
     assert not huggingface_hub.constants.HF_HUB_OFFLINE  # restored
@@ -157,7 +165,8 @@ def test_focused_scoring_matches_lm_eval(arch, char_tokenizer):
 
     model = tiny_model(arch, vocab_size=len(char_tokenizer), attention="sdpa")
     requests = []
-    for item in language_items("en", 0.2)[:3]:
+    short = sorted(language_items("en", 0.2), key=lambda item: len(item.context) + max(map(len, item.choices)))
+    for item in short[:3]:  # the tiny model's context is 128 tokens (characters here)
         context = char_tokenizer(item.context, add_special_tokens=False)["input_ids"]
         for choice in item.choices:
             continuation = char_tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
@@ -205,6 +214,10 @@ def test_shorthands_expand_per_language():
         "belebele_eng_Latn",
     ]
     assert len(expand_tasks(["study"], LANGUAGES)) == 7 + 6 + 5 + 6 + 6
+    # proxy_calibration: only the run's calibration languages, whatever the evaluation languages
+    assert expand_tasks(["proxy_calibration"], LANGUAGES, ["sw"]) == ["lp_prune_proxy_sw"]
+    assert expand_tasks(["proxy_calibration"], ["en"], ["de", "zh"]) == ["lp_prune_proxy_de", "lp_prune_proxy_zh"]
+    assert expand_tasks(["proxy_calibration"], LANGUAGES) == []
 
 
 @pytest.mark.parametrize(
@@ -341,3 +354,22 @@ def test_eval_command_on_a_model_folder(eval_model_dir, capsys):
     assert main(["eval", str(eval_model_dir), "--tasks", "[proxy]", "--languages", "[zh]", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"lp_prune_proxy_zh\s+zh\s+model\s+2\s+acc=", out), out
+
+
+def test_per_item_scores_use_item_ids_and_keep_filters_apart():
+    from lp_prune.evaluation.downstream import per_item_scores
+
+    samples = {
+        "proxy": [
+            {"doc_id": 1, "doc": {"id": "en-3-4"}, "filter": "none", "metrics": ["acc"], "acc": 0.0},
+            {"doc_id": 0, "doc": {"id": "en-1-2"}, "filter": "none", "metrics": ["acc"], "acc": 1.0},
+        ],
+        "qa": [
+            {"doc_id": 0, "doc": {"q": "a"}, "filter": "none", "metrics": ["f1"], "f1": 0.5},
+            {"doc_id": 0, "doc": {"q": "a"}, "filter": "strict", "metrics": ["f1"], "f1": 1.0},
+        ],
+    }
+    assert per_item_scores(samples) == {
+        "proxy": {"ids": ["en-1-2", "en-3-4"], "acc": [1, 0]},
+        "qa": {"ids": [0], "f1": [0.5], "f1/strict": [1]},
+    }

@@ -8,6 +8,7 @@ each field is its `--help` description. A saved run's config.yaml is read back b
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Literal, get_args
 from lp_prune.errors import ConfigError, DataError
 
 Method = Literal["sparsegpt", "wanda", "magnitude"]
-DataSource = Literal["packaged", "mc4", "files", "tokens"]
+DataSource = Literal["packaged", "mc4", "files", "tokens", "generated"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 ActivationPlace = Literal["device", "cpu", "disk"]
 WandbMode = Literal["auto", "online", "offline", "disabled"]
@@ -54,14 +55,66 @@ class ModelConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """data.source generated: the model being pruned writes its own calibration text (lp_prune.data.generated).
+
+    It continues short seed prompts in the calibration language by sampling (temperature, then the
+    top_k most likely tokens, then nucleus top_p: Gemma's own recipe), seeded by data.seed; windows
+    in another language (a script / stopword check, approximate) or with an extreme perplexity
+    (outside Tukey's fences on log perplexity, or above max_perplexity) are dropped, and more are
+    generated, up to `tries` x the windows needed.
+    """
+
+    temperature: float = 0.8
+    """Sampling temperature."""
+    top_k: int = 64
+    """Sample among the top_k most likely tokens (0: no cut; then top_p sorts the whole vocabulary: slow)."""
+    top_p: float = 0.95
+    """Nucleus sampling: the smallest set of tokens holding this probability."""
+    batch_size: int = 32
+    """Sequences per generate call (KV cache on; every step reads the whole LM head)."""
+    tries: float = 3.0
+    """Generate at most tries x nsamples windows per language before giving up."""
+    check_language: bool = True
+    """Drop windows in another language (script share; stopwords for de, en, es, sw: approximate)."""
+    min_script_share: float = 0.8
+    """Share of the letters that must be in the language's script (Latin, Arabic, Cyrillic, Han)."""
+    perplexity_fence: float = 1.5
+    """Tukey's k: drop log perplexities beyond Q1 - k IQR or Q3 + k IQR (0: off)."""
+    max_perplexity: float = 1000.0
+    """And drop any window above this perplexity."""
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"data.generation.temperature must be positive, got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"data.generation.top_k must be 0 (off) or more, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"data.generation.top_p must lie in (0, 1], got {self.top_p}")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.generation.batch_size must be at least 1, got {self.batch_size}")
+        if self.tries < 1:
+            raise ConfigError(f"data.generation.tries must be at least 1 (x data.nsamples windows), got {self.tries}")
+        if not 0.0 <= self.min_script_share <= 1.0:
+            raise ConfigError(f"data.generation.min_script_share must lie in [0, 1], got {self.min_script_share}")
+        if self.perplexity_fence < 0 or not self.max_perplexity > 1:
+            raise ConfigError(
+                "data.generation.perplexity_fence must be 0 or more and max_perplexity above 1, got "
+                f"{self.perplexity_fence} and {self.max_perplexity}"
+            )
+
+
+@dataclass
 class DataConfig:
     """Calibration and evaluation text."""
 
     source: DataSource = "packaged"
-    """Text source: packaged (dataset-build text, offline), mc4 (allenai/c4 streaming, needs network),
-    files (local UTF-8 text, data.files), tokens (data.token_file: calibration windows as they are)."""
+    """Text source: packaged (dataset-build text, offline), mc4 (allenai/c4 streaming, needs network), files
+    (local UTF-8 text, data.files), tokens (data.token_file: calibration windows as they are), generated
+    (the model writes its calibration text after it loads: data.generation; evaluation on packaged text)."""
     calibration_language: str = "en"
-    """Calibration text: a language (ar, de, en, es, ru, sw, zh), or a mix: en+sw (even split), all, en:64,sw:64."""
+    """Calibration text: a language (ar, de, en, es, ru, sw, zh), or a mix: en+sw (even split), all, counts
+    en:64,sw:64, proportions en:0.4,sw:0.6 (of data.nsamples, largest remainder)."""
     eval_languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
     """Languages whose held-out text is evaluated (perplexity, bits per byte)."""
     nsamples: int = 32
@@ -86,6 +139,12 @@ class DataConfig:
     """Seed of the calibration window draw; for mc4 it also shuffles the stream (other seed, other documents)."""
     shuffle_buffer: int = 10_000
     """mc4: rows the seeded streaming shuffle draws from (datasets' buffer_size)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """data.source generated: how the model writes its calibration text."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generation, dict):  # built from a plain dict (W&B configs, tests)
+            self.generation = GenerationConfig(**self.generation)
 
     def validate(self) -> None:
         for lang in self.eval_languages:
@@ -101,6 +160,8 @@ class DataConfig:
             raise ConfigError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction}")
         if self.source == "tokens" and not self.token_file:
             raise ConfigError("data.source 'tokens' needs data.token_file (a [n, seqlen] .pt or .npy file)")
+        if self.source == "generated":
+            self.generation.validate()
         mix = self.calibration_counts()
         if self.source == "tokens" and len(mix) > 1:
             raise ConfigError("data.source 'tokens' takes its windows from the file: a calibration mix needs text")
@@ -222,8 +283,9 @@ class EvalConfig:
 
     tasks: downstream tasks run through lm-eval on the dense (with dense_baseline) and the pruned
     model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
-    proxy = the offline proxy tasks, belebele / arc / hellaswag / mmlu / mkqa = the study's tasks,
-    study = all five). Empty: no downstream evaluation. See lp_prune.evaluation.downstream.
+    proxy = the offline proxy tasks, proxy_calibration = those of the calibration languages only,
+    belebele / arc / hellaswag / mmlu / mkqa = the study's tasks, study = all five). Empty: no
+    downstream evaluation. See lp_prune.evaluation.downstream.
     """
 
     perplexity: bool = True
@@ -369,36 +431,107 @@ def check_language(lang: str, key: str) -> None:
 def calibration_mix(spec: str, nsamples: int) -> dict[str, int]:
     """Windows per language for a calibration spec, in the spec's order.
 
-    "en"            -> {en: nsamples}
-    "en+sw"         -> nsamples split evenly (the first languages take the remainder)
-    "all"           -> all seven languages, split evenly
-    "en:64,sw:64"   -> exactly these counts (they take precedence over data.nsamples)
+    "en"                 -> {en: nsamples}
+    "en+sw"              -> nsamples split evenly (the first languages take the remainder)
+    "all"                -> all seven languages, split evenly
+    "en:64,sw:64"        -> exactly these counts (they take precedence over data.nsamples)
+    "en:0.4,zh:0.2,..."  -> proportions of data.nsamples (see proportional_counts); they must sum
+                            to 1 (within 1e-6), and counts and proportions cannot be mixed
     """
     spec = spec.strip()
     if ":" in spec:
-        counts: dict[str, int] = {}
-        for part in spec.split(","):
-            lang, _, count = part.strip().partition(":")
-            check_language(lang.strip(), "data.calibration_language")
-            if not count.strip().isdigit() or int(count) < 1:
-                raise ConfigError(f"data.calibration_language '{spec}': '{part}' needs a positive count, e.g. en:64")
-            if lang.strip() in counts:
-                raise ConfigError(f"data.calibration_language '{spec}' names '{lang.strip()}' twice")
-            counts[lang.strip()] = int(count)
-        return counts
+        values = _mix_values(spec)
+        if all(isinstance(v, int) for v in values.values()):
+            return values  # type: ignore[return-value]
+        total = sum(values.values())
+        if abs(total - 1.0) > MIX_SUM_TOLERANCE:
+            raise ConfigError(
+                f"data.calibration_language '{spec}': proportions sum to {total:g}, not 1 (write counts such as en:64 "
+                "for unnormalised weights)"
+            )
+        _check_enough_samples(nsamples, len(values), spec)
+        return proportional_counts(values, nsamples)
     langs = list(LANGUAGES) if spec == "all" else [lang.strip() for lang in spec.split("+")]
     for lang in langs:
         check_language(lang, "data.calibration_language")
     if len(set(langs)) < len(langs):
         raise ConfigError(f"data.calibration_language '{spec}' names a language twice")
-    if nsamples < len(langs):
-        raise ConfigError(f"data.nsamples {nsamples} is fewer than the {len(langs)} languages of '{spec}'")
+    _check_enough_samples(nsamples, len(langs), spec)
     share, extra = divmod(nsamples, len(langs))
     return {lang: share + (i < extra) for i, lang in enumerate(langs)}
 
 
+MIX_SUM_TOLERANCE = 1e-6  # proportions of a weighted mix must sum to 1 within this
+_COUNT = re.compile(r"^\d+$")
+_PROPORTION = re.compile(r"^(\d+\.\d*|\.\d+)$")  # a decimal point marks a proportion: 0.4, .4, 1.0
+
+
+def _mix_values(spec: str) -> dict[str, int | float]:
+    """'en:64,sw:16' -> {en: 64, sw: 16}; 'en:0.4,sw:0.6' -> {en: 0.4, sw: 0.6}; one kind only."""
+    values: dict[str, int | float] = {}
+    for part in spec.split(","):
+        lang, _, raw = (x.strip() for x in part.strip().partition(":"))
+        check_language(lang, "data.calibration_language")
+        if lang in values:
+            raise ConfigError(f"data.calibration_language '{spec}' names '{lang}' twice")
+        if _COUNT.match(raw) and int(raw) >= 1:
+            values[lang] = int(raw)
+        elif _PROPORTION.match(raw) and 0.0 < float(raw) <= 1.0:
+            values[lang] = float(raw)
+        else:
+            raise ConfigError(
+                f"data.calibration_language '{spec}': '{part.strip()}' needs a positive count (en:64) "
+                "or a proportion in (0, 1] (en:0.4)"
+            )
+    if len({type(v) for v in values.values()}) > 1:
+        raise ConfigError(
+            f"data.calibration_language '{spec}' mixes counts and proportions: write all as counts (en:64) "
+            "or all as proportions (en:0.4)"
+        )
+    return values
+
+
+def proportional_counts(proportions: dict[str, float], nsamples: int) -> dict[str, int]:
+    """Largest-remainder rounding of nsamples x p per language, every language at least one window.
+
+    Each language gets floor(nsamples x p); the windows left over go one each to the largest
+    remainders (ties: the earlier language of the spec). A language rounded to 0 then gets one
+    window from the language whose count exceeds its quota nsamples x p the most (among those with
+    two or more). The counts always sum to nsamples; needs nsamples >= the number of languages.
+    """
+    total = sum(proportions.values())  # 1 within MIX_SUM_TOLERANCE; dividing keeps sum(quotas) == nsamples
+    quotas = {lang: nsamples * p / total for lang, p in proportions.items()}
+    counts = {lang: math.floor(q) for lang, q in quotas.items()}
+    order = list(quotas)
+    by_remainder = sorted(order, key=lambda lang: (-(quotas[lang] - counts[lang]), order.index(lang)))
+    for lang in by_remainder[: nsamples - sum(counts.values())]:
+        counts[lang] += 1
+    for lang in order:
+        if counts[lang] == 0:
+            donors = [d for d in order if counts[d] >= 2]
+            donor = max(donors, key=lambda d: (counts[d] - quotas[d], -order.index(d)))
+            counts[donor] -= 1
+            counts[lang] = 1
+    return counts
+
+
+def _check_enough_samples(nsamples: int, n_languages: int, spec: str) -> None:
+    if nsamples < n_languages:
+        raise ConfigError(f"data.nsamples {nsamples} is fewer than the {n_languages} languages of '{spec}'")
+
+
 # Downstream task shorthands (lp_prune.evaluation.downstream expands them per language).
-TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "belebele", "arc", "hellaswag", "mmlu", "mkqa", "study")
+# proxy_calibration: the proxy tasks of the run's calibration languages only (sweeps over targets).
+TASK_SHORTHANDS: tuple[str, ...] = (
+    "proxy",
+    "proxy_calibration",
+    "belebele",
+    "arc",
+    "hellaswag",
+    "mmlu",
+    "mkqa",
+    "study",
+)
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 _NAMED_PER_LANGUAGE = ("lp_prune_proxy_", "mkqa_")  # lp_prune's own tasks: <prefix><language>
 

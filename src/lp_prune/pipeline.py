@@ -31,6 +31,7 @@ from lp_prune.calibration.schedule import Mode
 from lp_prune.checks import preflight
 from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data import PruningDataModule
+from lp_prune.data.generated import cached_generate_calibration_mix, save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation.downstream_step import DownstreamStep
@@ -75,16 +76,20 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
         _check_memory(config, model_config)
     run_dir = _open_run_dir(config, resume)
-    if is_rank_zero():  # which text calibrates, and its token ids: rerunnable with data.source tokens
+    generated = config.data.source == "generated"  # the model writes its calibration text once loaded
+    if is_rank_zero() and not generated:  # which text calibrates, and its token ids: rerunnable as tokens
         write_calibration_files(run_dir.root, data.calibration, data.calibration_record)
     if config.save_model and is_rank_zero():
         tokenizer.save_pretrained(run_dir.model)  # now, so the tokenizer need not stay beside the weights
-    if downstream.plan is None:  # windows are built; lm-eval is the only later user of the tokenizer
+    if downstream.plan is None and not generated:  # windows are built; lm-eval is its only later user
         data.tokenizer = downstream.tokenizer = tokenizer = None
         release_memory()  # a 262k-vocabulary tokenizer holds ~0.3 GB: return it before the weights load
     L.seed_everything(config.seed, verbose=False)
     with _timed(timings, "load_model"):
         model = load_model(config.model)
+    if generated:
+        with _timed(timings, "generate_calibration"):
+            _generate_calibration(config, model, data, run_dir)
 
     logger = tracking.make_wandb_logger(config.wandb, run_dir.root, config.to_dict()) if is_rank_zero() else None
     loggers = [logger] if logger else []
@@ -95,6 +100,20 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         raise
     tracking.finish(loggers)
     return run_dir.root
+
+
+def _generate_calibration(
+    config: RunConfig, model: torch.nn.Module, data: PruningDataModule, run_dir: RunDirectory
+) -> None:
+    """data.source generated: the model writes its calibration text (seeded; cached per model, mix, seed)."""
+    counts, seqlen, seed = config.data.calibration_counts(), config.data.seqlen, config.data.seed
+    windows, languages, record = cached_generate_calibration_mix(
+        config.model, model, data.tokenizer, counts, seqlen, seed, config.data.generation, write=is_rank_zero()
+    )
+    data.set_calibration(windows, languages)
+    if is_rank_zero():
+        save_record(run_dir.root, record)  # the texts, prompts and why windows were dropped
+        write_calibration_files(run_dir.root, data.calibration, data.calibration_record)
 
 
 def _check_memory(config: RunConfig, model_config: Any) -> None:

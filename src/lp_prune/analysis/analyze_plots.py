@@ -72,15 +72,22 @@ def snr_heatmap(result: dict[str, Any], runs: list[dict[str, Any]], title: str, 
     return _save(fig, path)
 
 
+# The panels' quantities: P projects onto the language-specific subspace U_s, I - P onto the agnostic rest.
+LSAR_PANEL_TITLES = {
+    "specific": "language-specific: ||P e||² / ||P h||²",
+    "agnostic": "language-agnostic: ||(I - P) e||² / ||(I - P) h||²",
+}
+
+
 def lsar_errors(result: dict[str, Any], runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """Relative pruning error in the language-specific subspace and in the agnostic rest, per layer."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, part, name in zip(axes, ("specific", "agnostic"), ("language-specific", "language-agnostic"), strict=True):
+    for ax, (part, panel_title) in zip(axes, LSAR_PANEL_TITLES.items(), strict=True):
         for run in runs:
             values = result["lsar"]["runs"][run["key"]]["pooled"][part]
             ax.plot(range(len(values)), values, label=run["label"], linewidth=1.2)
         ax.set_yscale("log")
-        ax.set_title(f"{name}: ||P e||² / ||P h||²", fontsize=9)
+        ax.set_title(panel_title, fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer")
     axes[0].set_ylabel("relative squared error")

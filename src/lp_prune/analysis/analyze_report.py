@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.analysis.analyze_plots import runs_by_setting
+from lp_prune.analysis.findings import analysis_findings
 from lp_prune.analysis.report import _fmt, _html_table, markdown_table
 from lp_prune.tracking import atomic_write_text, write_json
 
@@ -128,8 +129,10 @@ def activation_tables(result: dict[str, Any], setting: str, runs: list[dict[str,
 
 
 def findings_text(result: dict[str, Any]) -> list[str]:
-    """One line per check of the study's claims, per setting."""
-    lines = []
+    """The study's claims C2, C5 and C6 with their verdicts, then the numbers behind them, per setting."""
+    lines = [
+        f"{setting}: {finding.line()}" for setting, found in analysis_findings(result).items() for finding in found
+    ]
     for setting, found in result["findings"].items():
         best = found["snr_best_calibration"]
         hits = [lang for lang, b in best.items() if b["last_layer"] == lang]

@@ -2,7 +2,11 @@
 per-layer pruning error / SNR across calibration languages.
 
 Input: complete run directories (or sweep folders holding them). Runs are grouped by "setting"
-(method, pattern, sparsity, nsamples, seqlen); inside a setting each calibration language is a row.
+(method, pattern, sparsity, nsamples, seqlen); inside a setting each calibration recipe is a row:
+the calibration language (or mix), with the text source when it is not the packaged text
+("sw generated") and the statistics rule when it is not pooled ("all balanced"). Runs of one
+recipe with different seeds are repeats: their numbers are averaged, and their masks give the
+same-language floor of the mask IoU (how much two calibration sets of one language agree).
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ class Run:
         return self.summary["calibration_language"]
 
     @property
+    def recipe(self) -> str:
+        """The row of the run: 'sw', 'en+sw', 'sw generated', 'all balanced', ..."""
+        parts = [self.language]
+        source, statistics_rule = self.config.data.source, self.config.prune.statistics
+        parts += [source] if source != "packaged" else []
+        parts += [statistics_rule] if statistics_rule != "pooled" else []
+        return " ".join(parts)
+
+    @property
+    def calibration_seed(self) -> tuple[Any, Any]:
+        """(data.seed, seed): runs of one recipe that differ here drew different calibration sets."""
+        return self.config.data.seed, self.config.seed
+
+    @property
     def setting(self) -> str:
         s = self.summary
         return f"{s['method']} {s['pattern']} s={s['target_sparsity']:g} n={s['nsamples']}x{s['seqlen']}"
@@ -50,6 +68,8 @@ class Comparison:
     runs: list[Run]
     perplexity: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> lang
     accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> task
+    accuracy_stderr: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # as accuracy
+    items: dict[str, dict[str, dict[str, dict[Any, float]]]] = field(default_factory=dict)  # setting -> row -> task
     iou: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> tables
     disagreement: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> proj
     layer_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> metric -> proj -> lang
@@ -115,11 +135,29 @@ def wandb_destination(runs: list[Run], project: str | None = None, group: str | 
     return project, group
 
 
+def load_analysis(path: str | Path | None, run_paths: list[str | Path]) -> dict[str, Any] | None:
+    """`lp-prune analyze`'s analysis.json: `path` when given (a file or its folder), else the first runs
+    folder's analysis/analysis.json or analysis.json when there is one; None when there is none."""
+    if path is not None:
+        candidates = [Path(path) / "analysis.json" if Path(path).is_dir() else Path(path)]
+        if not candidates[0].is_file():
+            raise UserError(f"--analysis {path}: no analysis.json there (write one with `lp-prune analyze`)")
+    else:
+        first = Path(run_paths[0])
+        candidates = [first / "analysis" / "analysis.json", first / "analysis.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return read_json(candidate)  # a damaged file is a DataError naming it
+    return None
+
+
 def compare(runs: list[Run]) -> Comparison:
     result = Comparison(model=runs[0].summary["model"], runs=runs)
     for setting, group in _by_setting(runs).items():
         result.perplexity[setting] = perplexity_matrix(group)
         result.accuracy[setting] = accuracy_matrix(group)
+        result.items[setting] = item_scores(group)
+        result.accuracy_stderr[setting] = accuracy_stderr(group, result.items[setting])
         result.iou[setting] = iou_tables(group)
         result.disagreement[setting] = disagreement_by_projection(group)
         result.layer_metrics[setting] = layer_metrics(group)
@@ -134,23 +172,44 @@ def _by_setting(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def _languages(runs: list[Run]) -> list[str]:
-    present = {run.language for run in runs}
-    return [lang for lang in LANGUAGES if lang in present]
+    """The runs' recipes: single languages in LANGUAGES order, then the others as they come."""
+    present = list(dict.fromkeys(run.recipe for run in runs))
+    return [lang for lang in LANGUAGES if lang in present] + [r for r in present if r not in LANGUAGES]
 
 
 def one_run_per_language(runs: list[Run]) -> dict[str, Run]:
-    """The first run of each calibration language, in LANGUAGES order (masks are not averaged)."""
+    """The first run of each recipe (single languages first, in LANGUAGES order; masks are not averaged)."""
     first: dict[str, Run] = {}
     for run in runs:
-        first.setdefault(run.language, run)
-    return {lang: first[lang] for lang in LANGUAGES if lang in first}
+        first.setdefault(run.recipe, run)
+    return {recipe: first[recipe] for recipe in _languages(runs)}
+
+
+def cross_language_runs(runs: list[Run]) -> dict[str, Run]:
+    """The runs whose masks are compared across calibration: one per single-language recipe when
+    there are two or more of those (other recipes are no calibration *language*), else one per recipe."""
+    first = one_run_per_language(runs)
+    single = {recipe: run for recipe, run in first.items() if recipe in LANGUAGES}
+    return single if len(single) >= 2 else first
+
+
+def seed_pairs(runs: list[Run]) -> dict[str, tuple[Run, Run]]:
+    """Per recipe, two runs with different calibration seeds (the first two): the same-language floor."""
+    pairs: dict[str, tuple[Run, Run]] = {}
+    for recipe in _languages(runs):
+        repeats = [run for run in runs if run.recipe == recipe]
+        for a, b in itertools.combinations(repeats, 2):
+            if a.calibration_seed != b.calibration_seed:
+                pairs[recipe] = (a, b)
+                break
+    return pairs
 
 
 def perplexity_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
     """{calibration language or 'dense': {evaluation language: perplexity}} (means over repeats)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        for stage, row in (("pruned", run.language), ("dense", "dense")):
+        for stage, row in (("pruned", run.recipe), ("dense", "dense")):
             for lang, value in run.summary.get("perplexity", {}).get(stage, {}).items():
                 rows[row][lang].append(value)
     order = ["dense", *_languages(runs)]
@@ -161,12 +220,42 @@ def accuracy_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
     """{calibration language or 'dense': {downstream task: acc}} from summary["downstream"] (lm-eval)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        for stage, row in (("pruned", run.language), ("dense", "dense")):
+        for stage, row in (("pruned", run.recipe), ("dense", "dense")):
             for task, metrics in run.summary.get("downstream", {}).get(stage, {}).items():
                 if metrics.get("acc") is not None:
                     rows[row][task].append(metrics["acc"])
     order = ["dense", *_languages(runs)]
     return {row: {task: statistics.fmean(v) for task, v in rows[row].items()} for row in order if row in rows}
+
+
+def item_scores(runs: list[Run], metric: str = "acc") -> dict[str, dict[str, dict[Any, float]]]:
+    """{recipe or 'dense': {task: {item id: score}}} from the runs' per-item results (mean over repeats)."""
+    rows: dict[str, dict[str, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for run in runs:
+        for stage, row in (("pruned", run.recipe), ("dense", "dense")):
+            for task, result in run.summary.get("downstream", {}).get(stage, {}).items():
+                items = result.get("items") or {}
+                for item, score in zip(items.get("ids", []), items.get(metric, []), strict=False):
+                    rows[row][task][item].append(score)
+    return {
+        row: {task: {item: statistics.fmean(v) for item, v in scores.items()} for task, scores in tasks.items()}
+        for row, tasks in rows.items()
+    }
+
+
+def accuracy_stderr(runs: list[Run], items: dict[str, dict[str, dict[Any, float]]]) -> dict[str, dict[str, float]]:
+    """{row: {task: stderr of acc}}: over the per-item scores (sd / sqrt(n)) when the runs kept them,
+    else lm-eval's own stderr (the first run's)."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        for stage, row in (("pruned", run.recipe), ("dense", "dense")):
+            for task, result in run.summary.get("downstream", {}).get(stage, {}).items():
+                scores = list(items.get(row, {}).get(task, {}).values())
+                if len(scores) >= 2:
+                    out[row][task] = statistics.stdev(scores) / math.sqrt(len(scores))
+                elif result.get("acc_stderr") is not None:
+                    out[row].setdefault(task, result["acc_stderr"])
+    return dict(out)
 
 
 def best_per_column(matrix: dict[str, dict[str, float]], higher_is_better: bool = False) -> dict[str, str]:
@@ -179,14 +268,21 @@ def best_per_column(matrix: dict[str, dict[str, float]], higher_is_better: bool 
 
 
 def iou_tables(runs: list[Run]) -> dict[str, Any]:
-    """Mask IoU for every pair of calibration languages, per module; aggregated per projection."""
-    by_language = one_run_per_language(runs)
+    """Mask IoU for every pair of calibration languages, per module; aggregated per projection.
+
+    "floor": the same per recipe for two of its runs with different calibration seeds (the IoU two
+    calibration sets of one language reach); "floor_projection_layer" its mean over those recipes.
+    """
+    by_language = cross_language_runs(runs)
     languages = list(by_language)
     per_module: dict[tuple[str, str], dict[str, float]] = {}
     density: dict[str, float] = {}
     for a, b in itertools.combinations(languages, 2):
         per_module[(a, b)] = _pair_iou(by_language[a].path, by_language[b].path, density, a)
+    floor = {recipe: _pair_iou(a.path, b.path, {}, recipe) for recipe, (a, b) in seed_pairs(runs).items()}
     return {
+        "floor": {recipe: _mean_by(values, projection) for recipe, values in floor.items()},
+        "floor_projection_layer": _projection_layer_means({(r, r): v for r, v in floor.items()}),
         "languages": languages,
         "pairs": {f"{a}-{b}": values for (a, b), values in per_module.items()},
         "projection_layer": _projection_layer_means(per_module),
@@ -233,7 +329,7 @@ def _mean_by(values: dict[str, float], key) -> dict[str, float]:
 def disagreement_by_projection(runs: list[Run]) -> dict[str, dict[str, float]]:
     """Where the calibration languages' masks disagree, per projection (means over layers): the share of
     positions pruned by some languages but not all, and how unevenly rows / columns carry it (CV)."""
-    by_language = {lang: run.path for lang, run in one_run_per_language(runs).items()}
+    by_language = {lang: run.path for lang, run in cross_language_runs(runs).items()}
     if len(by_language) < 2:
         return {}
     cells: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -246,15 +342,15 @@ def disagreement_by_projection(runs: list[Run]) -> dict[str, dict[str, float]]:
 
 
 def layer_metrics(runs: list[Run]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """{metric: {projection: {calibration language: [value per layer]}}} for snr_db and rel_error."""
+    """{metric: {projection: {calibration recipe: [value per layer]}}} for snr_db and rel_error (first run each)."""
     out: dict[str, dict[str, dict[str, list[float]]]] = {"snr_db": {}, "rel_error": {}}
-    for run in runs:
+    for run in one_run_per_language(runs).values():
         for metric in out:
             per_proj: dict[str, dict[int, float]] = defaultdict(dict)
             for record in run.summary["modules"]:
                 per_proj[projection(record["module"])][record["layer"]] = _number(record[metric])
             for proj, layers in per_proj.items():
-                out[metric].setdefault(proj, {})[run.language] = [layers[i] for i in sorted(layers)]
+                out[metric].setdefault(proj, {})[run.recipe] = [layers[i] for i in sorted(layers)]
     return out
 
 

@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.analysis.compare import Comparison, best_per_column
+from lp_prune.analysis.findings import Finding, RecipeRow, recipe_table, recipe_verdicts
 from lp_prune.tracking import atomic_write_text, write_json
 
 
 def perplexity_rows(
-    matrix: dict[str, dict[str, float]], higher_is_better: bool = False
+    matrix: dict[str, dict[str, float]],
+    higher_is_better: bool = False,
+    stderr: dict[str, dict[str, float]] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a calibration-language table; the best calibration language per column in bold."""
+    """Header and rows of a calibration-language table; the best calibration language per column in bold;
+    `stderr` (same shape) adds "± stderr" to the cells that have one."""
     cols = sorted({lang for values in matrix.values() for lang in values})
     best = best_per_column(matrix, higher_is_better)
     rows = []
@@ -23,6 +27,8 @@ def perplexity_rows(
         cells = []
         for col in cols:
             text = _fmt(values.get(col, math.nan), 2)
+            if stderr and stderr.get(row, {}).get(col) is not None:
+                text += f" ± {stderr[row][col]:.2f}"
             cells.append(f"**{text}**" if best.get(col) == row else text)
         rows.append([row, *cells])
     return ["calibration \\ eval", *cols], rows
@@ -60,8 +66,9 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
             )
         ]
         if result.accuracy.get(setting):
-            title = "Downstream accuracy, lm-eval acc (rows: calibration language; bold: best per task)"
-            tables.append((title, *perplexity_rows(result.accuracy[setting], higher_is_better=True)))
+            title = "Downstream accuracy, lm-eval acc ± stderr (rows: calibration recipe; bold: best per task)"
+            rows = perplexity_rows(result.accuracy[setting], True, result.accuracy_stderr.get(setting))
+            tables.append((title, *rows))
         if result.iou[setting]["pairs"]:
             tables.append(("Mask IoU between calibration languages", *iou_rows(result.iou[setting])))
         if result.disagreement.get(setting):
@@ -73,11 +80,31 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
     return out
 
 
-def write_reports(result: Comparison, figures: dict[str, Path], out: Path) -> dict[str, Path]:
+def findings_blocks(
+    findings: dict[str, list[Finding]], recipes: dict[str, list[RecipeRow]]
+) -> list[tuple[str, list[str], tuple[list[str], list[list[str]]] | None]]:
+    """(setting, verdict lines, recipe table or None) for the report's opening section."""
+    blocks = []
+    for setting in dict.fromkeys([*findings, *recipes]):
+        lines = [f"**{f.claim} — {f.verdict}.** {f.statement} {f.evidence}" for f in findings.get(setting, [])]
+        rows = recipes.get(setting)
+        lines += recipe_verdicts(rows) if rows else []
+        blocks.append((setting, lines, recipe_table(rows) if rows else None))
+    return blocks
+
+
+def write_reports(
+    result: Comparison,
+    figures: dict[str, Path],
+    out: Path,
+    findings: dict[str, list[Finding]] | None = None,
+    recipes: dict[str, list[RecipeRow]] | None = None,
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "tables.json"}
-    atomic_write_text(paths["markdown"], _markdown(result, figures, out))
-    atomic_write_text(paths["html"], _html(result, figures))
+    blocks = findings_blocks(findings or {}, recipes or {})
+    atomic_write_text(paths["markdown"], _markdown(result, figures, out, blocks))
+    atomic_write_text(paths["html"], _html(result, figures, blocks))
     write_json(
         paths["json"],
         {
@@ -88,13 +115,21 @@ def write_reports(result: Comparison, figures: dict[str, Path], out: Path) -> di
             "iou": result.iou,
             "disagreement": result.disagreement,
             "layer_metrics": result.layer_metrics,
+            "accuracy_stderr": result.accuracy_stderr,
+            "findings": {setting: [f.to_dict() for f in found] for setting, found in (findings or {}).items()},
+            "recipes": {setting: [r.to_dict() for r in rows] for setting, rows in (recipes or {}).items()},
         },
     )
     return paths
 
 
-def _markdown(result: Comparison, figures: dict[str, Path], out: Path) -> str:
+def _markdown(result: Comparison, figures: dict[str, Path], out: Path, blocks: list | None = None) -> str:
     parts = [f"# Comparison: {result.model}", "", f"{len(result.runs)} runs.", ""]
+    if blocks:
+        parts += ["## The study's findings on these runs", ""]
+    for setting, lines, table in blocks or []:
+        parts += [f"### {setting}", "", *[f"- {line}" for line in lines], ""]
+        parts += [markdown_table(*table), ""] if table else []
     for setting, tables in sections(result):
         parts += [f"## {setting}", ""]
         for title, header, rows in tables:
@@ -105,8 +140,13 @@ def _markdown(result: Comparison, figures: dict[str, Path], out: Path) -> str:
     return "\n".join(parts)
 
 
-def _html(result: Comparison, figures: dict[str, Path]) -> str:
+def _html(result: Comparison, figures: dict[str, Path], blocks: list | None = None) -> str:
     body = [f"<h1>Comparison: {html.escape(result.model)}</h1><p>{len(result.runs)} runs.</p>"]
+    if blocks:
+        body.append("<h2>The study's findings on these runs</h2>")
+    for setting, lines, table in blocks or []:
+        items = "".join(f"<li>{html.escape(line.replace('**', ''))}</li>" for line in lines)
+        body.append(f"<h3>{html.escape(setting)}</h3><ul>{items}</ul>" + (_html_table(*table) if table else ""))
     for setting, tables in sections(result):
         body.append(f"<h2>{html.escape(setting)}</h2>")
         for title, header, rows in tables:

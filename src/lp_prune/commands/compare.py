@@ -23,6 +23,12 @@ def add_arguments(parser: ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=str | None, default=None, help="report folder (default: <first>/compare)")
     parser.add_argument(
+        "--analysis",
+        type=str | None,
+        default=None,
+        help="analysis.json of `lp-prune analyze` for claims C2, C5, C6 (default: <first>/analysis/analysis.json)",
+    )
+    parser.add_argument(
         "--download_dir", type=str, default="runs/wandb", help="where the runs of wandb: sources are written"
     )
     parser.add_argument(
@@ -35,7 +41,8 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def execute(args: Namespace) -> int:
-    from lp_prune.analysis.compare import compare, load_runs, wandb_destination
+    from lp_prune.analysis.compare import compare, load_analysis, load_runs, wandb_destination
+    from lp_prune.analysis.findings import comparison_findings, comparison_recipes
     from lp_prune.analysis.plots import comparison_figures
     from lp_prune.analysis.report import iou_rows, perplexity_rows, write_reports
     from lp_prune.reporting import format_report_paths
@@ -47,7 +54,10 @@ def execute(args: Namespace) -> int:
     out = Path(args.out) if args.out else Path(paths[0]) / "compare"
     result = compare(runs)
     figures = comparison_figures(result, out)
-    reports = write_reports(result, figures, out)
+    findings = comparison_findings(result, load_analysis(args.analysis, paths))
+    reports = write_reports(result, figures, out, findings, comparison_recipes(result))
+    for setting, found in findings.items():
+        print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))
     location = None
     if not args.no_wandb:
         from lp_prune.tracking.wandb_logger import log_analysis_run

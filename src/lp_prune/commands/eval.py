@@ -98,7 +98,7 @@ def evaluate_run(
     run_dir: Path, eval_config: EvalConfig, languages: list[str] | None, dense: bool
 ) -> dict[str, dict[str, Any]]:
     """Evaluate the run's pruned (and with `dense`, its dense) model; merge into its summary.json."""
-    from lp_prune.evaluation.downstream import parse_results, write_lm_eval_results
+    from lp_prune.evaluation.downstream import parse_output, write_lm_eval_results
     from lp_prune.models.loading import load_model, load_run_model, load_tokenizer_and_config
     from lp_prune.tracking import RunDirectory, read_json, write_json
 
@@ -109,7 +109,7 @@ def evaluate_run(
     if dense:
         tokenizer, _ = load_tokenizer_and_config(run_config.model)
         outputs["dense"] = _evaluate(load_model(run_config.model), tokenizer, plan, eval_config)
-    results = {stage: parse_results(output["results"]) for stage, output in outputs.items()}
+    results = {stage: parse_output(output) for stage, output in outputs.items()}
     summary = read_json(run.summary) if run.summary.is_file() else {}
     stored = summary.setdefault("downstream", {})
     for stage, stage_results in results.items():
@@ -121,13 +121,13 @@ def evaluate_run(
 
 
 def evaluate_model(name: str, eval_config: EvalConfig, languages: list[str] | None) -> dict[str, Any]:
-    from lp_prune.evaluation.downstream import parse_results
+    from lp_prune.evaluation.downstream import parse_output
     from lp_prune.models.loading import load_model, load_tokenizer_and_config
 
     model_config = ModelConfig(name=name)
     plan = _plan(eval_config, languages or list(LANGUAGES), DataConfig().eval_fraction)
     tokenizer, _ = load_tokenizer_and_config(model_config)
-    return parse_results(_evaluate(load_model(model_config), tokenizer, plan, eval_config)["results"])
+    return parse_output(_evaluate(load_model(model_config), tokenizer, plan, eval_config))
 
 
 def _plan(eval_config: EvalConfig, languages: list[str], eval_fraction: float) -> Any:

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from lp_prune.config import DataConfig
+from lp_prune.data.generated import GENERATED_RECORD_FILE
 from lp_prune.data.record import calibration_record
 from lp_prune.data.text import (
     DEFAULT_BLOCK_CHARS,
@@ -67,25 +68,43 @@ class PruningDataModule(L.LightningDataModule):
         # Which text each calibration window came from (calibration_record; written to the run directory).
         self.calibration_record: dict[str, Any] | None = None
         self._calibration_sources: dict[str, dict[str, Any]] = {}  # per language: where its text comes from
+        self._set_up = False
         # (calibration blocks, evaluation blocks) per language: text is read and split once.
         self._splits: dict[str, tuple[list[str], list[str]]] = {}
 
     # -- setup -----------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        if self.calibration is not None:
+        """Calibration and evaluation windows; with data.source generated only the evaluation ones
+        (the model writes its calibration text once it has loaded: see set_calibration)."""
+        if self._set_up:
             return  # idempotent: Lightning calls setup once per stage
         config = self.config
         config.validate()
         check_seqlen(config.seqlen, self.max_positions, "data.seqlen")
         if config.eval_windows > 0:
             check_seqlen(config.eval_seqlen, self.max_positions, "data.eval_seqlen")
-        calibration = self._calibration_mix()
+        calibration = None if config.source == "generated" else self._calibration_mix()
         self.evaluation = {lang: self._evaluation_windows(lang) for lang in self._eval_languages()}
-        self.calibration_record = calibration_record(
-            config, self._calibration_sources, calibration, self.calibration_languages, bos_ids(self.tokenizer)
+        self.calibration_record = (
+            calibration_record(
+                config, self._calibration_sources, calibration, self.calibration_languages, bos_ids(self.tokenizer)
+            )
+            if calibration is not None
+            else None
         )
-        self.calibration = calibration  # set last: a failed setup leaves the module un-set-up
+        self.calibration = calibration
+        self._set_up = True  # set last: a failed setup leaves the module un-set-up
+
+    def set_calibration(self, windows: TokenWindows, languages: list[str]) -> None:
+        """Calibration windows made after setup (data.source generated: lp_prune.data.generated)."""
+        if len(languages) != len(windows):
+            raise ValueError(f"{len(windows)} calibration windows but {len(languages)} languages")
+        self.calibration, self.calibration_languages = windows, list(languages)
+        generated = {"source": "generated", "record": GENERATED_RECORD_FILE}  # the texts, prompts and filters
+        self._calibration_sources = dict.fromkeys(languages, generated)
+        bos = bos_ids(self.tokenizer)
+        self.calibration_record = calibration_record(self.config, self._calibration_sources, windows, languages, bos)
 
     def _eval_languages(self) -> list[str]:
         if self.config.eval_windows == 0:
@@ -198,7 +217,7 @@ class PruningDataModule(L.LightningDataModule):
         ]
 
     def _check_setup(self) -> None:
-        if self.calibration is None:
+        if not self._set_up:
             raise RuntimeError("PruningDataModule.setup() has not run yet")
 
 

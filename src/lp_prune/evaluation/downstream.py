@@ -79,7 +79,7 @@ STUDY_TASKS: dict[str, dict[str, str | None]] = {
     },
     "mkqa": {lang: (f"mkqa_{lang}" if lang in MKQA_LANGUAGES else None) for lang in LANGUAGES},
 }
-assert set(STUDY_TASKS) | {"proxy", "study"} == set(TASK_SHORTHANDS)
+assert set(STUDY_TASKS) | {"proxy", "proxy_calibration", "study"} == set(TASK_SHORTHANDS)
 assert all(set(table) == set(LANGUAGES) for table in STUDY_TASKS.values())
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
@@ -87,6 +87,9 @@ LM_EVAL_RESULTS_FILE = "lm_eval_results.json"  # lm-eval's own output per stage,
 
 _LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
 _STDERR_SUFFIX = "_stderr"
+
+
+ITEMS_KEY = "items"  # per-item scores of a task result: {"ids": [...], "<metric>": [value per item]}
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,19 @@ class TaskPlan:
     local_only: bool  # every task's data is on this machine: evaluate with the Hub switched off
 
 
-def expand_tasks(names: Sequence[str], languages: Sequence[str]) -> list[str]:
-    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats."""
+def expand_tasks(
+    names: Sequence[str], languages: Sequence[str], calibration_languages: Sequence[str] = ()
+) -> list[str]:
+    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
+
+    proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
+    """
     expanded: list[str] = []
     for name in names:
         if name == "proxy":
             expanded += [proxy_task_name(lang) for lang in languages]
+        elif name == "proxy_calibration":
+            expanded += [proxy_task_name(lang) for lang in calibration_languages]
         elif name == "study":
             expanded += expand_tasks(list(STUDY_TASKS), languages)
         elif name in STUDY_TASKS:
@@ -128,8 +138,9 @@ def plan_tasks(
     names: Sequence[str],
     languages: Sequence[str],
     eval_fraction: float,
-    n_items: int = DEFAULT_ITEMS,
+    n_items: int | None = DEFAULT_ITEMS,
     include_path: Sequence[str | os.PathLike[str]] = (),
+    calibration_languages: Sequence[str] = (),
 ) -> TaskPlan:
     """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
 
@@ -137,7 +148,7 @@ def plan_tasks(
     (~15 s to build), which is only read for names found nowhere else.
     Call it before any weights load: an unknown name is a ConfigError here, not after an hour.
     """
-    tasks = expand_tasks(split_list(names), languages)
+    tasks = expand_tasks(split_list(names), languages, calibration_languages)
     if not tasks:
         raise ConfigError(f"eval.tasks {list(names)} leaves no task for languages {', '.join(languages)}")
     proxies = [lang for task in tasks if (lang := proxy_language(task))]
@@ -189,7 +200,7 @@ def evaluate_downstream(
 ) -> dict[str, dict[str, Any]]:
     """Run the plan's tasks on the in-memory model; {task: {metric: value, "language": lang}}."""
     output = run_lm_eval(model, tokenizer, plan, limit=limit, num_fewshot=num_fewshot, batch_size=batch_size)
-    return parse_results(output["results"])
+    return parse_output(output)
 
 
 def run_lm_eval(
@@ -203,7 +214,8 @@ def run_lm_eval(
 ) -> dict[str, Any]:
     """lm-eval's own output for the plan's tasks on the in-memory model, JSON-safe (`lm_eval_json`):
     `results` (per-task metrics), `configs`, `versions`, `n-shot`, `n-samples`, `higher_is_better`,
-    `config` (limit, seeds, ...), library versions and the environment. No per-sample logs."""
+    `config` (limit, seeds, ...), library versions and the environment, and per task the score of
+    every item (`items`: lp_prune's paired comparisons), not lm-eval's per-sample logs."""
     import lm_eval
 
     from lp_prune.evaluation.focused_lm import FocusedHFLM
@@ -217,7 +229,7 @@ def run_lm_eval(
                 task_manager=task_manager(plan),
                 limit=limit,
                 num_fewshot=num_fewshot,
-                log_samples=False,
+                log_samples=True,  # per-item scores: paired comparisons between recipes on the same items
                 # lm-eval reseeds the global random generators by default; a run's own seeded
                 # state must not change because evaluation was switched on.
                 random_seed=None,
@@ -229,8 +241,19 @@ def run_lm_eval(
                 f"downstream task data could not be loaded ({err}); the study's tasks need the Hugging "
                 "Face Hub: offline, use the proxy tasks (eval.tasks: [proxy])"
             ) from err
-    output.pop("samples", None)
-    return lm_eval_json(output)
+    items = per_item_scores(output.pop("samples", None) or {})  # the per-sample logs themselves go
+    result = lm_eval_json(output)
+    result[ITEMS_KEY] = items
+    return result
+
+
+def parse_output(output: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{task: {metric: value, "language": lang, "items": per-item scores}} from `run_lm_eval`'s output."""
+    results = parse_results(output["results"])
+    for task, items in (output.get(ITEMS_KEY) or {}).items():
+        if task in results:
+            results[task][ITEMS_KEY] = items
+    return results
 
 
 def lm_eval_json(value: Any) -> Any:
@@ -286,6 +309,37 @@ def write_lm_eval_results(run_dir: str | os.PathLike[str], outputs: Mapping[str,
     return path
 
 
+def per_item_scores(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, list[Any]]]:
+    """lm-eval's logged samples -> {task: {"ids": [item id], metric: [score per item]}}, in doc order.
+
+    The id is the document's own "id" field when it has one (the proxy items: stable across runs of
+    the same text and settings), else lm-eval's doc_id (its position in the task's split). Only
+    numeric per-item scores are kept (acc, acc_norm, exact_match, f1; 0/1 stored as ints).
+    """
+    out: dict[str, dict[str, list[Any]]] = {}
+    for task, examples in samples.items():
+        by_filter: dict[str, list[Mapping[str, Any]]] = {}
+        for example in examples:  # a task with several filters logs every document once per filter
+            by_filter.setdefault(example.get("filter", "none"), []).append(example)
+        scores: dict[str, list[Any]] = {}
+        for filter_name, group in by_filter.items():
+            ordered = sorted(group, key=lambda example: example["doc_id"])
+            scores.setdefault("ids", [_item_id(example) for example in ordered])
+            for metric in ordered[0].get("metrics", []):
+                values = [example.get(metric) for example in ordered]
+                if all(isinstance(v, int | float) for v in values):
+                    name = metric if filter_name == "none" else f"{metric}/{filter_name}"
+                    scores[name] = [int(v) if float(v) in (0.0, 1.0) else float(v) for v in values]
+        if scores:
+            out[task] = scores
+    return out
+
+
+def _item_id(example: Mapping[str, Any]) -> Any:
+    doc = example.get("doc")
+    return doc["id"] if isinstance(doc, Mapping) and "id" in doc else example["doc_id"]
+
+
 def parse_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """lm-eval's {"acc,none": 0.5, "acc_stderr,none": 0.1, ...} -> {"acc": 0.5, "acc_stderr": 0.1, ...}.
 
@@ -312,7 +366,7 @@ def metric_names(result: Mapping[str, Any]) -> list[str]:
     return [
         key
         for key in result
-        if key not in ("language", "n") and not key.endswith(_STDERR_SUFFIX) and "_stderr/" not in key
+        if key not in ("language", "n", ITEMS_KEY) and not key.endswith(_STDERR_SUFFIX) and "_stderr/" not in key
     ]
 
 

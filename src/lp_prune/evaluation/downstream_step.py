@@ -26,7 +26,7 @@ from lp_prune.evaluation.downstream import (
     TaskPlan,
     format_table,
     metric_names,
-    parse_results,
+    parse_output,
     plan_tasks,
     run_lm_eval,
     stderr_of,
@@ -52,6 +52,7 @@ class DownstreamStep:
                 config.data.eval_languages,
                 config.data.eval_fraction,
                 include_path=self.eval.include_paths,
+                calibration_languages=list(config.data.calibration_counts()),
             )
 
     def evaluate(self, stage: str, model: Any, timings: dict[str, float]) -> None:
@@ -67,7 +68,7 @@ class DownstreamStep:
             batch_size=self.eval.batch_size,
         )
         self.lm_eval_outputs[stage] = output
-        self.results[stage] = parse_results(output["results"])
+        self.results[stage] = parse_output(output)
         timings[f"downstream_{stage}"] = time.perf_counter() - start
 
     def add_to(self, summary: dict[str, Any], loggers: Sequence[Logger]) -> None:
