@@ -1,0 +1,78 @@
+"""The README's main job (`lp-prune run --config configs/default.yaml`) end to end: wall time, peak RSS,
+phases; optionally against another checkout of lp_prune (its `src/` folder) on the same machine.
+
+Runs alternate between the versions (this checkout, then the baseline, ...), each a fresh child
+process measured through `_measure.py`. The dense baseline is cached after the first run of either
+version (both use the same cache: same model and windows), so it is left out of the comparison by
+a warm-up run of each version that is not counted.
+
+    python benchmarks/default_job.py --repeats 2 --baseline-src /path/to/old/checkout/src
+    python benchmarks/default_job.py --repeats 1 --lp-args "--compile_layers true"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from _common import DEFAULT_CONFIG, child_env, fmt, import_lp_prune, machine_info, progress, results_dir, run_measured
+from _common import write_report as write_results
+
+PHASES = ("prepare_data", "load_model", "eval_dense", "prune", "eval_pruned", "save")
+
+
+def run_once(src: Path, out: Path, lp_args: list[str], log: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "lp_prune", "run", "--config", str(DEFAULT_CONFIG), "--out", str(out),
+           "--overwrite", "true", "--wandb.mode", "disabled", *lp_args]  # fmt: skip
+    child = run_measured(cmd, log, child_env(src))
+    if child.rc != 0:
+        raise SystemExit(f"run failed (rc {child.rc}): see {child.log}")
+    summary = json.loads((out / "summary.json").read_text())
+    return {"wall_s": child.wall_s, "peak_rss_mb": child.peak_rss_mb, "timings_s": summary["timings_s"],
+            "perplexity": summary["perplexity"].get("pruned", {})}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2, help="counted runs per version (after one warm-up)")
+    parser.add_argument("--baseline-src", type=Path, help="the src/ folder of another lp_prune checkout")
+    parser.add_argument("--lp-args", default="", help="extra flags for this checkout's runs")
+    parser.add_argument("--out", help="results folder (default: benchmarks/results/<timestamp>)")
+    args = parser.parse_args(argv)
+
+    versions = {"this checkout": (import_lp_prune(), shlex.split(args.lp_args))}
+    if args.baseline_src:
+        versions["baseline"] = (args.baseline_src.resolve(), [])
+    out = results_dir(args.out)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
+    for repeat in range(args.repeats + 1):  # repeat 0 warms the dense cache up and is not counted
+        for name, (src, lp_args) in versions.items():
+            progress(f"{name}, run {repeat}")
+            slug = name.replace(" ", "-")
+            result = run_once(src, out / f"{slug}-{repeat}", lp_args, out / f"{slug}-{repeat}.log")
+            if repeat:
+                runs[name].append(result)
+    lines = ["| version | wall s (median) | peak RSS MB | " + " | ".join(PHASES) + " |",
+             "|---" * (3 + len(PHASES)) + "|"]  # fmt: skip
+    medians = {}
+    for name, results in runs.items():
+        wall = statistics.median(r["wall_s"] for r in results)
+        medians[name] = wall
+        phases = [fmt(statistics.median(r["timings_s"].get(p, 0.0) for r in results)) for p in PHASES]
+        peak = max(r["peak_rss_mb"] for r in results)
+        lines.append(f"| {name} | {wall:.1f} | {peak:.0f} | " + " | ".join(phases) + " |")
+    if "baseline" in medians:
+        lines.append(
+            f"\nwall time ratio (this checkout / baseline): {medians['this checkout'] / medians['baseline']:.2f}"
+        )
+    write_results(out, {"machine": machine_info(), "runs": runs, "lp_args": args.lp_args}, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
