@@ -70,18 +70,23 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-# jsonargparse's answer to a value outside a Literal's choices, said the way lp_prune says it.
-_NOT_A_CHOICE = re.compile(
-    r'Parser key "(?P<key>[^"]+)": Expected a typing\.Literal\[(?P<choices>[^\]]*)\]\. Got value: (?P<value>.*)$'
+# jsonargparse's answer to a value outside a Literal's choices (alone, or in a union with bool), said
+# the way lp_prune says it.
+_REJECTED = re.compile(
+    r'Parser key "(?P<key>[^"]+)": .*Given value: (?P<value>.*)$|'
+    r'Parser key "(?P<key1>[^"]+)": Expected a typing\.Literal\[[^\]]*\]\. Got value: (?P<value1>.*)$'
 )
+_LITERAL = re.compile(r"typing\.Literal\[(?P<choices>[^\]]*)\]")
 
 
 def one_line(err: BaseException) -> str:
     line = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
-    match = _NOT_A_CHOICE.search(line)
-    if match:
-        choices = ", ".join(choice.strip(" '\"") for choice in match["choices"].split(","))
-        return f"{match['key']} '{match['value']}' is not one of: {choices}"
+    rejected, literals = _REJECTED.search(line), _LITERAL.findall(line)
+    if rejected and literals:
+        choices = [choice.strip(" '\"") for group in literals for choice in group.split(",")]
+        choices += ["true", "false"] if "<class 'bool'>" in line else []
+        key, value = rejected["key"] or rejected["key1"], rejected["value"] or rejected["value1"]
+        return f"{key} '{value}' is not one of: {', '.join(dict.fromkeys(choices))}"
     return line
 
 
