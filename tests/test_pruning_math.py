@@ -366,3 +366,19 @@ def test_weighted_statistics_follow_the_given_shares():
     weights = window_weights(["en", "en", "sw", "zh"], "weighted", {"en": 0.25, "sw": 0.5, "zh": 0.25})
     assert weights.tolist() == pytest.approx([0.5, 0.5, 2.0, 1.0])
     assert float(weights.sum()) == pytest.approx(4.0)
+
+
+def test_gram_adds_float32_products_into_a_float64_sum():
+    """add_gram writes each float32 block product straight into the float64 target: the sum equals
+    the float32 Gram, widened, times alpha (the old two-step computation, bit for bit)."""
+    from lp_prune.pruning.statistics import add_gram, gram
+
+    x = torch.randn(2, 30, 1100)
+    target = torch.ones(1100, 1100, dtype=torch.float64)
+    add_gram(target, x, alpha=0.25)
+    assert torch.equal(target, torch.ones_like(target) + 0.25 * gram(x).double())
+    expected = torch.zeros(1100, 1100, dtype=torch.float64)
+    flat = x.reshape(-1, 1100)
+    for start in range(0, 1100, 512):  # the products a block-free float32 X^T X would not match bitwise
+        expected[start : start + 512, start:] = (flat[:, start : start + 512].T @ flat[:, start:]).double()
+    assert torch.equal(torch.triu(target - 1) * 4, torch.triu(expected))

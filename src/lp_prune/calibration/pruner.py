@@ -22,6 +22,7 @@ from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
 from lp_prune.pruning.masks import PackedMask, packed_mask
 from lp_prune.pruning.methods import PrunedWeight, prune_weights
+from lp_prune.pruning.sparsegpt import all_finite
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import single_thread
 
@@ -100,9 +101,9 @@ class LayerPruner:
         for unit in units:
             for name, linear in unit.linears.items():
                 device = linear.weight.device
-                if distributed.anywhere(not torch.isfinite(linear.weight).all(), device):
+                if distributed.anywhere(not all_finite(linear.weight), device):
                     raise NumericalError(f"layer {layer}, module {name}: the weights hold NaN or inf before pruning")
-                bad_inputs = unit.stats is not None and not torch.isfinite(unit.stats.accumulator).all()
+                bad_inputs = unit.stats is not None and not all_finite(unit.stats.accumulator)
                 if distributed.anywhere(bad_inputs, device):
                     raise NumericalError(f"layer {layer}, module {name}: its calibration inputs hold NaN or inf")
 
