@@ -382,3 +382,25 @@ def test_gram_adds_float32_products_into_a_float64_sum():
     for start in range(0, 1100, 512):  # the products a block-free float32 X^T X would not match bitwise
         expected[start : start + 512, start:] = (flat[:, start : start + 512].T @ flat[:, start:]).double()
     assert torch.equal(torch.triu(target - 1) * 4, torch.triu(expected))
+
+
+def test_sparsegpt_result_does_not_depend_on_the_callers_thread_count():
+    """With factor_threads the factorisation runs on the machine's thread count whatever the
+    process's own (data-parallel processes get fewer): masks and weights equal bit for bit."""
+    from lp_prune.pruning.sparsegpt import sparsegpt_prune
+    from lp_prune.runtime import factor_threads
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2200, 2048, generator=generator)
+    hessian = x.T @ x / 2200
+    weight = torch.randn(64, 2048, generator=generator)
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(sparsegpt_prune(weight, hessian, 0.5, factorisation=factor_threads))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0].mask, results[1].mask)
+    assert torch.equal(results[0].weight, results[1].weight)

@@ -24,7 +24,7 @@ from lp_prune.pruning.masks import PackedMask, packed_mask
 from lp_prune.pruning.methods import PrunedWeight, prune_weights
 from lp_prune.pruning.sparsegpt import all_finite
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
-from lp_prune.runtime import single_thread
+from lp_prune.runtime import factor_threads, single_thread
 
 NO_LOCAL_ERROR = {"error": math.nan, "rel_error": math.nan, "snr_db": math.nan}
 RECORD_VALUES = [f.name for f in fields(ModuleRecord) if f.name not in ("layer", "module", "numel")]
@@ -133,6 +133,7 @@ class LayerPruner:
             blocksize=config.blocksize,
             percdamp=config.percdamp,
             column_loop=single_thread,
+            factorisation=factor_threads,
         )
         del hessian
         exact = (gram32, stats.tokens) if gram32 is not None and self.metrics == "exact" else None

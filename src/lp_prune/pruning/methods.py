@@ -35,6 +35,7 @@ def prune_weights(
     blocksize: int = 128,
     percdamp: float = 0.01,
     column_loop: Callable[[], AbstractContextManager] = nullcontext,
+    factorisation: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[PrunedWeight]:
     """Apply `method` to weights that read one input: Wanda needs its squared norms ||X_j||^2,
     SparseGPT its float32 Hessian (overwritten: one stacked solve for all the weights)."""
@@ -48,7 +49,7 @@ def prune_weights(
         if hessian is None:
             raise ValueError("sparsegpt needs the Hessian")
         results = sparsegpt_prune_stacked(
-            weights, hessian, sparsity, n_m, blocksize, percdamp, column_loop, in_place=True
+            weights, hessian, sparsity, n_m, blocksize, percdamp, column_loop, True, factorisation
         )
         return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp) for r in results]
     raise ValueError(f"unknown pruning method '{method}'")

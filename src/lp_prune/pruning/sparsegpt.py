@@ -99,14 +99,18 @@ def sparsegpt_prune(
     percdamp: float = 0.01,
     column_loop: Callable[[], AbstractContextManager] = nullcontext,
     in_place: bool = False,
+    factorisation: Callable[[], AbstractContextManager] = nullcontext,
 ) -> SparseGPTResult:
     """Prune `weight` to `sparsity` (unstructured, per block of columns) or to an N:M pattern.
 
-    `column_loop` wraps each block's column-by-column loop (the caller's machine tuning, e.g.
-    `lp_prune.runtime.single_thread`); the maths does not depend on it. `in_place=True` lets the
+    `column_loop` wraps each block's column-by-column loop and `factorisation` the Cholesky
+    factorisation and triangular solve (the caller's machine tuning, e.g. `lp_prune.runtime`'s
+    `single_thread` and `factor_threads`); the maths does not depend on them. `in_place=True` lets the
     solve overwrite `hessian` (a float32 tensor the caller no longer needs) instead of copying it.
     """
-    return sparsegpt_prune_stacked([weight], hessian, sparsity, n_m, blocksize, percdamp, column_loop, in_place)[0]
+    return sparsegpt_prune_stacked(
+        [weight], hessian, sparsity, n_m, blocksize, percdamp, column_loop, in_place, factorisation
+    )[0]
 
 
 def sparsegpt_prune_stacked(
@@ -118,6 +122,7 @@ def sparsegpt_prune_stacked(
     percdamp: float = 0.01,
     column_loop: Callable[[], AbstractContextManager] = nullcontext,
     in_place: bool = False,
+    factorisation: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[SparseGPTResult]:
     """Prune several weights that read the same input (q/k/v, gate/up: one Hessian) in one solve.
 
@@ -136,7 +141,8 @@ def sparsegpt_prune_stacked(
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
 
-    U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
+    with factorisation():
+        U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
     parts = [slice(start, start + weight.shape[0]) for start, weight in zip(_offsets(weights), weights, strict=True)]
     mask = torch.zeros_like(W, dtype=torch.bool)
     loss = torch.zeros(W.shape[0], device=W.device)
