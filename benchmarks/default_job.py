@@ -24,6 +24,7 @@ from _common import DEFAULT_CONFIG, child_env, fmt, import_lp_prune, machine_inf
 from _common import write_report as write_results
 
 PHASES = ("prepare_data", "load_model", "eval_dense", "prune", "eval_pruned", "save")
+PRUNE_PHASES = ("prune_capture", "prune_collect", "prune_statistics", "prune_solve", "prune_propagate")
 
 
 def run_once(src: Path, out: Path, lp_args: list[str], log: Path) -> dict[str, Any]:
@@ -34,7 +35,28 @@ def run_once(src: Path, out: Path, lp_args: list[str], log: Path) -> dict[str, A
         raise SystemExit(f"run failed (rc {child.rc}): see {child.log}")
     summary = json.loads((out / "summary.json").read_text())
     return {"wall_s": child.wall_s, "peak_rss_mb": child.peak_rss_mb, "timings_s": summary["timings_s"],
-            "perplexity": summary["perplexity"].get("pruned", {})}  # fmt: skip
+            "perplexity": summary["perplexity"].get("pruned", {}), "folder": str(out)}  # fmt: skip
+
+
+def agreement(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Mask IoU (pooled, lowest per Linear) and the largest relative perplexity difference of two runs."""
+    import lp_prune
+    from lp_prune.analysis.iou import mask_iou
+
+    masks_a, masks_b = lp_prune.load_masks(Path(a["folder"])), lp_prune.load_masks(Path(b["folder"]))
+    both = sum(int((masks_a[n] & masks_b[n]).sum()) for n in masks_a)
+    either = sum(int((masks_a[n] | masks_b[n]).sum()) for n in masks_a)
+    identical = all(torch_equal(masks_a[n], masks_b[n]) for n in masks_a)
+    lowest = min(mask_iou(masks_a[n], masks_b[n]) for n in masks_a)
+    ppl = max(abs(a["perplexity"][k] / b["perplexity"][k] - 1) for k in a["perplexity"])
+    return (f"masks: IoU {both / either:.5f} (lowest per Linear {lowest:.5f}, identical: {identical}); "
+            f"largest pruned-perplexity difference {100 * ppl:.3f}%")  # fmt: skip
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,19 +79,24 @@ def main(argv: list[str] | None = None) -> int:
             result = run_once(src, out / f"{slug}-{repeat}", lp_args, out / f"{slug}-{repeat}.log")
             if repeat:
                 runs[name].append(result)
-    lines = ["| version | wall s (median) | peak RSS MB | " + " | ".join(PHASES) + " |",
-             "|---" * (3 + len(PHASES)) + "|"]  # fmt: skip
+    phases_shown = PHASES + PRUNE_PHASES
+    lines = ["| version | wall s (median) | peak RSS MB | " + " | ".join(phases_shown) + " |",
+             "|---" * (3 + len(phases_shown)) + "|"]  # fmt: skip
     medians = {}
     for name, results in runs.items():
         wall = statistics.median(r["wall_s"] for r in results)
         medians[name] = wall
-        phases = [fmt(statistics.median(r["timings_s"].get(p, 0.0) for r in results)) for p in PHASES]
+        phases = [fmt(statistics.median(r["timings_s"].get(p, 0.0) for r in results)) for p in phases_shown]
         peak = max(r["peak_rss_mb"] for r in results)
         lines.append(f"| {name} | {wall:.1f} | {peak:.0f} | " + " | ".join(phases) + " |")
     if "baseline" in medians:
         lines.append(
             f"\nwall time ratio (this checkout / baseline): {medians['this checkout'] / medians['baseline']:.2f}"
         )
+        try:
+            lines.append("\n" + agreement(runs["this checkout"][0], runs["baseline"][0]))
+        except Exception as error:  # e.g. a baseline whose mask file this version cannot read
+            lines.append(f"\nmasks not compared: {error}")
     write_results(out, {"machine": machine_info(), "runs": runs, "lp_args": args.lp_args}, "\n".join(lines))
     return 0
 
