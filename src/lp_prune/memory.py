@@ -43,7 +43,6 @@ class ModelShape:
     vocab: int
     kv_width: int = 0  # output size of k_proj and v_proj (key-value heads x head_dim); 0: attention_width
     head_params: int = 0  # an LM head of its own (not tied to the embeddings)
-    heads: int = 1  # attention heads: each holds a seqlen x seqlen score matrix in a layer pass
 
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> ModelShape:
@@ -69,7 +68,6 @@ class ModelShape:
             vocab=text.vocab_size,
             kv_width=kv_heads * head_dim,
             head_params=head.weight.numel() if untied else 0,
-            heads=heads,
         )
 
     def solve_groups(self) -> list[tuple[int, int]]:
@@ -147,10 +145,8 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
         samples * data.seqlen * shape.hidden * dtype_bytes if config.activations == "device" else 2 * batch_bytes
     )
     statistics, solver = statistics_and_solver(config, shape, dtype_bytes)
-    # gate, up and the activated product of one batch, plus the attention scores per head where
-    # they are materialised (eager, and SDPA's CPU path): the float32 softmax and its model-dtype copy.
-    scores = batch * shape.heads * data.seqlen**2 * (FLOAT32 + dtype_bytes)
-    layer_work = 3 * tokens_per_batch * shape.intermediate * dtype_bytes + scores
+    # gate, up and the activated product of one batch, plus attention scores if materialised (eager).
+    layer_work = 3 * tokens_per_batch * shape.intermediate * dtype_bytes + batch * data.seqlen**2 * FLOAT32
     masks = (shape.n_layers * shape.layer_params) // 8 if device_kind == "cpu" else 0
     # The batch's final hidden states, and per chunk of HEAD_CHUNK positions the logits, their
     # exponentials inside logsumexp and a float32 copy: three vocabulary-wide tensors per position.
