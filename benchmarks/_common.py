@@ -216,6 +216,17 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def mask_agreement(reference: Path, other: Path) -> dict[str, float]:
+    """IoU of two runs' pruned positions, pooled over all Linears and the lowest of any Linear."""
+    import lp_prune
+    from lp_prune.analysis.iou import mask_iou
+
+    a, b = lp_prune.load_masks(reference), lp_prune.load_masks(other)
+    both = sum(int((a[n] & b[n]).sum()) for n in a)
+    either = sum(int((a[n] | b[n]).sum()) for n in a)
+    return {"iou": both / either, "min_module_iou": min(mask_iou(a[n], b[n]) for n in a)}
+
+
 def write_report(out: Path, report: dict[str, Any], text: str) -> None:
     """results.json and results.md in `out`; the Markdown is printed too."""
     write_json(out / "results.json", report)

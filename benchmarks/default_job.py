@@ -20,7 +20,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_CONFIG, child_env, fmt, import_lp_prune, machine_info, progress, results_dir, run_measured
+from _common import (
+    DEFAULT_CONFIG,
+    child_env,
+    fmt,
+    import_lp_prune,
+    machine_info,
+    mask_agreement,
+    progress,
+    results_dir,
+    run_measured,
+)
 from _common import write_report as write_results
 
 PHASES = ("prepare_data", "load_model", "eval_dense", "prune", "eval_pruned", "save")
@@ -40,23 +50,10 @@ def run_once(src: Path, out: Path, lp_args: list[str], log: Path) -> dict[str, A
 
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Mask IoU (pooled, lowest per Linear) and the largest relative perplexity difference of two runs."""
-    import lp_prune
-    from lp_prune.analysis.iou import mask_iou
-
-    masks_a, masks_b = lp_prune.load_masks(Path(a["folder"])), lp_prune.load_masks(Path(b["folder"]))
-    both = sum(int((masks_a[n] & masks_b[n]).sum()) for n in masks_a)
-    either = sum(int((masks_a[n] | masks_b[n]).sum()) for n in masks_a)
-    identical = all(torch_equal(masks_a[n], masks_b[n]) for n in masks_a)
-    lowest = min(mask_iou(masks_a[n], masks_b[n]) for n in masks_a)
+    masks = mask_agreement(Path(a["folder"]), Path(b["folder"]))
     ppl = max(abs(a["perplexity"][k] / b["perplexity"][k] - 1) for k in a["perplexity"])
-    return (f"masks: IoU {both / either:.5f} (lowest per Linear {lowest:.5f}, identical: {identical}); "
-            f"largest pruned-perplexity difference {100 * ppl:.3f}%")  # fmt: skip
-
-
-def torch_equal(a: Any, b: Any) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))
+    return (f"masks: IoU {masks['iou']:.5f} (lowest per Linear {masks['min_module_iou']:.5f}, identical: "
+            f"{masks['iou'] == 1.0}); largest pruned-perplexity difference {100 * ppl:.3f}%")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from _common import (
     lp_prune_command,
     machine_info,
     make_token_file,
+    mask_agreement,
     progress,
     results_dir,
     run_measured,
@@ -37,17 +38,6 @@ VARIANTS = {
     "batch size 1": ["--data.batch_size", "1"],
     "2 processes (ddp)": ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"],
 }
-
-
-def mask_agreement(reference: Path, other: Path) -> dict[str, float]:
-    """IoU of the pruned positions, pooled over all Linears and the lowest of any Linear."""
-    import lp_prune
-    from lp_prune.analysis.iou import mask_iou
-
-    a, b = lp_prune.load_masks(reference), lp_prune.load_masks(other)
-    both = sum(int((a[n] & b[n]).sum()) for n in a)
-    either = sum(int((a[n] | b[n]).sum()) for n in a)
-    return {"iou": both / either, "min_module_iou": min(mask_iou(a[n], b[n]) for n in a)}
 
 
 def main(argv: list[str] | None = None) -> int:

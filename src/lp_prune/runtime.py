@@ -41,14 +41,19 @@ import torch
 
 
 @contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch ops on one thread inside the block (SparseGPT's column loop; see the module docstring)."""
+def torch_threads(count: int) -> Iterator[None]:
+    """Run torch ops on `count` threads inside the block, then restore the previous count."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def single_thread() -> contextlib.AbstractContextManager[None]:
+    """One thread (SparseGPT's column loop; see the module docstring)."""
+    return torch_threads(1)
 
 
 def machine_threads() -> int:
@@ -56,15 +61,9 @@ def machine_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def factor_threads() -> Iterator[None]:
-    """Run the block on the machine's thread count, however many processes share the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(machine_threads())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def factor_threads() -> contextlib.AbstractContextManager[None]:
+    """The machine's thread count, however many processes share the machine (the module docstring)."""
+    return torch_threads(machine_threads())
 
 
 def release_memory() -> None:
