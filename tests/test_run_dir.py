@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -75,11 +76,19 @@ def test_failure_midway_keeps_old_content(tmp_path: Path) -> None:
 def test_failed_safetensors_write_keeps_old_masks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save_masks(tmp_path, random_masks(0))
 
-    def half_write_then_fail(tensors: object, filename: str | Path, metadata: object = None) -> None:
-        Path(filename).write_bytes(b"half a file")
-        raise OSError("disk full")
+    written = []
 
-    monkeypatch.setattr("safetensors.torch.save_file", half_write_then_fail)
+    def fail_after_half_the_bytes(data: object) -> None:
+        written.append(data)
+        if len(written) > 2:  # length prefix and header went out; the disk fills during the tensors
+            raise OSError("disk full")
+
+    class FillingFile(io.FileIO):
+        def write(self, data: object) -> int:
+            fail_after_half_the_bytes(data)
+            return super().write(data)
+
+    monkeypatch.setattr("lp_prune.tracking.run_dir.open", lambda path, mode: FillingFile(path, mode), raising=False)
     with pytest.raises(OSError, match="disk full"):
         save_masks(tmp_path, random_masks(1))
     monkeypatch.undo()

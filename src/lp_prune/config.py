@@ -158,6 +158,7 @@ class DataConfig:
             raise ConfigError(f"data.eval_windows must be 0 or more, got {self.eval_windows}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError(f"data.eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        check_seed(self.seed, "data.seed")
         if self.source == "tokens" and not self.token_file:
             raise ConfigError("data.source 'tokens' needs data.token_file (a [n, seqlen] .pt or .npy file)")
         if self.source == "generated":
@@ -401,6 +402,7 @@ class RunConfig:
         self.prune.validate()
         self.eval.validate()
         self.wandb.validate()
+        check_seed(self.seed, "seed")
         if self.devices < 1 or self.num_nodes < 1:
             raise ConfigError(f"devices and num_nodes must be at least 1, got {self.devices} and {self.num_nodes}")
         if self.data.calibration_samples < self.world_size:
@@ -421,6 +423,14 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SEED_LIMIT = 2**32  # numpy's seeds, and so L.seed_everything's, lie in [0, 2**32)
+
+
+def check_seed(seed: Any, key: str) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"{key} must be a non-negative integer below 2**32 (numpy's limit), got {seed!r}")
 
 
 def check_language(lang: str, key: str) -> None:
@@ -587,14 +597,14 @@ def run_config_parser() -> Any:
 
 def read_run_config(path: str | Path) -> RunConfig:
     """A run's saved config.yaml, parsed and type-checked like the command line's."""
-    import yaml
+    from lp_prune.safe_yaml import load_yaml_file
 
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such run config; not a run directory")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such run config; not a run directory") from None
-    except (OSError, yaml.YAMLError) as err:
+        values = load_yaml_file(path)
+    except ConfigError as err:
         raise DataError(f"cannot read run config {path}: {err}") from None
     if not isinstance(values, dict) or "model" not in values:
         raise DataError(f"{path} is not an lp_prune run config (no 'model' section)")

@@ -19,3 +19,14 @@ class ModelLoadError(UserError):
 
 class NumericalError(UserError):
     """Non-finite weights or activations: the run stops and names the layer and module."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: the command stops where it is (every file is written atomically, so
+    that is a safe point) and a run directory stays resumable. A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.run_dir: str | None = None  # set by the pipeline when a run directory was in use

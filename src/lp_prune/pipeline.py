@@ -11,7 +11,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -23,7 +23,7 @@ import torch
 import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lp_prune.calibration.checkpoint import LayerCheckpoint, load_layer_results, progress_dir
+from lp_prune.calibration.checkpoint import LayerCheckpoint, layers_done, load_layer_results, progress_dir
 from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
 from lp_prune.calibration.observers import CalibrationRecorder, LayerProgressBar, PruningMetricsLogger
 from lp_prune.calibration.pruner import LayerPruner
@@ -33,7 +33,7 @@ from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data import PruningDataModule
 from lp_prune.data.generated import cached_generate_calibration_mix, save_record
 from lp_prune.data.record import write_calibration_files
-from lp_prune.errors import ConfigError
+from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.evaluation.downstream_step import DownstreamStep
 from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_perplexity
 from lp_prune.launcher import apply_launcher_environment
@@ -44,6 +44,7 @@ from lp_prune.pruning.statistics import window_weights
 from lp_prune.runtime import release_memory
 from lp_prune.tracking import RunDirectory, atomic_write_text, save_masks, save_model_streaming, write_json
 from lp_prune.tracking import wandb_logger as tracking
+from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.summary import build_summary, log_results
 
 RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts
@@ -73,16 +74,30 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         data = PruningDataModule(config.data, tokenizer, max_positions(model_config))
         data.setup()
         preflight(config, model_config)
-        downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval (issue 4); no-op if empty
+        downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval; no-op if empty
         _check_memory(config, model_config)
-    run_dir = _open_run_dir(config, resume)
+    del tokenizer  # data and downstream hold it until _run_in lets it go
+    with _run_directory(config, model_config, resume) as run_dir:
+        _run_in(run_dir, config, data, downstream, timings, resume)
+    return run_dir.root
+
+
+def _run_in(
+    run_dir: RunDirectory,
+    config: RunConfig,
+    data: PruningDataModule,
+    downstream: DownstreamStep,
+    timings: dict[str, float],
+    resume: bool,
+) -> None:
+    """Everything after the checks, inside the claimed run directory."""
     generated = config.data.source == "generated"  # the model writes its calibration text once loaded
     if is_rank_zero() and not generated:  # which text calibrates, and its token ids: rerunnable as tokens
         write_calibration_files(run_dir.root, data.calibration, data.calibration_record)
     if config.save_model and is_rank_zero():
-        tokenizer.save_pretrained(run_dir.model)  # now, so the tokenizer need not stay beside the weights
+        data.tokenizer.save_pretrained(run_dir.model)  # now, so the tokenizer need not stay beside the weights
     if downstream.plan is None and not generated:  # windows are built; lm-eval is its only later user
-        data.tokenizer = downstream.tokenizer = tokenizer = None
+        data.tokenizer = downstream.tokenizer = None
         release_memory()  # a 262k-vocabulary tokenizer holds ~0.3 GB: return it before the weights load
     L.seed_everything(config.seed, verbose=False)
     with _timed(timings, "load_model"):
@@ -99,7 +114,6 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         tracking.finish(loggers, status="failed")  # close the W&B run: it stays syncable, nothing reuses it
         raise
     tracking.finish(loggers)
-    return run_dir.root
 
 
 def _generate_calibration(
@@ -130,20 +144,45 @@ def is_rank_zero() -> bool:
     return rank_zero_only.rank == 0
 
 
-def _open_run_dir(config: RunConfig, resume: bool) -> RunDirectory:
-    """Rank 0 creates the run directory and hands its path to the processes Lightning starts later."""
+@contextmanager
+def _run_directory(config: RunConfig, model_config: Any, resume: bool) -> Iterator[RunDirectory]:
+    """Rank 0 claims the run directory (its lock held for the block) and hands its path to the
+    processes Lightning starts later. A signal or an error inside leaves the run resumable; an
+    interruption learns which folder to name."""
     if not is_rank_zero():
         path = os.environ.get(RUN_DIR_ENV) or config.out
         if path is None:  # ranks started by torchrun / SLURM all at once: rank 0 cannot hand its path on
             raise ConfigError("processes launched outside Lightning (torchrun, SLURM) need --out: one run directory")
-        return RunDirectory(Path(path))
-    run_dir = RunDirectory.create(config.out or default_run_dir(config), overwrite=config.overwrite)
-    os.environ[RUN_DIR_ENV] = str(run_dir.root.absolute())  # inherited by the other ranks
-    if not resume:
-        shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
-    run_dir.mark_running()
-    atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return run_dir
+        yield RunDirectory(Path(path))
+        return
+    out = Path(config.out or default_run_dir(config))
+    new_folder = not out.exists()
+    discard = False
+    try:
+        with RunDirectory.claimed(out, overwrite=config.overwrite) as run_dir:
+            os.environ[RUN_DIR_ENV] = str(run_dir.root.absolute())  # inherited by the other ranks
+            if resume:
+                check_resumable(run_dir, config, model_config)
+            else:
+                shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
+                run_dir.write_marker(started_with(config, model_config))
+            run_dir.mark_running()
+            atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            try:
+                yield run_dir
+            except Interrupted as stop:
+                stop.run_dir = str(run_dir.root)
+                raise
+            except UserError:
+                # A run that stopped before its first layer was saved leaves no RUNNING folder behind.
+                discard = new_folder and layers_done(run_dir.root) == 0
+                if discard:
+                    run_dir.clear()
+                raise
+    finally:
+        if discard:
+            with suppress(OSError):
+                out.rmdir()  # empty now, unless another run has come in since
 
 
 def _prune_and_measure(
@@ -202,7 +241,7 @@ def _prune_and_measure(
         return  # the other ranks have contributed their share; rank 0 evaluates downstream and saves
     downstream.evaluate("pruned", model, timings)
 
-    with _timed(timings, "save"):
+    with _timed(timings, "save"), _resumable_on_write_error(run_dir):
         save_masks(run_dir.root, recorder.masks)
         if config.save_model:
             # loadable with from_pretrained (tokenizer: saved above); shards above save_shard_size
@@ -254,6 +293,18 @@ def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
         "enable_model_summary": False,
         "callbacks": [LayerProgressBar()],
     }
+
+
+@contextmanager
+def _resumable_on_write_error(run_dir: RunDirectory) -> Iterator[None]:
+    """A full disk (or any failed write) while saving the results: one line; the layers stay saved."""
+    try:
+        yield
+    except OSError as error:
+        raise UserError(
+            f"cannot write the results to {run_dir.root}: {error.strerror or error}; the pruned layers are "
+            f"kept: make room, then lp-prune run --resume {run_dir.root}"
+        ) from None
 
 
 @contextmanager

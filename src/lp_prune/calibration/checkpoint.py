@@ -6,11 +6,16 @@ the metric records. `progress/state.json` says how many layers are done. The lay
 before the state that points to it, both atomically, so the state never names a missing or
 half-written layer. The inputs of the next layer are not stored: resuming replays the saved layers
 (`load_layer_results`), which recomputes them and gives the same bits as the uninterrupted run on CPU.
+
+Damaged progress (a missing, truncated or garbage layer file; an empty or invalid state.json) costs
+only the layers from the first damaged one on: they are recomputed, and a warning says from where.
+Saved layers that do not fit the model (other module names or shapes) are another run's: refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,7 +29,9 @@ from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord
 from lp_prune.errors import UserError
 from lp_prune.models.layers import decoder_layers, layer_prefix, prunable_linears
 from lp_prune.pruning.masks import PackedMask
-from lp_prune.tracking import atomic_output, read_json, write_json
+from lp_prune.tracking import atomic_output, write_json
+
+log = logging.getLogger(__name__)
 
 PROGRESS_DIR = "progress"
 STATE_FILE = "state.json"
@@ -35,8 +42,26 @@ def progress_dir(run_root: Path) -> Path:
 
 
 def layers_done(run_root: Path) -> int:
+    """The number of finished layers state.json records (0 without one). An unreadable state counts
+    the consecutive layer files present instead: each is written before the state names it."""
     state = progress_dir(run_root) / STATE_FILE
-    return int(read_json(state)["layers_done"]) if state.exists() else 0
+    if not state.exists():
+        return 0
+    try:
+        done = json.loads(state.read_text(encoding="utf-8"))["layers_done"]
+        if isinstance(done, int) and not isinstance(done, bool) and done >= 0:
+            return done
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    counted = 0
+    while (progress_dir(run_root) / layer_file(counted)).is_file():
+        counted += 1
+    log.warning("%s is damaged; counting the saved layer files instead (%d)", state, counted)
+    return counted
+
+
+class DamagedLayer(Exception):
+    """A saved layer file that cannot be read back whole."""
 
 
 class LayerCheckpoint(StepObserver):
@@ -69,29 +94,58 @@ def layer_file(layer: int) -> str:
 
 
 def load_layer_results(run_root: Path, model: torch.nn.Module) -> list[LayerResult]:
-    """The results of the layers an earlier attempt finished, checked against `model`, in layer order."""
+    """The results of the layers an earlier attempt finished, checked against `model`, in layer order,
+    up to the first damaged layer file (that layer and the ones after it are recomputed)."""
     done = layers_done(run_root)
     n_layers = len(decoder_layers(model))
     if done > n_layers:
         raise UserError(f"{run_root}: progress names {done} layers but the model has {n_layers}; wrong run?")
-    return [_load_layer(run_root, model, layer) for layer in range(done)]
+    results = []
+    for layer in range(done):
+        try:
+            results.append(_load_layer(run_root, model, layer))
+        except DamagedLayer as damage:
+            log.warning("%s; recomputing from layer %d", damage, layer)
+            break
+    return results
 
 
 def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResult:
-    with safe_open(progress_dir(run_root) / layer_file(layer), framework="pt") as saved:
-        metadata = saved.metadata()
-        shapes, records = json.loads(metadata["shapes"]), json.loads(metadata["records"])
-        prefix = layer_prefix(model, layer) + "."
-        expected = [prefix + name for name in prunable_linears(decoder_layers(model)[layer])]
-        if sorted(expected) != sorted(shapes):
-            raise UserError(f"{run_root}: saved layer {layer} does not match the model's modules; wrong run?")
+    path = progress_dir(run_root) / layer_file(layer)
+    try:
+        with safe_open(path, framework="pt") as saved:
+            metadata = saved.metadata() or {}
+            shapes, records = json.loads(metadata["shapes"]), json.loads(metadata["records"])
+            tensors = {name: saved.get_tensor(name) for name in saved.keys()}  # noqa: SIM118 - not a dict
+    except Exception as error:  # safetensors raises its own types for missing, truncated or garbage files
+        raise DamagedLayer(
+            f"saved layer {layer} ({path.name}) cannot be read: {' '.join(str(error).split())}"
+        ) from None
+    modules = dict(_layer_linears(model, layer))
+    if sorted(modules) != sorted(shapes):
+        raise UserError(f"{run_root}: saved layer {layer} does not match the model's modules; wrong run?")
+    for name, module in modules.items():
+        expected = tuple(module.weight.shape)
+        weight = tensors.get(f"weight.{name}")
+        if weight is None or tuple(weight.shape) != expected or tuple(shapes[name]) != expected:
+            raise UserError(
+                f"{run_root}: saved layer {layer} holds {name} of another shape than {expected}; wrong run?"
+            )
+    try:
         linears = [
             LinearResult(
                 name=record["module"],
-                weight=saved.get_tensor(f"weight.{record['module']}"),
-                mask=PackedMask(saved.get_tensor(f"mask.{record['module']}"), tuple(shapes[record["module"]])),
+                weight=tensors[f"weight.{record['module']}"],
+                mask=PackedMask(tensors[f"mask.{record['module']}"], tuple(shapes[record["module"]])),
                 record=ModuleRecord(**record),
             )
             for record in records
         ]
+    except (KeyError, TypeError) as error:
+        raise DamagedLayer(f"saved layer {layer} ({path.name}) is incomplete: {error}") from None
     return LayerResult(layer, linears, replayed=True)
+
+
+def _layer_linears(model: torch.nn.Module, layer: int) -> list[tuple[str, torch.nn.Module]]:
+    prefix = layer_prefix(model, layer) + "."
+    return [(prefix + name, module) for name, module in prunable_linears(decoder_layers(model)[layer]).items()]

@@ -8,6 +8,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from lp_prune.config import RunConfig, run_config_from
 from lp_prune.errors import UserError
+from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
 HELP = "Prune one model with one method and calibration language; measure and save the run."
 
@@ -20,21 +21,31 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def execute(namespace: Namespace) -> int:
     from lp_prune.pipeline import run  # heavy imports only when needed
-    from lp_prune.tracking import RunDirectory
 
     if namespace.resume:
-        run_dir = RunDirectory(Path(namespace.resume))
-        if run_dir.is_complete():
-            raise UserError(f"--resume {run_dir.root}: the run is complete already; nothing to resume")
-        if not run_dir.config.exists():
-            raise UserError(f"--resume {run_dir.root}: no config.yaml there; not a run directory")
-        config = run_dir.read_config()
-        config.out = str(run_dir.root)
-        out = run(config, resume=True)
+        out = run(resume_config(RunDirectory(Path(namespace.resume)), run_config_from(namespace)), resume=True)
     else:
         out = run(run_config_from(namespace))
     print_results(out)
     return 0
+
+
+def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
+    """The run's saved config, checked against the flags given beside --resume; code execution only
+    if this command line asks for it."""
+    from lp_prune.tracking.fingerprint import check_resume_flags
+
+    if run_dir.is_complete():
+        raise UserError(f"--resume {run_dir.root}: the run is complete already; nothing to resume")
+    if not run_dir.config.exists():
+        raise UserError(f"--resume {run_dir.root}: no config.yaml there; not a run directory")
+    if not run_dir.is_marked():
+        raise UserError(f"--resume {run_dir.root}: not an lp_prune run directory (no valid {MARKER_FILE})")
+    config = run_dir.read_config()
+    check_resume_flags(run_dir, config, given, RunConfig())
+    config.out = str(run_dir.root)
+    config.model.trust_remote_code = given.model.trust_remote_code
+    return config
 
 
 def print_results(run_dir: Path) -> None:

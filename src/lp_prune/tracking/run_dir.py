@@ -3,6 +3,9 @@
 Layout of a run directory::
 
     <root>/
+        lp_prune_run.json   the marker: this folder is lp_prune's run directory, and what the run was
+                            started with (config and model shape), checked by --resume
+        .lp_prune.lock      held while a run works here (tracking.run_lock)
         status              "RUNNING" while the run works, "COMPLETE" once everything is written
         config.yaml         the resolved configuration
         summary.json        final metrics (JSON; NaN and infinities are written as null)
@@ -12,6 +15,9 @@ Layout of a run directory::
         model/              the pruned model (--save_model): config.json and model.safetensors, or for
                             models above save_shard_size model-0000k-of-0000n.safetensors shards and
                             model.safetensors.index.json (the transformers layout)
+
+A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
+user's folder and is refused before a file is written. `--overwrite` removes only what a run writes.
 
 Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
 reader sees either the old file or the new one, never a half-written one. The file ends with the mode a
@@ -62,6 +68,7 @@ import torch
 from lp_prune.errors import DataError, UserError
 from lp_prune.pruning.masks import MASK_BITORDER, PackedMask, packed_mask, unpack_mask
 from lp_prune.runtime import release_mapped_weights
+from lp_prune.tracking.run_lock import LOCK_FILE, RunLock
 
 if TYPE_CHECKING:
     from lp_prune.config import RunConfig
@@ -76,6 +83,11 @@ CALIBRATION_RECORD_FILE = "calibration.json"
 CALIBRATION_TOKENS_FILE = "calibration_tokens.pt"
 SAVE_CHUNK = 64 << 20  # bytes written between two hand-backs of mapped weight pages
 STATUS_FILE = "status"
+MARKER_FILE = "lp_prune_run.json"
+MARKER_FORMAT = "lp_prune-run/1"
+# What a run writes besides the files named above; --overwrite removes exactly these.
+RUN_OUTPUTS = ("lm_eval_results.json", "calibration_generated.json", "progress", "activations", "wandb")
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_output's names (mkstemp's 8 characters)
 
 STATUS_RUNNING = "RUNNING"
 STATUS_COMPLETE = "COMPLETE"
@@ -265,13 +277,15 @@ class RunDirectory:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], overwrite: bool = False) -> RunDirectory:
-        """Make (or reuse) the folder for a new run.
+        """Make (or reuse) the folder for a new run, and mark it as lp_prune's.
 
-        A COMPLETE run is never silently replaced: it needs ``overwrite=True``, which removes its
-        status and its artefacts (summary, masks, model folder) so nothing stale survives.
-        An unfinished run (RUNNING, or no status) is reused as it is.
+        The folder must be new, empty, or marked (see `check_claimable`). A COMPLETE run is never
+        silently replaced: it needs ``overwrite=True``, which removes its status and what the run
+        wrote (summary, masks, model folder, ...) so nothing stale survives. An unfinished run
+        (RUNNING, or no status) is reused as it is. Use `claimed` to hold the lock as well.
         """
         run = cls(Path(path))
+        run.check_claimable()
         if run.is_complete() and not overwrite:
             raise UserError(
                 f"run directory {run.root} holds a complete run; use another --out, or --overwrite true to replace it"
@@ -281,9 +295,86 @@ class RunDirectory:
                 run._remove_artefacts()
             run.root.mkdir(parents=True, exist_ok=True)
             _probe_writable(run.root)
+            if not run.is_marked():
+                run.write_marker({})
+            run.remove_temporaries()
         except OSError as error:
             raise UserError(f"cannot write to run directory {run.root}: {error.strerror or error}") from None
         return run
+
+    @classmethod
+    @contextlib.contextmanager
+    def claimed(cls, path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[RunDirectory]:
+        """`create`, done and held under the folder's lock (one run at a time) for the block."""
+        run = cls(Path(path))
+        run.check_claimable()
+        try:
+            run.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot write to run directory {run.root}: {error.strerror or error}") from None
+        with RunLock(run.root):
+            yield cls.create(path, overwrite)
+
+    def check_claimable(self) -> None:
+        """New, empty (but for a lock file), or marked as lp_prune's; anything else is someone's folder."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise UserError(f"cannot write to run directory {self.root}: it is a file, not a folder")
+        if self.is_marked():
+            return
+        try:
+            entries = sorted(entry.name for entry in self.root.iterdir() if entry.name != LOCK_FILE)
+        except OSError as error:
+            raise UserError(f"cannot write to run directory {self.root}: {error.strerror or error}") from None
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UserError(
+                f"--out {self.root} is not empty and not an lp_prune run directory (it holds {shown}); "
+                "nothing was written: choose a new or empty folder"
+            )
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER_FILE
+
+    def is_marked(self) -> bool:
+        """True when the folder carries lp_prune's marker (a file of that name with other content does not count)."""
+        try:
+            content = json.loads(self.marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(content, dict) and content.get("format") == MARKER_FORMAT
+
+    def read_marker(self) -> dict[str, Any]:
+        """The marker's content: {"format": ..., "started_with": {...}} once a run has started here."""
+        if not self.is_marked():
+            raise DataError(f"{self.root} is not an lp_prune run directory (no valid {MARKER_FILE})")
+        return read_json(self.marker)
+
+    def write_marker(self, started_with: Mapping[str, Any]) -> None:
+        write_json(self.marker, {"format": MARKER_FORMAT, "started_with": dict(started_with)})
+
+    def clear(self) -> None:
+        """Remove everything in the folder but its lock (for a folder this process made itself)."""
+        for path in self.root.iterdir():
+            if path.name == LOCK_FILE:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def remove_temporaries(self) -> list[Path]:
+        """Half-written files of an attempt that was killed while writing (atomic_output's temporaries)."""
+        removed = []
+        for folder in (self.root, self.model, self.root / "progress"):
+            if folder.is_dir() and not folder.is_symlink():
+                for path in folder.iterdir():
+                    if _TEMPORARY.match(path.name) and path.is_file():
+                        path.unlink()
+                        removed.append(path)
+        return removed
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
@@ -317,17 +408,13 @@ class RunDirectory:
 
     def _remove_artefacts(self) -> None:
         # Status first: if removal stops halfway, the folder no longer claims to be complete.
-        for file in (
-            self.status_file,
-            self.summary,
-            self.masks,
-            self.config,
-            self.calibration_record,
-            self.calibration_tokens,
-        ):
-            file.unlink(missing_ok=True)
-        if self.model.is_dir():
-            shutil.rmtree(self.model)
+        # A symbolic link is removed itself; what it points to is never touched.
+        files = (self.summary, self.masks, self.config, self.calibration_record, self.calibration_tokens)
+        for path in (self.status_file, *files, self.model, *(self.root / name for name in RUN_OUTPUTS)):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
 
 
 def _probe_writable(folder: Path) -> None:
@@ -348,9 +435,10 @@ def as_run_directory(run_dir: RunDirLike) -> RunDirectory:
 
 
 def save_masks(run_dir: RunDirLike, masks: Mapping[str, torch.Tensor | PackedMask]) -> Path:
-    """Write ``masks`` (name -> bool tensor with True = pruned, or a PackedMask) to ``masks.safetensors``."""
-    from safetensors.torch import save_file
+    """Write ``masks`` (name -> bool tensor with True = pruned, or a PackedMask) to ``masks.safetensors``.
 
+    The file is byte-reproducible: written by `_write_safetensors`, whose header keeps the given order
+    (safetensors' own writer orders the metadata differently in every process)."""
     path = as_run_directory(run_dir).masks
     path.parent.mkdir(parents=True, exist_ok=True)
     packed = {name: mask if isinstance(mask, PackedMask) else packed_mask(mask) for name, mask in masks.items()}
@@ -359,8 +447,7 @@ def save_masks(run_dir: RunDirLike, masks: Mapping[str, torch.Tensor | PackedMas
         MASK_BITORDER_KEY: MASK_BITORDER,
         MASK_SHAPES_KEY: json.dumps({name: list(mask.shape) for name, mask in packed.items()}),
     }
-    with atomic_output(path) as tmp:
-        save_file({name: mask.bits for name, mask in packed.items()}, tmp, metadata=metadata)
+    _write_safetensors(path, {name: mask.bits for name, mask in packed.items()}, metadata)
     return path
 
 
@@ -548,9 +635,11 @@ def _remove_stale_weights(folder: Path, keep: set[str]) -> None:
             path.unlink()
 
 
-def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+def _write_safetensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     """One safetensors file, atomically: the header, then each tensor's bytes straight from its buffer."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    header: dict[str, Any] = {"__metadata__": dict(metadata) if metadata is not None else {"format": "pt"}}
     offset = 0
     for name, tensor in tensors.items():
         size = _nbytes(tensor)

@@ -82,4 +82,4 @@ def log_results(loggers: list, summary: dict[str, Any], masks_file: Path) -> Non
     tracking.update_summary(loggers, flat)
     columns = ["layer", "module", "sparsity", "dense_zeros", "error", "rel_error", "snr_db"]
     tracking.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary["modules"]])
-    tracking.log_masks_artifact(loggers, masks_file, name=f"masks-{masks_file.parent.name}")
+    tracking.log_masks_artifact(loggers, masks_file, name=tracking.artifact_name("masks", masks_file.parent.name))

@@ -11,9 +11,11 @@ are then the same columns of the run table, not two copies (one flat, one nested
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import netrc
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,10 +127,22 @@ def has_wandb_credentials() -> bool:
 
 
 def resolve_mode(config: WandbConfig) -> str:
-    """auto -> WANDB_MODE if the user set it, else online with credentials and offline without."""
+    """auto -> WANDB_MODE if the user set it, else online with credentials and offline without.
+
+    wandb.init rejects an unknown WANDB_MODE even when it is given a mode of its own, so one is
+    refused here whenever W&B will be used.
+    """
+    from lp_prune.errors import ConfigError
+
+    known = ("online", "offline", "disabled", "dryrun", "shared", "run")  # wandb 0.31's Settings.mode
+    variable = os.environ.get("WANDB_MODE")
+    if config.mode == "disabled":
+        return config.mode
+    if variable is not None and variable not in known:  # wandb rejects an empty one as well
+        raise ConfigError(f"WANDB_MODE '{variable}' (environment) is not one of: {', '.join(known)}")
     if config.mode != "auto":
         return config.mode
-    return os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
+    return variable or ("online" if has_wandb_credentials() else "offline")
 
 
 def make_wandb_logger(config: WandbConfig, save_dir: Path, run_config: Mapping[str, Any]) -> WandbLogger | None:
@@ -163,6 +177,19 @@ def update_summary(loggers: Sequence[Logger], values: Mapping[str, Any]) -> None
             logger.experiment.summary.update(dict(values))
         else:
             logger.log_metrics({k: v for k, v in values.items() if isinstance(v, int | float)})
+
+
+_ARTIFACT_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def artifact_name(prefix: str, folder_name: str) -> str:
+    """A W&B artifact name (letters, digits, '-', '_', '.') for a run folder of any name: spaces and
+    other characters become '_', and a short hash of the real name keeps two such folders apart."""
+    safe = _ARTIFACT_UNSAFE.sub("_", folder_name).strip("_.") or "run"
+    if safe == folder_name:
+        return f"{prefix}-{safe}"
+    digest = hashlib.sha1(folder_name.encode("utf-8")).hexdigest()[:8]
+    return f"{prefix}-{safe[:100]}-{digest}"
 
 
 def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -> None:

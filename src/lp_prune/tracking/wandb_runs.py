@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from lp_prune.config import DataConfig, PruneConfig
-from lp_prune.errors import DataError, UserError
+from lp_prune.errors import ConfigError, DataError, UserError
+from lp_prune.safe_yaml import load_yaml_file
 from lp_prune.tracking.run_dir import (
     CONFIG_FILE,
     MASKS_FILE,
@@ -194,8 +195,8 @@ def _config(run: Any, staging: Path, source: WandbSource) -> dict[str, Any]:
     path = staging / CONFIG_FILE
     if path.is_file():
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
+            config = load_yaml_file(path)
+        except ConfigError as error:
             raise DataError(f"W&B run {run.id}: cannot read its {CONFIG_FILE} ({error})") from None
     else:
         config = nested_config(dict(run.config))

@@ -1,0 +1,109 @@
+"""One run at a time in a run directory: an exclusive lock held while a run works in it.
+
+The lock is `flock` on `RUN_DIR/.lp_prune.lock`, which names its holder (pid, host, start time). The
+kernel drops a flock when its process dies, however it dies, so a lock left by a killed run is
+recognised as stale by simply being free: the next run takes it over and says whose it was. The file
+is removed on release; a second process that opened it just before is caught by comparing the
+inode it locked with the one the path names now (then it tries again).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from lp_prune.errors import UserError
+
+LOCK_FILE = ".lp_prune.lock"
+
+log = logging.getLogger(__name__)
+
+
+class RunDirectoryBusy(UserError):
+    """Another live process holds the run directory's lock."""
+
+
+class RunLock:
+    """`with RunLock(folder):` holds `folder`'s lock for the block, or raises RunDirectoryBusy at once."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirectoryBusy(
+                    f"run directory {self.folder} is in use by {describe_holder(self.path)}; "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed the file as we opened it: lock the new one
+        previous = _read_holder(fd)
+        if previous:
+            log.warning("%s: took over a stale lock of %s (no longer running)", self.folder, _holder_text(previous))
+        _write_holder(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held, so nobody locks a file about to vanish
+        os.close(self._fd)
+        self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _read_holder(fd: int) -> dict[str, object] | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 4096)
+    try:
+        holder = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _write_holder(fd: int) -> None:
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(holder).encode())
+
+
+def describe_holder(path: Path) -> str:
+    """'pid 123 on host h since 2026-12-02 10:00:00', or 'another process' when the file says nothing."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "another process"
+    return _holder_text(holder) if isinstance(holder, dict) else "another process"
+
+
+def _holder_text(holder: dict[str, object]) -> str:
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since {holder.get('since', '?')}"
