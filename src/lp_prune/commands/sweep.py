@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jsonargparse import ArgumentParser, Namespace
+
+if TYPE_CHECKING:
+    from lp_prune.sweeps.runner import PlannedRun
 
 HELP = "Run every combination of a W&B sweep file locally (offline W&B), skipping finished runs."
 
@@ -27,16 +31,23 @@ def execute(args: Namespace) -> int:
     runs = plan(sweep, expand(sweep, args.count, args.seed), Path(args.root))
     validate_runs(runs, sweep)
     if args.dry_run:
-        for run in runs:
-            print(f"{run.status:>10}  {run.name}  {' '.join(run.argv)}")
-        done = sum(run.complete for run in runs)
-        print(f"{len(runs)} runs in {Path(args.root) / sweep.name}: {done} complete, {len(runs) - done} to run")
+        print_plan(runs, Path(args.root) / sweep.name)
         return 0
-    results = run_all(runs, sweep, max(1, args.parallel))
-    failed = [run.name for run, code in results if code != 0]
+    outcomes = run_all(runs, sweep, max(1, args.parallel))
+    failed = [outcome.run.name for outcome in outcomes if not outcome.succeeded]
     print(f"Sweep {sweep.name}: {len(runs) - len(failed)}/{len(runs)} complete in {Path(args.root) / sweep.name}")
     if failed:
         print(f"Failed: {', '.join(failed)} (rerun the same command to retry them)")
         return 1
     print(f"Compare them: lp-prune compare {Path(args.root) / sweep.name}")
     return 0
+
+
+def print_plan(runs: list[PlannedRun], folder: Path) -> None:
+    """--dry-run: each run's status and command, then how many are done, to run and to resume."""
+    for run in runs:
+        print(f"{run.status:>10}  {run.name}  {' '.join(run.argv)}")
+    done = sum(run.complete for run in runs)
+    resumed = sum(run.resumable for run in runs)
+    to_resume = f" ({resumed} continue where they stopped)" if resumed else ""
+    print(f"{len(runs)} runs in {folder}: {done} complete, {len(runs) - done} to run{to_resume}")

@@ -1,7 +1,12 @@
 """Run a sweep locally: every combination as its own `lp-prune run` process, offline W&B.
 
-Runs land in `<root>/<sweep name>/<run name>`; a run whose directory is COMPLETE is skipped, so an
-interrupted sweep continues where it stopped. Arguments travel as a list, never through a shell.
+Runs land in `<root>/<sweep name>/<run name>`; a run whose directory is COMPLETE is skipped and an
+interrupted one (RUNNING, with its config.yaml) continues with `lp-prune run --resume`, so a sweep
+started again picks up where it stopped. Arguments travel as a list, never through a shell.
+
+A sweep file is data, yet its `command` is a program to start: the runner only ever starts
+lp-prune's own `run` (the one program the file may name), so a file from elsewhere cannot run
+anything else on this machine.
 """
 
 from __future__ import annotations
@@ -17,13 +22,23 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import lp_prune
 from lp_prune.config import RunConfig
-from lp_prune.errors import ConfigError
+from lp_prune.errors import ConfigError, Interrupted
 from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
+from lp_prune.tracking.run_dir import STATUS_RUNNING
 
-LAUNCHER_NAMES = ("lp-prune",)
+ENV = "/usr/bin/env"  # what ${env} becomes
+INTERPRETERS = ("python", "python3")  # ${interpreter} is `python`
+ENTRY_POINT = Path(lp_prune.__file__).with_name("__main__.py")  # the `${program}` that is lp-prune
+LOCAL_LAUNCHER = [sys.executable, "-m", "lp_prune"]  # lp-prune in this environment, without relying on PATH
+ACCEPTED_COMMANDS = (
+    "lp-prune run, ${env} lp-prune run, python -m lp_prune run, or ${interpreter} ${program} run"
+    " with program lp_prune/__main__.py, followed by --key=value options"
+)
+OPTION = re.compile(r"^--[A-Za-z]")
 
 
 @dataclass
@@ -40,6 +55,12 @@ class PlannedRun:
     @property
     def status(self) -> str:
         return RunDirectory(self.out).status() or ("incomplete" if self.out.exists() else "new")
+
+    @property
+    def resumable(self) -> bool:
+        """Interrupted after it wrote its config: `--resume` continues from its last finished layer."""
+        run_dir = RunDirectory(self.out)
+        return run_dir.status() == STATUS_RUNNING and run_dir.config.is_file()
 
 
 def config_keys(config: Any = None, prefix: str = "") -> set[str]:
@@ -82,36 +103,94 @@ def check_parameters(sweep: Sweep) -> None:
 
 
 def local_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
-    """The agent's argv made runnable here, plus where to write and how to group in W&B."""
-    argv = list(run.argv)
-    if argv and argv[0] == "/usr/bin/env":
-        argv = argv[1:]
-    if argv and argv[0] in LAUNCHER_NAMES:  # the same program, without relying on PATH
-        argv = [sys.executable, "-m", "lp_prune", *argv[1:]]
+    """The agent's command as this environment's `lp-prune run`, plus where to write and how to group in W&B.
+
+    Whichever accepted form the file uses, the process started is `python -m lp_prune` of this very
+    interpreter: the same program a W&B agent would start, without relying on PATH.
+    """
     tags = json.dumps([sweep.name])
     project = [f"--wandb.project={sweep.project}"] if sweep.project else []  # as in a W&B sweep
-    return [*argv, f"--out={run.out}", *project, f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
+    options = run_options(run.argv, sweep)
+    extras = [f"--out={run.out}", *project, f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
+    return [*LOCAL_LAUNCHER, "run", *options, *extras]
+
+
+def launch_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
+    """What starts `run` here: an interrupted run resumes in its folder, any other starts afresh."""
+    if run.resumable:
+        return [*LOCAL_LAUNCHER, "run", "--resume", str(run.out)]
+    return local_argv(run, sweep)
+
+
+def run_options(argv: list[str], sweep: Sweep) -> list[str]:
+    """The options after `run` when the agent's `argv` is lp-prune's `run`; anything else is a ConfigError."""
+    start = _launcher_length(argv)
+    if start is None:
+        raise _not_lp_prune_run(sweep, f"{argv[0]!r} is not lp-prune" if argv else "the command is empty")
+    if argv[start : start + 1] != ["run"]:
+        found = repr(argv[start]) if start < len(argv) else "nothing"
+        raise _not_lp_prune_run(sweep, f"the subcommand must be run, found {found}")
+    options = argv[start + 1 :]
+    _check_options(options, sweep)
+    return options
+
+
+def _launcher_length(argv: list[str]) -> int | None:
+    """How many leading words start lp-prune (`lp-prune`, `python -m lp_prune`, ...), or None."""
+    start = 1 if argv[:1] == [ENV] else 0
+    head = argv[start:]
+    if head[:1] == ["lp-prune"]:
+        return start + 1
+    if not head or head[0] not in (*INTERPRETERS, sys.executable):
+        return None
+    if head[1:3] == ["-m", "lp_prune"]:
+        return start + 3
+    if len(head) > 1 and _is_entry_point(head[1]):
+        return start + 2
+    return None
+
+
+def _is_entry_point(program: str) -> bool:
+    try:
+        return Path(program).resolve() == ENTRY_POINT.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, depending on the Python version
+        return False
+
+
+def _check_options(options: list[str], sweep: Sweep) -> None:
+    """Only `--key=value` and `--key value`: a stray word would reach `run` as a positional."""
+    takes_value = False
+    for word in options:
+        if OPTION.match(word):
+            takes_value = "=" not in word
+        elif takes_value:
+            takes_value = False
+        else:
+            raise _not_lp_prune_run(sweep, f"{word!r} is not an option (--key=value or --key value)")
+
+
+def _not_lp_prune_run(sweep: Sweep, reason: str) -> ConfigError:
+    command = " ".join(repr(part) if re.search(r"\s", part) or not part else part for part in sweep.command)
+    return ConfigError(f"sweep command [{command}] is refused: {reason}; it must be {ACCEPTED_COMMANDS}")
 
 
 def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
-    """Parse and validate every run's config before the first one starts."""
+    """Check every run's command and config before the first one starts."""
     from lp_prune.cli import build_parser, one_line
     from lp_prune.config import run_config_from
 
     parser = build_parser()
     for run in runs:
-        argv = local_argv(run, sweep)
-        if "run" not in argv:
-            raise ConfigError("the sweep command must call `lp-prune run` (see sweeps/*.yaml)")
+        arguments = local_argv(run, sweep)[len(LOCAL_LAUNCHER) :]  # from `run` on
         try:
-            parsed = parser.instantiate_classes(parser.parse_args(argv[argv.index("run") :]))
+            parsed = parser.instantiate_classes(parser.parse_args(arguments))
         except Exception as err:  # jsonargparse raises several types; all mean a bad value
             raise ConfigError(f"sweep run {run.name}: {one_line(err)}") from None
         run_config_from(parsed.run).validate()
 
 
-def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[tuple[PlannedRun, int]]:
-    """Run what is not complete yet, `parallel` at a time; return (run, exit code) per started run.
+def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[RunOutcome]:
+    """Run what is not complete yet, `parallel` at a time; return how each started run ended.
 
     Prints a line when a run starts and one when it ends: i/N, name, status, time, ETA of the rest.
     """
@@ -119,21 +198,51 @@ def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[tup
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     progress = _Progress(len(todo), parallel)
     running: list[_Started] = []
-    results: list[tuple[PlannedRun, int]] = []
-    for index, run in enumerate(todo, 1):
-        while len(running) >= parallel:
-            results += _reap(running, progress)
+    outcomes: list[RunOutcome] = []
+    try:
+        for index, run in enumerate(todo, 1):
+            while len(running) >= parallel:
+                outcomes += _reap(running, progress)
+                time.sleep(0.2)
+            argv = launch_argv(run, sweep)
+            run.out.parent.mkdir(parents=True, exist_ok=True)
+            log_path = run.out.parent / f"{run.name}.log"
+            log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
+            resumes = " (resumes)" if run.resumable else ""
+            print(f"start {index}/{len(todo)}: {run.name}{resumes} (log: {log_path})", flush=True)
+            process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+            running.append(_Started(run, process, log, time.monotonic()))
+        while running:
+            outcomes += _reap(running, progress)
             time.sleep(0.2)
-        run.out.parent.mkdir(parents=True, exist_ok=True)
-        log_path = run.out.parent / f"{run.name}.log"
-        log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
-        print(f"start {index}/{len(todo)}: {run.name} (log: {log_path})", flush=True)
-        process = subprocess.Popen(local_argv(run, sweep), stdout=log, stderr=log, env=env)
-        running.append(_Started(run, process, log, time.monotonic()))
-    while running:
-        results += _reap(running, progress)
-        time.sleep(0.2)
-    return results
+    except Interrupted as stop:
+        _pass_on(stop.signum, running)
+        raise
+    return outcomes
+
+
+def _pass_on(signum: int, running: list[_Started]) -> None:
+    """A signal to the sweep reaches its runs (`kill` sends it to this process only): each stops
+    resumably, and running the sweep again continues them."""
+    for item in running:
+        if item.process.poll() is None:
+            item.process.send_signal(signum)
+    for item in running:
+        item.process.wait()
+        item.log.close()
+        print(f"stopped: {item.run.name} (resumes when the sweep runs again)", flush=True)
+
+
+@dataclass
+class RunOutcome:
+    run: PlannedRun
+    exit_code: int
+    complete: bool  # its run directory says COMPLETE once the process has ended
+
+    @property
+    def succeeded(self) -> bool:
+        # An exit code of 0 alone is not enough: only a COMPLETE run directory holds results to compare.
+        return self.exit_code == 0 and self.complete
 
 
 @dataclass
@@ -157,12 +266,21 @@ class _Progress:
         return format_sweep_line(len(self.durations), self.total, run.name, status, seconds, eta)
 
 
-def _reap(running: list[_Started], progress: _Progress) -> list[tuple[PlannedRun, int]]:
+def _reap(running: list[_Started], progress: _Progress) -> list[RunOutcome]:
     done = [item for item in running if item.process.poll() is not None]
+    outcomes = []
     for item in done:
         running.remove(item)
         item.log.close()
-        code = item.process.returncode
-        status = (item.run.status if code == 0 else None) or f"FAILED (exit {code}, see {item.log.name})"
-        print(progress.finished(item.run, time.monotonic() - item.start, status), flush=True)
-    return [(item.run, item.process.returncode) for item in done]
+        outcome = RunOutcome(item.run, item.process.returncode, item.run.complete)
+        print(progress.finished(item.run, time.monotonic() - item.start, _ended_status(outcome, item)), flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _ended_status(outcome: RunOutcome, item: _Started) -> str:
+    if outcome.exit_code != 0:
+        return f"FAILED (exit {outcome.exit_code}, see {item.log.name})"
+    if not outcome.complete:
+        return f"FAILED (exit 0 but {outcome.run.out} holds no COMPLETE run, see {item.log.name})"
+    return outcome.run.status
