@@ -9,14 +9,17 @@ from transformers import PretrainedConfig
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
-from lp_prune.models.loading import model_source
+from lp_prune.models.loading import check_weight_files, model_source
+from lp_prune.tracking.wandb_logger import resolve_mode
 
 GIB = 1024**3
 
 
 def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
     check_n_m_fits(config, model_config)
+    check_weight_files(config.model)
     check_disk_space(config)
+    resolve_mode(config.wandb)  # refuses a WANDB_MODE that wandb.init would reject after the run has begun
 
 
 def linear_input_sizes(model_config: PretrainedConfig) -> set[int]:

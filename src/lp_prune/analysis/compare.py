@@ -12,6 +12,7 @@ same-language floor of the mask IoU (how much two calibration sets of one langua
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import statistics
@@ -101,7 +102,34 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path} is not a complete run (status: {run.status() or 'missing'}); rerun or resume it")
     if not run.masks.exists():
         raise UserError(f"{path} is marked complete but has no masks.safetensors; the run directory is damaged")
-    return Run(path, run.read_config(), read_json(run.summary))
+    return Run(path, run.read_config(), read_summary(run.summary))
+
+
+# What the tables read from every run's summary.json (build_summary writes them all).
+SUMMARY_KEYS = (
+    "model",
+    "method",
+    "pattern",
+    "target_sparsity",
+    "calibration_language",
+    "nsamples",
+    "seqlen",
+    "modules",
+)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json, or a UserError naming the file when it is not one lp_prune wrote."""
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        shown = json.dumps(summary)[:40]
+        raise UserError(f"{path} holds {shown}, not a run summary (a JSON object); the run is damaged")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise UserError(f"{path} is not a complete run summary (no {', '.join(missing)}); the run is damaged")
+    if not isinstance(summary["modules"], list):
+        raise UserError(f"{path}: 'modules' is not a list of pruned modules; the run is damaged")
+    return summary
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

@@ -104,9 +104,10 @@ def comparison_figures(result: Comparison, out: Path) -> dict[str, Path]:
     figures = {}
     for setting in result.perplexity:
         slug = _slug(setting)
-        figures[f"perplexity {setting}"] = perplexity_heatmap(
-            result.perplexity[setting], setting, out / f"perplexity_{slug}.png"
-        )
+        if any(result.perplexity[setting].values()):  # runs with eval.perplexity false have no values to draw
+            figures[f"perplexity {setting}"] = perplexity_heatmap(
+                result.perplexity[setting], setting, out / f"perplexity_{slug}.png"
+            )
         iou = result.iou[setting]
         if iou["pairs"]:
             figures[f"iou per layer {setting}"] = iou_per_layer(

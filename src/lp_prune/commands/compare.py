@@ -10,9 +10,12 @@ directories (tracking.wandb_runs); the report goes to <that folder>/compare unle
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
+
+from lp_prune.errors import UserError
 
 HELP = "Compare runs (run or sweep directories, W&B sweeps or groups): perplexity, mask IoU, SNR; report + W&B."
 
@@ -51,7 +54,7 @@ def execute(args: Namespace) -> int:
     sources = [parse_source(p) for p in args.runs if is_wandb_source(p)]  # bad forms fail before any download
     paths = resolve_sources(list(args.runs), Path(args.download_dir))
     runs = load_runs(paths)
-    out = Path(args.out) if args.out else Path(paths[0]) / "compare"
+    out = writable_folder(Path(args.out) if args.out else Path(paths[0]) / "compare")
     result = compare(runs)
     figures = comparison_figures(result, out)
     findings = comparison_findings(result, load_analysis(args.analysis, paths))
@@ -76,3 +79,15 @@ def execute(args: Namespace) -> int:
     written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)
     print(format_report_paths(f"Comparison of {len(runs)} runs", written, location))
     return 0
+
+
+def writable_folder(folder: Path) -> Path:
+    """The report folder, made and tried now: the figures and tables take a while to compute first."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = "a file is in the way" if folder.is_file() else err.strerror or err
+        raise UserError(f"cannot write the report into {folder} ({reason}); choose another --out") from err
+    return folder

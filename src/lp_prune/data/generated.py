@@ -173,7 +173,7 @@ def cached_generate_calibration_mix(
     text): every run after the first reads the windows back from the cache (LP_PRUNE_CACHE). The
     record says where they came from ("cache")."""
     from lp_prune.models.loading import cache_dir
-    from lp_prune.tracking import atomic_write_bytes, read_json, write_json
+    from lp_prune.tracking import read_json
 
     options = options or GenerationConfig()
     key = generation_cache_key(model_config, _device(model), counts, seqlen, seed, options)
@@ -186,12 +186,26 @@ def cached_generate_calibration_mix(
     windows, languages, record = generate_calibration_mix(model, tokenizer, counts, seqlen, seed, options)
     record = {**record, "window_languages": languages, "cache": None}
     if write:  # data parallel: rank 0 writes
-        folder.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save({"ids": windows.ids, "n_bytes": windows.n_bytes}, buffer)
+        _write_cache(windows, record, tensors, record_path)
+    return windows, languages, record
+
+
+def _write_cache(windows: TokenWindows, record: dict[str, Any], tensors: Path, record_path: Path) -> None:
+    """The cache only saves time: a cache that cannot be written costs a warning, not the run."""
+    from lp_prune.tracking import atomic_write_bytes, write_json
+
+    buffer = io.BytesIO()
+    torch.save({"ids": windows.ids, "n_bytes": windows.n_bytes}, buffer)
+    try:
+        tensors.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(tensors, buffer.getvalue())
         write_json(record_path, record)
-    return windows, languages, record
+    except OSError as err:
+        log.warning(
+            "generated calibration not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
+            tensors.parent,
+            err.strerror or err,
+        )
 
 
 def save_record(run_dir: str | Path, record: dict[str, Any]) -> Path:

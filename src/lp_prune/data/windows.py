@@ -20,6 +20,7 @@ from tqdm import tqdm
 from lp_prune.errors import ConfigError, DataError
 
 _INTEGER_DTYPES = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+_TOKEN_FILE_CONTENT = "it must hold one dense [n, seqlen] tensor of integer token ids (torch.save or numpy.save)"
 
 
 @dataclass
@@ -283,7 +284,23 @@ def _read_token_tensor(path: Path) -> torch.Tensor:
             raise DataError(f"token file {path} holds {data.dtype} values; token ids must be integers")
         return torch.from_numpy(data.astype(np.int64))
     if not isinstance(data, torch.Tensor):
-        raise DataError(f"token file {path} holds a {type(data).__name__}, not a tensor of token ids")
+        raise DataError(f"token file {path} holds a {type(data).__name__}, not a tensor; {_TOKEN_FILE_CONTENT}")
+    kind = _unusual_tensor_kind(data)
+    if kind:  # min(), max() and indexing below would fail on it deep inside torch
+        raise DataError(f"token file {path} holds a {kind} tensor; {_TOKEN_FILE_CONTENT}")
     if data.dtype not in _INTEGER_DTYPES:
         raise DataError(f"token file {path} holds {data.dtype} values; token ids must be integers")
     return data
+
+
+def _unusual_tensor_kind(data: torch.Tensor) -> str | None:
+    """'sparse_coo', 'nested', 'meta', ... for a tensor that is not a plain dense one, else None."""
+    if data.layout != torch.strided:
+        return str(data.layout).removeprefix("torch.")
+    if data.is_nested:
+        return "nested"
+    if data.is_meta:
+        return "meta (shape only, no values)"
+    if data.is_quantized:
+        return "quantized"
+    return None

