@@ -337,12 +337,12 @@ def test_compare_refuses_a_report_path_that_is_a_file(complete_run, tmp_path, ca
 
 
 def test_compare_refuses_a_read_only_report_folder(complete_run, tmp_path, monkeypatch, capsys):
-    from lp_prune.commands import compare as command
+    from lp_prune.tracking import run_dir
 
-    def read_only(*args, **kwargs):
+    def read_only(folder):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(command.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(run_dir, "_probe_writable", read_only)
     sweep = sweep_of(complete_run, tmp_path)
     err = refusal(capsys, ["compare", str(sweep), "--no_wandb", "--out", str(tmp_path / "report")])
     assert "(Permission denied); choose another --out" in err

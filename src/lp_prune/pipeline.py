@@ -241,7 +241,7 @@ def _prune_and_measure(
         return  # the other ranks have contributed their share; rank 0 evaluates downstream and saves
     downstream.evaluate("pruned", model, timings)
 
-    with _timed(timings, "save"), _resumable_on_write_error(run_dir):
+    with _timed(timings, "save"), _one_line_on_write_error(run_dir, config.checkpoint):
         save_masks(run_dir.root, recorder.masks)
         if config.save_model:
             # loadable with from_pretrained (tokenizer: saved above); shards above save_shard_size
@@ -296,15 +296,17 @@ def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
 
 
 @contextmanager
-def _resumable_on_write_error(run_dir: RunDirectory) -> Iterator[None]:
-    """A full disk (or any failed write) while saving the results: one line; the layers stay saved."""
+def _one_line_on_write_error(run_dir: RunDirectory, checkpointed: bool) -> Iterator[None]:
+    """A full disk (or any failed write) while saving the results: one line saying what is kept."""
     try:
         yield
     except OSError as error:
-        raise UserError(
-            f"cannot write the results to {run_dir.root}: {error.strerror or error}; the pruned layers are "
-            f"kept: make room, then lp-prune run --resume {run_dir.root}"
-        ) from None
+        then = (
+            f"the pruned layers are kept: make room, then lp-prune run --resume {run_dir.root}"
+            if checkpointed
+            else "nothing was checkpointed (--checkpoint false): make room and run again"
+        )
+        raise UserError(f"cannot write the results to {run_dir.root}: {error.strerror or error}; {then}") from None
 
 
 @contextmanager

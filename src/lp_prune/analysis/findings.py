@@ -349,7 +349,7 @@ def analysis_findings(analysis: Mapping[str, Any]) -> dict[str, list[Finding]]:
     }
 
 
-# --- recipes per target language (the measure of issue 17) --------------------------------------------
+# --- recipes per target language (the language-aware measurement) ------------------------------------
 
 
 @dataclass

@@ -10,7 +10,6 @@ directories (tracking.wandb_runs); the report goes to <that folder>/compare unle
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
@@ -83,11 +82,9 @@ def execute(args: Namespace) -> int:
 
 def writable_folder(folder: Path) -> Path:
     """The report folder, made and tried now: the figures and tables take a while to compute first."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        reason = "a file is in the way" if folder.is_file() else err.strerror or err
-        raise UserError(f"cannot write the report into {folder} ({reason}); choose another --out") from err
+    from lp_prune.tracking.run_dir import unwritable_reason
+
+    reason = unwritable_reason(folder)
+    if reason:
+        raise UserError(f"cannot write the report into {folder} ({reason}); choose another --out")
     return folder

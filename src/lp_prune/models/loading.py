@@ -31,6 +31,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
+from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
 
@@ -214,19 +215,12 @@ def packaged_model_dir() -> Path:
 
 def _check_writable(folder: Path) -> None:
     """The conversion writes about 1 GB into the cache: find out now that it cannot, in one line."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
+    reason = unwritable_reason(folder)
+    if reason:
         raise ModelLoadError(
             f"the packaged model is converted into the cache {folder}, which cannot be written "
-            f"({_why_not_writable(folder, err)}); set LP_PRUNE_CACHE to a writable folder"
-        ) from err
-
-
-def _why_not_writable(folder: Path, err: OSError) -> str:
-    return "a file is in the way" if folder.is_file() else str(err.strerror or err)
+            f"({reason}); set LP_PRUNE_CACHE to a writable folder"
+        )
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:

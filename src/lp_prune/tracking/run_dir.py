@@ -417,6 +417,17 @@ class RunDirectory:
                 shutil.rmtree(path)
 
 
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` cannot be written to ('a file is in the way', the system's reason), or None.
+    The folder is made when it is missing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _probe_writable(folder)
+    except OSError as error:
+        return "a file is in the way" if folder.is_file() else str(error.strerror or error)
+    return None
+
+
 def _probe_writable(folder: Path) -> None:
     # os.access is wrong for root and for some network file systems: try a real write instead.
     with tempfile.TemporaryFile(dir=folder):
