@@ -191,21 +191,17 @@ def cached_generate_calibration_mix(
 
 
 def _write_cache(windows: TokenWindows, record: dict[str, Any], tensors: Path, record_path: Path) -> None:
-    """The cache only saves time: a cache that cannot be written costs a warning, not the run."""
+    from lp_prune.models.loading import write_to_cache
     from lp_prune.tracking import atomic_write_bytes, write_json
 
     buffer = io.BytesIO()
     torch.save({"ids": windows.ids, "n_bytes": windows.n_bytes}, buffer)
-    try:
-        tensors.parent.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
         atomic_write_bytes(tensors, buffer.getvalue())
         write_json(record_path, record)
-    except OSError as err:
-        log.warning(
-            "generated calibration not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
-            tensors.parent,
-            err.strerror or err,
-        )
+
+    write_to_cache("generated calibration", tensors.parent, write)
 
 
 def save_record(run_dir: str | Path, record: dict[str, Any]) -> Path:

@@ -19,7 +19,7 @@ from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.errors import DataError
 from lp_prune.metrics.perplexity import LanguageModelingMetric, chunked_token_nll, token_nll
 from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits
-from lp_prune.models.loading import cache_dir
+from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
 
@@ -162,13 +162,4 @@ def _read_cache(path: Path) -> dict[str, dict[str, float]] | None:
 
 
 def _write_cache(path: Path, results: dict[str, dict[str, float]]) -> None:
-    """A cache that cannot be written (read-only, or a file in its place) costs a warning, not the run."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, results)
-    except OSError as err:
-        log.warning(
-            "dense perplexity not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
-            path.parent,
-            err.strerror or err,
-        )
+    write_to_cache("dense perplexity", path.parent, lambda: write_json(path, results))

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +45,21 @@ _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length
 def cache_dir() -> Path:
     """Where converted models live: $LP_PRUNE_CACHE, else ~/.cache/lp_prune."""
     return Path(os.environ.get("LP_PRUNE_CACHE", Path.home() / ".cache" / "lp_prune"))
+
+
+def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
+    """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
+    (read-only, or a file in its place) costs a warning, not the run."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write()
+    except OSError as err:
+        log.warning(
+            "%s not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
+            what,
+            folder,
+            err.strerror or err,
+        )
 
 
 def model_source(config: ModelConfig) -> str | Path:
