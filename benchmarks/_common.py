@@ -18,7 +18,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 PEER_VENV = BENCH_DIR / ".venv-llmc"
-LANGUAGES = ["ar", "de", "en", "es", "ru", "sw", "zh"]
 
 
 def import_lp_prune() -> Path:
@@ -29,6 +28,16 @@ def import_lp_prune() -> Path:
         sys.path.insert(0, str(REPO / "src"))
         import lp_prune
     return Path(lp_prune.__file__).resolve().parent.parent
+
+
+def __getattr__(name: str) -> Any:
+    """LANGUAGES: lp_prune's language codes (lp_prune.languages), imported when first asked for."""
+    if name == "LANGUAGES":
+        import_lp_prune()
+        from lp_prune.languages import LANGUAGES
+
+        return list(LANGUAGES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def child_env(lp_prune_root: Path | None = None, threads: int | None = None) -> dict[str, str]:
@@ -218,13 +227,10 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 def mask_agreement(reference: Path, other: Path) -> dict[str, float]:
     """IoU of two runs' pruned positions, pooled over all Linears and the lowest of any Linear."""
-    import lp_prune
-    from lp_prune.analysis.iou import mask_iou
+    from lp_prune.analysis.compare.mask_iou import pooled_mask_iou
 
-    a, b = lp_prune.load_masks(reference), lp_prune.load_masks(other)
-    both = sum(int((a[n] & b[n]).sum()) for n in a)
-    either = sum(int((a[n] | b[n]).sum()) for n in a)
-    return {"iou": both / either, "min_module_iou": min(mask_iou(a[n], b[n]) for n in a)}
+    pooled, lowest = pooled_mask_iou(reference, other)
+    return {"iou": pooled, "min_module_iou": lowest}
 
 
 def write_report(out: Path, report: dict[str, Any], text: str) -> None:

@@ -174,30 +174,17 @@ def _child(
 
 
 def _compare(dtype: str, method: str, target: dict[str, Any], cpu: dict[str, Any], languages: list[str]) -> dict:
+    from lp_prune.analysis.compare.mask_iou import pooled_mask_iou
+
     row: dict[str, Any] = {"dtype": dtype, "method": method, "ok": target["rc"] == 0 and cpu["rc"] == 0}
     row["target"], row["cpu"] = target, cpu
     if not row["ok"]:
         return row
-    pooled, worst = _mask_iou(Path(target["run_dir"]), Path(cpu["run_dir"]))
+    pooled, worst = pooled_mask_iou(Path(target["run_dir"]), Path(cpu["run_dir"]))
     row["mask_iou"], row["mask_iou_min"] = pooled, worst
     ppl = {stage: run["summary"]["perplexity"].get("pruned", {}) for stage, run in (("target", target), ("cpu", cpu))}
     row["perplexity"] = {lang: (ppl["target"].get(lang), ppl["cpu"].get(lang)) for lang in languages}
     return row
-
-
-def _mask_iou(run_a: Path, run_b: Path) -> tuple[float, float]:
-    """Pooled IoU of pruned positions over all Linears (popcounts of the packed masks), and the lowest one."""
-    from lp_prune.analysis.iou import popcount
-    from lp_prune.tracking import packed_masks
-
-    other = {name: packed for name, packed, _ in packed_masks(run_b)}
-    intersection = union = 0
-    worst = 1.0
-    for name, packed, _ in packed_masks(run_a):
-        both, either = popcount(packed & other[name]), popcount(packed | other[name])
-        intersection, union = intersection + both, union + either
-        worst = min(worst, both / either if either else 1.0)
-    return (intersection / union if union else 1.0), worst
 
 
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:

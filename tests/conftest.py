@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import string
 from pathlib import Path
 
@@ -11,17 +10,19 @@ import pytest
 # --- char_tokenizer: a character-level tokenizer with a BOS token, built in memory -----------------
 
 CHAR_SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")  # ids 0..3
-_PACKAGED_FOLDERS = ("ara", "deu", "eng", "spa", "rus", "swa", "zho")  # dataset-build text of LANGUAGES
 
 
 def _packaged_characters() -> set[str]:
-    """Every character of the packaged text (about 2,000), read without importing dataset_build."""
-    spec = importlib.util.find_spec("dataset_build")
-    if spec is None or not spec.submodule_search_locations:
+    """Every character of the packaged text (about 2,000); none when dataset-build is not installed."""
+    from lp_prune.data.text import PACKAGED_CODES, packaged_text_dir
+    from lp_prune.errors import DataError
+
+    try:
+        data = packaged_text_dir()
+    except DataError:
         return set()
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
     chars: set[str] = set()
-    for folder in _PACKAGED_FOLDERS:
+    for folder in PACKAGED_CODES.values():
         for path in (data / folder).glob("*.txt"):
             chars.update(path.read_text(encoding="utf-8"))
     return chars

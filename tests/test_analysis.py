@@ -8,17 +8,22 @@ import shutil
 import pytest
 import torch
 
-from lp_prune.analysis.activations import stream_layers
-from lp_prune.analysis.lape import ActivationCounts, language_specific_neurons, own_language_shift, stack_probabilities
-from lp_prune.analysis.lsar import (
+from lp_prune.analysis.analyze.lape import (
+    ActivationCounts,
+    language_specific_neurons,
+    own_language_shift,
+    stack_probabilities,
+)
+from lp_prune.analysis.analyze.layer_stream import stream_layers
+from lp_prune.analysis.analyze.lsar import (
     LanguageSubspace,
     MeanAccumulator,
     SubspaceErrors,
     language_subspace,
     principal_angles,
 )
-from lp_prune.analysis.mask_structure import mask_disagreement
-from lp_prune.analysis.snr import CumulativeSNR
+from lp_prune.analysis.analyze.snr import CumulativeSNR
+from lp_prune.analysis.disagreement import mask_disagreement
 from lp_prune.cli import main
 from lp_prune.tracking import pack_mask
 from wandb_offline import closed_log, find_offline_runs, iter_records, read_history
@@ -282,7 +287,8 @@ def test_language_subspace_projection_is_idempotent():
 
 
 def test_lsar_figure_titles_each_panel_with_its_own_formula(monkeypatch, tmp_path):
-    from lp_prune.analysis import analyze_plots
+    from lp_prune.analysis.analyze import plots as analyze_plots
+    from lp_prune.analysis.result import AnalysisResult
 
     titles: list[str] = []
 
@@ -290,8 +296,10 @@ def test_lsar_figure_titles_each_panel_with_its_own_formula(monkeypatch, tmp_pat
         titles.extend(ax.get_title() for ax in fig.axes)
         return path
 
-    monkeypatch.setattr(analyze_plots, "_save", keep_titles)
+    monkeypatch.setattr(analyze_plots, "save_figure", keep_titles)
     curves = {"specific": [0.1, 0.2], "agnostic": [0.01, 0.02]}
-    result = {"lsar": {"rank": 1, "runs": {"r": {"pooled": curves}}}}
+    result = AnalysisResult(
+        model="m", languages=["en"], runs=[], findings={}, lsar={"rank": 1, "runs": {"r": {"pooled": curves}}}
+    )
     analyze_plots.lsar_errors(result, [{"key": "r", "label": "en"}], "t", tmp_path / "x.png")
     assert titles == ["language-specific: ||P e||² / ||P h||²", "language-agnostic: ||(I - P) e||² / ||(I - P) h||²"]

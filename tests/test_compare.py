@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lp_prune.analysis.compare import best_per_column
+from lp_prune.analysis.compare.tables import best_per_column
 from lp_prune.analysis.iou import chance_iou, mask_iou, packed_iou
 from lp_prune.cli import main
 from lp_prune.config import RunConfig
@@ -37,14 +37,20 @@ def test_chance_level_of_random_masks():
 
 
 def test_accuracy_matrix_from_downstream_results(tmp_path):
-    from lp_prune.analysis.compare import Run, accuracy_matrix
+    from lp_prune.analysis.compare.tables import accuracy_matrix
+    from lp_prune.analysis.runs import Run
+    from lp_prune.tracking.summary import RunSummary
 
     def run(lang, acc_en, acc_sw):
         downstream = {
             "pruned": {"proxy_en": {"acc": acc_en}, "proxy_sw": {"acc": acc_sw}},
             "dense": {"proxy_en": {"acc": 0.9}, "proxy_sw": {"acc": 0.6}},
         }
-        return Run(tmp_path, RunConfig(), {"calibration_language": lang, "downstream": downstream})
+        summary = RunSummary(
+            model="m", method="wanda", pattern="unstructured", target_sparsity=0.5, calibration_language=lang,
+            nsamples=4, seqlen=8, modules=[], downstream=downstream,
+        )  # fmt: skip
+        return Run(tmp_path, RunConfig(), summary)
 
     matrix = accuracy_matrix([run("en", 0.8, 0.4), run("sw", 0.7, 0.5)])
     assert matrix == {

@@ -9,17 +9,17 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lp_prune.cli import main
-from lp_prune.config import LANGUAGES, EvalConfig
+from lp_prune.config import EvalConfig
+from lp_prune.config.tasks import STUDY_TASKS, expand_tasks
 from lp_prune.data.text import packaged_documents, split_documents
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation import mkqa
 from lp_prune.evaluation.downstream import (
     PACKAGED_TASKS,
-    STUDY_TASKS,
     TaskPlan,
-    evaluate_downstream,
-    expand_tasks,
+    parse_output,
     plan_tasks,
+    run_lm_eval,
     task_manager,
 )
 from lp_prune.evaluation.proxy_tasks import (
@@ -29,6 +29,7 @@ from lp_prune.evaluation.proxy_tasks import (
     proxy_folder,
     write_proxy_tasks,
 )
+from lp_prune.languages import LANGUAGES
 from wandb_offline import closed_log, find_offline_runs, read_summary
 
 SMALL_RUN = [
@@ -135,7 +136,7 @@ def test_proxy_tasks_run_through_lm_eval_without_the_hub(char_tokenizer, monkeyp
     plan = plan_tasks(["proxy"], ["en", "sw", "zh"], 0.2)
     assert plan.local_only and not plan.needs_builtin
 
-    results = evaluate_downstream(model, char_tokenizer, plan, limit=6, batch_size=4)
+    results = parse_output(run_lm_eval(model, char_tokenizer, plan, limit=6, batch_size=4))
 
     assert set(results) == {"lp_prune_proxy_en", "lp_prune_proxy_sw", "lp_prune_proxy_zh"}
     for task, result in results.items():
@@ -281,7 +282,7 @@ def test_mkqa_task_yaml_runs_on_local_data(tmp_path, char_tokenizer, no_network)
     )
     model = tiny_model("llama", vocab_size=len(char_tokenizer), attention="sdpa")
     plan = TaskPlan(("mkqa_local_en",), (tmp_path,), needs_builtin=False, local_only=True)
-    result = evaluate_downstream(model, char_tokenizer, plan, limit=2, num_fewshot=1)["mkqa_local_en"]
+    result = parse_output(run_lm_eval(model, char_tokenizer, plan, limit=2, num_fewshot=1))["mkqa_local_en"]
     assert result["n"] == 2
     assert 0.0 <= result["exact_match"] <= 1.0 and 0.0 <= result["f1"] <= 1.0
     assert no_network == []

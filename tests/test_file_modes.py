@@ -12,15 +12,11 @@ import pytest
 import torch
 
 from lp_prune.cli import main
-from lp_prune.tracking import run_dir as run_dir_module
-from lp_prune.tracking.run_dir import (
-    RunDirectory,
-    atomic_write_text,
-    current_umask,
-    save_masks,
-    save_model_streaming,
-    write_json,
-)
+from lp_prune.tracking import files as files_module
+from lp_prune.tracking.files import atomic_write_text, current_umask, write_json
+from lp_prune.tracking.run_dir import RunDirectory
+from lp_prune.tracking.saved_masks import save_masks
+from lp_prune.tracking.saved_model import save_model_streaming
 
 UMASKS = [0o022, 0o077, 0o002]  # a usual default, a private one, a group-writable one
 
@@ -52,7 +48,7 @@ def test_umask_is_read_without_changing_it(umask, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", no_proc)
-    monkeypatch.setattr(run_dir_module, "_umask_fallback", None)
+    monkeypatch.setattr(files_module, "_umask_fallback", None)
     assert current_umask() == umask
     assert os.umask(umask) == umask
 

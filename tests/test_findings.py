@@ -8,7 +8,10 @@ import pytest
 import torch
 import yaml
 
-from lp_prune.analysis import findings as fd
+from lp_prune.analysis.compare import findings as fd
+from lp_prune.analysis.compare.differences import paired_difference
+from lp_prune.analysis.compare.recipes import recipe_rows, recipe_verdicts
+from lp_prune.analysis.result import AnalysisResult
 from lp_prune.cli import main
 from lp_prune.evaluation.downstream import task_language
 from lp_prune.tracking import RunDirectory, save_masks, write_json
@@ -47,7 +50,7 @@ def test_c1_fails_when_another_calibration_wins():
 def test_paired_difference_matches_hand_computation():
     a = {1: 1, 2: 1, 3: 0, 4: 1}
     b = {1: 0, 2: 1, 3: 0, 4: 0, 5: 1}  # item 5 has no partner: left out
-    diff = fd.paired_difference(a, b)
+    diff = paired_difference(a, b)
     # d = 1, 0, 0, 1: mean 0.5, sample sd sqrt(4 x 0.25 / 3), stderr sd / 2
     assert (diff.mean, diff.n, diff.paired) == (0.5, 4, True)
     assert diff.stderr == pytest.approx(math.sqrt(1 / 3) / 2)
@@ -136,14 +139,16 @@ def _analysis(setting, best, spread, low_bin):
             "mean_rel_abs_shift": 0.02,
         },
     ]
-    return {
-        "runs": [
+    return AnalysisResult(
+        model="m",
+        languages=["en", "sw"],
+        runs=[
             {"key": "r1", "setting": setting, "analysed": True},
             {"key": "r2", "setting": setting, "analysed": False},
         ],
-        "lape": {"runs": {"r1": {"bins": bins}}},
-        "findings": {setting: {"snr_best_calibration": best, "lsar_spread": spread}},
-    }
+        lape={"runs": {"r1": {"bins": bins}}},
+        findings={setting: {"snr_best_calibration": best, "lsar_spread": spread}},
+    )
 
 
 def test_analysis_claims():
@@ -179,7 +184,7 @@ def test_recipe_rows_against_target_language_calibration():
         "en": {"lp_prune_proxy_en": {i: int(i < 50) for i in range(100)}},
         "all balanced": {"lp_prune_proxy_en": {i: int(i < 60) for i in range(100)}},  # 10 more right, none lost
     }
-    rows = fd.recipe_rows(perplexity, accuracy, stderr, items, task_language)
+    rows = recipe_rows(perplexity, accuracy, stderr, items, task_language)
     assert [(r.target, r.recipe) for r in rows] == [
         ("en", "en"),
         ("en", "all balanced"),
@@ -197,7 +202,7 @@ def test_recipe_rows_against_target_language_calibration():
     assert balanced.vs_target.stderr == pytest.approx(math.sqrt((10 * 0.81 + 90 * 0.01) / 99) / 10)
     assert balanced.beats_target_downstream  # 0.1 > 2 x 0.030
     assert not rows[4].keeps_target_cuts_others  # generated sw: target 20% worse
-    lines = fd.recipe_verdicts(rows)
+    lines = recipe_verdicts(rows)
     assert lines[0].startswith("en:") and "all balanced" in lines[0]
     assert lines[1].startswith("sw:") and "falls by 10% or more: none;" in lines[1]  # sw 32 vs 25: +28%
 
@@ -291,7 +296,7 @@ def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
         {"mean_abs_shift": 0.02, "all_neurons_mean_abs_shift": 0.01},
     )
     (root / "analysis").mkdir()
-    write_json(root / "analysis" / "analysis.json", analysis)
+    write_json(root / "analysis" / "analysis.json", analysis.to_json())
     assert main(["compare", str(root), "--out", str(tmp_path / "r1"), "--no_wandb"]) == 0
     verdicts, tables = _report_verdicts(tmp_path / "r1")
     assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "in 3 of 3" in verdicts["C1"]["evidence"]
@@ -335,6 +340,13 @@ def test_compare_reads_an_analysis_given_by_path(tmp_path, capsys):
     assert [verdicts[c]["verdict"] for c in ("C2", "C5", "C6")] == [fd.NOT_SUPPORTED] * 3
     assert main(["compare", str(root), "--no_wandb", "--analysis", str(tmp_path / "none.json")]) == 2
     assert "no analysis.json there" in capsys.readouterr().err
+    damaged = {key: value for key, value in json.loads(path.read_text()).items() if key != "findings"}
+    write_json(path, {**damaged, "snr": {}})
+    assert main(["compare", str(root), "--no_wandb", "--analysis", str(path)]) == 2
+    assert f"{path} is not a complete analysis (no findings)" in capsys.readouterr().err
+    write_json(path, {**damaged, "findings": {}, "snr": {}})
+    assert main(["compare", str(root), "--no_wandb", "--analysis", str(path)]) == 2
+    assert "fields no lp_prune analysis has (snr)" in capsys.readouterr().err
 
 
 def test_recipes_of_planted_runs_get_their_own_rows(tmp_path):

@@ -18,7 +18,7 @@ from lp_prune.data.generated import (
     save_record,
     seed_prompts,
 )
-from lp_prune.data.language_check import check_language
+from lp_prune.data.language_check import check_text_language
 from lp_prune.errors import DataError
 
 # Random weights write random characters: the language check would drop them all, and their
@@ -44,7 +44,7 @@ def test_every_language_ships_seed_prompts_in_its_own_language():
     for lang in LANGUAGES:
         prompts = seed_prompts(lang)
         assert 6 <= len(prompts) <= 10 and len(set(prompts)) == len(prompts)
-        assert all(check_language(p, lang, 0.8).script_share >= 0.99 for p in prompts), lang
+        assert all(check_text_language(p, lang, 0.8).script_share >= 0.99 for p in prompts), lang
 
 
 def test_generation_is_seeded(tiny, char_tokenizer):
@@ -78,11 +78,11 @@ def test_planted_off_language_windows_are_dropped():
 
 
 def test_language_check_on_other_scripts():
-    assert check_language("يعود تاريخ المدينة إلى أكثر من ألف عام", "ar").passed
-    assert check_language("这座城市的历史可以追溯到一千多年前，当时使用API和Docker", "zh").passed  # 2 Latin words
-    assert not check_language("The city is old and the people in it are kind to all of us.", "zh").passed
-    assert not check_language("Watu wengi wanaamini kwamba kujifunza lugha ya pili ni vigumu", "es").passed
-    assert check_language("Watu wengi wanaamini kwamba kujifunza lugha ya pili ni vigumu", "sw").passed
+    assert check_text_language("يعود تاريخ المدينة إلى أكثر من ألف عام", "ar").passed
+    assert check_text_language("这座城市的历史可以追溯到一千多年前，当时使用API和Docker", "zh").passed  # 2 Latin words
+    assert not check_text_language("The city is old and the people in it are kind to all of us.", "zh").passed
+    assert not check_text_language("Watu wengi wanaamini kwamba kujifunza lugha ya pili ni vigumu", "es").passed
+    assert check_text_language("Watu wengi wanaamini kwamba kujifunza lugha ya pili ni vigumu", "sw").passed
 
 
 def test_perplexity_fences_by_hand():

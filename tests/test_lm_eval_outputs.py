@@ -11,7 +11,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lp_prune.cli import main
-from lp_prune.config import EvalConfig, split_list
+from lp_prune.config import EvalConfig
+from lp_prune.config.tasks import split_list
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation.downstream import (
     LM_EVAL_RESULTS_FILE,

@@ -1,8 +1,17 @@
-"""Weighted calibration mixes: proportions of data.nsamples, rounded by largest remainder."""
+"""Calibration mixes: proportions of data.nsamples rounded by largest remainder, and the typed recipe."""
 
 import pytest
 
-from lp_prune.config import ConfigError, DataConfig, calibration_mix, proportional_counts
+from lp_prune.config import (
+    CalibrationRecipe,
+    ConfigError,
+    DataConfig,
+    PruneConfig,
+    RunConfig,
+    calibration_mix,
+    label_languages,
+    proportional_counts,
+)
 from lp_prune.data import PruningDataModule
 
 
@@ -71,3 +80,38 @@ def test_datamodule_draws_the_proportional_counts(char_tokenizer):
     data.setup()
     assert data.calibration_languages == ["sw", "en", "en", "en"]
     assert data.calibration.ids.shape == (4, 16)
+
+
+def test_recipe_answers_what_the_call_sites_ask():
+    recipe = CalibrationRecipe.parse("en:3,sw:2", 32, source="generated", statistics="balanced")
+    assert recipe.spec == "en:3,sw:2" and recipe.languages == ("en", "sw") and recipe.is_mix
+    assert recipe.counts == {"en": 3, "sw": 2} and recipe.total == 5  # explicit counts beat nsamples
+    assert recipe.window_languages() == ["en", "en", "en", "sw", "sw"]
+    assert recipe.includes("sw") and not recipe.includes("zh")
+    assert recipe.label == "en:3,sw:2 generated balanced" and recipe.path_part == "en_3_sw_2"
+    single = CalibrationRecipe.parse("de", 8)
+    assert single.label == "de" and not single.is_mix and single.window_languages() == ["de"] * 8
+    assert CalibrationRecipe.parse("all", 14).counts == dict.fromkeys(("ar", "de", "en", "es", "ru", "sw", "zh"), 2)
+    with pytest.raises(ConfigError, match="unknown language 'fr'"):
+        CalibrationRecipe.parse("en+fr", 8)
+
+
+def test_recipe_of_a_run_config_carries_the_statistics_rule():
+    config = RunConfig(
+        data=DataConfig(calibration_language="en+sw", nsamples=6, source="files", files={"en": "a", "sw": "b"}),
+        prune=PruneConfig(statistics="weighted", language_weights={"en": 1.0}),
+    )
+    recipe = config.recipe()
+    assert (recipe.source, recipe.statistics, recipe.weights) == ("files", "weighted", (("en", 1.0),))
+    assert recipe.missing_weights() == ["sw"] and recipe.label == "en+sw files weighted"
+    assert config.data.recipe().statistics == "pooled" and config.data.recipe().counts == {"en": 3, "sw": 3}
+    assert config.data.calibration_counts() == recipe.counts and config.data.calibration_samples == 6
+    with pytest.raises(ConfigError, match="language_weights has no weight for calibration language sw"):
+        config.validate()
+
+
+def test_label_languages_reads_a_table_row_back():
+    assert label_languages("all balanced") == ("ar", "de", "en", "es", "ru", "sw", "zh")
+    assert label_languages("sw generated") == ("sw",)
+    assert label_languages("en:24,sw:8") == ("en", "sw")
+    assert label_languages("dense") == ()

@@ -80,7 +80,25 @@ def test_prunable_linears_and_groups(arch):
     assert sequential_groups(names, true_sequential=False) == [names]
 
 
-def test_input_collector_shares_gram_and_matches_direct_inputs():
+@pytest.fixture
+def gram_products(monkeypatch):
+    """Counts the X^T X products each Gram accumulator receives (keyed by the accumulator's id)."""
+    from collections import Counter
+
+    from lp_prune.pruning import statistics
+
+    counts: Counter[int] = Counter()
+    real = statistics.add_gram
+
+    def counting(target, x, *args, **kwargs):
+        counts[id(target)] += 1
+        return real(target, x, *args, **kwargs)
+
+    monkeypatch.setattr(statistics, "add_gram", counting)
+    return counts
+
+
+def test_input_collector_shares_gram_and_matches_direct_inputs(gram_products):
     """q/k/v read one tensor and gate/up another: 4 statistics objects and 4 Grams per window
     (q/k/v, o, gate/up, down), not 7, and each Linear's statistics equal X^T X of what it really saw."""
     model = tiny_model("llama")
@@ -104,14 +122,15 @@ def test_input_collector_shares_gram_and_matches_direct_inputs():
     assert len(distinct) == 4
     assert statistics["self_attn.q_proj"] is statistics["self_attn.k_proj"] is statistics["self_attn.v_proj"]
     assert statistics["mlp.gate_proj"] is statistics["mlp.up_proj"]
-    assert sum(stats.grams_computed for stats in distinct.values()) == 4 * 4  # 4 inputs x 4 windows
+    assert sorted(gram_products.values()) == [4] * 4  # 4 distinct inputs, one product per window each
+    assert set(gram_products) == {id(stats.gram) for stats in distinct.values()}
     for name, stats in statistics.items():
         X = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen[name]]).double()
         torch.testing.assert_close(stats.gram, X.T @ X, rtol=1e-5, atol=1e-5)
         assert stats.tokens == 48 and stats.samples == 4
 
 
-def test_input_collector_keeps_statistics_per_distinct_input():
+def test_input_collector_keeps_statistics_per_distinct_input(gram_products):
     """Two Linears fed two different tensors keep two statistics, even with equal values."""
     first, second = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     collector = InputCollector({"a": first, "b": second}, keep_gram=True)
@@ -120,7 +139,7 @@ def test_input_collector_keeps_statistics_per_distinct_input():
         first(x), second(x.clone()), first(x)
     collector.remove()
     a, b = collector.statistics["a"], collector.statistics["b"]
-    assert a is not b and a.grams_computed == 4 and b.grams_computed == 2
+    assert a is not b and gram_products[id(a.gram)] == 4 and gram_products[id(b.gram)] == 2
     torch.testing.assert_close(a.gram, 2 * (gram(x[0]) + gram(x[1])).double())
 
 
@@ -179,7 +198,7 @@ def test_stopping_after_the_last_input_records_what_a_full_run_records(arch):
 def test_head_logits_reproduce_the_models_logits(arch):
     """Body once, LM head by hand (with Cohere's logit scale, Gemma's soft-capping) == the model's logits;
     and the chunked NLL equals the NLL of the full logits."""
-    from lp_prune.metrics.perplexity import chunked_token_nll, token_nll
+    from lp_prune.metrics.language_modeling import chunked_token_nll, token_nll
     from lp_prune.models.layers import final_hidden_states, head_logits
 
     model = tiny_model(arch)

@@ -14,7 +14,8 @@ from lp_prune.pruning import (
     wanda_mask,
 )
 from lp_prune.pruning.masks import lowest_mask
-from lp_prune.pruning.methods import prune_weight
+from lp_prune.pruning.method import GroupInputs, PruneSettings, Runtime, get_method
+from lp_prune.pruning.sparsegpt import sparsegpt_hessian
 
 
 def correlated_inputs(tokens: int, d_in: int, seed: int = 0) -> torch.Tensor:
@@ -32,7 +33,9 @@ def test_hessian_is_scaled_gram():
     X = torch.cat([b.reshape(-1, 4) for b in batches]).double()
     expected = 2.0 / 9 * (X.T @ X)
     assert stats.samples == 9 and stats.tokens == 45
-    torch.testing.assert_close(stats.hessian().double(), expected, rtol=1e-5, atol=1e-5)
+    hessian = sparsegpt_hessian(stats.gram, stats.samples)
+    assert hessian.dtype == torch.float32
+    torch.testing.assert_close(hessian.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(stats.sq_norms.double(), (X**2).sum(0), rtol=1e-5, atol=1e-5)
 
 
@@ -42,8 +45,9 @@ def test_norm_only_statistics_match_gram_diagonal():
     full.update(x)
     light.update(x)
     torch.testing.assert_close(light.sq_norms, full.sq_norms)
-    with pytest.raises(ValueError):
-        light.hessian()
+    assert light.gram is None
+    with pytest.raises(ValueError, match="no calibration inputs"):
+        sparsegpt_hessian(torch.zeros(6, 6), 0)
 
 
 def test_inverse_hessian_factor_is_upper_cholesky_of_inverse():
@@ -185,14 +189,39 @@ def test_local_error_matches_direct_computation():
     assert measured.snr_db == pytest.approx(10 * math.log10((y**2).sum().item() / noise), rel=1e-4)
 
 
-@pytest.mark.parametrize("method", ["sparsegpt", "wanda", "magnitude"])
-def test_prune_weight_dispatch(method):
-    X = correlated_inputs(64, 16)
-    stats = InputStatistics(16)
-    stats.update(X.reshape(4, 16, 16))
-    out = prune_weight(method, torch.randn(8, 16), stats, 0.5)
-    assert out.mask.float().mean().item() == pytest.approx(0.5)
-    assert (out.weight[out.mask] == 0).all()
+def _group_inputs(X: torch.Tensor, windows: int) -> GroupInputs:
+    return GroupInputs(sq_norms=(X**2).sum(0), gram=X.T @ X, samples=windows)
+
+
+def test_registered_methods_compute_their_papers_masks():
+    """Each method through the registry equals its algorithm called directly on independently
+    computed statistics: SparseGPT on H = 2/n X^T X, Wanda on ||X_j||^2, magnitude on |W| alone."""
+    X, W = correlated_inputs(64, 16), torch.randn(8, 16)
+    inputs, settings = _group_inputs(X, windows=4), PruneSettings()
+    pruned = {
+        name: get_method(name).prune([W], 0.5, inputs, settings, Runtime())[0]
+        for name in ("sparsegpt", "wanda", "magnitude")
+    }
+    direct = sparsegpt_prune(W, 2 * X.T @ X / 4, 0.5)
+    assert torch.equal(pruned["sparsegpt"].mask, direct.mask)
+    torch.testing.assert_close(pruned["sparsegpt"].weight, direct.weight)
+    assert torch.equal(pruned["wanda"].mask, wanda_mask(W, (X**2).sum(0), 0.5))
+    assert torch.equal(pruned["magnitude"].mask, magnitude_mask(W, 0.5))
+    for name, out in pruned.items():
+        assert out.mask.float().mean().item() == pytest.approx(0.5), name
+        assert (out.weight[out.mask] == 0).all(), name
+        if not get_method(name).updates_kept_weights:
+            assert torch.equal(out.weight[~out.mask], W[~out.mask]), name
+    assert not torch.equal(pruned["sparsegpt"].weight[~pruned["sparsegpt"].mask], W[~pruned["sparsegpt"].mask])
+
+
+def test_sparsegpt_refuses_an_n_m_pattern_its_blocks_would_split():
+    from lp_prune.errors import ConfigError
+
+    get_method("sparsegpt").check(PruneSettings(n_m=(2, 4), blocksize=128))
+    with pytest.raises(ConfigError, match="multiple of M=4"):
+        get_method("sparsegpt").check(PruneSettings(n_m=(2, 4), blocksize=6))
+    get_method("wanda").check(PruneSettings(n_m=(2, 4), blocksize=6))  # Wanda has no blocks
 
 
 def test_lazy_batch_update_equals_column_by_column():
@@ -244,10 +273,9 @@ def test_statistics_do_not_depend_on_batching_or_process_split():
     first_half.gram += second_half.gram
     first_half.tokens += second_half.tokens
     first_half.samples += second_half.samples
-    assert torch.equal(one_by_one.hessian(), all_at_once.hessian())
-    assert torch.equal(one_by_one.hessian(), first_half.hessian())
+    assert torch.equal(one_by_one.gram, all_at_once.gram)
+    assert torch.equal(one_by_one.gram, first_half.gram)
     assert torch.equal(one_by_one.sq_norms, all_at_once.sq_norms)
-    assert one_by_one.grams_computed == all_at_once.grams_computed == 8
 
 
 def test_float32_running_sums_would_depend_on_the_split():

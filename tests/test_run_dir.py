@@ -13,18 +13,9 @@ import torch
 from safetensors import safe_open
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.run_dir import (
-    RunDirectory,
-    atomic_output,
-    atomic_write_text,
-    iter_masks,
-    load_masks,
-    mask_names,
-    packed_masks,
-    read_json,
-    save_masks,
-    write_json,
-)
+from lp_prune.tracking.files import atomic_output, atomic_write_text, read_json, write_json
+from lp_prune.tracking.run_dir import RunDirectory
+from lp_prune.tracking.saved_masks import iter_masks, load_masks, mask_names, packed_masks, save_masks
 
 ODD_SHAPES = {
     "model.layers.0.self_attn.q_proj": (3, 5),
@@ -88,7 +79,10 @@ def test_failed_safetensors_write_keeps_old_masks(tmp_path: Path, monkeypatch: p
             fail_after_half_the_bytes(data)
             return super().write(data)
 
-    monkeypatch.setattr("lp_prune.tracking.run_dir.open", lambda path, mode: FillingFile(path, mode), raising=False)
+    def filling(path: object, mode: str) -> FillingFile:
+        return FillingFile(path, mode)
+
+    monkeypatch.setattr("lp_prune.tracking.safetensors_writer.open", filling, raising=False)
     with pytest.raises(OSError, match="disk full"):
         save_masks(tmp_path, random_masks(1))
     monkeypatch.undo()

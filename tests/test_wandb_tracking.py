@@ -412,13 +412,13 @@ def test_summary_from_wandb_reads_downstream_scores():
         "time/prune": 4.0,
     }
     summary = summary_from_wandb(config, values, [])
-    assert summary["target_sparsity"] == 0.5 and summary["nsamples"] == 32
-    assert summary["calibration_mix"] == {"en": 16, "sw": 16}
-    assert summary["downstream"] == {
+    assert summary.target_sparsity == 0.5 and summary.nsamples == 32
+    assert summary.calibration_mix == {"en": 16, "sw": 16}
+    assert summary.downstream == {
         "pruned": {"belebele_swh_Latn": {"acc": 0.3}},
         "dense": {"mkqa_de": {"exact_match/strict-match": 0.1}},
     }
-    assert summary["perplexity"] == {"dense": {"en": 12.0}} and summary["timings_s"] == {"prune": 4.0}
+    assert summary.perplexity == {"dense": {"en": 12.0}} and summary.timings_s == {"prune": 4.0}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ and the `lp-prune` command line.
 
 from lp_prune.api import PruneResult, prune, run
 from lp_prune.config import RunConfig
-from lp_prune.tracking.run_dir import load_masks
+from lp_prune.tracking.saved_masks import load_masks
 
 __all__ = ["PruneResult", "RunConfig", "load_masks", "prune", "run"]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from transformers import PretrainedConfig
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
 from lp_prune.models.loading import check_weight_files, model_source
+from lp_prune.pruning.method import PruneSettings, get_method
 from lp_prune.tracking.wandb_logger import resolve_mode
 
 GIB = 1024**3
@@ -17,6 +18,8 @@ GIB = 1024**3
 
 def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
     check_n_m_fits(config, model_config)
+    prune = config.prune
+    get_method(prune.method).check(PruneSettings(prune.n_m, prune.blocksize, prune.percdamp))  # what only it knows
     check_weight_files(config.model)
     check_disk_space(config)
     resolve_mode(config.wandb)  # refuses a WANDB_MODE that wandb.init would reject after the run has begun
@@ -42,10 +45,6 @@ def check_n_m_fits(config: RunConfig, model_config: PretrainedConfig) -> None:
         raise ConfigError(
             f"prune.pattern {config.prune.pattern}: M={n_m[1]} must divide every Linear input size of this model "
             f"({', '.join(map(str, sizes))}); try 2:4"
-        )
-    if config.prune.method == "sparsegpt" and config.prune.blocksize % n_m[1]:
-        raise ConfigError(
-            f"prune.blocksize {config.prune.blocksize} must be a multiple of M={n_m[1]} for N:M SparseGPT"
         )
 
 

@@ -21,7 +21,8 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
-from lp_prune.metrics.perplexity import HEAD_CHUNK
+from lp_prune.metrics.language_modeling import HEAD_CHUNK
+from lp_prune.pruning.method import get_method
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -160,8 +161,9 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
 def statistics_and_solver(config: RunConfig, shape: ModelShape, dtype_bytes: int) -> tuple[int, int]:
     """Bytes of one statistics pass, and of the solve phase at its largest (module docstring)."""
     prune = config.prune
+    method = get_method(prune.method)
     metrics = prune.local_error_mode
-    keep_gram = prune.method == "sparsegpt" or metrics == "exact"
+    keep_gram = method.statistics == "gram" or metrics == "exact"
     groups = shape.solve_groups()
     sample = (
         min(prune.metric_tokens, config.data.calibration_samples * config.data.seqlen) if metrics == "sample" else 0
@@ -177,12 +179,12 @@ def statistics_and_solver(config: RunConfig, shape: ModelShape, dtype_bytes: int
     for index, (width, rows) in enumerate(groups):
         later = 0 if in_order else sum(waiting[index + 1 :])
         new_weights = rows * width * (dtype_bytes + 1)  # the pruned weights and their bool masks
-        if prune.method == "sparsegpt":
-            work = 12 * width * width + rows * width * FLOAT32  # Grams and factors; the stacked float32 rows
+        if method.statistics == "gram":
+            work = method.solver_bytes(width, rows)
         elif keep_gram:
             work = 12 * width * width + rows * width * FLOAT32  # Gram copies; W @ G for the metrics
         else:
-            work = rows * width * FLOAT32 + sample * rows * FLOAT32  # scores; sampled outputs
+            work = method.solver_bytes(width, rows) + sample * rows * FLOAT32  # the solve; sampled outputs
         solver = max(solver, later + work + new_weights)
     return statistics, solver
 

@@ -1,27 +1,48 @@
-"""Options of `lp-prune analyze`: which held-out text, how much of it, and the analyses' parameters."""
+"""Options of `lp-prune analyze`: which runs, which held-out text and how much of it, the analyses'
+parameters, and where the report and the W&B run go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lp_prune.config import LANGUAGES, check_language
 from lp_prune.errors import ConfigError
+from lp_prune.languages import LANGUAGES, check_language_code
 
 
 @dataclass
 class AnalyzeOptions:
+    """Options of `lp-prune analyze`."""
+
+    runs: list[str] = field(default_factory=list)
+    """Run directories and/or sweep folders (one model)."""
     languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
-    windows: int = 4  # held-out windows per language
+    """Evaluation languages."""
+    windows: int = 4
+    """Held-out windows per language."""
     seqlen: int = 128
+    """Tokens per window (BOS included)."""
     batch_size: int = 4
-    lsar_rank: int | None = None  # default: number of languages - 1
+    """Windows per forward pass."""
+    lsar_rank: int | None = None
+    """LSAR subspace rank (default: number of languages - 1)."""
     lape_top_rate: float = 0.01
+    """Share of all FFN neurons selected by LAPE."""
     lape_bar: float = 0.95
+    """Percentile of all activation probabilities."""
     include_bos: bool = False
+    """Count the BOS position in the statistics."""
+    out: str | None = None
+    """Report folder (default: <first>/analysis)."""
+    wandb_project: str | None = None
+    """Project of the analysis run (default: the runs')."""
+    wandb_group: str | None = None
+    """Group of the analysis run (default: the runs')."""
+    no_wandb: bool = False
+    """Do not log an analysis run to W&B."""
 
     def validate(self) -> None:
         for lang in self.languages:
-            check_language(lang, "--languages")
+            check_language_code(lang, "--languages")
         if len(set(self.languages)) < 2:
             raise ConfigError("--languages needs at least two languages (LSAR and LAPE compare languages)")
         for key, low in (("windows", 1), ("seqlen", 2), ("batch_size", 1)):

@@ -21,7 +21,7 @@ from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
 from lp_prune.pruning.masks import PackedMask, packed_mask
-from lp_prune.pruning.methods import PrunedWeight, prune_weights
+from lp_prune.pruning.method import GroupInputs, PrunedWeight, PruneSettings, Runtime, get_method
 from lp_prune.pruning.sparsegpt import all_finite
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import factor_threads, single_thread
@@ -56,6 +56,8 @@ class LayerPruner:
         window_weights: torch.Tensor | None = None,
     ) -> None:
         self.config = config
+        self.method = get_method(config.method)
+        self.settings = PruneSettings(config.n_m, config.blocksize, config.percdamp)
         self.layer_sparsity = layer_sparsity
         self.metrics = config.local_error_mode
         sample = TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
@@ -65,13 +67,13 @@ class LayerPruner:
 
     @property
     def needs_statistics(self) -> bool:
-        """Magnitude pruning sees no data, unless its metrics are sampled."""
-        return self.config.method != "magnitude" or self.metrics != "off"
+        """A method that reads no statistics (magnitude) sees no data, unless its metrics are sampled."""
+        return self.method.statistics != "none" or self.metrics != "off"
 
     @property
     def keep_gram(self) -> bool:
-        """The full X^T X: SparseGPT's Hessian, and exact error metrics for every method."""
-        return self.config.method == "sparsegpt" or self.metrics == "exact"
+        """The full X^T X: for methods that read it (SparseGPT's Hessian), and for exact error metrics."""
+        return self.method.statistics == "gram" or self.metrics == "exact"
 
     def sparsity_of(self, layer: int) -> float:
         return self.config.sparsity if self.layer_sparsity is None else self.layer_sparsity[layer]
@@ -111,31 +113,17 @@ class LayerPruner:
         """This process's unit: prune, then measure each Linear. The float64 Gram goes as soon as its
         float32 copy exists (the copy serves the exact metrics; the Hessian is a scaled second copy
         that the solve consumes)."""
-        config, stats = self.config, unit.stats
-        sq_norms = stats.sq_norms if stats is not None else None
-        gram32 = None
-        if stats is not None and stats.gram is not None:
-            gram32 = stats.gram.float()
-            stats.release_gram()
-        hessian = None
-        if config.method == "sparsegpt":
-            if stats.samples == 0:
-                raise ValueError("no calibration inputs were recorded")
-            hessian = gram32 * (2.0 / stats.samples)
+        stats = unit.stats
+        inputs = GroupInputs()
+        if stats is not None:  # the norms first: without the float64 Gram they are gone
+            inputs = GroupInputs(sq_norms=stats.sq_norms, samples=stats.samples)
+            if stats.gram is not None:
+                inputs.gram = stats.gram.float()
+                stats.release_gram()
+        gram32 = inputs.gram
         dense = [linear.weight.detach() for linear in unit.linears.values()]
-        pruned = prune_weights(
-            config.method,
-            dense,
-            self.sparsity_of(layer),
-            sq_norms=sq_norms,
-            hessian=hessian,
-            n_m=config.n_m,
-            blocksize=config.blocksize,
-            percdamp=config.percdamp,
-            column_loop=single_thread,
-            factorisation=factor_threads,
-        )
-        del hessian
+        runtime = Runtime(column_loop=single_thread, factorisation=factor_threads)
+        pruned = self.method.prune(dense, self.sparsity_of(layer), inputs, self.settings, runtime)
         exact = (gram32, stats.tokens) if gram32 is not None and self.metrics == "exact" else None
         return [
             (result, measure(layer, name, weight, result, exact))

@@ -10,58 +10,67 @@ directories (tracking.wandb_runs); the report goes to <that folder>/compare unle
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import ArgumentParser
 
+from lp_prune.cli_support import add_options
 from lp_prune.errors import UserError
 
 HELP = "Compare runs (run or sweep directories, W&B sweeps or groups): perplexity, mask IoU, SNR; report + W&B."
 
 
+@dataclass
+class CompareOptions:
+    """Options of `lp-prune compare`."""
+
+    runs: list[str]
+    """Run directories, sweep folders, wandb:ENTITY/PROJECT/SWEEP_ID or wandb:ENTITY/PROJECT/group=NAME."""
+    out: str | None = None
+    """Report folder (default: <first>/compare)."""
+    analysis: str | None = None
+    """analysis.json of `lp-prune analyze` for claims C2, C5, C6 (default: <first>/analysis/analysis.json)."""
+    download_dir: str = "runs/wandb"
+    """Where the runs of wandb: sources are written."""
+    wandb_project: str | None = None
+    """Project of the analysis run (default: the runs')."""
+    wandb_group: str | None = None
+    """Group of the analysis run (default: the runs')."""
+    no_wandb: bool = False
+    """Do not log an analysis run to W&B."""
+
+
+OPTIONS = CompareOptions
+
+
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument(
-        "runs", type=str, nargs="+", help="run directories, sweep folders, wandb:ENTITY/PROJECT/SWEEP_ID or .../group=G"
-    )
-    parser.add_argument("--out", type=str | None, default=None, help="report folder (default: <first>/compare)")
-    parser.add_argument(
-        "--analysis",
-        type=str | None,
-        default=None,
-        help="analysis.json of `lp-prune analyze` for claims C2, C5, C6 (default: <first>/analysis/analysis.json)",
-    )
-    parser.add_argument(
-        "--download_dir", type=str, default="runs/wandb", help="where the runs of wandb: sources are written"
-    )
-    parser.add_argument(
-        "--wandb_project", type=str | None, default=None, help="project of the analysis run (default: the runs')"
-    )
-    parser.add_argument(
-        "--wandb_group", type=str | None, default=None, help="group of the analysis run (default: the runs')"
-    )
-    parser.add_argument("--no_wandb", action="store_true", help="do not log an analysis run to W&B")
+    add_options(parser, CompareOptions, positional=("runs",), switches=("--no_wandb",))
 
 
-def execute(args: Namespace) -> int:
-    from lp_prune.analysis.compare import compare, load_analysis, load_runs, wandb_destination
-    from lp_prune.analysis.findings import comparison_findings, comparison_recipes
-    from lp_prune.analysis.plots import comparison_figures
-    from lp_prune.analysis.report import iou_rows, perplexity_rows, write_reports
+def execute(options: CompareOptions) -> int:
+    from lp_prune.analysis.compare.findings import comparison_findings
+    from lp_prune.analysis.compare.plots import comparison_figures
+    from lp_prune.analysis.compare.recipes import comparison_recipes
+    from lp_prune.analysis.compare.report import iou_rows, perplexity_rows, write_reports
+    from lp_prune.analysis.compare.tables import compare
+    from lp_prune.analysis.runs import load_analysis, load_runs, wandb_destination
     from lp_prune.reporting import format_report_paths
     from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
-    sources = [parse_source(p) for p in args.runs if is_wandb_source(p)]  # bad forms fail before any download
-    paths = resolve_sources(list(args.runs), Path(args.download_dir))
+    sources = [parse_source(p) for p in options.runs if is_wandb_source(p)]  # bad forms fail before any download
+    paths = resolve_sources(list(options.runs), Path(options.download_dir))
     runs = load_runs(paths)
-    out = writable_folder(Path(args.out) if args.out else Path(paths[0]) / "compare")
+    analysis = load_analysis(options.analysis, paths)  # a damaged analysis.json fails before anything is written
+    out = writable_folder(Path(options.out) if options.out else Path(paths[0]) / "compare")
     result = compare(runs)
     figures = comparison_figures(result, out)
-    findings = comparison_findings(result, load_analysis(args.analysis, paths))
+    findings = comparison_findings(result, analysis)
     reports = write_reports(result, figures, out, findings, comparison_recipes(result))
     for setting, found in findings.items():
         print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))
     location = None
-    if not args.no_wandb:
+    if not options.no_wandb:
         from lp_prune.tracking.wandb_logger import log_analysis_run
 
         tables = {}
@@ -71,7 +80,7 @@ def execute(args: Namespace) -> int:
                 tables[f"accuracy/{setting}"] = perplexity_rows(result.accuracy[setting], higher_is_better=True)
             if result.iou[setting]["pairs"]:
                 tables[f"iou/{setting}"] = iou_rows(result.iou[setting])
-        project, group = wandb_destination(runs, args.wandb_project, args.wandb_group)
+        project, group = wandb_destination(runs, options.wandb_project, options.wandb_group)
         entity = sources[0].entity if sources else None
         name = f"compare-{out.parent.name}"
         location = log_analysis_run(project, group, name, tables, figures, out, entity=entity)

@@ -12,35 +12,57 @@ run of job type `eval` in the run's project and group; they are printed as a tab
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import ArgumentParser
 
-from lp_prune.config import LANGUAGES, DataConfig, EvalConfig, ModelConfig, WandbConfig, check_language
+from lp_prune.cli_support import add_options
+from lp_prune.config import DataConfig, EvalConfig, ModelConfig, WandbConfig
+from lp_prune.languages import LANGUAGES, check_language_code
 
 HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm-eval."
 
 
+@dataclass
+class EvalOptions:
+    """Options of `lp-prune eval`."""
+
+    target: str
+    """A run directory, or a model (packaged name, folder, hub id)."""
+    tasks: list[str] | str = field(default_factory=lambda: ["proxy"])
+    """Task names or shorthands (proxy, belebele, ...): a list, or comma-separated as lm-eval's --tasks."""
+    include_path: list[str] | str | None = None
+    """Your own lm-eval task folders."""
+    limit: int | None = None
+    """At most this many items per task."""
+    num_fewshot: int = 0
+    """Few-shot examples (0: zero-shot)."""
+    batch_size: int = 8
+    """lm-eval requests per forward pass."""
+    languages: list[str] | None = None
+    """Languages of shorthands (default: the run's)."""
+    dense: bool = False
+    """Run directory: also evaluate the dense model."""
+    no_wandb: bool = False
+    """Do not log an eval run to W&B."""
+
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(
+            tasks=self.tasks,
+            limit=self.limit,
+            num_fewshot=self.num_fewshot,
+            batch_size=self.batch_size,
+            include_path=self.include_path,
+        )
+
+
+OPTIONS = EvalOptions
+
+
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("target", type=str, help="a run directory, or a model (packaged name, folder, hub id)")
-    parser.add_argument(
-        "--tasks",
-        type=list[str] | str,
-        default=["proxy"],
-        help="task names or shorthands (proxy, belebele, ...): a list, or comma-separated as lm-eval's --tasks",
-    )
-    parser.add_argument(
-        "--include_path", type=list[str] | str | None, default=None, help="your own lm-eval task folders"
-    )
-    parser.add_argument("--limit", type=int | None, default=None, help="at most this many items per task")
-    parser.add_argument("--num_fewshot", type=int, default=0, help="few-shot examples (0: zero-shot)")
-    parser.add_argument("--batch_size", type=int, default=8, help="lm-eval requests per forward pass")
-    parser.add_argument(
-        "--languages", type=list[str] | None, default=None, help="languages of shorthands (default: the run's)"
-    )
-    parser.add_argument("--dense", type=bool, default=False, help="run directory: also the dense model")
-    parser.add_argument("--no_wandb", action="store_true", help="do not log an eval run to W&B")
+    add_options(parser, EvalOptions, positional=("target",), switches=("--no_wandb",))
 
 
 def is_run_directory(target: str) -> bool:
@@ -48,27 +70,21 @@ def is_run_directory(target: str) -> bool:
     return path.is_dir() and (path / "config.yaml").is_file() and not (path / "config.json").is_file()
 
 
-def execute(args: Namespace) -> int:
-    eval_config = EvalConfig(
-        tasks=args.tasks,
-        limit=args.limit,
-        num_fewshot=args.num_fewshot,
-        batch_size=args.batch_size,
-        include_path=args.include_path,
-    )
+def execute(options: EvalOptions) -> int:
+    eval_config = options.eval_config()
     eval_config.validate()
-    for lang in args.languages or []:
-        check_language(lang, "--languages")
-    run_dir = Path(args.target) if is_run_directory(args.target) else None
+    for lang in options.languages or []:
+        check_language_code(lang, "--languages")
+    run_dir = Path(options.target) if is_run_directory(options.target) else None
     if run_dir is not None:
-        downstream = evaluate_run(run_dir, eval_config, args.languages, args.dense)
+        downstream = evaluate_run(run_dir, eval_config, options.languages, options.dense)
     else:
-        downstream = {"model": evaluate_model(args.target, eval_config, args.languages)}
+        downstream = {"model": evaluate_model(options.target, eval_config, options.languages)}
     from lp_prune.evaluation.downstream import format_table
 
     print(format_table(downstream))
-    if not args.no_wandb:
-        print(log_eval_run(downstream, run_dir, args.target))
+    if not options.no_wandb:
+        print(log_eval_run(downstream, run_dir, options.target))
     return 0
 
 

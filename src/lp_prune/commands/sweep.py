@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import ArgumentParser
+
+from lp_prune.cli_support import add_options
 
 if TYPE_CHECKING:
     from lp_prune.sweeps.runner import PlannedRun
@@ -13,33 +16,50 @@ if TYPE_CHECKING:
 HELP = "Run every combination of a W&B sweep file locally (offline W&B), skipping finished runs."
 
 
+@dataclass
+class SweepOptions:
+    """Options of `lp-prune sweep`."""
+
+    file: str
+    """W&B sweep YAML (grid or random), e.g. sweeps/languages.yaml."""
+    root: str = "runs/sweeps"
+    """Runs go to ROOT/<sweep name>/<run>."""
+    count: int | None = None
+    """Number of draws of a random sweep."""
+    seed: int = 0
+    """Seed of a random sweep's draws."""
+    parallel: int = 1
+    """Runs at a time."""
+    dry_run: bool = False
+    """List the runs and their commands, run nothing."""
+
+
+OPTIONS = SweepOptions
+
+
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("file", type=str, help="W&B sweep YAML (grid or random), e.g. sweeps/languages.yaml")
-    parser.add_argument("--root", type=str, default="runs/sweeps", help="runs go to ROOT/<sweep name>/<run>")
-    parser.add_argument("--count", type=int | None, default=None, help="number of draws of a random sweep")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a random sweep's draws")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="list, run nothing")
+    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run"))
 
 
-def execute(args: Namespace) -> int:
+def execute(options: SweepOptions) -> int:
     from lp_prune.sweeps.expand import expand, load_sweep
     from lp_prune.sweeps.runner import execute as run_all
     from lp_prune.sweeps.runner import plan, validate_runs
 
-    sweep = load_sweep(args.file)
-    runs = plan(sweep, expand(sweep, args.count, args.seed), Path(args.root))
+    sweep = load_sweep(options.file)
+    folder = Path(options.root) / sweep.name
+    runs = plan(sweep, expand(sweep, options.count, options.seed), Path(options.root))
     validate_runs(runs, sweep)
-    if args.dry_run:
-        print_plan(runs, Path(args.root) / sweep.name)
+    if options.dry_run:
+        print_plan(runs, folder)
         return 0
-    outcomes = run_all(runs, sweep, max(1, args.parallel))
+    outcomes = run_all(runs, sweep, max(1, options.parallel))
     failed = [outcome.run.name for outcome in outcomes if not outcome.succeeded]
-    print(f"Sweep {sweep.name}: {len(runs) - len(failed)}/{len(runs)} complete in {Path(args.root) / sweep.name}")
+    print(f"Sweep {sweep.name}: {len(runs) - len(failed)}/{len(runs)} complete in {folder}")
     if failed:
         print(f"Failed: {', '.join(failed)} (rerun the same command to retry them)")
         return 1
-    print(f"Compare them: lp-prune compare {Path(args.root) / sweep.name}")
+    print(f"Compare them: lp-prune compare {folder}")
     return 0
 
 

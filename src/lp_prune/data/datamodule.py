@@ -106,6 +106,11 @@ class PruningDataModule(L.LightningDataModule):
         bos = bos_ids(self.tokenizer)
         self.calibration_record = calibration_record(self.config, self._calibration_sources, windows, languages, bos)
 
+    def release_tokenizer(self) -> None:
+        """Let the tokenizer go once every window is built (set_calibration needs it until then): a
+        large-vocabulary tokenizer holds a few hundred MB."""
+        self.tokenizer = None
+
     def _eval_languages(self) -> list[str]:
         if self.config.eval_windows == 0:
             return []
@@ -113,7 +118,7 @@ class PruningDataModule(L.LightningDataModule):
 
     def _calibration_mix(self) -> TokenWindows:
         """Each language's windows in the mix's order (a single language is a mix of one)."""
-        parts = {lang: self._calibration_windows(lang, n) for lang, n in self.config.calibration_counts().items()}
+        parts = {lang: self._calibration_windows(lang, n) for lang, n in self.config.recipe().windows}
         self.calibration_languages = [lang for lang, part in parts.items() for _ in range(len(part))]
         ids = torch.cat([part.ids for part in parts.values()])
         origins = [origin for part in parts.values() for origin in part.origins]

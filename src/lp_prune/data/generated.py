@@ -42,10 +42,11 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from lp_prune.config import GenerationConfig, check_language
-from lp_prune.data.language_check import check_language as language_check
+from lp_prune.config import GenerationConfig
+from lp_prune.data.language_check import check_text_language
 from lp_prune.data.windows import TokenWindows, bos_ids, make_windows, text_tokens_per_window
 from lp_prune.errors import DataError
+from lp_prune.languages import check_language_code
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _all_prompts() -> dict[str, list[str]]:
 
 def seed_prompts(lang: str) -> list[str]:
     """The shipped seed prompts of a language."""
-    check_language(lang, "seed prompts")
+    check_language_code(lang, "seed prompts")
     return list(_all_prompts()[lang])
 
 
@@ -126,7 +127,7 @@ def generate_calibration_mix(
     seed: int,
     options: GenerationConfig | None = None,
 ) -> tuple[TokenWindows, list[str], dict[str, Any]]:
-    """generate_calibration for every language of a mix (data.calibration_counts()), in the mix's order:
+    """generate_calibration for every language of a mix (CalibrationRecipe.counts), in the mix's order:
     the windows, the language of each, and {"languages": {lang: record}}."""
     parts, records = [], {}
     for lang, n in counts.items():
@@ -301,7 +302,7 @@ def judge_language(index: int, prompt: str, text: str, language: str, options: G
     """A record entry for a generated window; reason "language: ..." when its text fails the language check."""
     entry: dict[str, Any] = {"index": index, "prompt": prompt, "text": text, "perplexity": None, "reason": "kept"}
     if options.check_language:
-        check = language_check(text, language, options.min_script_share)
+        check = check_text_language(text, language, options.min_script_share)
         entry["script_share"] = round(check.script_share, 4)
         if not check.passed:
             entry["reason"] = f"language: {check.reason}"

@@ -15,7 +15,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-SCRIPTS = {"ar": "ARABIC", "de": "LATIN", "en": "LATIN", "es": "LATIN", "ru": "CYRILLIC", "sw": "LATIN", "zh": "CJK"}
+from lp_prune.languages import LANGUAGE_TABLE
+
+SCRIPTS: dict[str, str] = {code: lang.script for code, lang in LANGUAGE_TABLE.items()}
 MIN_STOPWORD_SHARE = 0.05
 
 
@@ -82,7 +84,7 @@ def stopword_hits(text: str) -> tuple[int, dict[str, int]]:
     return len(words), {lang: sum(word in stops for word in words) for lang, stops in STOPWORDS.items()}
 
 
-def check_language(text: str, lang: str, min_script_share: float = 0.8) -> LanguageCheck:
+def check_text_language(text: str, lang: str, min_script_share: float = 0.8) -> LanguageCheck:
     """Does `text` look like `lang`? See the module docstring for how approximate this is."""
     share = script_share(text, lang)
     if share < min_script_share:

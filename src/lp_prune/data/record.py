@@ -35,13 +35,8 @@ import torch
 
 from lp_prune.config import DataConfig
 from lp_prune.data.windows import TokenWindows
-from lp_prune.tracking.run_dir import (
-    CALIBRATION_RECORD_FILE,
-    CALIBRATION_TOKENS_FILE,
-    atomic_output,
-    to_jsonable,
-    write_json,
-)
+from lp_prune.tracking.files import atomic_output, to_jsonable, write_json
+from lp_prune.tracking.run_dir import CALIBRATION_RECORD_FILE, CALIBRATION_TOKENS_FILE
 
 RECORD_FORMAT = "lp_prune-calibration/1"
 
@@ -72,7 +67,7 @@ def calibration_record(
             "shape": list(windows.ids.shape),
             "seed": config.seed,
             "bos_token_id": bos[0] if bos else None,
-            "calibration_language": config.calibration_language,
+            "calibration_language": config.recipe().spec,
             "sources": {lang: dict(source) for lang, source in sources.items()},
             "windows": rows,
         }

@@ -16,36 +16,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from lp_prune.config import LANGUAGES, check_language
 from lp_prune.errors import DataError
+from lp_prune.languages import LANGUAGE_TABLE, check_language_code
 
-# ISO 639-1 (the project's language codes) -> ISO 639-3 folder names of the dataset-build package.
-PACKAGED_CODES: dict[str, str] = {
-    "ar": "ara",
-    "de": "deu",
-    "en": "eng",
-    "es": "spa",
-    "ru": "rus",
-    "sw": "swa",
-    "zh": "zho",
-}
-assert set(PACKAGED_CODES) == set(LANGUAGES)
+# The project's language -> the dataset-build folder of its packaged text (ISO 639-3).
+PACKAGED_CODES: dict[str, str] = {code: lang.packaged for code, lang in LANGUAGE_TABLE.items()}
 
 MC4_DATASET = "allenai/c4"
-# The project's language -> the `allenai/c4` config of its mC4 text. mC4's languages are configs named by
-# their code ("de", "sw", "zh", ...), except English: config "en" is C4 (the English-only corpus of
-# the T5 paper), and mC4's English is "en-multi" (both listed on the dataset card).
-# The study calibrates every language on mC4, so English reads "en-multi".
-MC4_CONFIGS: dict[str, str] = {
-    "ar": "ar",
-    "de": "de",
-    "en": "en-multi",
-    "es": "es",
-    "ru": "ru",
-    "sw": "sw",
-    "zh": "zh",
-}
-assert set(MC4_CONFIGS) == set(LANGUAGES)
+# The project's language -> the `allenai/c4` config of its mC4 text (English: "en-multi", not C4's "en").
+MC4_CONFIGS: dict[str, str] = {code: lang.mc4 for code, lang in LANGUAGE_TABLE.items()}
 DEFAULT_SHUFFLE_BUFFER = 10_000  # rows held by the streaming shuffle (data.shuffle_buffer)
 _COMMIT = re.compile(r"[0-9a-f]{40}")  # a Hub dataset's builder hash is the commit it reads
 DEFAULT_BLOCK_CHARS = 2000
@@ -95,7 +74,7 @@ def packaged_text_dir() -> Path:
 
 def packaged_documents(lang: str) -> list[str]:
     """The packaged text of a language, one document per file, generator replies stripped."""
-    check_language(lang, "language")
+    check_language_code(lang, "language")
     folder = packaged_text_dir() / PACKAGED_CODES[lang]
     files = sorted(folder.glob("*.txt"))
     if not files:
@@ -182,7 +161,7 @@ def split_documents(
 
 def mc4_config(lang: str) -> str:
     """The `allenai/c4` config that holds mC4's text of `lang` (see MC4_CONFIGS)."""
-    check_language(lang, "language")
+    check_language_code(lang, "language")
     return MC4_CONFIGS[lang]
 
 

@@ -1,20 +1,14 @@
 """Downstream zero-shot evaluation of an in-memory model with lm-eval (no Lightning, no W&B).
 
     plan = plan_tasks(["proxy", "belebele"], languages=["en", "sw"], eval_fraction=0.2)
-    results = evaluate_downstream(model, tokenizer, plan, limit=20)
+    results = parse_output(run_lm_eval(model, tokenizer, plan, limit=20))
     # {"lp_prune_proxy_en": {"acc": 0.62, "acc_stderr": 0.07, "acc_norm": ..., "language": "en", ...}}
 
-The study's tasks per language (STUDY_TASKS) run by name and need the Hugging Face Hub for their
-data; missing ones are None, never replaced by something else:
-
-- Belebele `belebele_<flores code>`: all seven languages.
-- Okapi ARC (`arc_<lang>`; English: the original `arc_challenge`): no Swahili.
-- Okapi HellaSwag (`hellaswag_<lang>`; English: `hellaswag`): no Swahili, no Chinese.
-- Okapi MMLU (`m_mmlu_<lang>`): no Swahili.
-- MKQA (`mkqa_<lang>`, shipped by lp_prune in evaluation/tasks/mkqa): MKQA has no Swahili.
-
-The offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) run anywhere; when every task is
-local the Hub is switched off for the evaluation, so nothing tries to reach it.
+Which tasks the shorthands name per language, and which languages a task lacks, are the task rules
+of lp_prune.config.tasks. The study's tasks run by name and need the Hugging Face Hub for their
+data; the offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) run anywhere: when every
+task is local the Hub is switched off for the evaluation (lp_prune.evaluation.hub), so nothing
+tries to reach it.
 
 A user's own lm-eval task folders come in through `include_path` (lm-eval's TaskManager
 include_path); task lists may be comma-separated strings as on lm-eval's command line
@@ -34,58 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lp_prune.config import LANGUAGES, TASK_SHORTHANDS, split_list
+from lp_prune.config.tasks import (
+    TASK_SHORTHANDS,
+    expand_tasks,
+    is_packaged,
+    proxy_language,
+    split_list,
+    task_language,
+)
 from lp_prune.errors import ConfigError, DataError
-from lp_prune.evaluation.mkqa import MKQA_LANGUAGES
-from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, proxy_language, proxy_task_name, write_proxy_tasks
-
-# lm-eval task names of the study's benchmarks per language; None: lm-eval has no such task.
-STUDY_TASKS: dict[str, dict[str, str | None]] = {
-    "belebele": {
-        "ar": "belebele_arb_Arab",
-        "de": "belebele_deu_Latn",
-        "en": "belebele_eng_Latn",
-        "es": "belebele_spa_Latn",
-        "ru": "belebele_rus_Cyrl",
-        "sw": "belebele_swh_Latn",
-        "zh": "belebele_zho_Hans",
-    },
-    "arc": {
-        "ar": "arc_ar",
-        "de": "arc_de",
-        "en": "arc_challenge",
-        "es": "arc_es",
-        "ru": "arc_ru",
-        "sw": None,
-        "zh": "arc_zh",
-    },
-    "hellaswag": {
-        "ar": "hellaswag_ar",
-        "de": "hellaswag_de",
-        "en": "hellaswag",
-        "es": "hellaswag_es",
-        "ru": "hellaswag_ru",
-        "sw": None,
-        "zh": None,
-    },
-    "mmlu": {
-        "ar": "m_mmlu_ar",
-        "de": "m_mmlu_de",
-        "en": "m_mmlu_en",
-        "es": "m_mmlu_es",
-        "ru": "m_mmlu_ru",
-        "sw": None,
-        "zh": "m_mmlu_zh",
-    },
-    "mkqa": {lang: (f"mkqa_{lang}" if lang in MKQA_LANGUAGES else None) for lang in LANGUAGES},
-}
-assert set(STUDY_TASKS) | {"proxy", "proxy_calibration", "study"} == set(TASK_SHORTHANDS)
-assert all(set(table) == set(LANGUAGES) for table in STUDY_TASKS.values())
+from lp_prune.evaluation.hub import hub_offline
+from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, write_proxy_tasks
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
 LM_EVAL_RESULTS_FILE = "lm_eval_results.json"  # lm-eval's own output per stage, in the run directory
 
-_LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
 _STDERR_SUFFIX = "_stderr"
 
 
@@ -100,38 +57,6 @@ class TaskPlan:
     include_paths: tuple[Path, ...]
     needs_builtin: bool  # some task comes from lm-eval's own index (slow to build: ~15 s)
     local_only: bool  # every task's data is on this machine: evaluate with the Hub switched off
-
-
-def expand_tasks(
-    names: Sequence[str], languages: Sequence[str], calibration_languages: Sequence[str] = ()
-) -> list[str]:
-    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
-
-    proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
-    """
-    expanded: list[str] = []
-    for name in names:
-        if name == "proxy":
-            expanded += [proxy_task_name(lang) for lang in languages]
-        elif name == "proxy_calibration":
-            expanded += [proxy_task_name(lang) for lang in calibration_languages]
-        elif name == "study":
-            expanded += expand_tasks(list(STUDY_TASKS), languages)
-        elif name in STUDY_TASKS:
-            expanded += [task for lang in languages if (task := STUDY_TASKS[name][lang])]
-        else:
-            expanded.append(name)
-    return list(dict.fromkeys(expanded))
-
-
-def task_language(task: str) -> str | None:
-    """The language a task tests, for lp_prune's tasks and the study's table; None otherwise."""
-    return proxy_language(task) or _LANGUAGE_OF_TASK.get(task)
-
-
-def is_packaged(task: str) -> bool:
-    """A task whose YAML lp_prune ships (MKQA)."""
-    return task.startswith("mkqa_") and task_language(task) is not None
 
 
 def plan_tasks(
@@ -187,20 +112,6 @@ def _task_manager(include_paths: tuple[Path, ...], include_defaults: bool) -> An
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=[str(p) for p in include_paths] or None, include_defaults=include_defaults)
-
-
-def evaluate_downstream(
-    model: Any,
-    tokenizer: Any,
-    plan: TaskPlan,
-    *,
-    limit: int | None = None,
-    num_fewshot: int = 0,
-    batch_size: int = 8,
-) -> dict[str, dict[str, Any]]:
-    """Run the plan's tasks on the in-memory model; {task: {metric: value, "language": lang}}."""
-    output = run_lm_eval(model, tokenizer, plan, limit=limit, num_fewshot=num_fewshot, batch_size=batch_size)
-    return parse_output(output)
 
 
 def run_lm_eval(
@@ -393,47 +304,6 @@ def _score(result: Mapping[str, Any], metric: str) -> str:
     value, stderr = result.get(metric), stderr_of(result, metric)
     text = f"{metric}=" + ("n/a" if value is None else f"{value:.3f}")
     return text + (f"±{stderr:.3f}" if isinstance(stderr, int | float) else "")
-
-
-# --- Hub access -------------------------------------------------------------------------------------
-
-_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-@contextlib.contextmanager
-def hub_offline(enabled: bool = True) -> Iterator[None]:
-    """Switch the Hugging Face Hub off (and restore it after) when every task is local.
-
-    The environment variables alone are not enough: huggingface_hub and datasets read them once, at
-    import, into module constants that they check at request time, so those are set as well.
-    """
-    if not enabled:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    offline_values = [
-        (huggingface_hub.constants, "HF_HUB_OFFLINE", True),
-        (datasets.config, "HF_HUB_OFFLINE", True),
-        (datasets.config, "HF_DATASETS_OFFLINE", True),
-        (datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False),  # datasets pings S3 on every load
-    ]
-    saved_env = {name: os.environ.get(name) for name in _OFFLINE_ENV}
-    saved = [(module, name, getattr(module, name)) for module, name, _ in offline_values]
-    os.environ.update(dict.fromkeys(_OFFLINE_ENV, "1"))
-    for module, name, value in offline_values:
-        setattr(module, name, value)
-    try:
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -2,9 +2,9 @@
 dense model before pruning and on the pruned model after it, into summary.json and W&B.
 
     downstream = DownstreamStep(config, tokenizer)   # checks task names, writes the proxy tasks
-    downstream.evaluate("dense", model, timings)     # before pruning (only with eval.dense_baseline)
-    downstream.evaluate("pruned", model, timings)    # after pruning
-    downstream.add_to(summary, loggers)              # summary["downstream"] and W&B
+    downstream.evaluate("dense", model, timer)       # before pruning (only with eval.dense_baseline)
+    downstream.evaluate("pruned", model, timer)      # after pruning
+    downstream.add_to(summary, loggers)              # summary.downstream and W&B
     downstream.save(run_dir)                         # lm-eval's own output: RUN_DIR/lm_eval_results.json
 
 Does nothing at all when eval.tasks is empty (the default).
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import Logger
 
@@ -32,7 +31,11 @@ from lp_prune.evaluation.downstream import (
     stderr_of,
     write_lm_eval_results,
 )
-from lp_prune.tracking import wandb_logger as tracking
+from lp_prune.tracking import wandb_logger
+
+if TYPE_CHECKING:
+    from lp_prune.tracking.phase_timer import PhaseTimer
+    from lp_prune.tracking.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +55,33 @@ class DownstreamStep:
                 config.data.eval_languages,
                 config.data.eval_fraction,
                 include_path=self.eval.include_paths,
-                calibration_languages=list(config.data.calibration_counts()),
+                calibration_languages=config.recipe().languages,
             )
 
-    def evaluate(self, stage: str, model: Any, timings: dict[str, float]) -> None:
+    def evaluate(self, stage: str, model: Any, timer: PhaseTimer) -> None:
         if self.plan is None or (stage == "dense" and not self.eval.dense_baseline):
             return
-        start = time.perf_counter()
-        output = run_lm_eval(
-            model,
-            self.tokenizer,
-            self.plan,
-            limit=self.eval.limit,
-            num_fewshot=self.eval.num_fewshot,
-            batch_size=self.eval.batch_size,
-        )
-        self.lm_eval_outputs[stage] = output
-        self.results[stage] = parse_output(output)
-        timings[f"downstream_{stage}"] = time.perf_counter() - start
+        with timer.phase(f"downstream_{stage}"):
+            output = run_lm_eval(
+                model,
+                self.tokenizer,
+                self.plan,
+                limit=self.eval.limit,
+                num_fewshot=self.eval.num_fewshot,
+                batch_size=self.eval.batch_size,
+            )
+            self.lm_eval_outputs[stage] = output
+            self.results[stage] = parse_output(output)
 
-    def add_to(self, summary: dict[str, Any], loggers: Sequence[Logger]) -> None:
+    def release_tokenizer(self) -> None:
+        """Let the tokenizer go: no task will run (lm-eval is its only user here)."""
+        if self.plan is None:
+            self.tokenizer = None
+
+    def add_to(self, summary: RunSummary, loggers: Sequence[Logger]) -> None:
         if not self.results:
             return
-        summary["downstream"] = self.results
+        summary.downstream = self.results
         log_downstream(loggers, self.results)
         log.info("Downstream evaluation:\n%s", format_table(self.results))
 
@@ -87,8 +94,8 @@ def log_downstream(loggers: Sequence[Logger], downstream: Mapping[str, Mapping[s
     """Summary values `<metric>/<stage>/<task>` (acc/pruned/lp_prune_proxy_sw, ...) and a `downstream` table."""
     if not loggers:
         return
-    tracking.update_summary(loggers, summary_values(downstream))
-    tracking.log_table(loggers, "downstream", TABLE_COLUMNS, table_rows(downstream))
+    wandb_logger.update_summary(loggers, summary_values(downstream))
+    wandb_logger.log_table(loggers, "downstream", TABLE_COLUMNS, table_rows(downstream))
 
 
 def summary_values(downstream: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, float]:

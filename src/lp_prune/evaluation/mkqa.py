@@ -18,8 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-# Project language -> MKQA's language key (Chinese: simplified, mainland).
-MKQA_LANGUAGES: dict[str, str] = {"ar": "ar", "de": "de", "en": "en", "es": "es", "ru": "ru", "zh": "zh_cn"}
+from lp_prune.languages import LANGUAGE_TABLE
+
+# Project language -> MKQA's language key (Chinese: simplified, mainland); MKQA has no Swahili.
+MKQA_LANGUAGES: dict[str, str] = {code: lang.mkqa for code, lang in LANGUAGE_TABLE.items() if lang.mkqa}
 
 # MKQA's answer types, in the order of its ClassLabel.
 ANSWER_TYPES = (
@@ -40,7 +42,7 @@ _ARTICLES: dict[str, frozenset[str]] = {
     "es": frozenset({"el", "la", "los", "las", "un", "una", "unos", "unas"}),
 }
 # Languages without spaces between words: every ideograph is one token (MKQA's "mixed segmentation").
-_CHARACTER_TOKENS = frozenset({"zh"})
+_CHARACTER_TOKENS = frozenset(code for code, lang in LANGUAGE_TABLE.items() if not lang.word_spaces)
 _IDEOGRAPH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 

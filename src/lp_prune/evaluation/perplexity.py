@@ -17,7 +17,7 @@ from torch import nn
 from lp_prune.config import ModelConfig
 from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.errors import DataError
-from lp_prune.metrics.perplexity import LanguageModelingMetric, chunked_token_nll, token_nll
+from lp_prune.metrics.language_modeling import LanguageModelingMetric, chunked_token_nll, token_nll
 from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits
 from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers

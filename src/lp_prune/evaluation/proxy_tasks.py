@@ -29,13 +29,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lp_prune.config import LANGUAGES
+from lp_prune.config.tasks import proxy_task_name
 from lp_prune.data.text import packaged_documents, split_documents
 from lp_prune.errors import ConfigError
+from lp_prune.languages import LANGUAGE_TABLE
 from lp_prune.models.loading import cache_dir
-from lp_prune.tracking.run_dir import atomic_write_text
+from lp_prune.tracking.files import atomic_write_text
 
-PROXY_PREFIX = "lp_prune_proxy_"
 PROXY_TAG = "lp_prune_proxy"
 PROXY_VERSION = 2  # bump when the item construction changes: the cache folder name includes it
 DEFAULT_ITEMS: int | None = None  # None: every item the held-out text allows
@@ -45,7 +45,7 @@ DISTRACTORS = 3
 NEAREST_LENGTHS = 12  # distractors are drawn from this many candidates closest in length to the truth
 
 # Languages written without spaces between sentences.
-_NO_SPACE_LANGUAGES = frozenset({"zh"})
+_NO_SPACE_LANGUAGES = frozenset(code for code, lang in LANGUAGE_TABLE.items() if not lang.word_spaces)
 # A sentence ends at . ! ? (Latin, Arabic) followed by a space, or right after CJK full stops.
 _SENTENCE_END = re.compile(r"(?<=[.!?؟])\s+|(?<=[。！？])")
 _TERMINATORS = tuple(".!?؟。！？")
@@ -81,16 +81,6 @@ class ProxyItem:
     context: str
     choices: list[str]
     label: int
-
-
-def proxy_task_name(lang: str) -> str:
-    return f"{PROXY_PREFIX}{lang}"
-
-
-def proxy_language(task: str) -> str | None:
-    """'lp_prune_proxy_sw' -> 'sw'; None for any other name."""
-    lang = task.removeprefix(PROXY_PREFIX)
-    return lang if task.startswith(PROXY_PREFIX) and lang in LANGUAGES else None
 
 
 def block_sentences(block: str) -> list[str | None]:

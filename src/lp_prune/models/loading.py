@@ -32,6 +32,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
+from lp_prune.pruning.method import get_method
 from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def _check_writable(folder: Path) -> None:
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantise the GGUF into float32 safetensors; write to a temp folder, then rename (atomic)."""
-    from lp_prune.tracking.run_dir import new_folder_mode
+    from lp_prune.tracking.files import new_folder_mode
 
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -298,9 +299,10 @@ def load_run_model(run_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedToke
     if (run.model / "config.json").exists():
         saved = replace(model_config, name=str(run.model))
         return load_model(saved), load_tokenizer_and_config(saved)[0]
-    if config.prune.method == "sparsegpt":
+    if get_method(config.prune.method).updates_kept_weights:
         raise ModelLoadError(
-            f"{run.root} saved no model, and SparseGPT also changes kept weights: rerun with --save_model true"
+            f"{run.root} saved no model, and {config.prune.method} also changes kept weights: "
+            "rerun with --save_model true"
         )
     model = load_model(model_config)
     modules = dict(model.named_modules())

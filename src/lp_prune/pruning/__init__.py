@@ -1,22 +1,42 @@
-"""Pure tensor maths of pruning: statistics, SparseGPT, Wanda, magnitude, masks.
+"""Pure tensor maths of pruning: statistics, SparseGPT, Wanda, magnitude, masks, and the method seam.
 
 Nothing here imports Lightning, W&B or transformers, so each piece can be tested alone.
 """
 
 from lp_prune.pruning.magnitude import magnitude_mask
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, score_mask, unstructured_mask
+from lp_prune.pruning.method import (
+    GroupInputs,
+    MaskOnlyMethod,
+    PrunedWeight,
+    PruneSettings,
+    PruningMethod,
+    Runtime,
+    get_method,
+    method_names,
+    register,
+)
 from lp_prune.pruning.sparsegpt import SparseGPTResult, inverse_hessian_factor, sparsegpt_prune
 from lp_prune.pruning.statistics import InputStatistics, gram
 from lp_prune.pruning.wanda import wanda_mask, wanda_scores
 
 __all__ = [
+    "GroupInputs",
     "InputStatistics",
+    "MaskOnlyMethod",
+    "PruneSettings",
+    "PrunedWeight",
+    "PruningMethod",
+    "Runtime",
     "SparseGPTResult",
+    "get_method",
     "gram",
     "inverse_hessian_factor",
     "lowest_mask",
     "magnitude_mask",
+    "method_names",
     "n_m_mask",
+    "register",
     "score_mask",
     "sparsegpt_prune",
     "unstructured_mask",

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 
 import torch
 
+from lp_prune.errors import ConfigError
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
+from lp_prune.pruning.method import (
+    GroupInputs,
+    LocalError,
+    PrunedWeight,
+    PruneSettings,
+    Runtime,
+    Statistics,
+    register,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,13 @@ def all_finite(tensor: torch.Tensor) -> bool:
     """No NaN or inf, checked through the min and max (isfinite would hold a boolean copy: 0.2 GB
     for a 14336^2 Gram)."""
     return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
+
+
+def sparsegpt_hessian(gram: torch.Tensor, samples: int) -> torch.Tensor:
+    """H = (2 / n_samples) * sum_s X_s^T X_s in float32 (a new tensor), from the summed Gram."""
+    if samples == 0:
+        raise ValueError("no calibration inputs were recorded")
+    return gram.float() * (2.0 / samples)
 
 
 def inverse_hessian_factor(
@@ -217,3 +234,48 @@ def _prune_block(
     errors = errors_t.t()
     loss += errors.square().sum(dim=1) / 2  # (w - q)^2 / d^2 / 2 summed over pruned weights
     return errors
+
+
+class SparseGPT:
+    """Second order: the Hessian H = 2/n X^T X from the Gram, and updates of the kept weights."""
+
+    name = "sparsegpt"
+    statistics: Statistics = "gram"
+    default_local_error: LocalError = "exact"  # the Gram is there anyway
+    updates_kept_weights = True
+
+    def solver_bytes(self, width: int, rows: int) -> int:
+        return 12 * width * width + rows * width * 4  # Gram copies and factors; the stacked float32 rows
+
+    def check(self, settings: PruneSettings) -> None:
+        if settings.n_m is not None and settings.blocksize % settings.n_m[1]:
+            raise ConfigError(
+                f"prune.blocksize {settings.blocksize} must be a multiple of M={settings.n_m[1]} for N:M SparseGPT"
+            )
+
+    def prune(
+        self,
+        weights: Sequence[torch.Tensor],
+        sparsity: float,
+        inputs: GroupInputs,
+        settings: PruneSettings,
+        runtime: Runtime,
+    ) -> list[PrunedWeight]:
+        if inputs.gram is None:
+            raise ValueError("sparsegpt needs the Gram X^T X")
+        hessian = sparsegpt_hessian(inputs.gram, inputs.samples)  # a new tensor: the solve may overwrite it
+        results = sparsegpt_prune_stacked(
+            weights,
+            hessian,
+            sparsity,
+            settings.n_m,
+            settings.blocksize,
+            settings.percdamp,
+            runtime.column_loop,
+            True,
+            runtime.factorisation,
+        )
+        return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp) for r in results]
+
+
+register(SparseGPT())

@@ -111,7 +111,6 @@ class InputStatistics:
         self._sample_rows: list[torch.Tensor] = []
         self.tokens = 0
         self.samples = 0
-        self.grams_computed = 0  # float32 X^T X products (one per window), for tests and FLOP counts
 
     def update(self, x: torch.Tensor, first_window: int = 0) -> None:
         """Add a batch of inputs [batch, seq, d_in] (or [tokens, d_in], one window); the batch's
@@ -126,7 +125,6 @@ class InputStatistics:
         weight = 1.0 if self.weights is None else float(self.weights[index])
         if self.gram is not None:
             add_gram(self.gram, window, alpha=weight)
-            self.grams_computed += 1
         else:
             self._sq_norms.add_(window.float().square().sum(dim=0), alpha=weight)
         if self.sample is not None:
@@ -148,14 +146,6 @@ class InputStatistics:
     def sq_norms(self) -> torch.Tensor:
         """||X_j||^2 summed over all tokens, per input feature j (float32)."""
         return (torch.diagonal(self.gram) if self.gram is not None else self._sq_norms).float()
-
-    def hessian(self) -> torch.Tensor:
-        """SparseGPT's H = (2 / n_samples) * sum_s X_s^T X_s in float32 (a new tensor)."""
-        if self.gram is None:
-            raise ValueError("the Hessian needs the Gram matrix: create InputStatistics with keep_gram=True")
-        if self.samples == 0:
-            raise ValueError("no calibration inputs were recorded")
-        return self.gram.float() * (2.0 / self.samples)
 
     def release_gram(self) -> None:
         """Drop the float64 Gram once the solve has its float32 copy: it is the largest thing held."""

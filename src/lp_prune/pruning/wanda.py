@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lp_prune.pruning.masks import score_mask
+from lp_prune.pruning.method import GroupInputs, MaskOnlyMethod, PruneSettings, Statistics, register
 
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -19,3 +20,16 @@ def wanda_mask(
     n_m: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     return score_mask(wanda_scores(weight, input_sq_norms), sparsity, n_m, per_row=True)
+
+
+class Wanda(MaskOnlyMethod):
+    name = "wanda"
+    statistics: Statistics = "norms"
+
+    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, settings: PruneSettings) -> torch.Tensor:
+        if inputs.sq_norms is None:
+            raise ValueError("wanda needs the squared input norms")
+        return wanda_mask(weight, inputs.sq_norms, sparsity, settings.n_m)
+
+
+register(Wanda())

@@ -176,17 +176,18 @@ def _not_lp_prune_run(sweep: Sweep, reason: str) -> ConfigError:
 
 def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
     """Check every run's command and config before the first one starts."""
-    from lp_prune.cli import build_parser, one_line
+    from lp_prune.cli_support import command_parser, one_line
+    from lp_prune.commands import run as run_command
     from lp_prune.config import run_config_from
 
-    parser = build_parser()
+    parser = command_parser(run_command)
     for run in runs:
-        arguments = local_argv(run, sweep)[len(LOCAL_LAUNCHER) :]  # from `run` on
+        arguments = local_argv(run, sweep)[len(LOCAL_LAUNCHER) + 1 :]  # the options after `run`
         try:
             parsed = parser.instantiate_classes(parser.parse_args(arguments))
         except Exception as err:  # jsonargparse raises several types; all mean a bad value
             raise ConfigError(f"sweep run {run.name}: {one_line(err)}") from None
-        run_config_from(parsed.run).validate()
+        run_config_from(parsed).validate()
 
 
 def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[RunOutcome]:

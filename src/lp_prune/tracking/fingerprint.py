@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.run_dir import RunDirectory, to_jsonable
+from lp_prune.tracking.files import to_jsonable
+from lp_prune.tracking.run_dir import RunDirectory
 
 if TYPE_CHECKING:
     from lp_prune.config import RunConfig

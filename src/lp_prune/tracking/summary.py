@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import resource
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,71 @@ import lightning as L
 import torch
 
 from lp_prune.config import RunConfig
-from lp_prune.tracking import wandb_logger as tracking
+from lp_prune.errors import UserError
+from lp_prune.tracking import wandb_logger
+
+
+@dataclass(kw_only=True)
+class RunSummary:
+    """summary.json: one run's record, written by the pipeline, read by compare, analyze and eval, and
+    rebuilt from W&B for runs whose folder is elsewhere. Field order is the file's key order."""
+
+    model: str
+    method: str
+    pattern: str
+    target_sparsity: float
+    calibration_language: str
+    calibration_mix: dict[str, int] = field(default_factory=dict)  # windows per calibration language
+    statistics: str = "pooled"  # how the calibration languages combine (pooled, balanced, weighted)
+    nsamples: int
+    seqlen: int
+    calibration_tokens: int = 0
+    seed: int | None = None
+    sparsity: float | None = None  # of the prunable weights, measured after pruning
+    dense_zeros: float | None = None  # zeros before pruning
+    perplexity: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> language -> value
+    bits_per_byte: dict[str, dict[str, float]] = field(default_factory=dict)
+    eval_tokens: dict[str, int] = field(default_factory=dict)
+    modules: list[dict[str, Any]]  # one ModuleRecord per pruned Linear
+    timings_s: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    resumed_from_layer: int = 0
+    world_size: int = 1
+    owl: dict[str, Any] | None = None  # OWL's layer sparsities, when it set them
+    downstream: dict[str, dict[str, dict[str, Any]]] | None = None  # stage -> task -> metrics
+    wandb_url: str | None = None
+    rebuilt_from_wandb: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's object: optional parts that did not happen are left out."""
+        record = asdict(self)
+        for key in ("owl", "downstream"):
+            if record[key] is None:
+                del record[key]
+        if not self.rebuilt_from_wandb:
+            del record["rebuilt_from_wandb"]
+        return record
+
+    @classmethod
+    def from_json(cls, record: Any, path: Path | str) -> RunSummary:
+        """Check a summary.json object; a UserError naming `path` when it is not one lp_prune wrote."""
+        if not isinstance(record, dict):
+            shown = json.dumps(record)[:40]
+            raise UserError(f"{path} holds {shown}, not a run summary (a JSON object); the run is damaged")
+        known = {f.name: f for f in fields(cls)}
+        required = [name for name, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise UserError(f"{path} is not a complete run summary (no {', '.join(missing)}); the run is damaged")
+        unknown = sorted(set(record) - set(known))
+        if unknown:
+            raise UserError(
+                f"{path} holds fields no lp_prune run summary has ({', '.join(unknown)}); the run is damaged"
+            )
+        if not isinstance(record["modules"], list):
+            raise UserError(f"{path}: 'modules' is not a list of pruned modules; the run is damaged")
+        return cls(**record)
 
 
 def build_summary(
@@ -20,36 +85,38 @@ def build_summary(
     perplexity: dict[str, dict[str, dict[str, float]]],
     timings: dict[str, float],
     calibration_tokens: int,
-) -> dict[str, Any]:
-    """The machine-readable record of a run (summary.json)."""
+    **outcome: Any,
+) -> RunSummary:
+    """The machine-readable record of a run (summary.json); `outcome`: the remaining RunSummary fields."""
     modules = [asdict(r) for r in records]
     total = sum(r.numel for r in records)
     pruned_zeros = sum(r.sparsity * r.numel for r in records)
     dense_zeros = sum(r.dense_zeros * r.numel for r in records)
-    return {
-        "model": config.model.name,
-        "method": config.prune.method,
-        "pattern": config.prune.pattern,
-        "target_sparsity": config.prune.target_sparsity,
-        "calibration_language": config.data.calibration_language,
-        "calibration_mix": config.data.calibration_counts(),
-        "statistics": config.prune.statistics,  # how the calibration languages combine (pooled, balanced, ...)
-        "nsamples": config.data.calibration_samples,
-        "seqlen": config.data.seqlen,
-        "calibration_tokens": calibration_tokens,
-        "seed": config.seed,
-        "sparsity": pruned_zeros / total if total else 0.0,
-        "dense_zeros": dense_zeros / total if total else 0.0,
-        "perplexity": {stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()},
-        "bits_per_byte": {
+    return RunSummary(
+        model=config.model.name,
+        method=config.prune.method,
+        pattern=config.prune.pattern,
+        target_sparsity=config.prune.target_sparsity,
+        calibration_language=config.data.calibration_language,
+        calibration_mix=config.data.calibration_counts(),
+        statistics=config.prune.statistics,
+        nsamples=config.data.calibration_samples,
+        seqlen=config.data.seqlen,
+        calibration_tokens=calibration_tokens,
+        seed=config.seed,
+        sparsity=pruned_zeros / total if total else 0.0,
+        dense_zeros=dense_zeros / total if total else 0.0,
+        perplexity={stage: {lang: v["perplexity"] for lang, v in res.items()} for stage, res in perplexity.items()},
+        bits_per_byte={
             stage: {lang: v["bits_per_byte"] for lang, v in res.items()} for stage, res in perplexity.items()
         },
-        "eval_tokens": {lang: v["tokens"] for lang, v in next(iter(perplexity.values()), {}).items()},
-        "modules": modules,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "versions": library_versions(),
-    }
+        eval_tokens={lang: v["tokens"] for lang, v in next(iter(perplexity.values()), {}).items()},
+        modules=modules,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        versions=library_versions(),
+        **outcome,
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -69,17 +136,19 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def log_results(loggers: list, summary: dict[str, Any], masks_file: Path) -> None:
+def log_results(loggers: list, summary: RunSummary, masks_file: Path) -> None:
     """The summary's headline numbers, the per-module table and the masks artifact, to W&B."""
     if not loggers:
         return
-    flat: dict[str, Any] = {"sparsity": summary["sparsity"], "dense_zeros": summary["dense_zeros"]}
-    for stage, values in summary["perplexity"].items():
+    flat: dict[str, Any] = {"sparsity": summary.sparsity, "dense_zeros": summary.dense_zeros}
+    for stage, values in summary.perplexity.items():
         flat.update({f"ppl/{stage}/{lang}": v for lang, v in values.items()})
-    for stage, values in summary["bits_per_byte"].items():
+    for stage, values in summary.bits_per_byte.items():
         flat.update({f"bpb/{stage}/{lang}": v for lang, v in values.items()})
-    flat.update({f"time/{k}": v for k, v in summary["timings_s"].items()})
-    tracking.update_summary(loggers, flat)
+    flat.update({f"time/{k}": v for k, v in summary.timings_s.items()})
+    wandb_logger.update_summary(loggers, flat)
     columns = ["layer", "module", "sparsity", "dense_zeros", "error", "rel_error", "snr_db"]
-    tracking.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary["modules"]])
-    tracking.log_masks_artifact(loggers, masks_file, name=tracking.artifact_name("masks", masks_file.parent.name))
+    wandb_logger.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary.modules])
+    wandb_logger.log_masks_artifact(
+        loggers, masks_file, name=wandb_logger.artifact_name("masks", masks_file.parent.name)
+    )

@@ -33,15 +33,9 @@ import yaml
 from lp_prune.config import DataConfig, PruneConfig
 from lp_prune.errors import ConfigError, DataError, UserError
 from lp_prune.safe_yaml import load_yaml_file
-from lp_prune.tracking.run_dir import (
-    CONFIG_FILE,
-    MASKS_FILE,
-    SUMMARY_FILE,
-    RunDirectory,
-    atomic_write_text,
-    read_json,
-    write_json,
-)
+from lp_prune.tracking.files import atomic_write_text, read_json, write_json
+from lp_prune.tracking.run_dir import CONFIG_FILE, MASKS_FILE, SUMMARY_FILE, RunDirectory
+from lp_prune.tracking.summary import RunSummary
 from lp_prune.tracking.wandb_logger import nested_config
 
 log = logging.getLogger(__name__)
@@ -151,11 +145,12 @@ def fetch_run(run: Any, out: Path, source: WandbSource) -> str | None:
         if not (staging / MASKS_FILE).is_file():
             return f"its {MASKS_ARTIFACT_TYPE} artifact holds no {MASKS_FILE}"
         config = _config(run, staging, source)
-        summary = read_json(staging / SUMMARY_FILE) if (staging / SUMMARY_FILE).is_file() else None
-        if summary is None:
+        if (staging / SUMMARY_FILE).is_file():  # the run's own summary.json, checked and kept as written
+            summary = RunSummary.from_json(read_json(staging / SUMMARY_FILE), staging / SUMMARY_FILE)
+        else:
             summary = summary_from_wandb(config, dict(run.summary), _modules_table(run, staging))
         atomic_write_text(target.config, yaml.safe_dump(config, sort_keys=False))
-        write_json(target.summary, summary)
+        write_json(target.summary, summary.to_json())
         (staging / MASKS_FILE).replace(target.masks)
         write_json(out / SOURCE_FILE, {"path": _run_path(run, source), "name": run.name, "url": _url(run)})
         target.mark_complete()
@@ -247,7 +242,7 @@ def _url(run: Any) -> str | None:
 
 def summary_from_wandb(
     config: Mapping[str, Any], values: Mapping[str, Any], modules: list[dict[str, Any]]
-) -> dict[str, Any]:
+) -> RunSummary:
     """What compare reads from summary.json, rebuilt from what the pipeline logs to W&B.
 
     config: the run's nested config; values: its W&B summary (`sparsity`, `ppl/<stage>/<lang>`,
@@ -271,24 +266,24 @@ def summary_from_wandb(
         elif len(parts) >= 3 and parts[-2] in STAGES and isinstance(value, int | float):
             metric = "/".join(parts[:-2])  # filters stay in the name: exact_match/strict-match
             downstream.setdefault(parts[-2], {}).setdefault(parts[-1], {})[metric] = value
-    summary: dict[str, Any] = {
-        "model": (config.get("model") or {}).get("name"),
-        "method": prune_config.method,
-        "pattern": prune_config.pattern,
-        "target_sparsity": prune_config.target_sparsity,
-        "calibration_language": data_config.calibration_language,
-        "calibration_mix": data_config.calibration_counts(),
-        "nsamples": data_config.calibration_samples,
-        "seqlen": data_config.seqlen,
-        "seed": config.get("seed"),
-        "sparsity": values.get("sparsity"),
-        "dense_zeros": values.get("dense_zeros"),
-        "perplexity": perplexity,
-        "bits_per_byte": bits,
-        "modules": modules,
-        "timings_s": timings,
-        "rebuilt_from_wandb": True,
-    }
-    if downstream:
-        summary["downstream"] = downstream
-    return summary
+    return RunSummary(
+        model=(config.get("model") or {}).get("name"),
+        method=prune_config.method,
+        pattern=prune_config.pattern,
+        target_sparsity=prune_config.target_sparsity,
+        calibration_language=data_config.calibration_language,
+        calibration_mix=data_config.calibration_counts(),
+        statistics=prune_config.statistics,
+        nsamples=data_config.calibration_samples,
+        seqlen=data_config.seqlen,
+        calibration_tokens=data_config.calibration_samples * data_config.seqlen,  # the [windows x seqlen] set
+        seed=config.get("seed"),
+        sparsity=values.get("sparsity"),
+        dense_zeros=values.get("dense_zeros"),
+        perplexity=perplexity,
+        bits_per_byte=bits,
+        modules=modules,
+        timings_s=timings,
+        downstream=downstream or None,
+        rebuilt_from_wandb=True,
+    )

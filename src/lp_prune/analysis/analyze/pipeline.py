@@ -7,9 +7,10 @@
    the masks give the overlap of the LAPE neurons with the pruned weights.
 3. Mask structure per setting from the packed masks (SparseGPT runs without a saved model count here).
 
-Everything is streamed batch by batch and layer by layer; `analyze()` returns plain numbers.
-The passes live in side_by_side.py, the per-analysis summaries in lsar.py, lape_shifts.py and
-mask_structure.py, the report in analyze_report.py and analyze_plots.py.
+Everything is streamed batch by batch and layer by layer; `analyze()` returns plain numbers, with
+`claim_numbers()` per setting: what claims C2, C5 and C6 are judged on. The passes live in
+side_by_side.py, the per-analysis summaries in lsar.py, lape_shifts.py and mask_structure.py, the
+report in report.py and plots.py.
 """
 
 from __future__ import annotations
@@ -28,21 +29,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from lp_prune.analysis.compare import Run
-from lp_prune.analysis.lape import (
+from lp_prune.analysis.analyze.lape import (
     LanguageNeurons,
     language_specific_neurons,
     own_language_shift,
     stack_probabilities,
 )
-from lp_prune.analysis.lape_shifts import lape_neuron_summary, neuron_overlap, probability_bins, shift_summary
-from lp_prune.analysis.lsar import LanguageSubspace, lsar_summary, pooled_errors
-from lp_prune.analysis.mask_structure import mask_structure
+from lp_prune.analysis.analyze.lape_shifts import lape_neuron_summary, neuron_overlap, probability_bins, shift_summary
+from lp_prune.analysis.analyze.lsar import LanguageSubspace, lsar_summary, pooled_errors
+from lp_prune.analysis.analyze.mask_structure import mask_structure
+from lp_prune.analysis.analyze.side_by_side import (
+    DenseStatistics,
+    dense_pass,
+    held_out_windows,
+    layer_subspaces,
+    run_pass,
+)
 from lp_prune.analysis.options import AnalyzeOptions
-from lp_prune.analysis.side_by_side import DenseStatistics, dense_pass, evaluation_windows, layer_subspaces, run_pass
+from lp_prune.analysis.result import AnalysisResult
+from lp_prune.analysis.runs import Run
 from lp_prune.config import ModelConfig
 from lp_prune.data import TokenWindows
 from lp_prune.errors import UserError
+from lp_prune.pruning.method import get_method
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +62,8 @@ def run_key(run: Run) -> str:
 
 def run_label(run: Run, runs: list[Run]) -> str:
     """Calibration language, with the method when the runs mix methods."""
-    methods = {r.summary["method"] for r in runs}
-    return run.language if len(methods) == 1 else f"{run.summary['method']} {run.language}"
+    methods = {r.summary.method for r in runs}
+    return run.language if len(methods) == 1 else f"{run.summary.method} {run.language}"
 
 
 def shared_model_config(runs: list[Run]) -> ModelConfig:
@@ -67,25 +76,24 @@ def shared_model_config(runs: list[Run]) -> ModelConfig:
 
 def can_rebuild(run: Run) -> bool:
     """Saved weights, or masks that alone reproduce the run (Wanda, magnitude)."""
-    return (run.path / "model" / "config.json").exists() or run.summary["method"] != "sparsegpt"
+    return (run.path / "model" / "config.json").exists() or not get_method(run.summary.method).updates_kept_weights
 
 
-def findings(result: dict[str, Any], runs: list[Run]) -> dict[str, Any]:
-    """The study's three claims, checked on these numbers, per setting."""
+def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
+    """Per setting, the numbers the study's claims C2, C5 and C6 are judged on (result.findings)."""
     out: dict[str, Any] = {}
     by_setting: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        if run_key(run) in result["snr_db"]:
+        if run_key(run) in result.snr_db:
             by_setting[run.setting].append(run)
     for setting, group in by_setting.items():
         out[setting] = {
-            "snr_best_calibration": _best_snr(result["snr_db"], group),
-            "lsar_spread": _lsar_spread(result["lsar"]["runs"], group),
+            "snr_best_calibration": _best_snr(result.snr_db, group),
+            "lsar_spread": _lsar_spread(result.lsar["runs"], group),
             "lape_bins_mean_abs_shift": {
-                run.language: [b["mean_abs_shift"] for b in result["lape"]["runs"][run_key(run)]["bins"]]
-                for run in group
+                run.language: [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]] for run in group
             },
-            "snr_outlier_tokens": _outlier_tokens(result["snr_peak_token_share"], group),
+            "snr_outlier_tokens": _outlier_tokens(result.snr_peak_token_share, group),
         }
     return out
 
@@ -143,8 +151,8 @@ def analyze(
     options: AnalyzeOptions,
     load_dense: Callable[[ModelConfig], nn.Module] | None = None,
     load_pruned: Callable[[Run], nn.Module] | None = None,
-) -> dict[str, Any]:
-    """All numbers of the analysis, JSON-ready. Loaders default to lp_prune.models.loading."""
+) -> AnalysisResult:
+    """All numbers of the analysis. Loaders default to lp_prune.models.loading."""
     from lp_prune.models import loading
 
     options.validate()
@@ -162,11 +170,11 @@ def analyze(
         timings[run_key(run)] = time.perf_counter() - start
         log.info("analysed %s in %.0f s", run_key(run), timings[run_key(run)])
     start = time.perf_counter()
-    result["mask_structure"] = mask_structure(runs, dense.neurons, len(dense.subspaces))
+    result.mask_structure = mask_structure(runs, dense.neurons, len(dense.subspaces))
     timings["mask_structure"] = time.perf_counter() - start
-    result["findings"] = findings(result, runs)
-    result["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.findings = claim_numbers(result, runs)
+    result.timings_s = {k: round(v, 2) for k, v in timings.items()}
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
@@ -190,7 +198,7 @@ def prepare_dense(
 
     languages = list(dict.fromkeys(options.languages))
     tokenizer, hf_config = loading.load_tokenizer_and_config(model_config)
-    windows = evaluation_windows(run, tokenizer, loading.max_positions(hf_config), options)
+    windows = held_out_windows(run, tokenizer, loading.max_positions(hf_config), options)
     model = load_dense(model_config)
     stats = dense_pass(model, windows, options)
     probs = stack_probabilities(stats.counts, languages)
@@ -206,52 +214,53 @@ def prepare_dense(
     )
 
 
-def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, options: AnalyzeOptions) -> dict[str, Any]:
+def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, options: AnalyzeOptions) -> AnalysisResult:
     languages = list(dense.windows)
-    return {
-        "model": runs[0].config.model.name,
-        "languages": languages,
-        "windows": options.windows,
-        "seqlen": options.seqlen,
-        "include_bos": options.include_bos,
-        "tokens_per_language": {lang: int(dense.stats.means[lang].counts[0]) for lang in languages},
-        "runs": [
+    return AnalysisResult(
+        model=runs[0].config.model.name,
+        languages=languages,
+        windows=options.windows,
+        seqlen=options.seqlen,
+        include_bos=options.include_bos,
+        tokens_per_language={lang: int(dense.stats.means[lang].counts[0]) for lang in languages},
+        runs=[
             {
                 "key": run_key(run),
                 "label": run_label(run, runs),
                 "path": str(run.path),
                 "setting": run.setting,
-                "method": run.summary["method"],
+                "method": run.summary.method,
                 "calibration_language": run.language,
                 "analysed": run in usable,
             }
             for run in runs
         ],
-        "snr_db": {},
-        "snr_peak_token_share": {},
-        "lsar": {
+        snr_db={},
+        snr_peak_token_share={},
+        lsar={
             "rank": dense.subspaces[0].basis.shape[1],
             "singular_values": [s.singular_values.tolist() for s in dense.subspaces],
             "runs": {},
         },
-        "lape": lape_neuron_summary(dense.neurons, len(dense.subspaces), dense.edges),
-    }
+        lape=lape_neuron_summary(dense.neurons, len(dense.subspaces), dense.edges),
+        findings={},
+    )
 
 
 def result_for_run(
-    result: dict[str, Any], run: Run, dense: DenseAnalysis, pruned: nn.Module, options: AnalyzeOptions
+    result: AnalysisResult, run: Run, dense: DenseAnalysis, pruned: nn.Module, options: AnalyzeOptions
 ) -> None:
     """One run's SNR, LSAR and LAPE numbers, added to `result`."""
     stats = run_pass(dense.model, pruned, dense.windows, dense.subspaces, options)
-    languages, key = result["languages"], run_key(run)
-    result["snr_db"][key] = {lang: stats.snr[lang].db() for lang in languages}
-    result["snr_peak_token_share"][key] = {lang: stats.snr[lang].peak_token_share() for lang in languages}
-    result["lsar"]["runs"][key] = {
+    languages, key = result.languages, run_key(run)
+    result.snr_db[key] = {lang: stats.snr[lang].db() for lang in languages}
+    result.snr_peak_token_share[key] = {lang: stats.snr[lang].peak_token_share() for lang in languages}
+    result.lsar["runs"][key] = {
         "pooled": lsar_summary(pooled_errors(stats.errors)),
         "languages": {lang: lsar_summary(stats.errors[lang]) for lang in languages},
     }
     pruned_probs = stack_probabilities(stats.counts, languages)
-    result["lape"]["runs"][key] = {
+    result.lape["runs"][key] = {
         **shift_summary(dense.probs, pruned_probs, dense.neurons, dense.edges),
         "overlap": neuron_overlap(run, dense.model, dense.neurons),
     }

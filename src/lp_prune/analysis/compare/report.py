@@ -8,8 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lp_prune.analysis.compare import Comparison, best_per_column
-from lp_prune.analysis.findings import Finding, RecipeRow, recipe_table, recipe_verdicts
+from lp_prune.analysis.compare.findings import Finding
+from lp_prune.analysis.compare.recipes import RecipeRow, recipe_table, recipe_verdicts
+from lp_prune.analysis.compare.tables import Comparison, best_per_column
+from lp_prune.analysis.render import fmt, html_table, markdown_table
 from lp_prune.tracking import atomic_write_text, write_json
 
 
@@ -26,7 +28,7 @@ def perplexity_rows(
     for row, values in matrix.items():
         cells = []
         for col in cols:
-            text = _fmt(values.get(col, math.nan), 2)
+            text = fmt(values.get(col, math.nan), 2)
             if stderr and stderr.get(row, {}).get(col) is not None:
                 text += f" ± {stderr[row][col]:.2f}"
             cells.append(f"**{text}**" if best.get(col) == row else text)
@@ -39,20 +41,14 @@ def iou_rows(iou: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["projection", "mean IoU", "first layer", "last layer"]
     rows = []
     for proj, per_layer in iou["projection_layer"].items():
-        rows.append([proj, _fmt(sum(per_layer) / len(per_layer)), _fmt(per_layer[0]), _fmt(per_layer[-1])])
-    rows.append(["random masks (chance)", _fmt(iou["chance"]), "", ""])
+        rows.append([proj, fmt(sum(per_layer) / len(per_layer)), fmt(per_layer[0]), fmt(per_layer[-1])])
+    rows.append(["random masks (chance)", fmt(iou["chance"]), "", ""])
     return header, rows
 
 
 def disagreement_rows(table: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
     header = ["projection", "disputed share", "CV across rows", "CV across columns"]
-    return header, [[proj, _fmt(v["rate"]), _fmt(v["row_cv"]), _fmt(v["col_cv"])] for proj, v in table.items()]
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return header, [[proj, fmt(v["rate"]), fmt(v["row_cv"]), fmt(v["col_cv"])] for proj, v in table.items()]
 
 
 def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], list[list[str]]]]]]:
@@ -146,11 +142,11 @@ def _html(result: Comparison, figures: dict[str, Path], blocks: list | None = No
         body.append("<h2>The study's findings on these runs</h2>")
     for setting, lines, table in blocks or []:
         items = "".join(f"<li>{html.escape(line.replace('**', ''))}</li>" for line in lines)
-        body.append(f"<h3>{html.escape(setting)}</h3><ul>{items}</ul>" + (_html_table(*table) if table else ""))
+        body.append(f"<h3>{html.escape(setting)}</h3><ul>{items}</ul>" + (html_table(*table) if table else ""))
     for setting, tables in sections(result):
         body.append(f"<h2>{html.escape(setting)}</h2>")
         for title, header, rows in tables:
-            body.append(f"<h3>{html.escape(title)}</h3>{_html_table(header, rows)}")
+            body.append(f"<h3>{html.escape(title)}</h3>{html_table(header, rows)}")
         for name, path in figures.items():
             if name.endswith(setting):
                 data = base64.b64encode(path.read_bytes()).decode()
@@ -161,18 +157,3 @@ def _html(result: Comparison, figures: dict[str, Path], blocks: list | None = No
         + "".join(body)
         + "</body></html>"
     )
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(text: str, tag: str) -> str:
-        bold = text.startswith("**")
-        text = html.escape(text.strip("*"))
-        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
-
-    head = "".join(cell(h, "th") for h in header)
-    lines = "".join("<tr>" + "".join(cell(str(c), "td") for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{lines}</table>"
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"

@@ -1,7 +1,9 @@
 """The study's claims, checked on the numbers of saved runs: one verdict record per claim and setting.
 
-Pure functions over what `compare` (lp_prune.analysis.compare.Comparison: its perplexity, accuracy,
-per-item and IoU tables) and `analyze` (analysis.json) already produce; nothing is recomputed.
+Pure functions over what `compare` (lp_prune.analysis.compare.tables.Comparison: its perplexity,
+accuracy, per-item and IoU tables) and `analyze` (analysis.json) already produce; nothing is
+recomputed. The downstream differences behind C3 are in differences.py, the recipes per target
+language in recipes.py.
 
     C1  target-language calibration gives the lowest perplexity on that language      (compare)
     C2  ... and the highest SNR on that language                                        (analyze)
@@ -35,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lp_prune.analysis.compare.differences import Z, is_finite, target_difference
+from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import LANGUAGES
 
 SUPPORTED = "supported"
@@ -42,10 +46,7 @@ PARTLY = "partly supported"
 NOT_SUPPORTED = "not supported"
 NO_DATA = "no data"
 
-Z = 2.0  # a difference beyond Z standard errors counts as real
 STUDY_LEAST_CONSISTENT = ("o_proj", "down_proj")
-KEEP_TARGET = 0.05  # recipes: the target's perplexity within 5% of target-language calibration ...
-CUT_OTHERS = 0.10  # ... while the other languages' geometric-mean perplexity falls by 10% or more
 
 STATEMENTS = {
     "C1": "Calibrating on the target language gives the lowest perplexity on that language.",
@@ -93,7 +94,7 @@ def c1_lowest_perplexity(perplexity: Mapping[str, Mapping[str, float]]) -> Findi
         return Finding("C1", NO_DATA, "Needs runs calibrated on two or more single languages, evaluated on them.")
     per_language = {}
     for lang in targets:
-        scored = {row: values[lang] for row, values in rows.items() if _finite(values.get(lang))}
+        scored = {row: values[lang] for row, values in rows.items() if is_finite(values.get(lang))}
         best = min(scored, key=scored.__getitem__)
         others = {row: v for row, v in scored.items() if row != lang}
         per_language[lang] = {
@@ -118,67 +119,6 @@ def c1_lowest_perplexity(perplexity: Mapping[str, Mapping[str, float]]) -> Findi
 
 
 # --- C3: downstream -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Difference:
-    """mean (a - b) with its standard error over n items; paired when both were scored item by item."""
-
-    mean: float
-    stderr: float
-    n: int
-    paired: bool
-
-    @property
-    def outcome(self) -> str:
-        if not _finite(self.stderr) or self.stderr == 0:
-            return "gain" if self.mean > 0 else "loss" if self.mean < 0 else "no difference"
-        return "gain" if self.mean > Z * self.stderr else "loss" if self.mean < -Z * self.stderr else "within noise"
-
-    def text(self) -> str:
-        kind = "paired" if self.paired else "unpaired"
-        return f"{self.mean:+.3f} ± {self.stderr:.3f} ({kind}, n={self.n}: {self.outcome})"
-
-
-def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float]) -> Difference | None:
-    """Mean of a_i - b_i over the items both scored, with stderr sd(d) / sqrt(n); None if < 2 shared items."""
-    shared = [item for item in a if item in b]
-    if len(shared) < 2:
-        return None
-    d = [a[item] - b[item] for item in shared]
-    return Difference(statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d), True)
-
-
-def unpaired_difference(acc_a: float, se_a: float, acc_b: Sequence[float], se_b: Sequence[float]) -> Difference:
-    """acc_a - mean(acc_b), with the stderrs combined as if independent."""
-    variance = se_a**2 + sum(se**2 for se in se_b) / len(se_b) ** 2
-    return Difference(acc_a - statistics.fmean(acc_b), math.sqrt(variance), 0, False)
-
-
-def mean_of_rows(rows: Sequence[Mapping[Any, float]]) -> dict[Any, float]:
-    """Per item, the mean score over the rows that scored it in all rows."""
-    shared = [item for item in rows[0] if all(item in row for row in rows[1:])]
-    return {item: statistics.fmean(row[item] for row in rows) for item in shared}
-
-
-def target_difference(
-    task: str,
-    lang: str,
-    others: Sequence[str],
-    accuracy: Mapping[str, Mapping[str, float]],
-    stderr: Mapping[str, Mapping[str, float]],
-    items: Mapping[str, Mapping[str, Mapping[Any, float]]],
-) -> Difference | None:
-    """Calibrating on `lang` minus the mean of the `others`, on `task`: paired if every row kept items."""
-    rows = [lang, *others]
-    if all(items.get(row, {}).get(task) for row in rows):
-        diff = paired_difference(items[lang][task], mean_of_rows([items[row][task] for row in others]))
-        if diff is not None:
-            return diff
-    if not all(task in accuracy.get(row, {}) for row in rows):
-        return None
-    se = [stderr.get(row, {}).get(task, math.nan) for row in rows]
-    return unpaired_difference(accuracy[lang][task], se[0], [accuracy[row][task] for row in others], se[1:])
 
 
 def c3_downstream_gains(
@@ -293,7 +233,7 @@ def c2_highest_snr(found: Mapping[str, Any] | None) -> Finding:
 def c5_agnostic_error_similar(found: Mapping[str, Any] | None) -> Finding:
     spread = (found or {}).get("lsar_spread") or {}
     specific, agnostic = spread.get("specific_cv", math.nan), spread.get("agnostic_cv", math.nan)
-    if not (_finite(specific) and _finite(agnostic)):
+    if not (is_finite(specific) and is_finite(agnostic)):
         return Finding("C5", NO_DATA, _NO_ANALYSIS if not spread else "Needs two or more analysed calibrations.")
     evidence = (
         f"Spread across calibration languages (coefficient of variation, mean over layers) of the relative "
@@ -306,7 +246,9 @@ def c5_agnostic_error_similar(found: Mapping[str, Any] | None) -> Finding:
 def c6_low_probability_shifts(lape_runs: Sequence[Mapping[str, Any]]) -> Finding:
     """lape_runs: analysis.json's lape.runs[key] of the setting's analysed runs (bins low -> high dense p)."""
     lowest = [run["bins"][0] for run in lape_runs if run.get("bins")]
-    lowest = [b for b in lowest if _finite(b.get("mean_abs_shift")) and _finite(b.get("all_neurons_mean_abs_shift"))]
+    lowest = [
+        b for b in lowest if is_finite(b.get("mean_abs_shift")) and is_finite(b.get("all_neurons_mean_abs_shift"))
+    ]
     if not lowest:
         return Finding("C6", NO_DATA, _NO_ANALYSIS)
     above = sum(b["mean_abs_shift"] > b["all_neurons_mean_abs_shift"] for b in lowest)
@@ -332,11 +274,11 @@ def c6_low_probability_shifts(lape_runs: Sequence[Mapping[str, Any]]) -> Finding
 _NO_ANALYSIS = "Needs `lp-prune analyze` of these runs (analysis.json in the runs' folder, or --analysis PATH)."
 
 
-def analysis_findings(analysis: Mapping[str, Any]) -> dict[str, list[Finding]]:
-    """C2, C5 and C6 per setting of an analysis.json (the dict `lp-prune analyze` writes)."""
+def analysis_findings(analysis: AnalysisResult) -> dict[str, list[Finding]]:
+    """C2, C5 and C6 per setting of an analysis (`lp-prune analyze`'s analysis.json)."""
     lape_runs: dict[str, list[Mapping[str, Any]]] = {}
-    for run in analysis.get("runs", []):
-        summary = analysis.get("lape", {}).get("runs", {}).get(run["key"])
+    for run in analysis.runs:
+        summary = analysis.lape.get("runs", {}).get(run["key"])
         if run.get("analysed") and summary:
             lape_runs.setdefault(run["setting"], []).append(summary)
     return {
@@ -345,130 +287,14 @@ def analysis_findings(analysis: Mapping[str, Any]) -> dict[str, list[Finding]]:
             c5_agnostic_error_similar(found),
             c6_low_probability_shifts(lape_runs.get(setting, [])),
         ]
-        for setting, found in (analysis.get("findings") or {}).items()
+        for setting, found in analysis.findings.items()
     }
-
-
-# --- recipes per target language (the language-aware measurement) ------------------------------------
-
-
-@dataclass
-class RecipeRow:
-    """One calibration recipe judged for one target language against calibrating on that language."""
-
-    target: str
-    recipe: str
-    target_perplexity: float
-    others_perplexity: float  # geometric mean over the other evaluated languages
-    target_change: float  # relative to target-language calibration: 0.03 = 3% higher
-    others_change: float
-    task: str | None
-    accuracy: float
-    stderr: float
-    vs_target: Difference | None  # downstream difference to target-language calibration (paired if possible)
-
-    @property
-    def keeps_target_cuts_others(self) -> bool:
-        return self.target_change <= KEEP_TARGET and self.others_change <= -CUT_OTHERS
-
-    @property
-    def beats_target_downstream(self) -> bool:
-        return self.vs_target is not None and self.vs_target.outcome == "gain"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["vs_target"] = self.vs_target.text() if self.vs_target else None
-        out["keeps_target_cuts_others"] = self.keeps_target_cuts_others
-        out["beats_target_downstream"] = self.beats_target_downstream
-        return out
-
-
-def recipe_languages(recipe: str) -> set[str]:
-    """The calibration languages of a recipe label ('all balanced' -> all seven; 'sw generated' -> {sw})."""
-    from lp_prune.config import calibration_mix
-    from lp_prune.errors import ConfigError
-
-    try:
-        return set(calibration_mix(recipe.split(" ")[0], 1000))
-    except ConfigError:
-        return set()
-
-
-def recipe_rows(
-    perplexity: Mapping[str, Mapping[str, float]],
-    accuracy: Mapping[str, Mapping[str, float]],
-    stderr: Mapping[str, Mapping[str, float]],
-    items: Mapping[str, Mapping[str, Mapping[Any, float]]],
-    task_language: Callable[[str], str | None],
-) -> list[RecipeRow]:
-    """For each target language with a target-language run: that run and every recipe that includes the
-    target (mixes, 'all' under any statistics rule, generated text), on the target's perplexity, the
-    others' geometric mean, and the target's downstream task (the proxy when there is one)."""
-    rows: list[RecipeRow] = []
-    for target in LANGUAGES:
-        reference = perplexity.get(target)
-        if not reference or target not in reference:
-            continue
-        others = [lang for lang in reference if lang != target]
-        task = _target_task(target, accuracy, task_language)
-        for recipe, values in perplexity.items():
-            if recipe == target or (recipe not in (*LANGUAGES, "dense") and target in recipe_languages(recipe)):
-                rows.append(_recipe_row(target, recipe, values, reference, others, task, accuracy, stderr, items))
-    return rows
-
-
-def _target_task(target: str, accuracy: Mapping[str, Mapping[str, float]], task_language: Callable) -> str | None:
-    tasks = [task for task in accuracy.get(target, {}) if task_language(task) == target]
-    proxies = [task for task in tasks if task.startswith("lp_prune_proxy_")]
-    return (proxies or tasks or [None])[0]
-
-
-def _recipe_row(target, recipe, values, reference, others, task, accuracy, stderr, items) -> RecipeRow:
-    own_others = _geometric_mean([values.get(lang, math.nan) for lang in others])
-    ref_others = _geometric_mean([reference[lang] for lang in others])
-    vs_target = None
-    if task and recipe != target:
-        vs_target = target_difference(task, recipe, [target], accuracy, stderr, items)
-    return RecipeRow(
-        target=target,
-        recipe=recipe,
-        target_perplexity=values.get(target, math.nan),
-        others_perplexity=own_others,
-        target_change=values.get(target, math.nan) / reference[target] - 1,
-        others_change=own_others / ref_others - 1 if ref_others else math.nan,
-        task=task,
-        accuracy=accuracy.get(recipe, {}).get(task, math.nan) if task else math.nan,
-        stderr=stderr.get(recipe, {}).get(task, math.nan) if task else math.nan,
-        vs_target=vs_target,
-    )
-
-
-def _geometric_mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if _finite(v) and v > 0]
-    return math.exp(statistics.fmean(math.log(v) for v in finite)) if finite else math.nan
-
-
-def recipe_verdicts(rows: Sequence[RecipeRow]) -> list[str]:
-    """The two questions of the measure, answered per target language."""
-    lines = []
-    for target in dict.fromkeys(row.target for row in rows):
-        candidates = [row for row in rows if row.target == target and row.recipe != target]
-        if not candidates:
-            continue
-        keep = [row.recipe for row in candidates if row.keeps_target_cuts_others]
-        beat = [f"{row.recipe} ({row.vs_target.text()})" for row in candidates if row.beats_target_downstream]
-        lines.append(
-            f"{target}: target within {KEEP_TARGET:.0%} of {target}-calibration while the others' perplexity "
-            f"falls by {CUT_OTHERS:.0%} or more: {', '.join(keep) or 'none'}; beats it on the downstream "
-            f"task beyond {Z:g} stderrs: {', '.join(beat) or 'none'}."
-        )
-    return lines
 
 
 # --- all claims of a comparison ---------------------------------------------------------------------
 
 
-def comparison_findings(comparison: Any, analysis: Mapping[str, Any] | None = None) -> dict[str, list[Finding]]:
+def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None) -> dict[str, list[Finding]]:
     """C1-C6 per setting of a compare result (C2, C5, C6 from `analysis` when given, else 'no data')."""
     from lp_prune.evaluation.downstream import task_language
 
@@ -493,51 +319,5 @@ def comparison_findings(comparison: Any, analysis: Mapping[str, Any] | None = No
 
 
 def _finite_mean(values: Sequence[Any]) -> float:
-    finite = [v for v in values if _finite(v)]
+    finite = [v for v in values if is_finite(v)]
     return statistics.fmean(finite) if finite else math.nan
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def comparison_recipes(comparison: Any) -> dict[str, list[RecipeRow]]:
-    """recipe_rows per setting of a compare result; settings without a recipe beside its target are left out."""
-    from lp_prune.evaluation.downstream import task_language
-
-    out = {}
-    for setting, matrix in comparison.perplexity.items():
-        rows = recipe_rows(
-            matrix,
-            comparison.accuracy.get(setting, {}),
-            comparison.accuracy_stderr.get(setting, {}),
-            comparison.items.get(setting, {}),
-            task_language,
-        )
-        if any(row.recipe != row.target for row in rows):
-            out[setting] = rows
-    return out
-
-
-def recipe_table(rows: Sequence[RecipeRow]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows for the report: one row per target and recipe."""
-    header = ["target", "recipe", "target ppl", "others ppl (geo. mean)", "task acc ± stderr", "vs target-cal."]
-    header.append(f"keeps target ±{KEEP_TARGET:.0%}, others -{CUT_OTHERS:.0%}")
-    table = []
-    for row in rows:
-        reference = row.recipe == row.target
-        change = "" if reference else f" ({row.target_change:+.1%})"
-        others = "" if reference else f" ({row.others_change:+.1%})"
-        accuracy = f"{row.accuracy:.3f} ± {row.stderr:.3f}" if _finite(row.accuracy) else "-"
-        table.append(
-            [
-                row.target,
-                row.recipe,
-                f"{row.target_perplexity:.2f}{change}",
-                f"{row.others_perplexity:.2f}{others}",
-                accuracy,
-                row.vs_target.text() if row.vs_target else "-",
-                "" if reference else ("yes" if row.keeps_target_cuts_others else "no"),
-            ]
-        )
-    return header, table

@@ -10,13 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from lp_prune.analysis.compare import Comparison, best_per_column
-
-HIGHLIGHT = ("o_proj", "down_proj")
-
-
-def _slug(setting: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in setting).strip("_")
+from lp_prune.analysis.compare.tables import Comparison, best_per_column
+from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
 
 
 def perplexity_heatmap(matrix: dict[str, dict[str, float]], title: str, path: Path) -> Path:
@@ -46,7 +41,7 @@ def perplexity_heatmap(matrix: dict[str, dict[str, float]], title: str, path: Pa
             )
     fig.colorbar(image, ax=ax, label="log perplexity")
     ax.set_title(f"{title}\nperplexity (* = best calibration language per column)", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def iou_per_layer(projection_layer: dict[str, list[float]], chance: float, title: str, path: Path) -> Path:
@@ -59,7 +54,7 @@ def iou_per_layer(projection_layer: dict[str, list[float]], chance: float, title
     ax.set_ylabel("mask IoU (mean over language pairs)")
     ax.set_title(f"{title}\nmask IoU between calibration languages", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def iou_language_heatmaps(iou: dict, title: str, path: Path) -> Path:
@@ -76,7 +71,7 @@ def iou_language_heatmaps(iou: dict, title: str, path: Path) -> Path:
         ax.set_title(f"{proj} (mean over layers)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"{title}: mask IoU by calibration language pair", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _pair_value(iou: dict, a: str, b: str, proj: str) -> float:
@@ -96,32 +91,24 @@ def layer_metric_lines(per_proj: dict[str, dict[str, list[float]]], metric: str,
     axes[0].set_ylabel(metric)
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{title}: local {metric} per layer by calibration language", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def comparison_figures(result: Comparison, out: Path) -> dict[str, Path]:
     """All figures, keyed by a short name."""
     figures = {}
     for setting in result.perplexity:
-        slug = _slug(setting)
+        name = slug(setting)
         if any(result.perplexity[setting].values()):  # runs with eval.perplexity false have no values to draw
             figures[f"perplexity {setting}"] = perplexity_heatmap(
-                result.perplexity[setting], setting, out / f"perplexity_{slug}.png"
+                result.perplexity[setting], setting, out / f"perplexity_{name}.png"
             )
         iou = result.iou[setting]
         if iou["pairs"]:
             figures[f"iou per layer {setting}"] = iou_per_layer(
-                iou["projection_layer"], iou["chance"], setting, out / f"iou_layers_{slug}.png"
+                iou["projection_layer"], iou["chance"], setting, out / f"iou_layers_{name}.png"
             )
-            figures[f"iou languages {setting}"] = iou_language_heatmaps(iou, setting, out / f"iou_pairs_{slug}.png")
+            figures[f"iou languages {setting}"] = iou_language_heatmaps(iou, setting, out / f"iou_pairs_{name}.png")
         for metric, per_proj in result.layer_metrics[setting].items():
-            figures[f"{metric} {setting}"] = layer_metric_lines(per_proj, metric, setting, out / f"{metric}_{slug}.png")
+            figures[f"{metric} {setting}"] = layer_metric_lines(per_proj, metric, setting, out / f"{metric}_{name}.png")
     return figures
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

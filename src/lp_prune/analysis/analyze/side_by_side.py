@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from lp_prune.analysis.activations import stream_layers
-from lp_prune.analysis.lape import ActivationCounts
-from lp_prune.analysis.lsar import LanguageSubspace, MeanAccumulator, SubspaceErrors, language_subspace
+from lp_prune.analysis.analyze.lape import ActivationCounts
+from lp_prune.analysis.analyze.layer_stream import stream_layers
+from lp_prune.analysis.analyze.lsar import LanguageSubspace, MeanAccumulator, SubspaceErrors, language_subspace
+from lp_prune.analysis.analyze.snr import CumulativeSNR
 from lp_prune.analysis.options import AnalyzeOptions
-from lp_prune.analysis.snr import CumulativeSNR
+from lp_prune.analysis.runs import Run
 from lp_prune.data import PruningDataModule, TokenWindows
 from lp_prune.models.ffn import gated_ffn
 from lp_prune.models.layers import decoder_layers
 
-if TYPE_CHECKING:
-    from lp_prune.analysis.compare import Run
-
 log = logging.getLogger(__name__)
 
 
-def evaluation_windows(
+def held_out_windows(
     run: Run, tokenizer: Any, max_positions: int | None, options: AnalyzeOptions
 ) -> dict[str, TokenWindows]:
     """Held-out windows per language from the runs' text source and split (never calibration text)."""

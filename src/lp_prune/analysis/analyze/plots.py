@@ -14,27 +14,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from lp_prune.analysis.plots import HIGHLIGHT, _save, _slug
+from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
+from lp_prune.analysis.result import AnalysisResult
 
 
-def runs_by_setting(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The analysed runs (dicts of result['runs']) grouped by setting, in order."""
+def runs_by_setting(result: AnalysisResult) -> dict[str, list[dict[str, Any]]]:
+    """The analysed runs (dicts of result.runs) grouped by setting, in order."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run in result["runs"]:
+    for run in result.runs:
         if run["analysed"]:
             groups[run["setting"]].append(run)
     return dict(groups)
 
 
-def snr_per_layer(result: dict[str, Any], runs: list[dict[str, Any]], title: str, path: Path) -> Path:
+def snr_per_layer(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """One panel per evaluation language, one line per calibration language (bold: the same language)."""
-    languages = result["languages"]
+    languages = result.languages
     cols = min(4, len(languages))
     rows = math.ceil(len(languages) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), sharex=True, squeeze=False)
     for ax, lang in zip(axes.flat, languages, strict=False):
         for run in runs:
-            values = result["snr_db"][run["key"]][lang]
+            values = result.snr_db[run["key"]][lang]
             same = run["calibration_language"] == lang
             ax.plot(
                 range(len(values)), values, label=run["label"], linewidth=2.5 if same else 1, alpha=1 if same else 0.7
@@ -49,13 +50,13 @@ def snr_per_layer(result: dict[str, Any], runs: list[dict[str, Any]], title: str
     fig.suptitle(
         f"{title}: cumulative SNR of the hidden states per layer (bold: calibrated on that language)", fontsize=9
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def snr_heatmap(result: dict[str, Any], runs: list[dict[str, Any]], title: str, path: Path) -> Path:
+def snr_heatmap(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """Last-layer SNR: calibration language x evaluation language; * marks the best per column."""
-    languages = result["languages"]
-    grid = [[result["snr_db"][run["key"]][lang][-1] for lang in languages] for run in runs]
+    languages = result.languages
+    grid = [[result.snr_db[run["key"]][lang][-1] for lang in languages] for run in runs]
     best = [max(range(len(runs)), key=lambda i, j=j: grid[i][j]) for j in range(len(languages))]
     fig, ax = plt.subplots(figsize=(1.0 * len(languages) + 2, 0.55 * len(runs) + 1.6))
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
@@ -69,7 +70,7 @@ def snr_heatmap(result: dict[str, Any], runs: list[dict[str, Any]], title: str, 
             ax.text(j, i, f"{grid[i][j]:.1f}{mark}", ha="center", va="center", fontsize=8, color="white")
     fig.colorbar(image, ax=ax, label="SNR (dB)")
     ax.set_title(f"{title}\nSNR at the last layer (* = best calibration per evaluation language)", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # The panels' quantities: P projects onto the language-specific subspace U_s, I - P onto the agnostic rest.
@@ -79,12 +80,12 @@ LSAR_PANEL_TITLES = {
 }
 
 
-def lsar_errors(result: dict[str, Any], runs: list[dict[str, Any]], title: str, path: Path) -> Path:
+def lsar_errors(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """Relative pruning error in the language-specific subspace and in the agnostic rest, per layer."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, (part, panel_title) in zip(axes, LSAR_PANEL_TITLES.items(), strict=True):
         for run in runs:
-            values = result["lsar"]["runs"][run["key"]]["pooled"][part]
+            values = result.lsar["runs"][run["key"]]["pooled"][part]
             ax.plot(range(len(values)), values, label=run["label"], linewidth=1.2)
         ax.set_yscale("log")
         ax.set_title(panel_title, fontsize=9)
@@ -92,13 +93,13 @@ def lsar_errors(result: dict[str, Any], runs: list[dict[str, Any]], title: str, 
         ax.set_xlabel("layer")
     axes[0].set_ylabel("relative squared error")
     axes[1].legend(fontsize=7, title="calibration", title_fontsize=7)
-    fig.suptitle(f"{title}: LSAR split of the pruning error (rank {result['lsar']['rank']})", fontsize=9)
-    return _save(fig, path)
+    fig.suptitle(f"{title}: LSAR split of the pruning error (rank {result.lsar['rank']})", fontsize=9)
+    return save_figure(fig, path)
 
 
-def lape_shifts(result: dict[str, Any], runs: list[dict[str, Any]], title: str, path: Path) -> Path:
+def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """Left: mean shift of the LAPE neurons' p on their own language; right: mean |shift| by dense p."""
-    lape = result["lape"]
+    lape = result.lape
     neuron_languages = [lang for lang, n in lape["per_language"].items() if n]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(runs) + 3))
     grid = [[lape["runs"][run["key"]]["mean_shift"].get(lang, math.nan) for lang in neuron_languages] for run in runs]
@@ -131,10 +132,10 @@ def lape_shifts(result: dict[str, Any], runs: list[dict[str, Any]], title: str, 
     right.set_title("language-specific neurons by dense activation probability", fontsize=9)
     right.legend(fontsize=7)
     fig.suptitle(f"{title}: LAPE activation probabilities after pruning ({lape['n_neurons']} neurons)", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def mask_disagreement(structure: dict[str, Any], title: str, path: Path) -> Path:
+def mask_structure_plot(structure: dict[str, Any], title: str, path: Path) -> Path:
     """Left: share of positions where calibration languages' masks disagree, per layer; right: row vs column
     unevenness (coefficient of variation of the per-row / per-column disputed rate)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -157,19 +158,19 @@ def mask_disagreement(structure: dict[str, Any], title: str, path: Path) -> Path
     right.set_title("where the disagreement sits", fontsize=9)
     right.legend(fontsize=7)
     fig.suptitle(f"{title}: mask structure across calibration languages", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def analysis_figures(result: dict[str, Any], out: Path) -> dict[str, Path]:
+def analysis_figures(result: AnalysisResult, out: Path) -> dict[str, Path]:
     """All figures, keyed by a short name ending in the setting they belong to."""
     figures = {}
     for setting, runs in runs_by_setting(result).items():
-        slug = _slug(setting)
-        figures[f"snr per layer {setting}"] = snr_per_layer(result, runs, setting, out / f"snr_layers_{slug}.png")
-        figures[f"snr last layer {setting}"] = snr_heatmap(result, runs, setting, out / f"snr_last_{slug}.png")
-        figures[f"lsar error {setting}"] = lsar_errors(result, runs, setting, out / f"lsar_{slug}.png")
-        figures[f"lape shifts {setting}"] = lape_shifts(result, runs, setting, out / f"lape_{slug}.png")
-    for setting, structure in result["mask_structure"].items():
-        path = out / f"mask_structure_{_slug(setting)}.png"
-        figures[f"mask structure {setting}"] = mask_disagreement(structure, setting, path)
+        name = slug(setting)
+        figures[f"snr per layer {setting}"] = snr_per_layer(result, runs, setting, out / f"snr_layers_{name}.png")
+        figures[f"snr last layer {setting}"] = snr_heatmap(result, runs, setting, out / f"snr_last_{name}.png")
+        figures[f"lsar error {setting}"] = lsar_errors(result, runs, setting, out / f"lsar_{name}.png")
+        figures[f"lape shifts {setting}"] = lape_shift_plot(result, runs, setting, out / f"lape_{name}.png")
+    for setting, structure in result.mask_structure.items():
+        path = out / f"mask_structure_{slug(setting)}.png"
+        figures[f"mask structure {setting}"] = mask_structure_plot(structure, setting, path)
     return figures

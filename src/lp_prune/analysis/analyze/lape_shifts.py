@@ -7,17 +7,15 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from lp_prune.analysis.lape import LanguageNeurons, own_language_shift
+from lp_prune.analysis.analyze.lape import LanguageNeurons, own_language_shift
+from lp_prune.analysis.runs import Run
 from lp_prune.models.layers import decoder_layers, layer_prefix, projection
 from lp_prune.tracking import iter_masks
-
-if TYPE_CHECKING:
-    from lp_prune.analysis.compare import Run
 
 FFN_PROJECTIONS = {"gate_proj": 0, "up_proj": 0, "down_proj": 1}  # the dim of a mask that indexes FFN neurons
 

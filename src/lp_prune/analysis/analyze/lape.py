@@ -125,10 +125,3 @@ def own_language_shift(dense: torch.Tensor, pruned: torch.Tensor, neurons: Langu
         dense=dense[layer, neuron, columns],
         pruned=pruned[layer, neuron, columns],
     )
-
-
-def pruned_fraction(mask: torch.Tensor, indices: torch.Tensor, dim: int) -> float:
-    """Share of pruned weights in the given rows (dim 0) or columns (dim 1) of a bool mask."""
-    if indices.numel() == 0:
-        return float("nan")
-    return float(mask.index_select(dim, indices).float().mean())

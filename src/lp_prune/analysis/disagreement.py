@@ -5,6 +5,9 @@ prune it and others keep it: OR & ~AND of the packed bytes (padding bits are zer
 they never count). Per-row and per-column disputed rates say which output rows or input columns
 carry the disagreement: columns of a Linear are its input features (for down_proj the FFN
 neurons), rows its outputs (for gate/up_proj the FFN neurons).
+
+Shared by both features: `lp-prune compare` reports the disagreement per projection, `lp-prune
+analyze` per layer and against the LAPE neurons (analyze/mask_structure.py).
 """
 
 from __future__ import annotations
@@ -12,24 +15,16 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from lp_prune.analysis.iou import popcount
-from lp_prune.analysis.lape import LanguageNeurons
-from lp_prune.analysis.lape_shifts import FFN_PROJECTIONS
-from lp_prune.config import LANGUAGES
-from lp_prune.models.layers import layer_index, projection
 from lp_prune.tracking import mask_names, packed_masks, unpack_mask
-
-if TYPE_CHECKING:
-    from lp_prune.analysis.compare import Run
 
 TOP_SHARE = 0.1  # concentration: the share of disputed positions in the 10% most disputed rows / columns
 
@@ -102,52 +97,3 @@ def setting_disagreement(run_dirs: Mapping[str, Path]) -> dict[str, MaskDisagree
         if len(shape) == 2:
             result[name] = mask_disagreement(packed, shape)
     return result
-
-
-def structure_summary(
-    disagreement: dict[str, MaskDisagreement], neurons: LanguageNeurons | None, n_layers: int
-) -> dict[str, Any]:
-    """Per projection and layer: disputed rates; row/column unevenness; the LAPE neurons' rows/columns."""
-    per_layer: dict[str, list[float]] = defaultdict(lambda: [math.nan] * n_layers)
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    neuron_rates: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"language_specific": [], "all": []})
-    modules = {}
-    for name, result in disagreement.items():
-        proj, layer = projection(name), layer_index(name)
-        summary = result.summary()
-        modules[name] = summary
-        per_layer[proj][layer] = summary["rate"]
-        grouped[proj].append(summary)
-        if neurons is not None and proj in FFN_PROJECTIONS:
-            rates = result.row_rate if FFN_PROJECTIONS[proj] == 0 else result.col_rate
-            neuron_rates[proj]["language_specific"] += rates[neurons.in_layer(layer)].tolist()
-            neuron_rates[proj]["all"] += rates.tolist()
-    keys = ("rate", "pairwise", "row_cv", "col_cv", "row_top_share", "col_top_share")
-    return {
-        "projection_layer": dict(per_layer),
-        "projection": {
-            proj: {key: statistics.fmean(s[key] for s in items) for key in keys} for proj, items in grouped.items()
-        },
-        "ffn_neurons": {
-            proj: {group: statistics.fmean(v) if v else math.nan for group, v in rates.items()}
-            for proj, rates in neuron_rates.items()
-        },
-        "modules": modules,
-    }
-
-
-def mask_structure(runs: list[Run], neurons: LanguageNeurons, n_layers: int) -> dict[str, Any]:
-    """Disagreement between calibration languages, per setting with at least two of them."""
-    out = {}
-    by_setting: dict[str, dict[str, Run]] = defaultdict(dict)
-    for run in runs:
-        by_setting[run.setting].setdefault(run.language, run)  # one run per language (the first)
-    for setting, by_language in by_setting.items():
-        if len(by_language) < 2:
-            continue
-        ordered = {lang: by_language[lang].path for lang in LANGUAGES if lang in by_language}
-        out[setting] = {
-            "languages": list(ordered),
-            **structure_summary(setting_disagreement(ordered), neurons, n_layers),
-        }
-    return out

@@ -1,0 +1,11 @@
+"""`lp-prune compare`: cross-run tables, mask IoU, figures, report and the study's findings.
+
+- tables.py: `Comparison` and `compare()`: perplexity, accuracy, per-item, IoU and per-layer tables.
+- groups.py: how runs group: by setting, recipe order, one run per recipe, seed pairs.
+- mask_iou.py: mask IoU between calibration languages, its floor and chance; pooled IoU of two runs.
+- findings.py: the verdicts on claims C1-C6 (C2, C5, C6 from analysis.json).
+- differences.py: paired / unpaired downstream differences between calibrations.
+- recipes.py: calibration recipes judged per target language, their verdicts and table.
+- plots.py: the comparison's figures.
+- report.py: Markdown, HTML and JSON reports of a comparison.
+"""

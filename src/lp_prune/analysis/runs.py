@@ -1,0 +1,135 @@
+"""Saved runs as the analyses read them: `Run` (a run directory's config and summary), finding and
+loading run directories (directly or one level below a sweep folder), the W&B destination of an
+analysis run about them, and `lp-prune analyze`'s analysis.json beside them.
+
+A run's recipe is its row in the cross-run tables: the calibration language (or mix), with the text
+source when it is not the packaged text ("sw generated") and the statistics rule when it is not
+pooled ("all balanced"). Runs of one recipe with different seeds are repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lp_prune.analysis.result import AnalysisResult
+from lp_prune.config import RunConfig, WandbConfig
+from lp_prune.errors import UserError
+from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.tracking.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    path: Path
+    config: RunConfig
+    summary: RunSummary
+
+    @property
+    def language(self) -> str:
+        return self.summary.calibration_language
+
+    @property
+    def recipe(self) -> str:
+        """The row of the run: 'sw', 'en+sw', 'sw generated', 'all balanced', ..."""
+        parts = [self.language]
+        source, statistics_rule = self.config.data.source, self.config.prune.statistics
+        parts += [source] if source != "packaged" else []
+        parts += [statistics_rule] if statistics_rule != "pooled" else []
+        return " ".join(parts)
+
+    @property
+    def calibration_seed(self) -> tuple[Any, Any]:
+        """(data.seed, seed): runs of one recipe that differ here drew different calibration sets."""
+        return self.config.data.seed, self.config.seed
+
+    @property
+    def setting(self) -> str:
+        s = self.summary
+        return f"{s.method} {s.pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run directories named directly, or found one level below a sweep folder."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            raise UserError(f"{path}: no such run or sweep directory")
+        if (path / "status").exists() or (path / "summary.json").exists():
+            found.append(path)
+            continue
+        children = sorted(p for p in path.iterdir() if p.is_dir() and (p / "status").exists())
+        if not children:
+            raise UserError(f"{path} holds no run directories (folders with a 'status' file)")
+        incomplete = [p.name for p in children if not RunDirectory(p).is_complete()]
+        if incomplete:
+            log.warning("skipping %d unfinished runs in %s: %s", len(incomplete), path, ", ".join(incomplete))
+        found += [p for p in children if RunDirectory(p).is_complete()]
+    return found
+
+
+def load_run(path: Path) -> Run:
+    run = RunDirectory(path)
+    if not run.is_complete():
+        raise UserError(f"{path} is not a complete run (status: {run.status() or 'missing'}); rerun or resume it")
+    if not run.masks.exists():
+        raise UserError(f"{path} is marked complete but has no masks.safetensors; the run directory is damaged")
+    return Run(path, run.read_config(), read_summary(run.summary))
+
+
+def read_summary(path: Path) -> RunSummary:
+    """A run's summary.json, or a UserError naming the file when it is not one lp_prune wrote."""
+    return RunSummary.from_json(read_json(path), path)
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    runs = [load_run(p) for p in find_runs(paths)]
+    if len(runs) < 1:
+        raise UserError("no complete runs to compare")
+    models = defaultdict(list)
+    for run in runs:
+        models[run.summary.model].append(run.path.name)
+    if len(models) > 1:
+        listing = "; ".join(f"{m} ({len(r)} runs)" for m, r in models.items())
+        raise UserError(f"runs of different models cannot be compared in one table: {listing}")
+    return runs
+
+
+def wandb_destination(runs: list[Run], project: str | None = None, group: str | None = None) -> tuple[str, str | None]:
+    """The W&B project and group of an analysis run about `runs`: the ones the runs logged to (their
+    config.yaml's wandb section), unless given. Runs of several projects: the first run's project;
+    runs of several groups: no group. Either way a warning says so."""
+    sections = [run.config.wandb for run in runs]
+    projects = list(dict.fromkeys(section.project or WandbConfig().project for section in sections))
+    groups = list(dict.fromkeys(section.group for section in sections))
+    if project is None:
+        project = projects[0]
+        if len(projects) > 1:
+            log.warning("the runs are in W&B projects %s; the analysis run goes to %s", ", ".join(projects), project)
+    if group is None and len(groups) == 1:
+        group = groups[0]
+    elif group is None:
+        log.warning("the runs are in several W&B groups (%s); the analysis run gets none", ", ".join(map(str, groups)))
+    return project, group
+
+
+def load_analysis(path: str | Path | None, run_paths: list[str | Path]) -> AnalysisResult | None:
+    """`lp-prune analyze`'s analysis.json: `path` when given (a file or its folder), else the first runs
+    folder's analysis/analysis.json or analysis.json when there is one; None when there is none."""
+    if path is not None:
+        candidates = [Path(path) / "analysis.json" if Path(path).is_dir() else Path(path)]
+        if not candidates[0].is_file():
+            raise UserError(f"--analysis {path}: no analysis.json there (write one with `lp-prune analyze`)")
+    else:
+        first = Path(run_paths[0])
+        candidates = [first / "analysis" / "analysis.json", first / "analysis.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return AnalysisResult.from_json(read_json(candidate), candidate)  # damaged: an error naming it
+    return None

@@ -1,0 +1,301 @@
+"""The run configuration's schema: one dataclass per concern, validated before any heavy work.
+
+The CLI builds a `RunConfig` from a YAML file in `configs/` plus dotted command-line overrides
+(`--prune.method wanda --data.calibration_language sw`), the LightningCLI way (jsonargparse; see
+lp_prune.config.io). Choices are `Literal` types, so the parser checks them and `--help` lists them;
+the docstring under each field is its `--help` description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from lp_prune.config.data_schema import DataConfig
+from lp_prune.config.recipe import CalibrationRecipe
+from lp_prune.config.tasks import check_task_name, split_list
+from lp_prune.config.values import check_seed, parse_pattern, size_in_bytes
+from lp_prune.errors import ConfigError
+from lp_prune.languages import check_language_code
+from lp_prune.pruning.method import get_method
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+ActivationPlace = Literal["device", "cpu", "disk"]
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Strategy = Literal["auto", "ddp"]
+LocalErrorMode = Literal["auto", "exact", "sample", "off"]
+StatisticsRule = Literal["pooled", "balanced", "weighted"]
+
+DTYPES: tuple[str, ...] = get_args(Dtype)
+ACTIVATION_PLACES: tuple[str, ...] = get_args(ActivationPlace)
+WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
+
+PACKAGED_MODEL = "gemma3-270m"
+
+
+@dataclass
+class ModelConfig:
+    """Which model to prune: the packaged default, a hub id, or a local folder."""
+
+    name: str = PACKAGED_MODEL
+    """Model to prune: 'gemma3-270m' (packaged, offline), a local HF folder, or a Hugging Face Hub id."""
+    dtype: Dtype = "float32"
+    """Weights and forward passes (statistics are float64 sums and solves float32 whatever this says)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) of a hub model."""
+    trust_remote_code: bool = False
+    """Let transformers run the model repository's own code."""
+
+    def validate(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype '{self.dtype}' is not one of: {', '.join(DTYPES)}")
+
+
+@dataclass
+class PruneConfig:
+    """How to prune: method, target sparsity or N:M pattern, solver settings."""
+
+    method: str = "sparsegpt"
+    """Pruning method: sparsegpt (second-order, updates kept weights), wanda (|W| x input norm), magnitude, or
+    one registered through lp_prune.pruning.register."""
+    sparsity: float = 0.5
+    """Fraction of each Linear's weights to prune (unstructured)."""
+    pattern: str = "unstructured"
+    """'unstructured', or N:M such as 2:4 (N of every M consecutive inputs pruned; sparsity is then N/M)."""
+    blocksize: int = 128
+    """SparseGPT: columns per block (unstructured masks are chosen per block)."""
+    percdamp: float = 0.01
+    """SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean."""
+    true_sequential: bool = False
+    """Prune [q,k,v] -> [o] -> [gate,up] -> [down], each group calibrated on the pruned groups' outputs."""
+    # One forward per decoder layer instead of two: all calibration windows go through the layer as
+    # one batch, and each true-sequential group is pruned in a hook just before its first Linear
+    # runs, on inputs from the already-pruned groups before it. Needs memory for one layer's
+    # activations of all windows at once.
+    single_pass: bool = False
+    """The true-sequential result with one forward per layer (all windows in one batch: more memory)."""
+    # Per-Linear pruning error and SNR on the calibration inputs. Exact needs each input's X^T X, which
+    # SparseGPT builds anyway; for Wanda it costs more than Wanda itself (o_proj, down_proj), so by
+    # default Wanda and magnitude measure on a seeded sample of `metric_tokens` calibration tokens
+    # (`sample`). `off` records NaN and keeps Wanda to the squared input norms.
+    local_error: LocalErrorMode | bool = "auto"
+    """Per-Linear error and SNR: auto (exact for SparseGPT, sample for Wanda and magnitude), exact, sample,
+    off (true/false from older configs mean exact/off)."""
+    metric_tokens: int = 2048
+    """local_error sample: about this many calibration tokens, seeded, measure the error metrics."""
+    statistics: StatisticsRule = "pooled"
+    """How calibration languages combine in the input statistics: pooled (every token equal), balanced
+    (every language equal, whatever its share of the windows), weighted (prune.language_weights)."""
+    language_weights: dict[str, float] = field(default_factory=dict)
+    """statistics weighted: each calibration language's share of the statistics, e.g. {en: 0.5, sw: 0.5}."""
+    # OWL (Yin et al. 2024): per-layer sparsity from the layer's share of outlier Wanda scores
+    # (scores above owl_threshold x the layer mean), spread over a range 2 x owl_lambda wide.
+    owl: bool = False
+    """OWL: a sparsity per layer from its share of outlier Wanda scores (mean stays prune.sparsity)."""
+    owl_threshold: float = 5.0
+    """OWL: a score above this many times its layer's mean is an outlier."""
+    owl_lambda: float = 0.08
+    """OWL: layer sparsities span 2 x owl_lambda around prune.sparsity."""
+
+    def validate(self) -> None:
+        get_method(self.method)  # one line naming the known methods
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError(f"prune.sparsity must lie in [0, 1), got {self.sparsity}")
+        parse_pattern(self.pattern)
+        if self.blocksize < 1:
+            raise ConfigError(f"prune.blocksize must be at least 1, got {self.blocksize}")
+        if not 0.0 < self.percdamp < 10.0:
+            raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
+        if self.metric_tokens < 1:
+            raise ConfigError(f"prune.metric_tokens must be at least 1, got {self.metric_tokens}")
+        if self.owl:
+            self._validate_owl()
+        for lang, weight in self.language_weights.items():
+            check_language_code(lang, "prune.language_weights")
+            if not weight > 0:
+                raise ConfigError(f"prune.language_weights.{lang} must be positive, got {weight}")
+        if self.statistics == "weighted" and not self.language_weights:
+            raise ConfigError("prune.statistics weighted needs prune.language_weights, e.g. {en: 0.5, sw: 0.5}")
+
+    def _validate_owl(self) -> None:
+        if self.n_m is not None:
+            raise ConfigError("prune.owl sets a sparsity per layer: it needs prune.pattern unstructured, not N:M")
+        if self.owl_threshold <= 0:
+            raise ConfigError(f"prune.owl_threshold must be positive, got {self.owl_threshold}")
+        # Layer sparsities lie within sparsity +- 2 * lambda, which must stay inside [0, 1).
+        if not (0.0 <= 2 * self.owl_lambda <= self.sparsity and self.sparsity + 2 * self.owl_lambda < 1.0):
+            bound = min(self.sparsity, 1.0 - self.sparsity) / 2
+            raise ConfigError(
+                f"prune.owl_lambda {self.owl_lambda} must lie in [0, {bound:g}) at sparsity {self.sparsity:g}: "
+                "layer sparsities lie within sparsity +- 2 x owl_lambda"
+            )
+
+    @property
+    def n_m(self) -> tuple[int, int] | None:
+        return parse_pattern(self.pattern)
+
+    @property
+    def local_error_mode(self) -> str:
+        """exact, sample or off: what `local_error` means for this method."""
+        if isinstance(self.local_error, bool):
+            return "exact" if self.local_error else "off"
+        if self.local_error == "auto":
+            return get_method(self.method).default_local_error
+        return self.local_error
+
+    @property
+    def target_sparsity(self) -> float:
+        nm = self.n_m
+        return nm[0] / nm[1] if nm else self.sparsity
+
+
+@dataclass
+class EvalConfig:
+    """What to measure after pruning.
+
+    tasks: downstream tasks run through lm-eval on the dense (with dense_baseline) and the pruned
+    model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
+    proxy = the offline proxy tasks, proxy_calibration = those of the calibration languages only,
+    belebele / arc / hellaswag / mmlu / mkqa = the study's tasks, study = all five). Empty: no
+    downstream evaluation. See lp_prune.evaluation.downstream.
+    """
+
+    perplexity: bool = True
+    """Measure perplexity and bits per byte on the held-out text of every evaluation language."""
+    dense_baseline: bool = True
+    """Also evaluate the unpruned model."""
+    cache_dense: bool = True
+    """Reuse the dense results of an identical model and windows (sweeps evaluate the dense model once)."""
+    tasks: list[str] | str = field(default_factory=list)
+    """Downstream tasks via lm-eval: task names or shorthands (proxy, belebele, arc, hellaswag, mmlu, mkqa, study),
+    as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
+    limit: int | None = None
+    """At most this many items per task (quick runs); null: all."""
+    num_fewshot: int = 0
+    """Few-shot examples per item (0: zero-shot, as in the study)."""
+    batch_size: int = 8
+    """lm-eval requests per forward pass."""
+    include_path: str | list[str] | None = None
+    """Folder(s) of your own lm-eval task YAMLs (lm-eval's TaskManager include_path)."""
+
+    def __post_init__(self) -> None:
+        self.tasks = split_list(self.tasks)
+
+    @property
+    def include_paths(self) -> list[str]:
+        return [self.include_path] if isinstance(self.include_path, str) else list(self.include_path or [])
+
+    def validate(self) -> None:
+        self.tasks = split_list(self.tasks)
+        for name in self.tasks:
+            check_task_name(name)
+        for path in self.include_paths:
+            if not Path(path).expanduser().is_dir():
+                raise ConfigError(f"eval.include_path '{path}' is not a folder of lm-eval task YAML files")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"eval.limit must be at least 1 (or null for all items), got {self.limit}")
+        if self.num_fewshot < 0:
+            raise ConfigError(f"eval.num_fewshot must be 0 or more, got {self.num_fewshot}")
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class WandbConfig:
+    """W&B tracking."""
+
+    project: str = "lp_prune"
+    """W&B project (inside a W&B sweep, the sweep's project wins)."""
+    mode: WandbMode = "auto"
+    """auto: online with an API key, else offline (synced later with wandb sync); or online, offline, disabled."""
+    group: str | None = None
+    """W&B group (sweeps set it to the sweep's name)."""
+    tags: list[str] = field(default_factory=list)
+    """W&B tags."""
+    name: str | None = None
+    """W&B run name (default: W&B's own)."""
+
+    def validate(self) -> None:
+        if self.mode not in WANDB_MODES:
+            raise ConfigError(f"wandb.mode '{self.mode}' is not one of: {', '.join(WANDB_MODES)}")
+
+
+@dataclass
+class RunConfig:
+    """One pruning run: model x data x method, then evaluation, tracking and a run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Calibration and evaluation text."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    """How to prune."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """What to measure after pruning."""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """W&B tracking."""
+    out: str | None = None
+    """Run directory (default: runs/<model>-<method>-<language>-<time>)."""
+    save_model: bool = False
+    """Save the pruned model (safetensors) and tokenizer in RUN_DIR/model."""
+    save_shard_size: int | str = "50GB"
+    """Largest weight file of a saved model: bytes, or 5GB / 500MB / 2GiB; above it the model is written in
+    shards with an index, as transformers' save_pretrained does (whose default this is)."""
+    overwrite: bool = False
+    """Replace a complete run in the run directory."""
+    checkpoint: bool = True
+    """Save every pruned layer, so that --resume can continue after a crash."""
+    accelerator: Accelerator = "auto"
+    """Lightning accelerator (auto also honours fabric run's LT_ACCELERATOR)."""
+    # Scale (README "Scaling up"): data-parallel calibration over devices x num_nodes processes
+    # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
+    # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
+    devices: int = 1
+    """Processes per machine (data-parallel calibration with strategy ddp)."""
+    num_nodes: int = 1
+    """Machines."""
+    strategy: Strategy = "auto"
+    """Lightning strategy: auto (one process) or ddp (calibration windows shared, statistics all-reduced)."""
+    offload_layers: bool = False
+    """Keep the model in CPU memory; only the decoder layer at work is on the device."""
+    activations: ActivationPlace = "device"
+    """Where the cached layer inputs live between steps."""
+    check_memory: bool = True
+    """Stop before loading weights if the memory estimate exceeds free memory."""
+    compile_layers: bool = False
+    """torch.compile the decoder layers for the passes without hooks (propagate, perplexity); see README."""
+    seed: int = 0
+    """Seed of Lightning's random generators."""
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        self.prune.validate()
+        self.eval.validate()
+        self.wandb.validate()
+        check_seed(self.seed, "seed")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigError(f"devices and num_nodes must be at least 1, got {self.devices} and {self.num_nodes}")
+        recipe = self.recipe()
+        if recipe.total < self.world_size:
+            raise ConfigError(f"{recipe.total} calibration windows cannot be shared by {self.world_size} processes")
+        size_in_bytes(self.save_shard_size, "save_shard_size")
+        missing = recipe.missing_weights()
+        if missing:
+            raise ConfigError(f"prune.language_weights has no weight for calibration language {', '.join(missing)}")
+        if self.activations not in ACTIVATION_PLACES:
+            raise ConfigError(f"activations '{self.activations}' is not one of: {', '.join(ACTIVATION_PLACES)}")
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    def recipe(self) -> CalibrationRecipe:
+        """The calibration recipe: data.calibration_language, data.nsamples and data.source with
+        prune.statistics and prune.language_weights."""
+        return self.data.recipe(self.prune.statistics, self.prune.language_weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,102 @@
+"""The downstream task rules: eval.tasks shorthands, the study's lm-eval task per language, and the
+names of lp_prune's own per-language tasks. The config checks names against them and
+lp_prune.evaluation.downstream expands and runs them.
+
+- Belebele `belebele_<flores code>`: all seven languages.
+- Okapi ARC (`arc_<lang>`; English: the original `arc_challenge`): no Swahili.
+- Okapi HellaSwag (`hellaswag_<lang>`; English: `hellaswag`): no Swahili, no Chinese.
+- Okapi MMLU (`m_mmlu_<lang>`): no Swahili.
+- MKQA (`mkqa_<lang>`, shipped by lp_prune in evaluation/tasks/mkqa): MKQA has no Swahili.
+- The offline proxies `lp_prune_proxy_<lang>` (lp_prune.evaluation.proxy_tasks): every language.
+
+Missing tasks are None in STUDY_TASKS, never replaced by something else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from lp_prune.errors import ConfigError
+from lp_prune.languages import LANGUAGE_TABLE, LANGUAGES
+
+PROXY_PREFIX = "lp_prune_proxy_"
+MKQA_PREFIX = "mkqa_"
+_NAMED_PER_LANGUAGE = (PROXY_PREFIX, MKQA_PREFIX)  # lp_prune's own tasks: <prefix><language>
+
+# lm-eval task names of the study's benchmarks per language; None: lm-eval has no such task.
+STUDY_TASKS: dict[str, dict[str, str | None]] = {
+    "belebele": {code: f"belebele_{lang.belebele}" for code, lang in LANGUAGE_TABLE.items()},
+    "arc": {code: lang.arc for code, lang in LANGUAGE_TABLE.items()},
+    "hellaswag": {code: lang.hellaswag for code, lang in LANGUAGE_TABLE.items()},
+    "mmlu": {code: lang.mmlu for code, lang in LANGUAGE_TABLE.items()},
+    "mkqa": {code: (f"{MKQA_PREFIX}{code}" if lang.mkqa else None) for code, lang in LANGUAGE_TABLE.items()},
+}
+
+# eval.tasks shorthands, expanded per language by expand_tasks.
+# proxy_calibration: the proxy tasks of the run's calibration languages only (sweeps over targets).
+TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "proxy_calibration", *STUDY_TASKS, "study")
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+_LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
+
+
+def proxy_task_name(lang: str) -> str:
+    return f"{PROXY_PREFIX}{lang}"
+
+
+def proxy_language(task: str) -> str | None:
+    """'lp_prune_proxy_sw' -> 'sw'; None for any other name."""
+    lang = task.removeprefix(PROXY_PREFIX)
+    return lang if task.startswith(PROXY_PREFIX) and lang in LANGUAGES else None
+
+
+def task_language(task: str) -> str | None:
+    """The language a task tests, for lp_prune's tasks and the study's table; None otherwise."""
+    return proxy_language(task) or _LANGUAGE_OF_TASK.get(task)
+
+
+def is_packaged(task: str) -> bool:
+    """A task whose YAML lp_prune ships (MKQA)."""
+    return task.startswith(MKQA_PREFIX) and task_language(task) is not None
+
+
+def expand_tasks(
+    names: Sequence[str], languages: Sequence[str], calibration_languages: Sequence[str] = ()
+) -> list[str]:
+    """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
+
+    proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
+    """
+    expanded: list[str] = []
+    for name in names:
+        if name == "proxy":
+            expanded += [proxy_task_name(lang) for lang in languages]
+        elif name == "proxy_calibration":
+            expanded += [proxy_task_name(lang) for lang in calibration_languages]
+        elif name == "study":
+            expanded += expand_tasks(list(STUDY_TASKS), languages)
+        elif name in STUDY_TASKS:
+            expanded += [task for lang in languages if (task := STUDY_TASKS[name][lang])]
+        else:
+            expanded.append(name)
+    return list(dict.fromkeys(expanded))
+
+
+def split_list(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """'belebele,arc' or ['belebele,arc', 'proxy'] -> ['belebele', 'arc', 'proxy']."""
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def check_task_name(name: str) -> None:
+    """Cheap checks only; whether lm-eval knows the name is checked before any weights load."""
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        raise ConfigError(f"eval.tasks: '{name}' is not a task name or shorthand ({', '.join(TASK_SHORTHANDS)})")
+    for prefix in _NAMED_PER_LANGUAGE:
+        lang = name.removeprefix(prefix)
+        if name.startswith(prefix) and lang not in LANGUAGES:
+            raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
+    lang = name.removeprefix(MKQA_PREFIX)
+    if name.startswith(MKQA_PREFIX) and LANGUAGE_TABLE[lang].mkqa is None:
+        raise ConfigError(f"eval.tasks: MKQA has no {LANGUAGE_TABLE[lang].name}, so there is no {name}")

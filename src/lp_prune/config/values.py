@@ -1,0 +1,51 @@
+"""Checks and parsers of single config values: seeds, N:M patterns, sizes in bytes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lp_prune.errors import ConfigError
+
+SEED_LIMIT = 2**32  # numpy's seeds, and so L.seed_everything's, lie in [0, 2**32)
+
+
+def check_seed(seed: Any, key: str) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"{key} must be a non-negative integer below 2**32 (numpy's limit), got {seed!r}")
+
+
+_PATTERN = re.compile(r"^(\d+):(\d+)$")
+
+
+def parse_pattern(pattern: str) -> tuple[int, int] | None:
+    """'unstructured' -> None; 'N:M' -> (N, M) with 0 < N < M (N of every M consecutive weights pruned)."""
+    if pattern == "unstructured":
+        return None
+    match = _PATTERN.match(pattern.strip())
+    if not match:
+        raise ConfigError(f"prune.pattern '{pattern}' is neither 'unstructured' nor N:M such as '2:4'")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 0 < n < m:
+        raise ConfigError(f"prune.pattern '{pattern}': N:M needs 0 < N < M (N pruned of every M weights)")
+    return n, m
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}  # decimal, as transformers / the Hub
+_SIZE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def size_in_bytes(size: int | str, key: str = "size") -> int:
+    """A positive size: an int of bytes, or a string such as "5GB" (10^9), "500MB", "2GiB" (2^30), "1000"."""
+    if isinstance(size, bool) or not isinstance(size, int | str):
+        raise ConfigError(f"{key} must be a number of bytes or a size such as '5GB', got {size!r}")
+    if isinstance(size, str):
+        match = _SIZE.fullmatch(size.strip())
+        if match is None:
+            raise ConfigError(f"{key} '{size}' is not a size such as '5GB', '500MB', '2GiB' or a number of bytes")
+        number, unit = match.groups()
+        size = int(float(number) * _SIZE_UNITS[unit.upper()] if unit else float(number))
+    if size < 1:
+        raise ConfigError(f"{key} must be at least 1 byte, got {size}")
+    return size

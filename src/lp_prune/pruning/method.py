@@ -1,0 +1,181 @@
+"""The one seam between the layer loop and a pruning algorithm: the `PruningMethod` protocol and its registry.
+
+A method says what it needs and does one thing: prune a group of weights that read the same input.
+
+- `statistics`: what the calibration pass must gather for it: the float64 Gram X^T X ("gram"), the
+  squared input norms ||X_j||^2 ("norms", always gathered with the Gram), or nothing ("none").
+- `default_local_error`: what `prune.local_error: auto` means for it ("exact" when the Gram is there
+  anyway, else "sample": exact metrics would cost more than the method).
+- `updates_kept_weights`: whether the kept weights change (then masks alone cannot rebuild the model).
+- `solver_bytes(width, rows)`: working memory of one group's solve beyond its new weights and masks.
+- `check(settings)`: refuse settings the method cannot honour (one line, before any work).
+- `prune(weights, sparsity, inputs, settings, runtime)`: the new weights and their masks.
+
+Adding a method is one file: a class with these members and `register(TheMethod())`
+(`MaskOnlyMethod` supplies all but `mask` for methods that only choose what to zero). Methods that
+live outside the package are found through the `lp_prune.methods` entry-point group (the entry
+point names a module whose import registers the method), so `prune.method` can name them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+
+from lp_prune.errors import ConfigError
+
+Statistics = Literal["gram", "norms", "none"]
+LocalError = Literal["exact", "sample"]
+BUILT_IN = ("sparsegpt", "wanda", "magnitude")  # modules of lp_prune.pruning that register one method each
+ENTRY_POINT_GROUP = "lp_prune.methods"
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """What every method may read besides the weights: the N:M pattern and SparseGPT-style solver knobs."""
+
+    n_m: tuple[int, int] | None = None
+    blocksize: int = 128
+    percdamp: float = 0.01
+
+
+@dataclass
+class GroupInputs:
+    """A group's calibration statistics, as its method declared them (None where not gathered)."""
+
+    sq_norms: torch.Tensor | None = None  # ||X_j||^2 per input feature
+    gram: torch.Tensor | None = None  # float32 X^T X summed over `samples` rows (read, never modified)
+    samples: int = 0  # rows (tokens, or their weight for weighted mixes) behind the sums
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Thread settings for the two phases of a solve (runtime.py measures why): entered around them."""
+
+    column_loop: Callable[[], AbstractContextManager] = nullcontext
+    factorisation: Callable[[], AbstractContextManager] = nullcontext
+
+
+@dataclass
+class PrunedWeight:
+    weight: torch.Tensor  # the new weight (same dtype/device as the input)
+    mask: torch.Tensor  # True where pruned
+    solver_loss: float | None = None  # the method's own error estimate, if it has one
+    percdamp: float | None = None  # damping actually used, for methods that damp
+
+
+@runtime_checkable
+class PruningMethod(Protocol):
+    name: str
+    statistics: Statistics
+    default_local_error: LocalError
+    updates_kept_weights: bool
+
+    def solver_bytes(self, width: int, rows: int) -> int: ...
+
+    def check(self, settings: PruneSettings) -> None: ...
+
+    def prune(
+        self,
+        weights: Sequence[torch.Tensor],
+        sparsity: float,
+        inputs: GroupInputs,
+        settings: PruneSettings,
+        runtime: Runtime,
+    ) -> list[PrunedWeight]: ...
+
+
+@dataclass
+class _Registry:
+    methods: dict[str, PruningMethod] = field(default_factory=dict)
+    loaded: bool = False  # built-ins and entry points imported
+
+
+_REGISTRY = _Registry()
+
+
+def register(method: PruningMethod) -> PruningMethod:
+    """Make `method` available as `prune.method: <method.name>`; a second method of one name is refused."""
+    if not isinstance(method, PruningMethod):
+        raise TypeError(f"{method!r} lacks members of the PruningMethod protocol")
+    if method.statistics not in ("gram", "norms", "none"):
+        raise TypeError(f"method {method.name}: statistics must be gram, norms or none, not {method.statistics!r}")
+    known = _REGISTRY.methods.get(method.name)
+    if known is not None and type(known) is not type(method):
+        raise ValueError(f"a pruning method named '{method.name}' is already registered ({type(known).__name__})")
+    _REGISTRY.methods[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method (tests that register a toy one clean up after themselves)."""
+    _REGISTRY.methods.pop(name, None)
+
+
+def method_names() -> tuple[str, ...]:
+    """The built-in methods first, then the others in the order they registered."""
+    _load()
+    return tuple(
+        sorted(
+            _REGISTRY.methods, key=lambda name: (name not in BUILT_IN, BUILT_IN.index(name) if name in BUILT_IN else 0)
+        )
+    )
+
+
+def get_method(name: str) -> PruningMethod:
+    """The registered method called `name`; one line naming the known ones otherwise."""
+    _load()
+    if name not in _REGISTRY.methods:
+        raise ConfigError(f"prune.method '{name}' is not one of: {', '.join(method_names())}")
+    return _REGISTRY.methods[name]
+
+
+def _load() -> None:
+    if _REGISTRY.loaded:
+        return
+    _REGISTRY.loaded = True
+    for module in BUILT_IN:
+        importlib.import_module(f"lp_prune.pruning.{module}")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(entry.value.split(":")[0])
+
+
+def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:
+    """A mask-only method's result: the weight with its pruned entries set to zero."""
+    return PrunedWeight(weight.masked_fill(mask, 0), mask)
+
+
+class MaskOnlyMethod:
+    """A method that only chooses which weights to zero, one weight at a time: a subclass sets `name`
+    and `statistics` and writes `mask`. The kept weights stay as they are, so masks rebuild the model."""
+
+    name: str
+    statistics: Statistics
+    default_local_error: LocalError = "sample"
+    updates_kept_weights = False
+
+    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, settings: PruneSettings) -> torch.Tensor:
+        """True where `weight` is pruned."""
+        raise NotImplementedError
+
+    def solver_bytes(self, width: int, rows: int) -> int:
+        return rows * width * 4  # the float32 scores of one weight
+
+    def check(self, settings: PruneSettings) -> None:
+        pass
+
+    def prune(
+        self,
+        weights: Sequence[torch.Tensor],
+        sparsity: float,
+        inputs: GroupInputs,
+        settings: PruneSettings,
+        runtime: Runtime,
+    ) -> list[PrunedWeight]:
+        return [zeroed(weight, self.mask(weight, sparsity, inputs, settings)) for weight in weights]

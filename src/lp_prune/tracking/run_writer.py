@@ -1,0 +1,202 @@
+"""Everything a pruning run does besides computing, in one place: only rank 0 does it.
+
+A data-parallel run has one process per device; all of them load, prune and measure their share,
+and rank 0 alone claims and writes the run directory, talks to W&B, prints, and runs lm-eval. The
+pipeline hands every such side effect to its RunWriter, which does nothing on the other ranks.
+
+The rank is read at every call, not once: Lightning sets it when the first Trainer starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lp_prune.calibration.checkpoint import LayerCheckpoint, layers_done, progress_dir
+from lp_prune.config import RunConfig, size_in_bytes
+from lp_prune.data.generated import save_record
+from lp_prune.data.record import write_calibration_files
+from lp_prune.errors import ConfigError, Interrupted, UserError
+from lp_prune.tracking.files import atomic_write_text, write_json
+from lp_prune.tracking.fingerprint import check_resumable, started_with
+from lp_prune.tracking.run_dir import RunDirectory
+from lp_prune.tracking.saved_masks import save_masks
+from lp_prune.tracking.saved_model import save_model_streaming
+from lp_prune.tracking.summary import log_results
+from lp_prune.tracking.wandb_logger import finish, make_wandb_logger, online_url
+
+if TYPE_CHECKING:
+    import torch
+    from lightning.pytorch.loggers import Logger
+
+    from lp_prune.data import PruningDataModule
+    from lp_prune.evaluation.downstream_step import DownstreamStep
+    from lp_prune.pruning.masks import PackedMask
+    from lp_prune.tracking.phase_timer import PhaseTimer
+    from lp_prune.tracking.summary import RunSummary
+
+RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 writes the run and logs; Lightning starts other ranks with their rank in the environment."""
+    return rank_zero_only.rank == 0
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    model = Path(config.model.name.rstrip("/")).name or "model"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    calibration = re.sub(r"[^\w+.-]+", "_", config.data.calibration_language)  # mixes: "en:64,sw:64"
+    return Path("runs") / f"{model}-{config.prune.method}-{calibration}-{stamp}"
+
+
+class RunWriter:
+    """Rank 0's side of one run: the run directory's files, W&B, the console and lm-eval."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.loggers: list[Logger] = []  # W&B, inside `tracking`
+        self._run_dir: RunDirectory | None = None
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process is the one that writes (for caches that only rank 0 fills)."""
+        return is_rank_zero()
+
+    @property
+    def run_dir(self) -> RunDirectory:
+        if self._run_dir is None:
+            raise RuntimeError("the run directory is known once `claim` has started")
+        return self._run_dir
+
+    def show(self, text: str) -> None:
+        """Print `text` once, on rank 0."""
+        if self.writes:
+            print(text)
+
+    @contextmanager
+    def claim(self, model_config: Any, resume: bool) -> Iterator[RunDirectory]:
+        """Rank 0 claims the run directory (its lock held for the block) and hands its path to the
+        processes Lightning starts later. A signal or an error inside leaves the run resumable; an
+        interruption learns which folder to name."""
+        config = self.config
+        if not self.writes:
+            path = os.environ.get(RUN_DIR_ENV) or config.out
+            if path is None:  # ranks started by torchrun / SLURM all at once: rank 0 cannot hand its path on
+                raise ConfigError(
+                    "processes launched outside Lightning (torchrun, SLURM) need --out: one run directory"
+                )
+            self._run_dir = RunDirectory(Path(path))
+            yield self._run_dir
+            return
+        out = Path(config.out or default_run_dir(config))
+        new_folder = not out.exists()
+        discard = False
+        try:
+            with RunDirectory.claimed(out, overwrite=config.overwrite) as run_dir:
+                os.environ[RUN_DIR_ENV] = str(run_dir.root.absolute())  # inherited by the other ranks
+                if resume:
+                    check_resumable(run_dir, config, model_config)
+                else:
+                    shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
+                    run_dir.write_marker(started_with(config, model_config))
+                run_dir.mark_running()
+                atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+                self._run_dir = run_dir
+                try:
+                    yield run_dir
+                except Interrupted as stop:
+                    stop.run_dir = str(run_dir.root)
+                    raise
+                except UserError:
+                    # A run that stopped before its first layer was saved leaves no RUNNING folder behind.
+                    discard = new_folder and layers_done(run_dir.root) == 0
+                    if discard:
+                        run_dir.clear()
+                    raise
+        finally:
+            if discard:
+                with suppress(OSError):
+                    out.rmdir()  # empty now, unless another run has come in since
+
+    def write_calibration(self, data: PruningDataModule, generation_record: Mapping[str, Any] | None = None) -> None:
+        """Which text calibrates, and its token ids (rerunnable as tokens); generated text's record first."""
+        if not self.writes:
+            return
+        if generation_record is not None:
+            save_record(self.run_dir.root, dict(generation_record))  # the texts, prompts and why windows were dropped
+        write_calibration_files(self.run_dir.root, data.calibration, data.calibration_record)
+
+    def save_tokenizer(self, tokenizer: Any) -> None:
+        """With --save_model, the tokenizer beside the weights: now, so that it need not stay in memory."""
+        if self.config.save_model and self.writes:
+            tokenizer.save_pretrained(self.run_dir.model)
+
+    @contextmanager
+    def tracking(self) -> Iterator[list[Logger]]:
+        """The W&B run for the block (`self.loggers`); a failure inside closes it as failed, still syncable."""
+        logger = make_wandb_logger(self.config.wandb, self.run_dir.root, self.config.to_dict()) if self.writes else None
+        self.loggers = [logger] if logger else []
+        try:
+            yield self.loggers
+        except BaseException:
+            finish(self.loggers, status="failed")  # nothing reuses the run
+            raise
+        finish(self.loggers)
+
+    def evaluate_downstream(self, downstream: DownstreamStep, stage: str, model: Any, timer: PhaseTimer) -> None:
+        """lm-eval on the model as it is now (`stage`: dense or pruned), on rank 0 alone."""
+        if self.writes:
+            downstream.evaluate(stage, model, timer)
+
+    def checkpoint_callbacks(self) -> list[LayerCheckpoint]:
+        """With --checkpoint, the callback that saves every finished layer into progress/."""
+        return [LayerCheckpoint(self.run_dir.root)] if self.config.checkpoint and self.writes else []
+
+    def save_pruned(
+        self, model: torch.nn.Module, masks: Mapping[str, torch.Tensor | PackedMask], timer: PhaseTimer
+    ) -> None:
+        """The masks, and with --save_model the pruned model (loadable with from_pretrained)."""
+        if not self.writes:
+            return
+        with timer.phase("save"), self._one_line_on_write_error():
+            save_masks(self.run_dir.root, masks)
+            if self.config.save_model:  # tokenizer: save_tokenizer; shards above save_shard_size
+                save_model_streaming(model, self.run_dir.model, size_in_bytes(self.config.save_shard_size))
+
+    def complete(self, summary_of: Callable[[], RunSummary], downstream: DownstreamStep) -> None:
+        """summary.json (built by `summary_of`, on rank 0 only), lm-eval's output, W&B's results; then COMPLETE."""
+        if not self.writes:
+            return
+        run_dir = self.run_dir
+        summary = summary_of()
+        downstream.add_to(summary, self.loggers)  # summary.downstream and W&B
+        downstream.save(run_dir.root)  # lm-eval's own output: RUN_DIR/lm_eval_results.json
+        summary.wandb_url = online_url(self.loggers)  # None offline: `wandb sync` the folder later
+        write_json(run_dir.summary, summary.to_json())
+        log_results(self.loggers, summary, run_dir.masks)
+        run_dir.mark_complete()
+        shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
+
+    @contextmanager
+    def _one_line_on_write_error(self) -> Iterator[None]:
+        """A full disk (or any failed write) while saving the results: one line saying what is kept."""
+        try:
+            yield
+        except OSError as error:
+            root = self.run_dir.root
+            then = (
+                f"the pruned layers are kept: make room, then lp-prune run --resume {root}"
+                if self.config.checkpoint
+                else "nothing was checkpointed (--checkpoint false): make room and run again"
+            )
+            raise UserError(f"cannot write the results to {root}: {error.strerror or error}; {then}") from None

@@ -1,0 +1,128 @@
+"""The pruned model in the run directory's model/ folder: saved in transformers' layout without a
+second copy of its weights, and its weight files read back.
+
+model/ holds config.json and model.safetensors, or for models above the shard size
+model-0000k-of-0000n.safetensors shards and model.safetensors.index.json; from_pretrained loads either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from lp_prune.errors import DataError
+from lp_prune.tracking.files import read_json, write_json
+from lp_prune.tracking.safetensors_writer import nbytes, write_safetensors
+
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_SHARD_SIZE = 50 * 10**9  # transformers 5's save_pretrained max_shard_size ("50GB")
+_SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+
+
+def save_model_streaming(
+    model: torch.nn.Module, folder: str | os.PathLike[str], max_shard_size: int = DEFAULT_SHARD_SIZE
+) -> list[Path]:
+    """Save a transformers model as config.json + safetensors weights without copying its weights.
+
+    save_pretrained / safetensors.save_file turn every tensor into a bytes object first, so the
+    process briefly holds the weights twice (+0.4 GB measured on Gemma-3-270M; +16 GB for an 8B model
+    in fp32). Here each file's header is written first and each tensor's own buffer after it, in
+    chunks; the pages of weights still mapped from the loaded file are handed back every SAVE_CHUNK
+    bytes. Tensors that share storage (tied embeddings) are written once, under their first name, as
+    save_pretrained does.
+
+    Weights above `max_shard_size` bytes go into shards in the transformers layout: tensors in
+    state_dict order fill model-00001-of-0000n.safetensors, ... up to max_shard_size each (a bigger
+    tensor gets a shard of its own), and model.safetensors.index.json maps every tensor to its shard
+    ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}). One shard keeps the plain name
+    model.safetensors and no index, as transformers does. Returns the weight files written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if key not in seen:
+            seen.add(key)
+            tensors[name] = tensor.detach()
+    shards = _plan_shards(tensors, max_shard_size)
+    files = _shard_names(len(shards))
+    for shard, file in zip(shards, files, strict=True):
+        write_safetensors(folder / file, {name: tensors[name] for name in shard})
+    if len(shards) > 1:
+        weight_map = {name: file for shard, file in zip(shards, files, strict=True) for name in shard}
+        total = sum(nbytes(tensor) for tensor in tensors.values())
+        write_json(folder / WEIGHTS_INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    _remove_stale_weights(folder, keep=set(files) | ({WEIGHTS_INDEX_FILE} if len(shards) > 1 else set()))
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    return [folder / file for file in files]
+
+
+def _plan_shards(tensors: Mapping[str, torch.Tensor], max_shard_size: int) -> list[list[str]]:
+    """Tensor names per shard, in order: a shard closes before the tensor that would take it past the
+    limit; a tensor bigger than the limit gets a shard of its own (huggingface_hub's split, which
+    transformers' save_pretrained uses)."""
+    if max_shard_size < 1:
+        raise ValueError(f"max_shard_size must be at least 1 byte, got {max_shard_size}")
+    shards: list[list[str]] = []
+    current: list[str] = []
+    current_size = 0
+    for name, tensor in tensors.items():
+        size = nbytes(tensor)
+        if size > max_shard_size:
+            shards.append([name])
+            continue
+        if current and current_size + size > max_shard_size:
+            shards.append(current)
+            current, current_size = [], 0
+        current.append(name)
+        current_size += size
+    if current or not shards:
+        shards.append(current)
+    return shards
+
+
+def _shard_names(n_shards: int) -> list[str]:
+    if n_shards == 1:
+        return [WEIGHTS_FILE]
+    return [f"model-{k:05d}-of-{n_shards:05d}.safetensors" for k in range(1, n_shards + 1)]
+
+
+def _remove_stale_weights(folder: Path, keep: set[str]) -> None:
+    """Weight files of an earlier save into the same folder that this save did not write: from_pretrained
+    would otherwise find an old single file beside a new index, or old shards."""
+    for path in folder.iterdir():
+        is_weights = path.name in (WEIGHTS_FILE, WEIGHTS_INDEX_FILE) or _SHARD_NAME.fullmatch(path.name)
+        if is_weights and path.name not in keep and path.is_file():
+            path.unlink()
+
+
+def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The safetensors files of a saved model: the shards its index names, else model.safetensors."""
+    folder = Path(folder)
+    index = folder / WEIGHTS_INDEX_FILE
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map", {})
+        return [folder / file for file in dict.fromkeys(weight_map.values())]
+    single = folder / WEIGHTS_FILE
+    if not single.is_file():
+        raise DataError(f"{folder} holds no saved weights ({WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE})")
+    return [single]
+
+
+def load_weights(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Every tensor of a saved model (single file or shards) by name, as safetensors stores them."""
+    from safetensors.torch import load_file
+
+    weights: dict[str, torch.Tensor] = {}
+    for file in weight_files(folder):
+        weights.update(load_file(file))
+    return weights

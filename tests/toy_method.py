@@ -1,0 +1,45 @@
+"""A pruning method written outside the package, as a contributor would: one class and its registration.
+
+`input_columns` prunes whole input columns, those whose inputs carry the least energy ||X_j||^2:
+every row of a Linear loses the same columns, and the kept weights stay as they were.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from lp_prune.errors import ConfigError
+from lp_prune.pruning import GroupInputs, PrunedWeight, PruneSettings, Runtime, register
+
+
+class InputColumns:
+    name = "input_columns"
+    statistics = "norms"
+    default_local_error = "sample"
+    updates_kept_weights = False
+
+    def solver_bytes(self, width: int, rows: int) -> int:
+        return width * 4
+
+    def check(self, settings: PruneSettings) -> None:
+        if settings.n_m is not None:
+            raise ConfigError("input_columns prunes whole columns: it has no N:M form")
+
+    def prune(
+        self,
+        weights: Sequence[torch.Tensor],
+        sparsity: float,
+        inputs: GroupInputs,
+        settings: PruneSettings,
+        runtime: Runtime,
+    ) -> list[PrunedWeight]:
+        columns = torch.argsort(inputs.sq_norms, stable=True)[: int(sparsity * inputs.sq_norms.numel())]
+        results = []
+        for weight in weights:
+            mask = torch.zeros_like(weight, dtype=torch.bool)
+            mask[:, columns] = True
+            results.append(PrunedWeight(weight.masked_fill(mask, 0), mask))
+        return results
+
+
+METHOD = register(InputColumns())
