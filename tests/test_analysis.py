@@ -262,7 +262,7 @@ def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path, capsys)
     assert any(k.startswith("snr/") for k in keys) and any(k.startswith("lsar/") for k in keys)
     assert any(k.startswith("lape/") for k in keys) and any(k.startswith("masks/") for k in keys)
     info = next(r.run for r in iter_records(closed_log(run)) if r.WhichOneof("record_type") == "run")
-    assert (info.project, info.run_group, info.job_type) == ("lp_prune", "g", "analysis")  # the runs' group
+    assert (info.project, info.run_group, info.job_type) == ("lp_prune", "g", "analyze")  # the runs' group
     printed = capsys.readouterr().out  # the command ends with where everything is
     assert str(out / "analysis.html") in printed and f"wandb sync {run}" in printed
 
@@ -303,3 +303,58 @@ def test_lsar_figure_titles_each_panel_with_its_own_formula(monkeypatch, tmp_pat
     )
     analyze_plots.lsar_errors(result, [{"key": "r", "label": "en"}], "t", tmp_path / "x.png")
     assert titles == ["language-specific: ||P e||² / ||P h||²", "language-agnostic: ||(I - P) e||² / ||(I - P) h||²"]
+
+
+# --- LAPE bins: when the low-probability bin cannot be read as one ------------------------------------
+
+
+def planted_bins(own_p: list[float], tokens: dict[str, int] | None):
+    """2 layers x 500 neurons, background p in [0.01, 0.1]; neuron i of layer 0 fires for language
+    i % 4 only, with p = own_p[i] (10 of them: the 1% LAPE selects). The lape section built from them."""
+    from lp_prune.analysis.analyze.lape_shifts import lape_neuron_summary, probability_bins
+
+    g = torch.Generator().manual_seed(0)
+    probs = (0.01 + 0.09 * torch.rand(2, 500, 1, generator=g, dtype=torch.float64)).repeat(1, 1, len(LANGS))
+    for i, p in enumerate(own_p):
+        probs[0, i] = 0.002
+        probs[0, i, i % len(LANGS)] = p
+    neurons = language_specific_neurons(probs, LANGS)
+    assert neurons.layer.tolist() == [0] * len(own_p) and neurons.neuron.tolist() == list(range(len(own_p)))
+    edges = probability_bins(own_language_shift(probs, probs, neurons).dense)
+    return lape_neuron_summary(neurons, 2, edges, tokens)
+
+
+def test_lape_flags_a_low_bin_that_reaches_high_probabilities(caplog):
+    plenty = dict.fromkeys(LANGS, 3000)
+    spread = planted_bins(torch.linspace(0.15, 0.9, 10).tolist(), plenty)
+    assert spread["low_bin_edges"][1] < 0.5 and not spread["low_bin_wide"]
+    assert spread["warnings"] == [] and spread["tokens_below_minimum"] == {}
+    assert not caplog.records
+    high = planted_bins(torch.linspace(0.9, 0.99, 10).tolist(), plenty)  # every LAPE neuron fires on >= 90%
+    assert high["low_bin_edges"] == high["dense_p_edges"][:2] and high["low_bin_edges"][1] > 0.9
+    assert high["low_bin_wide"]
+    (warning,) = high["warnings"]
+    assert "lowest LAPE bin" in warning and warning in caplog.text
+
+
+def test_lape_flags_languages_with_too_few_tokens(caplog):
+    spread = torch.linspace(0.15, 0.9, 10).tolist()
+    summary = planted_bins(spread, {"ar": 508, "de": 3000, "en": 2499, "sw": 2500})
+    assert summary["tokens_below_minimum"] == {"ar": 508, "en": 2499}
+    assert summary["min_tokens_per_language"] == 2500
+    (warning,) = summary["warnings"]
+    assert "ar 508, en 2499" in warning and warning in caplog.text
+    assert planted_bins(spread, None)["tokens_below_minimum"] is None  # counts not given: not checked
+
+
+def test_analyze_records_the_lape_bin_check_in_analysis_json(wanda_runs, tmp_path):
+    from lp_prune.analysis.result import AnalysisResult
+
+    out = tmp_path / "analysis"
+    args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw]", "--no_wandb"]
+    assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "2"]) == 0
+    record = json.loads((out / "analysis.json").read_text())
+    lape = AnalysisResult.from_json(record, out / "analysis.json").lape  # the top level is unchanged
+    assert lape["low_bin_edges"] == lape["dense_p_edges"][:2]
+    assert lape["low_bin_wide"] == (lape["low_bin_edges"][1] > 0.5)
+    assert isinstance(lape["warnings"], list) and lape["low_bin_wide"] == any("lowest" in w for w in lape["warnings"])

@@ -16,34 +16,6 @@ from lp_prune.cli import main
 from lp_prune.evaluation.downstream import task_language
 from lp_prune.tracking import RunDirectory, save_masks, write_json
 
-# --- C1 -----------------------------------------------------------------------------------------------
-
-
-def test_c1_holds_when_every_language_is_best_calibrated_on_itself():
-    matrix = {
-        "dense": {"en": 5.0, "sw": 9.0, "de": 6.0},
-        "de": {"en": 8.0, "sw": 30.0, "de": 10.0},
-        "en": {"en": 7.0, "sw": 28.0, "de": 12.0},
-        "sw": {"en": 9.0, "sw": 20.0, "de": 13.0},
-        "all balanced": {"en": 1.0, "sw": 1.0, "de": 1.0},  # not a calibration language: ignored by C1
-    }
-    found = fd.c1_lowest_perplexity(matrix)
-    assert found.verdict == fd.SUPPORTED
-    assert "in 3 of 3 (de, en, sw)" in found.evidence
-    assert found.details["languages"]["en"]["best_other"] == "de"
-    assert "en +14.3%" in found.evidence  # next best on en: de 8.0 vs own 7.0
-
-
-def test_c1_fails_when_another_calibration_wins():
-    matrix = {"en": {"en": 7.0, "sw": 20.0}, "sw": {"en": 6.0, "sw": 22.0}}
-    found = fd.c1_lowest_perplexity(matrix)
-    assert found.verdict == fd.NOT_SUPPORTED
-    assert "in 0 of 2" in found.evidence and "en (own 7.00, sw 6.00)" in found.evidence
-    partly = fd.c1_lowest_perplexity({**matrix, "sw": {"en": 6.0, "sw": 19.0}})
-    assert partly.verdict == fd.PARTLY
-    assert fd.c1_lowest_perplexity({"en": {"en": 7.0}}).verdict == fd.NO_DATA
-
-
 # --- C3 -----------------------------------------------------------------------------------------------
 
 
@@ -57,115 +29,60 @@ def test_paired_difference_matches_hand_computation():
     assert diff.outcome == "within noise"  # 0.5 < 2 x 0.289
 
 
-def test_c3_paired_gain_and_noise():
-    n = 40
-    own = {i: 1 for i in range(n)}  # calibrated on en: every en item right
-    half = {i: i % 2 for i in range(n)}  # the others: every second
-    accuracy = {lang: {"lp_prune_proxy_en": 0.5, "lp_prune_proxy_sw": 0.5} for lang in ("en", "sw", "de")}
-    accuracy["en"]["lp_prune_proxy_en"] = 1.0
-    items = {lang: {task: dict(half) for task in accuracy[lang]} for lang in accuracy}
-    items["en"]["lp_prune_proxy_en"] = own
-    found = fd.c3_downstream_gains(accuracy, {}, items, task_language)
-    en, sw = found.details["tasks"]["lp_prune_proxy_en"], found.details["tasks"]["lp_prune_proxy_sw"]
-    # en: d_i = 1 - mean(half_de, half_sw) = 0 or 1 alternately: mean 0.5, sd = sqrt(40 x 0.25 / 39)
-    assert en["mean"] == pytest.approx(0.5) and en["stderr"] == pytest.approx(math.sqrt(10 / 39) / math.sqrt(40))
-    assert en["outcome"] == "gain" and en["paired"]
-    assert sw["mean"] == 0 and sw["outcome"] == "no difference"
-    assert found.verdict == fd.SUPPORTED  # not a consistent gain, as the study says
-    assert "Consistent gain: no (1 gain, 1 no difference" in found.evidence
-
-
 def test_c3_falls_back_to_unpaired_stderrs_without_items():
+    from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains
+    from lp_prune.analysis.compare.targets import TargetRows
+
+    targets = TargetRows({lang: [_Row(lang)] for lang in ("de", "en", "sw")}, "packaged", [])
     accuracy = {"en": {"lp_prune_proxy_en": 0.8}, "sw": {"lp_prune_proxy_en": 0.5}, "de": {"lp_prune_proxy_en": 0.6}}
     stderr = {"en": {"lp_prune_proxy_en": 0.04}, "sw": {"lp_prune_proxy_en": 0.05}, "de": {"lp_prune_proxy_en": 0.05}}
-    found = fd.c3_downstream_gains(accuracy, stderr, {}, task_language)
-    task = found.details["tasks"]["lp_prune_proxy_en"]
+    found = c3_downstream_gains(targets, accuracy, stderr, {}, {}, task_language)
+    task = found.details["cells"]["lp_prune_proxy_en"]
     # 0.8 - 0.55 = 0.25; stderr sqrt(0.04^2 + (0.05^2 + 0.05^2) / 4)
     assert task["mean"] == pytest.approx(0.25) and not task["paired"]
     assert task["stderr"] == pytest.approx(math.sqrt(0.0016 + 0.005 / 4))
     assert found.verdict == fd.NOT_SUPPORTED  # the only task gains: consistent
-    assert fd.c3_downstream_gains({}, {}, {}, task_language).verdict == fd.NO_DATA
+    assert c3_downstream_gains(targets, {}, {}, {}, {}, task_language).verdict == fd.NO_DATA
 
 
-# --- C4 -----------------------------------------------------------------------------------------------
-
-
-def _iou(cross, floor=None):
-    return {"projection_layer": cross, "floor_projection_layer": floor or {}, "chance": 1 / 3}
-
-
-def test_c4_needs_the_same_language_floor():
-    found = fd.c4_least_consistent_masks(_iou({"q_proj": [0.8, 0.8, 0.8], "o_proj": [0.7, 0.8, 0.9]}))
-    assert found.verdict == fd.NO_DATA
-    assert "No same-language floor" in found.evidence and "o_proj 0.800" in found.evidence
-
-
-def test_c4_ranks_projections_by_their_gap_to_the_floor():
-    cross = {"q_proj": [0.80, 0.80, 0.80], "o_proj": [0.50, 0.70, 0.75], "down_proj": [0.55, 0.70, 0.70]}
-    floor = {"q_proj": [0.82, 0.82, 0.82], "o_proj": [0.90, 0.85, 0.85], "down_proj": [0.85, 0.80, 0.80]}
-    found = fd.c4_least_consistent_masks(_iou(cross, floor))
-    o_proj = found.details["projections"]["o_proj"]
-    assert o_proj["gap"] == pytest.approx((0.40 + 0.15 + 0.10) / 3)
-    assert o_proj["gap_early"] == pytest.approx(0.40) and o_proj["worst_layers"] == [0, 1, 2]
-    assert list(found.details["projections"]) == ["o_proj", "down_proj", "q_proj"]
-    assert found.verdict == fd.SUPPORTED
-    # The same cross-language IoUs against a floor that o_proj and down_proj barely exceed: q_proj is the
-    # least consistent one, and o_proj's low IoU is just what two seeds of one language reach.
-    floor = {"q_proj": [0.99, 0.99, 0.99], "o_proj": [0.50, 0.70, 0.75], "down_proj": [0.56, 0.71, 0.71]}
-    assert fd.c4_least_consistent_masks(_iou(cross, floor)).verdict == fd.PARTLY
-    floor = {"q_proj": [0.99, 0.99, 0.99], "o_proj": [0.50, 0.70, 0.75], "down_proj": [0.55, 0.70, 0.70]}
-    cross["k_proj"], floor["k_proj"] = [0.5, 0.5, 0.5], [0.9, 0.9, 0.9]
-    assert fd.c4_least_consistent_masks(_iou(cross, floor)).verdict == fd.NOT_SUPPORTED
+class _Row:
+    def __init__(self, lang):
+        self.recipe = self.target_language = lang
+        self.source = "packaged"
 
 
 # --- C2, C5, C6 from analysis.json ----------------------------------------------------------------------
 
 
-def _analysis(setting, best, spread, low_bin):
-    bins = [
-        {"low": 0.0, "high": 0.1, "mean_rel_abs_shift": 0.5, **low_bin},
-        {
-            "low": 0.1,
-            "high": 0.4,
-            "mean_abs_shift": 0.01,
-            "all_neurons_mean_abs_shift": 0.01,
-            "mean_rel_abs_shift": 0.1,
-        },
-        {
-            "low": 0.4,
-            "high": 1.0,
-            "mean_abs_shift": 0.01,
-            "all_neurons_mean_abs_shift": 0.01,
-            "mean_rel_abs_shift": 0.02,
-        },
-    ]
+def _analysis(root, setting, own_best: bool, low_excess: float) -> AnalysisResult:
+    """An analysis.json of the planted runs in `root`: own-language SNR and specific-error margins (or
+    their opposite), the agnostic error alike for every calibration, and the LAPE lowest bin."""
+    entries, snr, lsar, lape = [], {}, {}, {}
+    languages = ("de", "en", "sw")
+    for index, folder in enumerate(sorted(p for p in root.iterdir() if (p / "summary.json").exists())):
+        lang, seed = folder.name.split("-s")
+        key = folder.name
+        entries.append(
+            {"key": key, "setting": setting, "recipe": lang, "calibration_language": lang, "target_language": lang,
+             "source": "packaged", "calibration_seed": [int(seed), 0], "analysed": True}
+        )  # fmt: skip
+        sign = 1 if own_best else -1
+        jitter = 0.01 * int(seed) + 0.001 * index
+        snr[key] = {e: [5.0, 20.0 + (sign * 3.0 if e == lang else 0.0) + jitter] for e in languages}
+        lsar[key] = {
+            "languages": {
+                e: {"specific": [0.3 - (sign * 0.05 if e == lang else 0) + jitter] * 2, "agnostic": [0.5 + jitter] * 2}
+                for e in languages
+            }
+        }
+        excess = low_excess + 0.001 * index
+        lape[key] = {
+            "bins": [{"low": 0.0, "high": 0.1, "mean_abs_shift": 0.01 + excess, "all_neurons_mean_abs_shift": 0.01}]
+        }
     return AnalysisResult(
-        model="m",
-        languages=["en", "sw"],
-        runs=[
-            {"key": "r1", "setting": setting, "analysed": True},
-            {"key": "r2", "setting": setting, "analysed": False},
-        ],
-        lape={"runs": {"r1": {"bins": bins}}},
-        findings={setting: {"snr_best_calibration": best, "lsar_spread": spread}},
-    )
-
-
-def test_analysis_claims():
-    best = {"en": {"last_layer": "en", "mean_over_layers": "en"}, "sw": {"last_layer": "en", "mean_over_layers": "sw"}}
-    low = {"mean_abs_shift": 0.02, "all_neurons_mean_abs_shift": 0.01}
-    analysis = _analysis("s", best, {"specific_cv": 0.3, "agnostic_cv": 0.05}, low)
-    c2, c5, c6 = fd.analysis_findings(analysis)["s"]
-    assert (c2.claim, c2.verdict) == ("C2", fd.PARTLY) and "in 1 of 2 (en); not in sw (best: en)" in c2.evidence
-    assert (c5.claim, c5.verdict) == ("C5", fd.SUPPORTED) and "agnostic 0.050, language-specific 0.300" in c5.evidence
-    assert (c6.claim, c6.verdict) == ("C6", fd.SUPPORTED) and "0.0200 vs 0.0100" in c6.evidence
-    assert "0.500, 0.100, 0.020" in c6.evidence
-    low = {"mean_abs_shift": 0.005, "all_neurons_mean_abs_shift": 0.01}
-    analysis = _analysis("s", best, {"specific_cv": 0.1, "agnostic_cv": 0.2}, low)
-    _, c5, c6 = fd.analysis_findings(analysis)["s"]
-    assert c5.verdict == fd.NOT_SUPPORTED and c6.verdict == fd.NOT_SUPPORTED
-    analysis = _analysis("s", best, {"specific_cv": None, "agnostic_cv": None}, low)  # one run: NaN -> null
-    assert fd.analysis_findings(analysis)["s"][1].verdict == fd.NO_DATA
+        model="m", languages=list(languages), runs=entries, snr_db=snr, lsar={"runs": lsar}, lape={"runs": lape},
+        findings={},
+    )  # fmt: skip
 
 
 # --- recipes --------------------------------------------------------------------------------------------
@@ -288,18 +205,12 @@ def _report_verdicts(out):
 def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
     root = _plant_study(tmp_path / "holds", own_best=True)
     # An analysis.json beside the runs: C2, C5, C6 come from it.
-    best = {lang: {"last_layer": lang, "mean_over_layers": lang} for lang in ("de", "en", "sw")}
-    analysis = _analysis(
-        SETTING,
-        best,
-        {"specific_cv": 0.3, "agnostic_cv": 0.05},
-        {"mean_abs_shift": 0.02, "all_neurons_mean_abs_shift": 0.01},
-    )
+    analysis = _analysis(root, SETTING, own_best=True, low_excess=0.01)
     (root / "analysis").mkdir()
     write_json(root / "analysis" / "analysis.json", analysis.to_json())
     assert main(["compare", str(root), "--out", str(tmp_path / "r1"), "--no_wandb"]) == 0
     verdicts, tables = _report_verdicts(tmp_path / "r1")
-    assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "in 3 of 3" in verdicts["C1"]["evidence"]
+    assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "(better)" in verdicts["C1"]["evidence"]
     assert verdicts["C2"]["verdict"] == fd.SUPPORTED and verdicts["C5"]["verdict"] == fd.SUPPORTED
     assert verdicts["C3"]["verdict"] == fd.NOT_SUPPORTED  # planted: own language always gains
     assert verdicts["C4"]["verdict"] == fd.SUPPORTED
@@ -317,24 +228,15 @@ def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
     root = _plant_study(tmp_path / "fails", own_best=False)
     assert main(["compare", str(root), "--out", str(tmp_path / "r2"), "--no_wandb"]) == 0
     verdicts, _ = _report_verdicts(tmp_path / "r2")
-    assert verdicts["C1"]["verdict"] == fd.NOT_SUPPORTED and "in 0 of 3" in verdicts["C1"]["evidence"]
+    assert verdicts["C1"]["verdict"] == fd.NOT_SUPPORTED and "(worse)" in verdicts["C1"]["evidence"]
     assert verdicts["C3"]["verdict"] == fd.SUPPORTED  # no gain for the own language
     assert verdicts["C2"]["verdict"] == fd.NO_DATA and "lp-prune analyze" in verdicts["C2"]["evidence"]
 
 
 def test_compare_reads_an_analysis_given_by_path(tmp_path, capsys):
     root = _plant_study(tmp_path / "runs", own_best=True)
-    best = {"en": {"last_layer": "sw", "mean_over_layers": "sw"}}
     path = tmp_path / "elsewhere.json"
-    write_json(
-        path,
-        _analysis(
-            SETTING,
-            best,
-            {"specific_cv": 0.1, "agnostic_cv": 0.2},
-            {"mean_abs_shift": 0.0, "all_neurons_mean_abs_shift": 0.01},
-        ),
-    )
+    write_json(path, _analysis(root, SETTING, own_best=False, low_excess=-0.01))
     assert main(["compare", str(root), "--out", str(tmp_path / "r"), "--no_wandb", "--analysis", str(path)]) == 0
     verdicts, _ = _report_verdicts(tmp_path / "r")
     assert [verdicts[c]["verdict"] for c in ("C2", "C5", "C6")] == [fd.NOT_SUPPORTED] * 3

@@ -348,10 +348,13 @@ def test_compare_refuses_a_read_only_report_folder(complete_run, tmp_path, monke
     assert "(Permission denied); choose another --out" in err
 
 
-def test_compare_of_runs_without_perplexity_draws_no_empty_heatmap(complete_run, tmp_path, capsys):
+def test_compare_of_runs_without_perplexity_draws_no_empty_heatmap(complete_run, tmp_path, monkeypatch, capsys):
     sweep = sweep_of(complete_run, tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert main(["compare", str(sweep), "--no_wandb"]) == 0
-    assert not list((sweep / "compare").glob("perplexity_*.png"))
+    report = tmp_path / "compare" / "sweep"  # the default: ./compare/<compared folder>
+    assert (report / "report.html").is_file()
+    assert not list(report.glob("perplexity_*.png"))
 
 
 # --- 8. a binary --config file -----------------------------------------------------------------------

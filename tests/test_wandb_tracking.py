@@ -364,11 +364,13 @@ def test_compare_a_wandb_sweep_gives_the_local_report(logged_runs, tmp_path, mon
         assert fetched_tables[section] == expected[section], section
     printed = capsys.readouterr().out
     assert str(out / "report.html") in printed and "wandb sync" in printed
-    assert analysis_run_info(out) == {"entity": "ent", "project": "proj", "group": "g", "job": "analysis"}
+    assert analysis_run_info(out) == {"entity": "ent", "project": "proj", "group": "g", "job": "compare"}
 
     # Again: the folders are complete for the same W&B runs, nothing is downloaded twice.
     downloads = [a.downloads for run in FakeApi.runs_by_source for a in run.artifacts]
+    monkeypatch.chdir(tmp_path)  # the default report folder: ./compare/sweep-sw33p
     assert main(["compare", "wandb:ent/proj/sweep=sw33p", "--download_dir", str(download), "--no_wandb"]) == 0
+    assert (tmp_path / "compare" / "sweep-sw33p" / "report.html").is_file()
     assert [a.downloads for run in FakeApi.runs_by_source for a in run.artifacts] == downloads
 
 

@@ -5,9 +5,15 @@ place), `lp_prune.run(RunConfig(...))` (the whole job of `lp-prune run`), `lp_pr
 and the `lp-prune` command line.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from lp_prune.api import PruneResult, prune, run
 from lp_prune.config import RunConfig
 from lp_prune.tracking.saved_masks import load_masks
 
 __all__ = ["PruneResult", "RunConfig", "load_masks", "prune", "run"]
-__version__ = "0.1.0"
+
+try:
+    __version__ = version("lp-prune")  # the installed distribution's version (pyproject.toml)
+except PackageNotFoundError:  # the source tree on sys.path without an install
+    __version__ = "0+unknown"

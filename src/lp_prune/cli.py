@@ -2,6 +2,8 @@
 
     lp-prune run --config configs/default.yaml --prune.method wanda --data.calibration_language sw
 
+`run` and `estimate` also take `key=value` words (`prune.method=wanda`), the form of W&B's
+`${args_no_hyphens}` sweep macro. `lp-prune --version` prints the installed version.
 Every problem the user can fix is reported as one line on stderr with a non-zero exit; `--debug`
 shows the traceback instead.
 """
@@ -17,9 +19,11 @@ import sys
 
 from jsonargparse import ArgumentParser
 
+from lp_prune import __version__
 from lp_prune.cli_support import (
     command_parser,
     configure_parsing,
+    hyphenated,
     interrupted_line,
     one_line,
     options_from,
@@ -30,12 +34,14 @@ from lp_prune.safe_yaml import load_yaml_file
 
 EXIT_USER_ERROR = 2
 COMMANDS = ("run", "sweep", "compare", "analyze", "eval", "estimate")  # modules in lp_prune.commands
+RUN_CONFIG_COMMANDS = ("run", "estimate")  # their options are RunConfig's keys
 
 
 def build_parser() -> ArgumentParser:
     configure_parsing()
     parser = ArgumentParser(prog="lp-prune", description=__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=f"lp-prune {__version__}")
     subcommands = parser.add_subcommands(dest="command")
     for name in COMMANDS:
         command = importlib.import_module(f"lp_prune.commands.{name}")
@@ -45,6 +51,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:  # before the libraries load: no wandb or torch needed for this
+        print(f"lp-prune {__version__}")
+        return 0
+    argv = with_hyphens(argv)
     debug = "--debug" in argv
     _quiet_libraries()
     parser = build_parser()
@@ -68,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a SIGINT before the handler was installed
         print("lp-prune: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def with_hyphens(argv: list[str]) -> list[str]:
+    """`lp-prune run prune.method=wanda` as `lp-prune run --prune.method=wanda` (W&B's
+    `${args_no_hyphens}`); only words whose key is a RunConfig key, only for run and estimate."""
+    command = next((index for index, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is None or argv[command] not in RUN_CONFIG_COMMANDS:
+        return argv
+    from lp_prune.sweeps.runner import is_config_key
+
+    return [*argv[: command + 1], *hyphenated(argv[command + 1 :], is_config_key)]
 
 
 def check_config_files(argv: list[str]) -> None:

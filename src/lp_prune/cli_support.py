@@ -15,7 +15,7 @@ import shlex
 import signal
 import threading
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -78,6 +78,23 @@ def field_docs(options: type) -> dict[str, str]:
                 if isinstance(text, ast.Constant) and isinstance(text.value, str):
                     docs[item.target.id] = inspect.cleandoc(text.value)
     return docs
+
+
+def hyphenated(options: list[str], is_key: Callable[[str], bool]) -> list[str]:
+    """`key=value` words (W&B's `${args_no_hyphens}`: `data.calibration_language=en`) as `--key=value`.
+
+    Only words whose key passes `is_key` change, and never the value of an option written
+    `--key value`: anything else reaches the parser as it was given.
+    """
+    converted: list[str] = []
+    takes_value = False
+    for word in options:
+        key, equals, _ = word.partition("=")
+        if not takes_value and equals and not word.startswith("-") and is_key(key):
+            word = f"--{word}"
+        takes_value = word.startswith("--") and "=" not in word and not takes_value
+        converted.append(word)
+    return converted
 
 
 # jsonargparse's answer to a value outside a Literal's choices (alone, or in a union with bool), said

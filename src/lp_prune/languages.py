@@ -4,12 +4,15 @@ data/ and evaluation/.
     LANGUAGE_TABLE["sw"].mc4        # 'sw': the allenai/c4 config of its mC4 text
     LANGUAGES                       # ('ar', 'de', 'en', 'es', 'ru', 'sw', 'zh'), the table's order
 
-Per language: its code (ISO 639-1, the project's), English name, script (the first word of the
+Per language: its code (ISO 639-1, the project's), English name, family, whether it is a
+low-resource language (`relation` reads both), script (the first word of the
 Unicode character names: LATIN, ARABIC, CYRILLIC, CJK), whether words are separated by spaces, the
 dataset-build folder of its packaged text, the `allenai/c4` config of its mC4 text, and the names of
 its downstream tasks: Belebele's FLORES-200 code, the lm-eval tasks of ARC, HellaSwag and MMLU
-(Okapi's, English: the original ARC-Challenge and HellaSwag; None: lm-eval has no such task) and
-MKQA's language key (None: MKQA lacks the language).
+(Okapi's; None: lm-eval has no such task) and MKQA's language key (None: MKQA lacks the language).
+One family per benchmark: Okapi translated ARC-Challenge and HellaSwag from the English originals and
+ships no English copy, so English reads the originals (the items Okapi translated); Okapi ships its
+own English MMLU (m_mmlu_en), so MMLU is Okapi's in every language.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from lp_prune.errors import ConfigError
 class Language:
     code: str
     name: str
+    family: str  # language family (relations between calibration and target languages)
+    resource: str  # "high" or "low": how much text of it pretraining corpora hold (Swahili: low)
     script: str
     word_spaces: bool  # words (and sentences) separated by spaces; Chinese: none
     packaged: str  # dataset-build folder (ISO 639-3)
@@ -40,6 +45,8 @@ class Language:
 _TABLE = (
     Language(
         code="ar",
+        family="Afro-Asiatic",
+        resource="high",
         name="Arabic",
         script="ARABIC",
         word_spaces=True,
@@ -53,6 +60,8 @@ _TABLE = (
     ),
     Language(
         code="de",
+        family="Indo-European",
+        resource="high",
         name="German",
         script="LATIN",
         word_spaces=True,
@@ -66,6 +75,8 @@ _TABLE = (
     ),
     Language(
         code="en",
+        family="Indo-European",
+        resource="high",
         name="English",
         script="LATIN",
         word_spaces=True,
@@ -79,6 +90,8 @@ _TABLE = (
     ),
     Language(
         code="es",
+        family="Indo-European",
+        resource="high",
         name="Spanish",
         script="LATIN",
         word_spaces=True,
@@ -92,6 +105,8 @@ _TABLE = (
     ),
     Language(
         code="ru",
+        family="Indo-European",
+        resource="high",
         name="Russian",
         script="CYRILLIC",
         word_spaces=True,
@@ -105,6 +120,8 @@ _TABLE = (
     ),
     Language(
         code="sw",
+        family="Niger-Congo",
+        resource="low",
         name="Swahili",
         script="LATIN",
         word_spaces=True,
@@ -118,6 +135,8 @@ _TABLE = (
     ),
     Language(
         code="zh",
+        family="Sino-Tibetan",
+        resource="high",
         name="Chinese",
         script="CJK",
         word_spaces=False,
@@ -138,3 +157,23 @@ def check_language_code(lang: str, key: str) -> None:
     """A ConfigError naming `key` unless `lang` is one of LANGUAGES."""
     if lang not in LANGUAGES:
         raise ConfigError(f"{key}: unknown language '{lang}'; valid languages: {', '.join(LANGUAGES)}")
+
+
+def relation(target: str, calibration: str) -> str:
+    """How a calibration language relates to a target language, for the claim that neither a similar
+    nor an outlier language gives a consistent advantage:
+
+    - "similar": same script and same family (for de: en, es);
+    - "outlier": another script and another family (for de: ar, zh), or a low-resource language (sw);
+    - "other": the rest (for de: ru, same family in another script); "self" for the target itself.
+    """
+    if target == calibration:
+        return "self"
+    a, b = LANGUAGE_TABLE[target], LANGUAGE_TABLE[calibration]
+    if b.resource == "low" and a.resource != "low":
+        return "outlier"
+    if a.script == b.script and a.family == b.family:
+        return "similar"
+    if a.script != b.script and a.family != b.family:
+        return "outlier"
+    return "other"

@@ -22,13 +22,14 @@ class AnalysisResult:
     seqlen: int = 0
     include_bos: bool = False
     tokens_per_language: dict[str, int] = field(default_factory=dict)
-    runs: list[dict[str, Any]]  # key, label, path, setting, method, calibration_language, analysed
+    runs: list[dict[str, Any]]  # key, label, path, setting, method, calibration_language, recipe,
+    # target_language, source, calibration_seed, analysed
     snr_db: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # run key -> language -> layer
     snr_peak_token_share: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     lsar: dict[str, Any] = field(default_factory=dict)  # rank, singular_values, runs
     lape: dict[str, Any] = field(default_factory=dict)  # the neurons, and runs: bins and overlaps per run
     mask_structure: dict[str, Any] = field(default_factory=dict)  # per setting
-    findings: dict[str, dict[str, Any]]  # per setting: the numbers claims C2, C5 and C6 are judged on
+    findings: dict[str, dict[str, Any]]  # per setting: LAPE shifts per bin and SNR outlier tokens, for the report
     timings_s: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float | None = None
 

@@ -18,6 +18,7 @@ from typing import Any
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
+from lp_prune.languages import LANGUAGES
 from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.summary import RunSummary
 
@@ -42,6 +43,20 @@ class Run:
         parts += [source] if source != "packaged" else []
         parts += [statistics_rule] if statistics_rule != "pooled" else []
         return " ".join(parts)
+
+    @property
+    def target_language(self) -> str | None:
+        """The one language the run calibrates on, whatever the text source (packaged, mC4, files,
+        tokens); None for recipes that are no calibration *language*: mixes, 'all', the model's own
+        generated text, and statistics rules other than pooled."""
+        pooled = self.config.prune.statistics == "pooled"
+        if self.language in LANGUAGES and pooled and self.config.data.source != "generated":
+            return self.language
+        return None
+
+    @property
+    def source(self) -> str:
+        return self.config.data.source
 
     @property
     def calibration_seed(self) -> tuple[Any, Any]:

@@ -70,6 +70,13 @@ class PruningMetricsLogger(StepObserver):
 
 
 def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> None:
+    metrics = layer_metrics(layer, records)
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics)
+
+
+def layer_metrics(layer: int, records: list[ModuleRecord]) -> dict[str, float]:
+    """The history row of one layer: `layer`, then `prune/<metric>/<proj>` and the layer means."""
     metrics: dict[str, float] = {"layer": layer}
     for record in records:
         proj = projection(record.module)
@@ -79,8 +86,7 @@ def log_layer(trainer: L.Trainer, layer: int, records: list[ModuleRecord]) -> No
         metrics[f"prune/error/{proj}"] = record.error
     metrics["prune/layer_sparsity_mean"] = sum(r.sparsity for r in records) / len(records)
     metrics["prune/layer_snr_db_mean"] = sum(r.snr_db for r in records) / len(records)
-    for logger in trainer.loggers:
-        logger.log_metrics(metrics)
+    return metrics
 
 
 class LayerProgressBar(TQDMProgressBar):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
@@ -16,6 +17,7 @@ HELP = (
 
 
 OPTIONS = AnalyzeOptions
+JOB_TYPE = "analyze"
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -38,11 +40,20 @@ def execute(options: AnalyzeOptions) -> int:
     location = None
     if not options.no_wandb:
         from lp_prune.analysis.runs import wandb_destination
-        from lp_prune.tracking.wandb_logger import log_analysis_run
+        from lp_prune.tracking.wandb_logger import log_analysis_run, masks_artifacts, panel_keys
 
         project, group = wandb_destination(runs, options.wandb_project, options.wandb_group)
-        name = f"analyze-{out.parent.name}"
-        location = log_analysis_run(project, group, name, wandb_tables(result), figures, out)
+        location = log_analysis_run(
+            project,
+            group,
+            f"analyze-{out.parent.name}",
+            panel_keys(wandb_tables(result)),
+            panel_keys(figures),
+            out,
+            job_type=JOB_TYPE,
+            config=asdict(options),
+            inputs=masks_artifacts(run.path for run in runs),
+        )
     from lp_prune.reporting import format_report_paths
 
     written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)

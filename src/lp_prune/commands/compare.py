@@ -5,12 +5,15 @@
     lp-prune compare wandb:ENTITY/PROJECT/group=NAME         # a W&B group's runs
 
 W&B runs are downloaded into --download_dir/ENTITY/PROJECT/sweep-ID (or group-NAME) as run
-directories (tracking.wandb_runs); the report goes to <that folder>/compare unless --out says.
+directories (tracking.wandb_runs). The report goes to a folder of its own, never inside a run
+directory: --out, else ./compare/<name>, the name made of the compared folders' names
+(`languages-default`, `sweep-ID`, `en+sw`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
@@ -28,7 +31,7 @@ class CompareOptions:
     runs: list[str]
     """Run directories, sweep folders, wandb:ENTITY/PROJECT/SWEEP_ID or wandb:ENTITY/PROJECT/group=NAME."""
     out: str | None = None
-    """Report folder (default: <first>/compare)."""
+    """Report folder, not inside a run directory (default: ./compare/<names of the compared folders>)."""
     analysis: str | None = None
     """analysis.json of `lp-prune analyze` for claims C2, C5, C6 (default: <first>/analysis/analysis.json)."""
     download_dir: str = "runs/wandb"
@@ -42,6 +45,9 @@ class CompareOptions:
 
 
 OPTIONS = CompareOptions
+DEFAULT_ROOT = Path("compare")  # under the current folder
+JOB_TYPE = "compare"
+MAX_NAME = 60
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -59,10 +65,16 @@ def execute(options: CompareOptions) -> int:
     from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
     sources = [parse_source(p) for p in options.runs if is_wandb_source(p)]  # bad forms fail before any download
+    if options.out:
+        check_outside_runs(Path(options.out), "--out")
     paths = resolve_sources(list(options.runs), Path(options.download_dir))
     runs = load_runs(paths)
     analysis = load_analysis(options.analysis, paths)  # a damaged analysis.json fails before anything is written
-    out = writable_folder(Path(options.out) if options.out else Path(paths[0]) / "compare")
+    name = comparison_name(paths)
+    if options.out:
+        out = writable_folder(Path(options.out))
+    else:
+        out = writable_folder(check_outside_runs(DEFAULT_ROOT / name, "the default report folder"))
     result = compare(runs)
     figures = comparison_figures(result, out)
     findings = comparison_findings(result, analysis)
@@ -71,7 +83,7 @@ def execute(options: CompareOptions) -> int:
         print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))
     location = None
     if not options.no_wandb:
-        from lp_prune.tracking.wandb_logger import log_analysis_run
+        from lp_prune.tracking.wandb_logger import log_analysis_run, masks_artifacts, panel_keys
 
         tables = {}
         for setting, matrix in result.perplexity.items():
@@ -82,11 +94,54 @@ def execute(options: CompareOptions) -> int:
                 tables[f"iou/{setting}"] = iou_rows(result.iou[setting])
         project, group = wandb_destination(runs, options.wandb_project, options.wandb_group)
         entity = sources[0].entity if sources else None
-        name = f"compare-{out.parent.name}"
-        location = log_analysis_run(project, group, name, tables, figures, out, entity=entity)
+        location = log_analysis_run(
+            project,
+            group,
+            f"compare-{name}",
+            panel_keys(tables),
+            panel_keys(figures),
+            out,
+            job_type=JOB_TYPE,
+            entity=entity,
+            config=asdict(options),
+            inputs=masks_artifacts(run.path for run in runs),
+        )
     written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)
     print(format_report_paths(f"Comparison of {len(runs)} runs", written, location))
     return 0
+
+
+def comparison_name(paths: list[str]) -> str:
+    """The report's name: the compared folder's name, or the names joined with '+' (shortened, with a
+    hash of the full paths, when they are long or two folders share a name)."""
+    from lp_prune.tracking.wandb_runs import safe_name
+
+    folders = [Path(path).resolve() for path in paths]
+    names = [safe_name(folder.name) for folder in folders]
+    joined = "+".join(names)
+    if len(joined) <= MAX_NAME and len(set(names)) == len(names):
+        return joined
+    digest = hashlib.sha1("\0".join(map(str, folders)).encode("utf-8")).hexdigest()[:8]
+    return f"{names[0][: MAX_NAME - 20]}+{len(names) - 1}-more-{digest}"
+
+
+def enclosing_run_directory(folder: Path) -> Path | None:
+    """The run directory `folder` lies in (or is), or None: a folder holding lp_prune's marker."""
+    from lp_prune.tracking.run_dir import RunDirectory
+
+    resolved = folder.resolve()
+    return next((path for path in (resolved, *resolved.parents) if RunDirectory(path).is_marked()), None)
+
+
+def check_outside_runs(folder: Path, what: str) -> Path:
+    """`folder`, unless it lies inside a run directory: a report there would mix with the run's files."""
+    run = enclosing_run_directory(folder)
+    if run is not None:
+        raise UserError(
+            f"{what} {folder} lies inside the run directory {run}; a report goes in a folder of its own: "
+            "choose another --out"
+        )
+    return folder
 
 
 def writable_folder(folder: Path) -> Path:

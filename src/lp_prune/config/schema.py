@@ -158,8 +158,10 @@ class EvalConfig:
     tasks: downstream tasks run through lm-eval on the dense (with dense_baseline) and the pruned
     model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
     proxy = the offline proxy tasks, proxy_calibration = those of the calibration languages only,
-    belebele / arc / hellaswag / mmlu / mkqa = the study's tasks, study = all five). Empty: no
-    downstream evaluation. See lp_prune.evaluation.downstream.
+    probe = the offline knowledge-and-reasoning probe (every family; probe_<family> one of them,
+    probe_calibration the calibration languages only), belebele / arc / hellaswag / mmlu / mkqa =
+    the study's tasks, study = all five). Empty: no downstream evaluation. See
+    lp_prune.evaluation.downstream and lp_prune.evaluation.probe.
     """
 
     perplexity: bool = True
@@ -169,8 +171,8 @@ class EvalConfig:
     cache_dense: bool = True
     """Reuse the dense results of an identical model and windows (sweeps evaluate the dense model once)."""
     tasks: list[str] | str = field(default_factory=list)
-    """Downstream tasks via lm-eval: task names or shorthands (proxy, belebele, arc, hellaswag, mmlu, mkqa, study),
-    as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
+    """Downstream tasks via lm-eval: task names or shorthands (proxy, probe, belebele, arc, hellaswag, mmlu, mkqa,
+    study), as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
     limit: int | None = None
     """At most this many items per task (quick runs); null: all."""
     num_fewshot: int = 0

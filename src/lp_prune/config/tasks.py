@@ -8,6 +8,8 @@ lp_prune.evaluation.downstream expands and runs them.
 - Okapi MMLU (`m_mmlu_<lang>`): no Swahili.
 - MKQA (`mkqa_<lang>`, shipped by lp_prune in evaluation/tasks/mkqa): MKQA has no Swahili.
 - The offline proxies `lp_prune_proxy_<lang>` (lp_prune.evaluation.proxy_tasks): every language.
+- The offline knowledge-and-reasoning probe `lp_prune_probe_<family>_<lang>` (lp_prune.evaluation.probe):
+  every family in every language, the same items in all seven.
 
 Missing tasks are None in STUDY_TASKS, never replaced by something else.
 """
@@ -21,7 +23,10 @@ from lp_prune.errors import ConfigError
 from lp_prune.languages import LANGUAGE_TABLE, LANGUAGES
 
 PROXY_PREFIX = "lp_prune_proxy_"
+PROBE_PREFIX = "lp_prune_probe_"
 MKQA_PREFIX = "mkqa_"
+# The probe's item families (lp_prune.evaluation.probe builds one task per family and language).
+PROBE_FAMILIES: tuple[str, ...] = ("capitals", "continents", "arithmetic", "ordering", "comparison")
 _NAMED_PER_LANGUAGE = (PROXY_PREFIX, MKQA_PREFIX)  # lp_prune's own tasks: <prefix><language>
 
 # lm-eval task names of the study's benchmarks per language; None: lm-eval has no such task.
@@ -35,7 +40,18 @@ STUDY_TASKS: dict[str, dict[str, str | None]] = {
 
 # eval.tasks shorthands, expanded per language by expand_tasks.
 # proxy_calibration: the proxy tasks of the run's calibration languages only (sweeps over targets).
-TASK_SHORTHANDS: tuple[str, ...] = ("proxy", "proxy_calibration", *STUDY_TASKS, "study")
+# probe: every probe family in every evaluation language; probe_<family>: one family;
+# probe_calibration: every family in the calibration languages only.
+_PROBE_SHORTHANDS = {f"probe_{family}": family for family in PROBE_FAMILIES}
+TASK_SHORTHANDS: tuple[str, ...] = (
+    "proxy",
+    "proxy_calibration",
+    "probe",
+    "probe_calibration",
+    *_PROBE_SHORTHANDS,
+    *STUDY_TASKS,
+    "study",
+)
 
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 _LANGUAGE_OF_TASK = {name: lang for table in STUDY_TASKS.values() for lang, name in table.items() if name}
@@ -51,9 +67,37 @@ def proxy_language(task: str) -> str | None:
     return lang if task.startswith(PROXY_PREFIX) and lang in LANGUAGES else None
 
 
+def probe_task_name(family: str, lang: str) -> str:
+    return f"{PROBE_PREFIX}{family}_{lang}"
+
+
+def _probe_parts(task: str) -> tuple[str, str] | None:
+    family, underscore, lang = task.removeprefix(PROBE_PREFIX).rpartition("_")
+    if task.startswith(PROBE_PREFIX) and underscore and family in PROBE_FAMILIES and lang in LANGUAGES:
+        return family, lang
+    return None
+
+
+def probe_language(task: str) -> str | None:
+    """'lp_prune_probe_arithmetic_sw' -> 'sw'; None for any other name."""
+    parts = _probe_parts(task)
+    return parts[1] if parts else None
+
+
+def probe_family(task: str) -> str | None:
+    """'lp_prune_probe_arithmetic_sw' -> 'arithmetic'; None for any other name."""
+    parts = _probe_parts(task)
+    return parts[0] if parts else None
+
+
 def task_language(task: str) -> str | None:
     """The language a task tests, for lp_prune's tasks and the study's table; None otherwise."""
-    return proxy_language(task) or _LANGUAGE_OF_TASK.get(task)
+    return proxy_language(task) or probe_language(task) or _LANGUAGE_OF_TASK.get(task)
+
+
+def is_local(task: str) -> bool:
+    """A task lp_prune writes at run time from its own data (proxy, probe): no Hub, no lm-eval index."""
+    return proxy_language(task) is not None or probe_language(task) is not None
 
 
 def is_packaged(task: str) -> bool:
@@ -67,6 +111,7 @@ def expand_tasks(
     """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
 
     proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
+    probe / probe_calibration: the probe families, family by family, over the same languages.
     """
     expanded: list[str] = []
     for name in names:
@@ -74,6 +119,12 @@ def expand_tasks(
             expanded += [proxy_task_name(lang) for lang in languages]
         elif name == "proxy_calibration":
             expanded += [proxy_task_name(lang) for lang in calibration_languages]
+        elif name == "probe":
+            expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in languages]
+        elif name == "probe_calibration":
+            expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in calibration_languages]
+        elif name in _PROBE_SHORTHANDS:
+            expanded += [probe_task_name(_PROBE_SHORTHANDS[name], lang) for lang in languages]
         elif name == "study":
             expanded += expand_tasks(list(STUDY_TASKS), languages)
         elif name in STUDY_TASKS:
@@ -97,6 +148,14 @@ def check_task_name(name: str) -> None:
         lang = name.removeprefix(prefix)
         if name.startswith(prefix) and lang not in LANGUAGES:
             raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
+    if name.startswith(PROBE_PREFIX) and _probe_parts(name) is None:
+        family, _, lang = name.removeprefix(PROBE_PREFIX).rpartition("_")
+        if family not in PROBE_FAMILIES:
+            raise ConfigError(
+                f"eval.tasks: '{name}' names no probe family; valid: {PROBE_PREFIX}<family>_<language> with "
+                f"family one of {', '.join(PROBE_FAMILIES)}"
+            )
+        raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
     lang = name.removeprefix(MKQA_PREFIX)
     if name.startswith(MKQA_PREFIX) and LANGUAGE_TABLE[lang].mkqa is None:
         raise ConfigError(f"eval.tasks: MKQA has no {LANGUAGE_TABLE[lang].name}, so there is no {name}")

@@ -6,9 +6,9 @@
 
 Which tasks the shorthands name per language, and which languages a task lacks, are the task rules
 of lp_prune.config.tasks. The study's tasks run by name and need the Hugging Face Hub for their
-data; the offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) run anywhere: when every
-task is local the Hub is switched off for the evaluation (lp_prune.evaluation.hub), so nothing
-tries to reach it.
+data; the offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) and the offline probe
+(`lp_prune_probe_<family>_<lang>`, see probe.py) run anywhere: when every task is local the Hub is
+switched off for the evaluation (lp_prune.evaluation.hub), so nothing tries to reach it.
 
 A user's own lm-eval task folders come in through `include_path` (lm-eval's TaskManager
 include_path); task lists may be comma-separated strings as on lm-eval's command line
@@ -31,13 +31,16 @@ from typing import Any
 from lp_prune.config.tasks import (
     TASK_SHORTHANDS,
     expand_tasks,
+    is_local,
     is_packaged,
+    probe_language,
     proxy_language,
     split_list,
     task_language,
 )
 from lp_prune.errors import ConfigError, DataError
 from lp_prune.evaluation.hub import hub_offline
+from lp_prune.evaluation.probe import write_probe_tasks
 from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, write_proxy_tasks
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
@@ -67,7 +70,7 @@ def plan_tasks(
     include_path: Sequence[str | os.PathLike[str]] = (),
     calibration_languages: Sequence[str] = (),
 ) -> TaskPlan:
-    """Expand shorthands, write the proxy tasks that are asked for, check every name against lm-eval.
+    """Expand shorthands, write the proxy and probe tasks asked for, check every name against lm-eval.
 
     include_path: the user's own lm-eval task folders; their tasks need no index of lm-eval's own
     (~15 s to build), which is only read for names found nowhere else.
@@ -78,15 +81,17 @@ def plan_tasks(
         raise ConfigError(f"eval.tasks {list(names)} leaves no task for languages {', '.join(languages)}")
     proxies = [lang for task in tasks if (lang := proxy_language(task))]
     include: list[Path] = [write_proxy_tasks(proxies, eval_fraction, n_items)] if proxies else []
+    if any(probe_language(task) for task in tasks):
+        include.append(write_probe_tasks())
     if any(is_packaged(task) for task in tasks):
         include.append(PACKAGED_TASKS)
     user_paths = tuple(Path(path).expanduser().absolute() for path in include_path)
     include += user_paths
-    others = [task for task in tasks if not proxy_language(task) and not is_packaged(task)]
+    others = [task for task in tasks if not is_local(task) and not is_packaged(task)]
     if user_paths:  # the user's own tasks need no index of lm-eval's
         user_index = _task_manager(user_paths, False).task_index
         others = [task for task in others if task not in user_index]
-    plan = TaskPlan(tuple(tasks), tuple(include), needs_builtin=bool(others), local_only=len(proxies) == len(tasks))
+    plan = TaskPlan(tuple(tasks), tuple(include), needs_builtin=bool(others), local_only=all(map(is_local, tasks)))
     if others:
         _check_known(others, plan)
     return plan
@@ -150,7 +155,7 @@ def run_lm_eval(
         except ConnectionError as err:
             raise DataError(
                 f"downstream task data could not be loaded ({err}); the study's tasks need the Hugging "
-                "Face Hub: offline, use the proxy tasks (eval.tasks: [proxy])"
+                "Face Hub: offline, use the proxy or probe tasks (eval.tasks: [proxy] or [probe])"
             ) from err
     items = per_item_scores(output.pop("samples", None) or {})  # the per-sample logs themselves go
     result = lm_eval_json(output)

@@ -36,7 +36,7 @@ ENTRY_POINT = Path(lp_prune.__file__).with_name("__main__.py")  # the `${program
 LOCAL_LAUNCHER = [sys.executable, "-m", "lp_prune"]  # lp-prune in this environment, without relying on PATH
 ACCEPTED_COMMANDS = (
     "lp-prune run, ${env} lp-prune run, python -m lp_prune run, or ${interpreter} ${program} run"
-    " with program lp_prune/__main__.py, followed by --key=value options"
+    " with program lp_prune/__main__.py, followed by --key=value options (or key=value: ${args_no_hyphens})"
 )
 OPTION = re.compile(r"^--[A-Za-z]")
 
@@ -130,7 +130,9 @@ def run_options(argv: list[str], sweep: Sweep) -> list[str]:
     if argv[start : start + 1] != ["run"]:
         found = repr(argv[start]) if start < len(argv) else "nothing"
         raise _not_lp_prune_run(sweep, f"the subcommand must be run, found {found}")
-    options = argv[start + 1 :]
+    from lp_prune.cli_support import hyphenated
+
+    options = hyphenated(argv[start + 1 :], is_config_key)  # `${args_no_hyphens}`: key=value words
     _check_options(options, sweep)
     return options
 

@@ -3,8 +3,9 @@
 Layout of a run directory::
 
     <root>/
-        lp_prune_run.json   the marker: this folder is lp_prune's run directory, and what the run was
-                            started with (config and model shape), checked by --resume
+        lp_prune_run.json   the marker: this folder is lp_prune's run directory, what the run was
+                            started with (config and model shape), checked by --resume, and its W&B
+                            run (id, masks artifact), which --resume continues
         .lp_prune.lock      held while a run works here (tracking.run_lock)
         status              "RUNNING" while the run works, "COMPLETE" once everything is written
         config.yaml         the resolved configuration
@@ -183,7 +184,23 @@ class RunDirectory:
         return read_json(self.marker)
 
     def write_marker(self, started_with: Mapping[str, Any]) -> None:
+        """A fresh marker for a run that starts here (a W&B run recorded before is forgotten)."""
         write_json(self.marker, {"format": MARKER_FORMAT, "started_with": dict(started_with)})
+
+    def wandb_record(self) -> dict[str, Any]:
+        """The W&B run this run logs to: {"id": ..., "masks_artifact": ...} as far as known, else {}."""
+        try:
+            record = self.read_marker().get("wandb")
+        except DataError:
+            return {}
+        return dict(record) if isinstance(record, Mapping) else {}
+
+    def record_wandb(self, **values: str) -> None:
+        """Add to the marker's W&B record (the run id when the W&B run starts, the masks artifact's name
+        when it is logged), so that --resume continues the same W&B run."""
+        marker = self.read_marker()
+        marker["wandb"] = {**self.wandb_record(), **values}
+        write_json(self.marker, marker)
 
     def clear(self) -> None:
         """Remove everything in the folder but its lock (for a folder this process made itself)."""

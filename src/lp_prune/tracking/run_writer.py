@@ -22,6 +22,8 @@ import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lp_prune.calibration.checkpoint import LayerCheckpoint, layers_done, progress_dir
+from lp_prune.calibration.observers import layer_metrics
+from lp_prune.calibration.results import ModuleRecord
 from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
@@ -32,7 +34,14 @@ from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
 from lp_prune.tracking.summary import log_results
-from lp_prune.tracking.wandb_logger import finish, make_wandb_logger, online_url
+from lp_prune.tracking.wandb_logger import (
+    finish,
+    layer_summary,
+    make_wandb_logger,
+    online_url,
+    run_id,
+    update_summary,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -66,6 +75,7 @@ class RunWriter:
         self.config = config
         self.loggers: list[Logger] = []  # W&B, inside `tracking`
         self._run_dir: RunDirectory | None = None
+        self._resume = False
 
     @property
     def writes(self) -> bool:
@@ -110,6 +120,7 @@ class RunWriter:
                     shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # stale progress of an old attempt
                     run_dir.write_marker(started_with(config, model_config))
                 run_dir.mark_running()
+                self._resume = resume
                 atomic_write_text(run_dir.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
                 self._run_dir = run_dir
                 try:
@@ -143,9 +154,17 @@ class RunWriter:
 
     @contextmanager
     def tracking(self) -> Iterator[list[Logger]]:
-        """The W&B run for the block (`self.loggers`); a failure inside closes it as failed, still syncable."""
-        logger = make_wandb_logger(self.config.wandb, self.run_dir.root, self.config.to_dict()) if self.writes else None
+        """The W&B run for the block (`self.loggers`); a failure inside closes it as failed, still syncable.
+
+        Its id goes into the run directory's marker; a resumed run continues the W&B run it names."""
+        logger = None
+        if self.writes:
+            previous = self.run_dir.wandb_record().get("id") if self._resume else None
+            logger = make_wandb_logger(self.config.wandb, self.run_dir.root, self.config.to_dict(), run_id=previous)
         self.loggers = [logger] if logger else []
+        current = run_id(self.loggers)
+        if current is not None:
+            self.run_dir.record_wandb(id=current)
         try:
             yield self.loggers
         except BaseException:
@@ -184,6 +203,7 @@ class RunWriter:
         summary.wandb_url = online_url(self.loggers)  # None offline: `wandb sync` the folder later
         write_json(run_dir.summary, summary.to_json())
         log_results(self.loggers, summary, run_dir.masks)
+        update_summary(self.loggers, layer_summary(layer_rows(summary.modules)))
         run_dir.mark_complete()
         shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
 
@@ -200,3 +220,12 @@ class RunWriter:
                 else "nothing was checkpointed (--checkpoint false): make room and run again"
             )
             raise UserError(f"cannot write the results to {root}: {error.strerror or error}; {then}") from None
+
+
+def layer_rows(modules: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The per-layer W&B history rows of a whole run, rebuilt from its summary's module records (a
+    resumed run logged only the layers after the resume point)."""
+    by_layer: dict[int, list[ModuleRecord]] = {}
+    for module in modules:
+        by_layer.setdefault(module["layer"], []).append(ModuleRecord(**module))
+    return [layer_metrics(layer, records) for layer, records in sorted(by_layer.items())]

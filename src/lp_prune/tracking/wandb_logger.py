@@ -4,6 +4,13 @@ The mode is passed to wandb.init explicitly: environment variables are read once
 session first loads its settings, so setting WANDB_MODE later may be ignored (and
 WandbLogger(offline=True) would flip it for the whole process behind the caller's back).
 
+A pruning run's W&B run has job type `prune`; its id is kept in the run directory's marker, so that
+`lp-prune run --resume` continues that W&B run (`resume="allow"`; offline, the resumed part is a
+second offline-run folder with the same id, which `wandb sync` uploads into the one run, in order).
+Per-layer metrics (`prune/...`, one history row per layer on the `layer` axis) leave no last-layer
+value in the summary: the summary holds their mean over layers (`<key>/mean`) and for SNR the
+worst layer (`<key>/min`), computed from all layers of the run, resumed or not.
+
 The run config is logged flat, under the dotted keys the sweep files use (`prune.method`,
 `data.calibration_language`): inside a W&B sweep the agent's parameters and the run's own config
 are then the same columns of the run table, not two copies (one flat, one nested).
@@ -13,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import netrc
 import os
 import re
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +37,11 @@ from lp_prune.config import WandbConfig
 log = logging.getLogger(__name__)
 
 PUBLIC_HOST = "https://api.wandb.ai"  # only a fallback: wandb itself knows its default host
+MASKS_ARTIFACT_TYPE = "pruning-masks"
+DOWNLOADED_RUN_FILE = "wandb-run.json"  # which W&B run (and masks artifact) a downloaded folder came from
+PRUNE_JOB = "prune"
+LAYER_AXIS = "layer"
+PER_LAYER = "prune/*"  # the keys logged once per layer
 
 
 def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,23 +159,74 @@ def resolve_mode(config: WandbConfig) -> str:
     return variable or ("online" if has_wandb_credentials() else "offline")
 
 
-def make_wandb_logger(config: WandbConfig, save_dir: Path, run_config: Mapping[str, Any]) -> WandbLogger | None:
+def make_wandb_logger(
+    config: WandbConfig, save_dir: Path, run_config: Mapping[str, Any], run_id: str | None = None
+) -> WandbLogger | None:
+    """The pruning run's W&B run (job type `prune`) as a Lightning logger; `run_id` continues that run.
+
+    The run is started here rather than by WandbLogger, which would pass wandb 0.31 a deprecated
+    `anonymous` setting (a warning on every run) and make `*` a global-step metric.
+    """
+    import wandb
+
     mode = resolve_mode(config)
     if mode == "disabled":
         return None
-    logger = WandbLogger(
+    settings = dict(
         project=config.project,
         name=config.name,
         group=config.group,
         tags=list(config.tags) or None,
-        save_dir=str(save_dir),
+        dir=str(save_dir),
         config=flat_config(run_config),
         mode=mode,
+        job_type=PRUNE_JOB,
     )
-    # Calibration runs inside trainer.validate, where global_step stays 0: layers are the x-axis.
-    logger.experiment.define_metric("layer")
-    logger.experiment.define_metric("prune/*", step_metric="layer")
-    return logger
+    try:
+        run = wandb.init(**settings, id=run_id, resume="allow" if run_id else None)
+    except Exception as error:
+        # The killed attempt's run is still open in a wandb service this process shares (one started
+        # by a parent process that uses wandb itself): go on as a new W&B run rather than fail.
+        if run_id is None or "in use" not in str(error):
+            raise
+        log.warning("W&B run %s is still open in another process (%s); this part logs as a new run", run_id, error)
+        run = wandb.init(**settings)
+    # Calibration runs inside trainer.validate, where global_step stays 0: layers are the x-axis. The
+    # summary of a per-layer key would be its last layer's value: `layer_summary` writes the means.
+    run.define_metric(LAYER_AXIS, summary="none")
+    run.define_metric(PER_LAYER, step_metric=LAYER_AXIS, summary="none")
+    return WandbLogger(experiment=run, save_dir=str(save_dir), project=config.project, name=config.name)
+
+
+def run_id(loggers: Sequence[Logger]) -> str | None:
+    """The id of the W&B run the loggers write to, or None without W&B."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            return str(logger.experiment.id)
+    return None
+
+
+def layer_summary(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Summary values of per-layer metrics: each key's mean over the layers that logged it
+    (`prune/snr_db/o_proj/mean`) and, for SNR, its worst layer (`prune/snr_db/o_proj/min`)."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key != LAYER_AXIS:
+                values.setdefault(key, []).append(float(value))
+    summary: dict[str, float] = {}
+    for key, series in values.items():
+        summary[f"{key}/mean"] = _mean(series)
+        if "snr_db" in key:
+            summary[f"{key}/min"] = min(series, key=lambda v: (not math.isnan(v), v))  # NaN counts as worst
+    return summary
+
+
+def _mean(series: list[float]) -> float:
+    try:
+        return statistics.fmean(series)  # a NaN gives NaN, an infinite SNR (no error) gives inf
+    except ValueError:  # inf and -inf together
+        return math.nan
 
 
 def log_table(loggers: Sequence[Logger], key: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -198,15 +263,20 @@ def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -
     directory from it on any machine (tracking.wandb_runs)."""
     import wandb
 
+    from lp_prune.tracking.run_dir import RunDirectory
+
     companions = [masks_path.parent / "summary.json", masks_path.parent / "config.yaml"]
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            artifact = wandb.Artifact(name=name, type="pruning-masks")
+            artifact = wandb.Artifact(name=name, type=MASKS_ARTIFACT_TYPE)
             artifact.add_file(str(masks_path))
             for path in companions:
                 if path.is_file():
                     artifact.add_file(str(path))
             logger.experiment.log_artifact(artifact)
+            run_dir = RunDirectory(masks_path.parent)
+            if run_dir.is_marked():  # what compare and analyze name as their input (lineage)
+                run_dir.record_wandb(masks_artifact=name)
 
 
 def finish(loggers: Sequence[Logger], status: str = "success") -> None:
@@ -214,6 +284,67 @@ def finish(loggers: Sequence[Logger], status: str = "success") -> None:
         logger.finalize(status)
         if isinstance(logger, WandbLogger):
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
+
+
+_PANEL_UNSAFE = re.compile(r"[^\w+-]+")
+
+
+def panel_key(key: str) -> str:
+    """A W&B key that panels and the runs table take as it is: '/' separates sections, and inside a
+    section anything but letters, digits, '_', '+' and '-' (spaces, '=', '.') becomes '_'
+    ('perplexity/wanda_unstructured_s0.5' -> 'perplexity/wanda_unstructured_s0_5')."""
+    return "/".join(_PANEL_UNSAFE.sub("_", part).strip("_") or "_" for part in key.split("/"))
+
+
+def panel_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` under `panel_key` names; a key that would land on another's name keeps a short hash
+    of its own name, so that nothing is overwritten."""
+    safe: dict[str, Any] = {}
+    for key, value in values.items():
+        name = panel_key(key)
+        if name in safe:
+            name = f"{name}_{hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]}"
+        safe[name] = value
+    return safe
+
+
+def masks_artifacts(run_dirs: Iterable[Path]) -> list[str]:
+    """The masks artifacts the runs in `run_dirs` logged, as use_artifact names them: a local run's
+    (recorded in its marker when it was logged), a downloaded run's (recorded when it was fetched)."""
+    from lp_prune.tracking.run_dir import RunDirectory
+
+    names = []
+    for folder in run_dirs:
+        logged = RunDirectory(folder).wandb_record().get("masks_artifact") or _downloaded_artifact(folder)
+        if logged:
+            names.append(logged if ":" in logged else f"{logged}:latest")
+    return list(dict.fromkeys(names))
+
+
+def _downloaded_artifact(folder: Path) -> str | None:
+    import json
+
+    try:
+        record = json.loads((Path(folder) / DOWNLOADED_RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = record.get("masks_artifact") if isinstance(record, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def use_artifacts(run: Any, names: Sequence[str]) -> None:
+    """Mark `names` as inputs of `run` (lineage). They are always in its config (`input_artifacts`);
+    wandb 0.31 refuses use_artifact offline, so there they stay in the config alone."""
+    if not names:
+        return
+    run.config.update({"input_artifacts": list(names)}, allow_val_change=True)
+    if getattr(run, "offline", False):
+        return
+    for name in names:
+        try:
+            run.use_artifact(name, type=MASKS_ARTIFACT_TYPE)
+        except Exception as error:  # a run whose artifact never reached the server (logged offline, not synced)
+            log.warning("W&B: cannot mark %s as an input of this run (%s)", name, error)
 
 
 def log_analysis_run(
@@ -226,9 +357,13 @@ def log_analysis_run(
     job_type: str = "analysis",
     summary: Mapping[str, Any] | None = None,
     entity: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    inputs: Sequence[str] = (),
 ) -> str:
-    """A W&B run of `job_type` ('analysis', 'eval') holding tables, figures and summary values beside
-    the runs it is about. Returns where it is (see `run_location`)."""
+    """A W&B run of `job_type` ('compare', 'analyze', 'eval') holding tables, figures and summary values
+    beside the runs it is about, its options as `config` and the masks artifacts it read as `inputs`.
+    Keys go as they are given (`panel_keys` makes names built from run settings safe). Returns where
+    it is (see `run_location`)."""
     import wandb
 
     mode = resolve_mode(WandbConfig(project=project))
@@ -237,8 +372,18 @@ def log_analysis_run(
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
     folder = str(save_dir) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
-    run = wandb.init(entity=entity, project=project, group=group, name=name, job_type=job_type, dir=folder, mode=mode)
+    run = wandb.init(
+        entity=entity,
+        project=project,
+        group=group,
+        name=name,
+        job_type=job_type,
+        dir=folder,
+        mode=mode,
+        config=dict(config) if config else None,
+    )
     try:
+        use_artifacts(run, inputs)
         for key, (columns, rows) in tables.items():
             run.log({key: wandb.Table(columns=columns, data=rows)})
         if images:

@@ -36,13 +36,12 @@ from lp_prune.safe_yaml import load_yaml_file
 from lp_prune.tracking.files import atomic_write_text, read_json, write_json
 from lp_prune.tracking.run_dir import CONFIG_FILE, MASKS_FILE, SUMMARY_FILE, RunDirectory
 from lp_prune.tracking.summary import RunSummary
-from lp_prune.tracking.wandb_logger import nested_config
+from lp_prune.tracking.wandb_logger import DOWNLOADED_RUN_FILE, MASKS_ARTIFACT_TYPE, nested_config
 
 log = logging.getLogger(__name__)
 
 PREFIX = "wandb:"
-MASKS_ARTIFACT_TYPE = "pruning-masks"
-SOURCE_FILE = "wandb-run.json"  # which W&B run a downloaded folder came from
+SOURCE_FILE = DOWNLOADED_RUN_FILE  # which W&B run a downloaded folder came from, and its masks artifact
 DEFAULT_ROOT = Path("runs") / "wandb"
 STAGES = ("dense", "pruned")
 FORMS = "wandb:ENTITY/PROJECT/SWEEP_ID or wandb:ENTITY/PROJECT/group=NAME"
@@ -152,7 +151,9 @@ def fetch_run(run: Any, out: Path, source: WandbSource) -> str | None:
         atomic_write_text(target.config, yaml.safe_dump(config, sort_keys=False))
         write_json(target.summary, summary.to_json())
         (staging / MASKS_FILE).replace(target.masks)
-        write_json(out / SOURCE_FILE, {"path": _run_path(run, source), "name": run.name, "url": _url(run)})
+        record = {"path": _run_path(run, source), "name": run.name, "url": _url(run)}
+        record["masks_artifact"] = _qualified_name(artifact)  # what compare and analyze mark as their input
+        write_json(out / SOURCE_FILE, record)
         target.mark_complete()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -226,6 +227,13 @@ def _source_of(folder: Path) -> str | None:
     try:
         return read_json(folder / SOURCE_FILE).get("path")
     except (DataError, AttributeError):
+        return None
+
+
+def _qualified_name(artifact: Any) -> str | None:
+    try:
+        return str(artifact.qualified_name)  # ENTITY/PROJECT/NAME:vN
+    except Exception:  # the fake API has none
         return None
 
 

@@ -1,12 +1,25 @@
 """How pruning moved the LAPE language-specific neurons: activation-probability shifts on their own
-language, and their overlap with the pruned weights (read from a run's masks)."""
+language, and their overlap with the pruned weights (read from a run's masks).
+
+The shifts are reported in bins of the neurons' dense own-language p (quantile thirds), and claim C6
+reads the lowest one as the "low-probability" neurons. Two conditions make that reading unsafe,
+and each is logged and recorded in the lape section of analysis.json (`warnings`, beside
+`low_bin_edges`, `low_bin_wide` and `tokens_below_minimum`):
+- the lowest bin reaches above p = LOW_BIN_MAX_UPPER (0.5): it then holds neurons that fire on most
+  of their language's tokens, so it is not a low-probability bin (the edges are quantiles of the
+  selected neurons' p, which on little text can all lie high);
+- fewer than MIN_LAPE_TOKENS (2500) tokens per language: the binomial standard error of one p,
+  sqrt(p (1 - p) / n), then exceeds 0.01 at p = 0.5 (0.022 at the default 4 windows x 127 tokens).
+"""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,7 +30,11 @@ from lp_prune.analysis.runs import Run
 from lp_prune.models.layers import decoder_layers, layer_prefix, projection
 from lp_prune.tracking import iter_masks
 
+log = logging.getLogger(__name__)
+
 FFN_PROJECTIONS = {"gate_proj": 0, "up_proj": 0, "down_proj": 1}  # the dim of a mask that indexes FFN neurons
+LOW_BIN_MAX_UPPER = 0.5  # the lowest dense-p bin must end at or below this p to count as low-probability
+MIN_LAPE_TOKENS = 2500  # tokens per language for a standard error of p of at most 0.01
 
 
 def probability_bins(values: torch.Tensor, n_bins: int = 3) -> list[float]:
@@ -134,7 +151,47 @@ def ffn_mask_names(model: nn.Module, neurons: LanguageNeurons) -> dict[str, tupl
     return names
 
 
-def lape_neuron_summary(neurons: LanguageNeurons, n_layers: int, edges: list[float]) -> dict[str, Any]:
+def lape_checks(edges: list[float], tokens_per_language: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Whether the LAPE bins can be read as the module docstring says: the lowest bin's edges and
+    whether it is too wide, the languages below MIN_LAPE_TOKENS (None: token counts not given), and a
+    warning per failed condition. Each warning is logged."""
+    low, high = edges[0], edges[1]
+    few = (
+        None
+        if tokens_per_language is None
+        else {lang: int(n) for lang, n in tokens_per_language.items() if n < MIN_LAPE_TOKENS}
+    )
+    warnings = []
+    if high > LOW_BIN_MAX_UPPER:
+        warnings.append(
+            f"the lowest LAPE bin spans dense p from {low:.2f} to {high:.2f}, above {LOW_BIN_MAX_UPPER}: "
+            "it is not a low-probability bin"
+        )
+    if few:
+        listed = ", ".join(f"{lang} {n}" for lang, n in few.items())
+        warnings.append(
+            f"LAPE counted fewer than {MIN_LAPE_TOKENS} tokens per language ({listed}): "
+            "its activation probabilities are noisy (more --windows or a longer --seqlen)"
+        )
+    for warning in warnings:
+        log.warning(warning)
+    return {
+        "low_bin_edges": [low, high],
+        "low_bin_wide": high > LOW_BIN_MAX_UPPER,
+        "min_tokens_per_language": MIN_LAPE_TOKENS,
+        "tokens_below_minimum": few,
+        "warnings": warnings,
+    }
+
+
+def lape_neuron_summary(
+    neurons: LanguageNeurons,
+    n_layers: int,
+    edges: list[float],
+    tokens_per_language: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The lape section of analysis.json before the runs: the neurons, the bins and their checks
+    (the token check needs `tokens_per_language`, the tokens LAPE counted per language)."""
     return {
         "n_neurons": len(neurons),
         "bar": neurons.bar,
@@ -147,5 +204,6 @@ def lape_neuron_summary(neurons: LanguageNeurons, n_layers: int, edges: list[flo
             )
         ],
         "dense_p_edges": edges,
+        **lape_checks(edges, tokens_per_language),
         "runs": {},
     }

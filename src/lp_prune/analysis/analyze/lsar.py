@@ -1,11 +1,24 @@
 """LSAR (Xie et al., EMNLP 2022): split hidden states, and pruning errors, into a language-specific
 low-rank subspace and the language-agnostic rest.
 
-At one layer the dense model's mean hidden state per language forms M (d x K). The agnostic part
-is the common vector c (the mean of the columns); the specific subspace U_s is spanned by the top r
-left singular vectors of M - c 1^T (r <= K - 1). As in the reference `lsar()`, M is rebuilt from its
-rank-r approximation and U_s re-taken from it with the common direction projected out, so U_s is
-orthogonal to c.
+At one layer the dense model's mean hidden state per language forms M (d x K). The steps follow the
+reference `lsar()` (fffffarmer/LSAR, src/alignment/_low_rank.py):
+1. c = M 1 / K (the mean of the columns); the top r singular triplets of M - c 1^T (r <= K - 1)
+   rebuild M at low rank: B = c 1^T + U_r S_r V_r^T.
+2. The common direction is w = pinv(B)^T 1, normalised: the direction on which every column of B
+   has the same projection (B^T w = 1). It is not the mean direction c, which only coincides with
+   it when the columns' deviations from c happen to be orthogonal to c.
+3. U_s = the top r left singular vectors of B with w projected out. The reference subtracts the
+   common vector (w / ||w||^2) from every column, which is the same matrix, since every column's
+   component along w is exactly that vector. U_s is orthogonal to w.
+pinv(B) is taken from B's top r + 1 singular triplets (B has rank r + 1 at most), and singular
+values below 1e-10 of the largest count as zero: that is the exact pseudo-inverse of B, without
+inverting singular values that are only rounding (on the planted cases of tests/test_lsar_reference.py
+the subspace agrees with numpy's default pinv to within 1e-5 degrees). Where no direction
+with equal projections exists (c inside the span of U_r: 1 is then outside B's row space, w is at
+rounding level and the reference divides by zero), nothing is projected out and `common` is the zero
+vector, with a warning: U_s is then the span of B itself, the limit of the reference's U_s as c
+approaches that span.
 
 For a hidden state h: h_spec = U_s U_s^T h, h_agn = h - h_spec (an orthogonal split, so squared
 norms add up). The pruning error e = h - h' is split the same way and reported relative to each
@@ -14,9 +27,12 @@ part's magnitude: ||P_s e||^2 / ||P_s h||^2 and ||e - P_s e||^2 / ||h - P_s h||^
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class MeanAccumulator:
@@ -41,7 +57,8 @@ class MeanAccumulator:
 
 @dataclass
 class LanguageSubspace:
-    """common: unit vector of the language-agnostic direction [d]; basis: orthonormal U_s [d, r]."""
+    """common: unit vector of the language-agnostic direction [d] (zero where none exists);
+    basis: orthonormal U_s [d, r]."""
 
     common: torch.Tensor
     basis: torch.Tensor
@@ -62,15 +79,35 @@ def language_subspace(means: torch.Tensor, rank: int | None = None) -> LanguageS
     if not 1 <= rank <= n_languages - 1:
         raise ValueError(f"LSAR rank must lie in [1, {n_languages - 1}] for {n_languages} languages, got {rank}")
     means = means.double()
-    common = means.mean(dim=1, keepdim=True)
-    u, s, vh = torch.linalg.svd(means - common, full_matrices=False)
-    approx = common + (u[:, :rank] * s[:rank]) @ vh[:rank]
-    # Re-orthogonalise (reference lsar()): the common direction of the low-rank rebuild, projected out.
-    direction = approx.sum(dim=1)
-    direction = direction / direction.norm().clamp_min(torch.finfo(torch.float64).tiny)
-    specific_part = approx - torch.outer(direction, direction @ approx)
+    centre = means.mean(dim=1, keepdim=True)
+    u, s, vh = torch.linalg.svd(means - centre, full_matrices=False)
+    rebuild = centre + (u[:, :rank] * s[:rank]) @ vh[:rank]
+    direction = equal_projection_direction(rebuild, max_rank=rank + 1)
+    if direction is None:
+        log.warning("LSAR: no direction projects equally on every language; no common direction is removed")
+        direction = torch.zeros_like(centre[:, 0])
+    specific_part = rebuild - torch.outer(direction, direction @ rebuild)
     u2, s2, _ = torch.linalg.svd(specific_part, full_matrices=False)
     return LanguageSubspace(common=direction, basis=u2[:, :rank].contiguous(), singular_values=s2[:rank])
+
+
+def equal_projection_direction(matrix: torch.Tensor, max_rank: int) -> torch.Tensor | None:
+    """Unit pinv(A)^T 1 for A = matrix (d x K) of rank <= max_rank: the direction w with A^T w = 1, so
+    every column has the same projection on it. None when 1 is outside A's row space (no such w)."""
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    cut = s[0] * 1e-10  # below this a singular value is rounding: A's rank is lower than it looks
+    keep = min(max_rank, int((s > cut).sum()))
+    if keep == 0:
+        return None
+    ones = torch.ones(matrix.shape[1], dtype=matrix.dtype)
+    w = u[:, :keep] @ ((vh[:keep] @ ones) / s[:keep])
+    if not torch.allclose(matrix.T @ w, ones, rtol=0.0, atol=1e-6):
+        return None
+    return _unit(w)
+
+
+def _unit(vector: torch.Tensor) -> torch.Tensor:
+    return vector / vector.norm().clamp_min(torch.finfo(vector.dtype).tiny)
 
 
 class SubspaceErrors:

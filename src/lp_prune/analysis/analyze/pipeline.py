@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import resource
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -80,7 +78,9 @@ def can_rebuild(run: Run) -> bool:
 
 
 def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
-    """Per setting, the numbers the study's claims C2, C5 and C6 are judged on (result.findings)."""
+    """Per setting, numbers the analysis report lists beside the verdicts (result.findings): LAPE
+    shifts per dense-p bin and where one token holds most of the SNR noise. The verdicts themselves
+    come from the per-run numbers (lp_prune.analysis.compare.claims_analysis)."""
     out: dict[str, Any] = {}
     by_setting: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
@@ -88,8 +88,6 @@ def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
             by_setting[run.setting].append(run)
     for setting, group in by_setting.items():
         out[setting] = {
-            "snr_best_calibration": _best_snr(result.snr_db, group),
-            "lsar_spread": _lsar_spread(result.lsar["runs"], group),
             "lape_bins_mean_abs_shift": {
                 run.language: [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]] for run in group
             },
@@ -107,30 +105,6 @@ def _outlier_tokens(shares: dict[str, dict[str, list[float]]], group: list[Run],
         for layer, share in enumerate(values)
         if share > limit
     ]
-
-
-def _best_snr(snr: dict[str, dict[str, list[float]]], group: list[Run]) -> dict[str, dict[str, str]]:
-    """Per evaluation language that is also a calibration language: which calibration gives the best SNR."""
-    calibrated = {run.language for run in group}
-    best = {}
-    for lang in sorted(calibrated & set(snr[run_key(group[0])])):
-        last = {run.language: snr[run_key(run)][lang][-1] for run in group}
-        mean = {run.language: statistics.fmean(snr[run_key(run)][lang]) for run in group}
-        best[lang] = {"last_layer": max(last, key=last.get), "mean_over_layers": max(mean, key=mean.get)}
-    return best
-
-
-def _lsar_spread(lsar_runs: dict[str, Any], group: list[Run]) -> dict[str, float]:
-    """Coefficient of variation across calibration languages, averaged over layers, for each part."""
-    out = {}
-    for part in ("specific", "agnostic"):
-        curves = [lsar_runs[run_key(run)]["pooled"][part] for run in group]
-        cvs = []
-        for values in zip(*curves, strict=True):
-            mean = statistics.fmean(values)
-            cvs.append(statistics.pstdev(values) / mean if mean > 0 else math.nan)
-        out[f"{part}_cv"] = statistics.fmean(cvs) if len(group) > 1 else math.nan
-    return out
 
 
 @dataclass
@@ -231,6 +205,10 @@ def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, option
                 "setting": run.setting,
                 "method": run.summary.method,
                 "calibration_language": run.language,
+                "recipe": run.recipe,
+                "target_language": run.target_language,
+                "source": run.source,
+                "calibration_seed": list(run.calibration_seed),
                 "analysed": run in usable,
             }
             for run in runs
@@ -242,7 +220,12 @@ def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, option
             "singular_values": [s.singular_values.tolist() for s in dense.subspaces],
             "runs": {},
         },
-        lape=lape_neuron_summary(dense.neurons, len(dense.subspaces), dense.edges),
+        lape=lape_neuron_summary(
+            dense.neurons,
+            len(dense.subspaces),
+            dense.edges,
+            tokens_per_language={lang: int(dense.stats.counts[lang].tokens[0]) for lang in languages},
+        ),
         findings={},
     )
 

@@ -134,17 +134,6 @@ def findings_text(result: AnalysisResult) -> list[str]:
         f"{setting}: {finding.line()}" for setting, found in analysis_findings(result).items() for finding in found
     ]
     for setting, found in result.findings.items():
-        best = found["snr_best_calibration"]
-        hits = [lang for lang, b in best.items() if b["last_layer"] == lang]
-        lines.append(
-            f"{setting}: the target language's own calibration gives the best last-layer SNR for "
-            f"{len(hits)} of {len(best)} calibrated languages ({', '.join(hits) or 'none'})."
-        )
-        spread = found["lsar_spread"]
-        lines.append(
-            f"{setting}: spread across calibration languages (CV, mean over layers): language-specific error "
-            f"{fmt(spread['specific_cv'])}, language-agnostic error {fmt(spread['agnostic_cv'])}."
-        )
         bins = list(zip(*found["lape_bins_mean_abs_shift"].values(), strict=True))
         means = ", ".join(fmt(_mean(list(b)), 4) for b in bins)
         lines.append(f"{setting}: LAPE neurons' mean |p' - p| from low to high dense p: {means}.")

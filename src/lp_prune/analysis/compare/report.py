@@ -62,7 +62,12 @@ def sections(result: Comparison) -> list[tuple[str, list[tuple[str, list[str], l
             )
         ]
         if result.accuracy.get(setting):
-            title = "Downstream accuracy, lm-eval acc ± stderr (rows: calibration recipe; bold: best per task)"
+            read = sorted(set(result.metrics.get(setting, {}).values()) - {"acc"})
+            scores = "acc" + "".join(
+                f"; {metric} for {', '.join(t for t, m in result.metrics[setting].items() if m == metric)}"
+                for metric in read
+            )
+            title = f"Downstream score ± stderr ({scores}; rows: calibration recipe; bold: best per task)"
             rows = perplexity_rows(result.accuracy[setting], True, result.accuracy_stderr.get(setting))
             tables.append((title, *rows))
         if result.iou[setting]["pairs"]:
@@ -112,6 +117,7 @@ def write_reports(
             "disagreement": result.disagreement,
             "layer_metrics": result.layer_metrics,
             "accuracy_stderr": result.accuracy_stderr,
+            "metrics": result.metrics,
             "findings": {setting: [f.to_dict() for f in found] for setting, found in (findings or {}).items()},
             "recipes": {setting: [r.to_dict() for r in rows] for setting, rows in (recipes or {}).items()},
         },

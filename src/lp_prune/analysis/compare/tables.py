@@ -20,6 +20,7 @@ from typing import Any
 from lp_prune.analysis.compare.groups import by_setting, one_run_per_language, recipe_order
 from lp_prune.analysis.compare.mask_iou import disagreement_by_projection, iou_tables
 from lp_prune.analysis.runs import Run
+from lp_prune.config.tasks import STUDY_TASKS
 from lp_prune.models.layers import projection
 
 
@@ -31,6 +32,7 @@ class Comparison:
     accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> row -> task
     accuracy_stderr: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # as accuracy
     items: dict[str, dict[str, dict[str, dict[Any, float]]]] = field(default_factory=dict)  # setting -> row -> task
+    metrics: dict[str, dict[str, str]] = field(default_factory=dict)  # setting -> task -> the score read
     iou: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> tables
     disagreement: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # setting -> proj
     layer_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # setting -> metric -> proj -> lang
@@ -41,6 +43,7 @@ def compare(runs: list[Run]) -> Comparison:
     for setting, group in by_setting(runs).items():
         result.perplexity[setting] = perplexity_matrix(group)
         result.accuracy[setting] = accuracy_matrix(group)
+        result.metrics[setting] = task_metrics(group)
         result.items[setting] = item_scores(group)
         result.accuracy_stderr[setting] = accuracy_stderr(group, result.items[setting])
         result.iou[setting] = iou_tables(group)
@@ -60,26 +63,56 @@ def perplexity_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
     return {row: {lang: statistics.fmean(v) for lang, v in rows[row].items()} for row in order if row in rows}
 
 
+def read_metric(task: str, result: dict[str, Any] | None = None) -> str:
+    """The score compare reads for a task: acc_norm for ARC and HellaSwag (their convention: length-
+    normalised log-likelihood), MKQA's token F1 (exact match is kept beside it), acc for the others
+    (Belebele, MMLU, the proxy and the probe). A result without that score falls back to acc."""
+    if task in _ACC_NORM_TASKS:
+        metric = "acc_norm"
+    elif task in _F1_TASKS:
+        metric = "f1"
+    else:
+        metric = "acc"
+    return metric if result is None or result.get(metric) is not None else "acc"
+
+
+_ACC_NORM_TASKS = {name for key in ("arc", "hellaswag") for name in STUDY_TASKS[key].values() if name}
+_F1_TASKS = {name for name in STUDY_TASKS["mkqa"].values() if name}
+
+
+def task_metrics(runs: list[Run]) -> dict[str, str]:
+    """{task: the score read for it} over the runs' downstream results."""
+    out: dict[str, str] = {}
+    for run in runs:
+        for results in (run.summary.downstream or {}).values():
+            for task, result in results.items():
+                out.setdefault(task, read_metric(task, result))
+    return dict(sorted(out.items()))
+
+
 def accuracy_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
-    """{calibration language or 'dense': {downstream task: acc}} from summary.downstream (lm-eval)."""
+    """{calibration recipe or 'dense': {downstream task: score}} from summary.downstream (lm-eval), the
+    score of each task as read_metric says (means over repeats)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for stage, row in (("pruned", run.recipe), ("dense", "dense")):
             for task, metrics in (run.summary.downstream or {}).get(stage, {}).items():
-                if metrics.get("acc") is not None:
-                    rows[row][task].append(metrics["acc"])
+                metric = read_metric(task, metrics)
+                if metrics.get(metric) is not None:
+                    rows[row][task].append(metrics[metric])
     order = ["dense", *recipe_order(runs)]
     return {row: {task: statistics.fmean(v) for task, v in rows[row].items()} for row in order if row in rows}
 
 
-def item_scores(runs: list[Run], metric: str = "acc") -> dict[str, dict[str, dict[Any, float]]]:
+def item_scores(runs: list[Run]) -> dict[str, dict[str, dict[Any, float]]]:
     """{recipe or 'dense': {task: {item id: score}}} from the runs' per-item results (mean over repeats)."""
     rows: dict[str, dict[str, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for run in runs:
         for stage, row in (("pruned", run.recipe), ("dense", "dense")):
             for task, result in (run.summary.downstream or {}).get(stage, {}).items():
                 items = result.get("items") or {}
-                for item, score in zip(items.get("ids", []), items.get(metric, []), strict=False):
+                scores = items.get(read_metric(task, result)) or []
+                for item, score in zip(items.get("ids", []), scores, strict=False):
                     rows[row][task][item].append(score)
     return {
         row: {task: {item: statistics.fmean(v) for item, v in scores.items()} for task, scores in tasks.items()}
@@ -88,8 +121,8 @@ def item_scores(runs: list[Run], metric: str = "acc") -> dict[str, dict[str, dic
 
 
 def accuracy_stderr(runs: list[Run], items: dict[str, dict[str, dict[Any, float]]]) -> dict[str, dict[str, float]]:
-    """{row: {task: stderr of acc}}: over the per-item scores (sd / sqrt(n)) when the runs kept them,
-    else lm-eval's own stderr (the first run's)."""
+    """{row: {task: stderr of its score}}: over the per-item scores (sd / sqrt(n)) when the runs kept
+    them, else lm-eval's own stderr (the first run's)."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for run in runs:
         for stage, row in (("pruned", run.recipe), ("dense", "dense")):
@@ -97,8 +130,8 @@ def accuracy_stderr(runs: list[Run], items: dict[str, dict[str, dict[Any, float]
                 scores = list(items.get(row, {}).get(task, {}).values())
                 if len(scores) >= 2:
                     out[row][task] = statistics.stdev(scores) / math.sqrt(len(scores))
-                elif result.get("acc_stderr") is not None:
-                    out[row].setdefault(task, result["acc_stderr"])
+                elif result.get(f"{read_metric(task, result)}_stderr") is not None:
+                    out[row].setdefault(task, result[f"{read_metric(task, result)}_stderr"])
     return dict(out)
 
 

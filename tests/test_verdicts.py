@@ -1,0 +1,371 @@
+"""Verdicts against their noise floor, on planted runs (in memory): each case reads what the data can
+decide, and "inconclusive" where they cannot."""
+
+import itertools
+import math
+import random
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lp_prune.analysis.compare import findings as fd
+from lp_prune.analysis.compare.claims_analysis import c2_highest_snr, c5_specific_only, c6_low_probability_shifts
+from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains, sign_test
+from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
+from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
+from lp_prune.analysis.compare.targets import AnalysedRun, target_rows
+from lp_prune.analysis.compare.verdicts import contrast, repeat_floor
+from lp_prune.analysis.result import AnalysisResult
+from lp_prune.analysis.runs import Run
+from lp_prune.config import RunConfig
+from lp_prune.config.tasks import task_language
+from lp_prune.tracking.summary import RunSummary
+
+LANGS = ("de", "en", "sw")
+
+
+def run(lang, seed=0, perplexity=None, source="packaged", statistics_rule="pooled", downstream=None) -> Run:
+    config = RunConfig()
+    config.data.calibration_language, config.data.seed, config.data.source = lang, seed, source
+    config.prune.statistics = statistics_rule
+    summary = RunSummary(
+        model="m", method="wanda", pattern="unstructured", target_sparsity=0.5, calibration_language=lang,
+        nsamples=4, seqlen=8, modules=[], perplexity={"pruned": perplexity or {}}, downstream=downstream,
+    )  # fmt: skip
+    return Run(Path(f"/planted/{lang}-{source}-{statistics_rule}-s{seed}"), config, summary)
+
+
+def own_best(margin: float, spread: float, seeds=(0, 1), source="packaged") -> list[Run]:
+    """Perplexity 10 on the own language and 10 x (1 + margin) on the others, each seed moved by +-spread."""
+    runs = []
+    for lang, seed in itertools.product(LANGS, seeds):
+        shift = 1 + spread * (1 if seed % 2 else -1)
+        values = {e: shift * (10.0 if e == lang else 10.0 * (1 + margin)) for e in LANGS}
+        runs.append(run(lang, seed, values, source))
+    return runs
+
+
+# --- the noise floor -----------------------------------------------------------------------------------
+
+
+def test_repeat_floor_is_the_pooled_sd_of_the_repeats():
+    groups = [[1.0, 2.0, 4.0], [10.0, 12.0], [7.0]]  # a group of one adds nothing
+    # pooled variance = (sum of squared deviations) / (n - groups): (4.667 + 2) / (3 + 2 - 2)
+    ss = sum(sum((x - statistics.fmean(g)) ** 2 for x in g) for g in groups)
+    floor = repeat_floor(groups)
+    assert floor.df == 3 and floor.sd == pytest.approx(math.sqrt(ss / 3))
+    assert not repeat_floor([[1.0], [2.0]]).exists
+    c = contrast([1.0, 1.2], [[2.0, 2.2]], floor, higher_is_better=False)
+    assert c.effect == pytest.approx(1.0) and c.se == pytest.approx(floor.sd * math.sqrt(1 / 2 + 1 / 2))
+
+
+def test_sign_test_matches_the_binomial_tail():
+    assert sign_test(3, 0) == pytest.approx(2 / 8)
+    assert sign_test(9, 1) == pytest.approx(2 * (1 + 10) / 1024)
+    assert sign_test(2, 2) == 1.0
+
+
+# --- C1: every source counted, margins against the seed spread ---------------------------------------------
+
+
+def test_c1_reads_the_study_data_source():
+    found = c1_lowest_perplexity(own_best(margin=0.2, spread=0.01, source="mc4"))
+    assert found.verdict == fd.SUPPORTED and "Calibration text: mc4." in found.evidence
+    assert set(found.details["languages"]) == set(LANGS)
+
+
+def test_c1_within_the_seed_spread_is_inconclusive():
+    # own lower by 0.1% while two calibration draws move perplexity by +-4%: the data cannot tell
+    assert c1_lowest_perplexity(own_best(margin=0.001, spread=0.04)).verdict == fd.INCONCLUSIVE
+    assert c1_lowest_perplexity(own_best(margin=0.2, spread=0.04)).verdict == fd.SUPPORTED
+    assert c1_lowest_perplexity(own_best(margin=-0.2, spread=0.04)).verdict == fd.NOT_SUPPORTED
+
+
+def test_c1_without_repeats_is_at_most_inconclusive():
+    found = c1_lowest_perplexity(own_best(margin=0.5, spread=0.0, seeds=(0,)))
+    assert found.verdict == fd.INCONCLUSIVE and "no noise floor" in found.evidence
+
+
+def test_c1_mixes_generated_text_and_rules_never_compete():
+    runs = own_best(margin=0.2, spread=0.01)
+    best_everywhere = {e: 1.0 for e in LANGS}
+    runs += [
+        run("en+sw", 0, best_everywhere),
+        run("all", 0, best_everywhere),
+        run("en", 0, best_everywhere, source="generated"),
+        run("de", 0, best_everywhere, statistics_rule="balanced"),
+    ]
+    for order in (runs, runs[::-1]):
+        found = c1_lowest_perplexity(order)
+        assert found.verdict == fd.SUPPORTED
+        assert {v["best_other"] for v in found.details["languages"].values()} <= set(LANGS)
+
+
+def test_target_rows_keep_repeats_and_read_one_source():
+    runs = own_best(0.2, 0.01) + own_best(0.2, 0.01, source="mc4")[:2]
+    rows = target_rows(runs)
+    assert rows.source == "packaged" and len(rows.rows["en"]) == 2 and rows.left_out == ["de mc4"]
+
+
+# --- C2 and C5 from the analysis, with repeats and mixes in either order --------------------------------------
+
+
+def analysis_of(snr, lsar, lape=None, setting="s") -> tuple[AnalysisResult, list[AnalysedRun]]:
+    entries = [
+        {"key": key, "setting": setting, "recipe": key.split("-")[0], "calibration_language": key.split("-")[0],
+         "target_language": key.split("-")[0] if key.split("-")[0] in LANGS else None, "source": "packaged",
+         "analysed": True}
+        for key in snr
+    ]  # fmt: skip
+    result = AnalysisResult(
+        model="m",
+        languages=list(LANGS),
+        runs=entries,
+        snr_db=snr,
+        lsar={"runs": lsar},
+        lape={"runs": lape or {}},
+        findings={},
+    )
+    return result, [AnalysedRun.from_entry(e) for e in entries]
+
+
+def test_c2_averages_repeats_and_ignores_mixes_in_any_order():
+    rng = random.Random(0)
+    snr = {}
+    for lang, seed in itertools.product(LANGS, (0, 1)):
+        snr[f"{lang}-s{seed}"] = {e: [5.0, 20.0 + (3.0 if e == lang else 0.0) + rng.uniform(-0.3, 0.3)] for e in LANGS}
+    snr["en+sw-s0"] = {e: [5.0, 40.0] for e in LANGS}  # a mix with the best SNR everywhere: not a language
+    analysis, runs = analysis_of(snr, {})
+    for order in (runs, runs[::-1], sorted(runs, key=lambda r: r.key)):
+        found = c2_highest_snr(analysis, order)
+        assert found.verdict == fd.SUPPORTED
+    # a single calibration language cannot be "the highest" by construction
+    analysis, runs = analysis_of({k: v for k, v in snr.items() if k.startswith("en-")}, {})
+    assert c2_highest_snr(analysis, runs).verdict == fd.NO_DATA
+
+
+def _lsar(specific: float, agnostic: float) -> dict:
+    return {"specific": [specific, specific], "agnostic": [agnostic, agnostic]}
+
+
+def test_c5_null_of_repeats_never_reads_supported():
+    supported = 0
+    for draw in range(20):
+        rng = random.Random(draw)
+        lsar, snr = {}, {}
+        for lang, seed in itertools.product(LANGS, (0, 1)):  # one distribution: no language effect
+            key = f"{lang}-s{seed}"
+            lsar[key] = {"languages": {e: _lsar(rng.gauss(0.3, 0.02), rng.gauss(0.2, 0.01)) for e in LANGS}}
+            snr[key] = {}
+        analysis, runs = analysis_of(snr, lsar)
+        supported += c5_specific_only(analysis, runs).verdict == fd.SUPPORTED
+    assert supported == 0
+
+
+def test_c5_specific_part_only_and_agnostic_differs():
+    def planted(agnostic_effect: float):
+        rng = random.Random(1)
+        lsar = {}
+        for lang, seed in itertools.product(LANGS, (0, 1)):
+            lsar[f"{lang}-s{seed}"] = {
+                "languages": {
+                    e: _lsar(
+                        0.30 - (0.05 if e == lang else 0) + rng.gauss(0, 0.002),
+                        0.50 - (agnostic_effect if e == lang else 0) + rng.gauss(0, 0.002),
+                    )
+                    for e in LANGS
+                }
+            }
+        return analysis_of({k: {} for k in lsar}, lsar)
+
+    found = c5_specific_only(*planted(agnostic_effect=0.0))
+    assert found.verdict == fd.SUPPORTED
+    assert found.details["agnostic_minus_specific"]["outcome"] == "more"  # 0.5 vs ~0.28
+    assert c5_specific_only(*planted(agnostic_effect=0.05)).verdict == fd.NOT_SUPPORTED
+
+
+def test_c6_is_judged_over_runs():
+    def bins(excess: float) -> dict:
+        low = {"low": 0, "high": 0.1, "mean_abs_shift": 0.01 + excess, "all_neurons_mean_abs_shift": 0.01}
+        return {"bins": [low]}
+
+    lape = {f"{lang}-s0": bins(0.01 + 0.001 * i) for i, lang in enumerate(LANGS)}
+    analysis, runs = analysis_of({k: {} for k in lape}, {}, lape)
+    assert c6_low_probability_shifts(analysis, runs).verdict == fd.SUPPORTED
+    analysis, runs = analysis_of({"en-s0": {}}, {}, {"en-s0": bins(0.01)})
+    assert c6_low_probability_shifts(analysis, runs).verdict == fd.INCONCLUSIVE  # one run: no spread
+    analysis, runs = analysis_of({k: {} for k in lape}, {}, lape)
+    analysis.lape["warnings"] = ["The lowest bin spans p up to 0.94."]  # not low-probability neurons
+    assert c6_low_probability_shifts(analysis, runs).verdict == fd.INCONCLUSIVE
+
+
+# --- C3 under low power, in both directions --------------------------------------------------------------
+
+
+def _downstream_rows(effect: float, n: int = 40):
+    """Three tasks; own language answers `effect` x n more (or fewer) items right than the others."""
+    accuracy, items = {}, {}
+    extra = round(abs(effect) * n)
+    for lang in LANGS:
+        accuracy[lang], items[lang] = {}, {}
+        for task_lang in LANGS:
+            task = f"lp_prune_proxy_{task_lang}"
+            scores = {i: int(i % 2 == 0) for i in range(n)}  # half right
+            if lang == task_lang:  # shift `extra` items: right ones wrong or wrong ones right
+                flip = [i for i in range(n) if scores[i] == (0 if effect > 0 else 1)][:extra]
+                scores.update({i: 1 - scores[i] for i in flip})
+            items[lang][task] = scores
+            accuracy[lang][task] = statistics.fmean(scores.values())
+    return accuracy, items
+
+
+@pytest.mark.parametrize("effect, verdict", [(0.075, fd.INCONCLUSIVE), (0.5, fd.NOT_SUPPORTED)])
+def test_c3_low_power_gain_is_inconclusive_and_a_large_gain_refutes(effect, verdict):
+    runs = [run(lang) for lang in LANGS]
+    accuracy, items = _downstream_rows(effect)
+    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
+    assert found.verdict == verdict
+    if verdict == fd.INCONCLUSIVE:
+        assert "detect gains of" in found.evidence
+
+
+def test_c3_a_loss_rules_improvement_out():
+    runs = [run(lang) for lang in LANGS]
+    accuracy, items = _downstream_rows(-0.2)
+    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
+    assert found.verdict == fd.SUPPORTED and all(c["ruled_out"] for c in found.details["cells"].values())
+
+
+def test_c3_leaves_out_probe_tasks_at_chance():
+    runs = [run(lang) for lang in LANGS]
+    task = "lp_prune_probe_capitals_en"
+    accuracy = {lang: {task: 0.9 if lang == "en" else 0.3} for lang in LANGS} | {"dense": {task: 0.26}}
+    stderr = {"dense": {task: 0.05}}
+    found = c3_downstream_gains(target_rows(runs), accuracy, stderr, {}, {}, lambda t: "en")
+    assert found.verdict == fd.NO_DATA and task in found.evidence
+
+
+# --- C4: the first-layer half --------------------------------------------------------------------------------
+
+
+def _iou(cross, floor):
+    return {"projection_layer": cross, "floor_projection_layer": floor, "chance": 1 / 3}
+
+
+def test_c4_checks_the_first_layer_qkv():
+    floor = {p: [0.9] * 6 for p in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")}
+    cross = {
+        "q_proj": [0.88, 0.88, 0.88, 0.88, 0.88, 0.88],
+        "k_proj": [0.88, 0.87, 0.88, 0.87, 0.88, 0.87],
+        "v_proj": [0.87, 0.88, 0.87, 0.88, 0.87, 0.88],
+        "gate_proj": [0.86, 0.85, 0.86, 0.85, 0.86, 0.85],
+        "o_proj": [0.50, 0.52, 0.70, 0.71, 0.72, 0.70],
+        "down_proj": [0.52, 0.50, 0.71, 0.70, 0.70, 0.72],
+    }
+    found = c4_least_consistent_masks(_iou(cross, floor))
+    assert found.verdict == fd.SUPPORTED, found.evidence
+    cross["q_proj"] = [0.40, 0.88, 0.88, 0.88, 0.88, 0.88]  # the first layer's q_proj far off the floor
+    found = c4_least_consistent_masks(_iou(cross, floor))
+    assert found.verdict == fd.NOT_SUPPORTED and found.details["parts"]["first_layer"] == "fails"
+    cross["q_proj"] = [0.88] * 6
+    cross["o_proj"] = [0.70, 0.72, 0.50, 0.52, 0.71, 0.70]  # o_proj no longer worst early
+    assert c4_least_consistent_masks(_iou(cross, floor)).details["parts"]["early"] != "holds"
+
+
+def test_c4_without_floor_is_inconclusive():
+    found = c4_least_consistent_masks(_iou({"q_proj": [0.8, 0.8], "o_proj": [0.7, 0.8]}, {}))
+    assert found.verdict == fd.INCONCLUSIVE and "No same-language floor" in found.evidence
+
+
+# --- C7: similar and outlier calibration languages ------------------------------------------------------------
+
+SEVEN = ("ar", "de", "en", "es", "ru", "sw", "zh")
+
+
+def _related(similar_gain: float) -> list[Run]:
+    """de, en, es calibrations help each other by `similar_gain`; every run with two seeds."""
+    runs = []
+    for lang, seed in itertools.product(SEVEN, (0, 1)):
+        values = {}
+        for e in SEVEN:
+            latin = {lang, e} <= {"de", "en", "es"}
+            values[e] = 10.0 if e == lang else 12.0 * (1 - similar_gain if latin else 1.0)
+            values[e] *= 1 + 0.005 * (1 if seed else -1)
+        runs.append(run(lang, seed, values))
+    return runs
+
+
+def test_c7_consistent_similar_advantage_refutes_and_none_supports():
+    found = c7_related_languages(_related(0.2))
+    assert found.verdict == fd.NOT_SUPPORTED
+    assert all(found.details["cells"][f"{t} similar"]["outcome"] == "better" for t in ("de", "en", "es"))
+    found = c7_related_languages(_related(0.0))
+    assert found.verdict == fd.SUPPORTED
+    assert found.details["cells"]["de similar"]["calibrations"] == ["en", "es"]
+    assert c7_related_languages([r for r in _related(0.0) if r.config.data.seed == 0]).verdict == fd.INCONCLUSIVE
+
+
+# --- the shipped GPU study grid has what every claim needs ------------------------------------------------
+
+
+def test_the_gpu_study_grid_gives_every_claim_its_data(tmp_path, monkeypatch):
+    from collections import defaultdict
+
+    from jsonargparse import ArgumentParser
+
+    from lp_prune.commands.run import add_arguments
+    from lp_prune.config.io import run_config_from
+    from lp_prune.config.tasks import expand_tasks
+    from lp_prune.pruning import get_method
+    from lp_prune.sweeps.expand import expand, load_sweep
+    from lp_prune.sweeps.runner import plan, run_options
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)  # the sweep's command names configs/ relative to a checkout
+    sweep = load_sweep("sweeps/study-grid-gpu.yaml")
+    parser = ArgumentParser(exit_on_error=False)
+    add_arguments(parser)  # `lp-prune run`'s own parser
+    groups = defaultdict(list)
+    for planned in plan(sweep, expand(sweep), tmp_path):
+        namespace = parser.instantiate_classes(parser.parse_args(run_options(planned.argv, sweep)))
+        config = run_config_from(namespace)
+        config.validate()
+        groups[(config.model.name, config.prune.method)].append(config)
+    assert len(groups) == 4
+    for configs in groups.values():
+        seeds = defaultdict(set)
+        for config in configs:
+            assert config.data.source == "mc4"  # the study's text, counted as a calibration language (C1-C5)
+            seeds[config.data.calibration_language].add(config.data.seed)
+            tasks = expand_tasks(config.eval.tasks, config.data.eval_languages)
+            assert {task_language(t) for t in tasks} >= set(SEVEN) - {None}  # C3: every language's tasks
+            # C2, C5, C6 need `analyze`: saved weights or masks that rebuild the model
+            assert config.save_model or not get_method(config.prune.method).updates_kept_weights
+        assert set(seeds) == set(SEVEN) and all(len(s) >= 2 for s in seeds.values())  # floors: C1, C2, C4, C5
+
+
+def test_compare_reads_acc_norm_for_arc_and_hellaswag_and_f1_for_mkqa():
+    from lp_prune.analysis.compare.tables import accuracy_matrix, item_scores, read_metric
+
+    assert [read_metric(t) for t in ("arc_de", "arc_challenge", "hellaswag_ru", "mkqa_en", "belebele_deu_Latn")] == [
+        "acc_norm",
+        "acc_norm",
+        "acc_norm",
+        "f1",
+        "acc",
+    ]
+    assert read_metric("arc_de", {"acc": 0.3}) == "acc"  # a result without acc_norm falls back
+    downstream = {
+        "pruned": {
+            "arc_de": {"acc": 0.30, "acc_norm": 0.35, "items": {"ids": [1, 2], "acc": [0, 1], "acc_norm": [1, 1]}},
+            "mkqa_de": {
+                "exact_match": 0.1,
+                "f1": 0.25,
+                "items": {"ids": [1, 2], "exact_match": [0, 0], "f1": [0.5, 0.0]},
+            },
+        }
+    }
+    runs = [run("de", downstream=downstream)]
+    assert accuracy_matrix(runs)["de"] == {"arc_de": 0.35, "mkqa_de": 0.25}
+    assert item_scores(runs)["de"] == {"arc_de": {1: 1, 2: 1}, "mkqa_de": {1: 0.5, 2: 0.0}}
