@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,16 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def inline_html(text: str) -> str:
+    """Escaped text with the report's inline Markdown as HTML: **bold** and `code`."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
 def html_table(header: list[str], rows: list[list[str]]) -> str:
     def cell(text: str, tag: str) -> str:
-        bold = text.startswith("**")
-        text = html.escape(text.strip("*"))
-        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
+        return f"<{tag}>{inline_html(text)}</{tag}>"
 
     head = "".join(cell(h, "th") for h in header)
     lines = "".join("<tr>" + "".join(cell(str(c), "td") for c in row) + "</tr>" for row in rows)

@@ -9,9 +9,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from lp_prune.analysis.compare.tables import Comparison, best_per_column
 from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
+
+
+def _text_color(image, value: float) -> str:
+    """Black on light cells, white on dark ones: the label stays readable wherever it lands."""
+    if not math.isfinite(value):
+        return "black"
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
 
 
 def perplexity_heatmap(matrix: dict[str, dict[str, float]], title: str, path: Path) -> Path:
@@ -36,7 +45,7 @@ def perplexity_heatmap(matrix: dict[str, dict[str, float]], title: str, path: Pa
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="white",
+                color=_text_color(image, values[i][j]),
                 fontweight="bold" if mark else "normal",
             )
     fig.colorbar(image, ax=ax, label="log perplexity")
@@ -51,6 +60,7 @@ def iou_per_layer(projection_layer: dict[str, list[float]], chance: float, title
         ax.plot(range(len(values)), values, marker="o", markersize=3, label=proj, **style)
     ax.axhline(chance, color="grey", linestyle="--", label=f"random masks ({chance:.3f})")
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("mask IoU (mean over language pairs)")
     ax.set_title(f"{title}\nmask IoU between calibration languages", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
@@ -67,7 +77,8 @@ def iou_language_heatmaps(iou: dict, title: str, path: Path) -> Path:
         ax.set_yticks(range(len(languages)), languages)
         for i in range(len(languages)):
             for j in range(len(languages)):
-                ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7, color="cyan")
+                color = _text_color(image, grid[i][j])
+                ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7, color=color)
         ax.set_title(f"{proj} (mean over layers)", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"{title}: mask IoU by calibration language pair", fontsize=9)
@@ -88,6 +99,7 @@ def layer_metric_lines(per_proj: dict[str, dict[str, list[float]]], metric: str,
             ax.plot(range(len(values)), values, label=lang, linewidth=1)
         ax.set_title(proj, fontsize=9)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel(metric)
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{title}: local {metric} per layer by calibration language", fontsize=9)

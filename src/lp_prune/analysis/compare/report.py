@@ -11,7 +11,7 @@ from typing import Any
 from lp_prune.analysis.compare.findings import Finding
 from lp_prune.analysis.compare.recipes import RecipeRow, recipe_table, recipe_verdicts
 from lp_prune.analysis.compare.tables import Comparison, best_per_column
-from lp_prune.analysis.render import fmt, html_table, markdown_table
+from lp_prune.analysis.render import fmt, html_table, inline_html, markdown_table
 from lp_prune.tracking import atomic_write_text, write_json
 
 
@@ -147,7 +147,7 @@ def _html(result: Comparison, figures: dict[str, Path], blocks: list | None = No
     if blocks:
         body.append("<h2>The study's findings on these runs</h2>")
     for setting, lines, table in blocks or []:
-        items = "".join(f"<li>{html.escape(line.replace('**', ''))}</li>" for line in lines)
+        items = "".join(f"<li>{inline_html(line)}</li>" for line in lines)
         body.append(f"<h3>{html.escape(setting)}</h3><ul>{items}</ul>" + (html_table(*table) if table else ""))
     for setting, tables in sections(result):
         body.append(f"<h2>{html.escape(setting)}</h2>")
