@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import PretrainedConfig
@@ -10,7 +11,7 @@ from transformers import PretrainedConfig
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
 from lp_prune.models.loading import check_weight_files, model_source
-from lp_prune.pruning.method import PruneSettings, get_method
+from lp_prune.pruning.method import get_method
 from lp_prune.tracking.wandb_logger import resolve_mode
 
 GIB = 1024**3
@@ -19,7 +20,8 @@ GIB = 1024**3
 def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
     check_n_m_fits(config, model_config)
     prune = config.prune
-    get_method(prune.method).check(PruneSettings(prune.n_m, prune.blocksize, prune.percdamp))  # what only it knows
+    sizes = tuple(sorted(linear_input_sizes(model_config)))
+    get_method(prune.method).check(replace(prune.settings, input_sizes=sizes))  # what only it knows
     check_weight_files(config.model)
     check_disk_space(config)
     resolve_mode(config.wandb)  # refuses a WANDB_MODE that wandb.init would reject after the run has begun

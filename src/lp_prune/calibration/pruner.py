@@ -21,7 +21,7 @@ from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
 from lp_prune.pruning.masks import PackedMask, packed_mask
-from lp_prune.pruning.method import GroupInputs, PrunedWeight, PruneSettings, Runtime, get_method
+from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime, get_method
 from lp_prune.pruning.sparsegpt import all_finite
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import factor_threads, single_thread
@@ -57,7 +57,7 @@ class LayerPruner:
     ) -> None:
         self.config = config
         self.method = get_method(config.method)
-        self.settings = PruneSettings(config.n_m, config.blocksize, config.percdamp)
+        self.settings = config.settings
         self.layer_sparsity = layer_sparsity
         self.metrics = config.local_error_mode
         sample = TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None

@@ -18,7 +18,7 @@ from lp_prune.config.tasks import check_task_name, split_list
 from lp_prune.config.values import check_seed, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_language_code
-from lp_prune.pruning.method import get_method
+from lp_prune.pruning.method import PruneSettings, get_method, prunes
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 ActivationPlace = Literal["device", "cpu", "disk"]
@@ -58,16 +58,28 @@ class PruneConfig:
     """How to prune: method, target sparsity or N:M pattern, solver settings."""
 
     method: str = "sparsegpt"
-    """Pruning method: sparsegpt (second-order, updates kept weights), wanda (|W| x input norm), magnitude, or
-    one registered through lp_prune.pruning.register."""
+    """Pruning method: sparsegpt (second-order, updates kept weights), wanda (|W| x input norm), magnitude, the
+    quantization methods gptq (second-order) and rtn (round-to-nearest), or one registered through
+    lp_prune.pruning.register."""
     sparsity: float = 0.5
-    """Fraction of each Linear's weights to prune (unstructured)."""
+    """Fraction of each Linear's weights to prune (unstructured). Ignored by gptq and rtn, which prune nothing:
+    their summary's sparsity counts the weights that rounded to exactly 0."""
     pattern: str = "unstructured"
     """'unstructured', or N:M such as 2:4 (N of every M consecutive inputs pruned; sparsity is then N/M)."""
     blocksize: int = 128
     """SparseGPT: columns per block (unstructured masks are chosen per block)."""
     percdamp: float = 0.01
     """SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean."""
+    bits: int = 4
+    """gptq, rtn: bits per weight, 2 to 8 (a grid of 2^bits levels)."""
+    group_size: int | None = None
+    """gptq, rtn: input columns sharing one scale and zero (must divide every Linear input size); null or -1:
+    one per output row."""
+    symmetric: bool = False
+    """gptq, rtn: a grid symmetric around 0 (scale from max |w|), instead of min-max with a zero point."""
+    act_order: bool = False
+    """gptq: quantize columns in descending diag(H), then restore their order (groups follow the visiting
+    order, so the columns sharing a grid are scattered)."""
     true_sequential: bool = False
     """Prune [q,k,v] -> [o] -> [gate,up] -> [down], each group calibrated on the pruned groups' outputs."""
     # One forward per decoder layer instead of two: all calibration windows go through the layer as
@@ -100,7 +112,7 @@ class PruneConfig:
     """OWL: layer sparsities span 2 x owl_lambda around prune.sparsity."""
 
     def validate(self) -> None:
-        get_method(self.method)  # one line naming the known methods
+        method = get_method(self.method)  # one line naming the known methods
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"prune.sparsity must lie in [0, 1), got {self.sparsity}")
         parse_pattern(self.pattern)
@@ -110,6 +122,12 @@ class PruneConfig:
             raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
         if self.metric_tokens < 1:
             raise ConfigError(f"prune.metric_tokens must be at least 1, got {self.metric_tokens}")
+        if self.group_size is not None and self.group_size < 1 and self.group_size != -1:
+            raise ConfigError(
+                f"prune.group_size must be positive, or -1 / null for one grid per row, got {self.group_size}"
+            )
+        if self.owl and not prunes(method):
+            raise ConfigError(f"prune.owl sets a sparsity per layer, but {self.method} quantizes and prunes nothing")
         if self.owl:
             self._validate_owl()
         for lang, weight in self.language_weights.items():
@@ -146,7 +164,18 @@ class PruneConfig:
         return self.local_error
 
     @property
+    def settings(self) -> PruneSettings:
+        """What the method reads besides the weights (group_size -1 becomes None: one grid per row)."""
+        group_size = None if self.group_size == -1 else self.group_size
+        return PruneSettings(
+            self.n_m, self.blocksize, self.percdamp, self.bits, group_size, self.symmetric, self.act_order
+        )
+
+    @property
     def target_sparsity(self) -> float:
+        """What the method aims for: N/M for a pattern, else `sparsity`; 0 for a method that prunes nothing."""
+        if not prunes(get_method(self.method)):
+            return 0.0
         nm = self.n_m
         return nm[0] / nm[1] if nm else self.sparsity
 

@@ -10,6 +10,8 @@ A method says what it needs and does one thing: prune a group of weights that re
 - `solver_bytes(width, rows)`: working memory of one group's solve beyond its new weights and masks.
 - `check(settings)`: refuse settings the method cannot honour (one line, before any work).
 - `prune(weights, sparsity, inputs, settings, runtime)`: the new weights and their masks.
+- `prunes` (optional, True when absent): False for methods that zero nothing and ignore the
+  sparsity (quantization: gptq, rtn); see `prunes`.
 
 Adding a method is one file: a class with these members and `register(TheMethod())`
 (`MaskOnlyMethod` supplies all but `mask` for methods that only choose what to zero). Methods that
@@ -32,17 +34,31 @@ from lp_prune.errors import ConfigError
 
 Statistics = Literal["gram", "norms", "none"]
 LocalError = Literal["exact", "sample"]
-BUILT_IN = ("sparsegpt", "wanda", "magnitude")  # modules of lp_prune.pruning that register one method each
+BUILT_IN = (
+    "sparsegpt",
+    "wanda",
+    "magnitude",
+    "gptq",
+    "rtn",
+)  # modules of lp_prune.pruning that register one method each
 ENTRY_POINT_GROUP = "lp_prune.methods"
 
 
 @dataclass(frozen=True)
 class PruneSettings:
-    """What every method may read besides the weights: the N:M pattern and SparseGPT-style solver knobs."""
+    """What every method may read besides the weights: the N:M pattern, SparseGPT-style solver knobs,
+    and the quantization grid (read by quantization methods only)."""
 
     n_m: tuple[int, int] | None = None
     blocksize: int = 128
     percdamp: float = 0.01
+    bits: int = 4
+    group_size: int | None = None  # input columns per (scale, zero); None: one per output row
+    symmetric: bool = False
+    act_order: bool = False
+    # The model's Linear input sizes where known (the pre-flight check), so `check` can refuse sizes
+    # that do not fit before any work; empty when unknown.
+    input_sizes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -144,6 +160,11 @@ def _load() -> None:
         importlib.import_module(f"lp_prune.pruning.{module}")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         importlib.import_module(entry.value.split(":")[0])
+
+
+def prunes(method: PruningMethod) -> bool:
+    """Whether the method zeroes weights (and reads `sparsity`); quantization methods say False."""
+    return bool(getattr(method, "prunes", True))
 
 
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:

@@ -55,6 +55,14 @@ def sparsegpt_hessian(gram: torch.Tensor, samples: int) -> torch.Tensor:
     return gram.float() * (2.0 / samples)
 
 
+def drop_dead_inputs(hessian: torch.Tensor, weight: torch.Tensor) -> None:
+    """Inputs that were always zero (diag H == 0) carry no information: H_jj = 1 makes H invertible
+    there and W[:, j] = 0 drops their weights (both in place)."""
+    dead = torch.diagonal(hessian) == 0
+    hessian[dead, dead] = 1.0
+    weight[:, dead] = 0.0
+
+
 def inverse_hessian_factor(
     hessian: torch.Tensor, percdamp: float, in_place: bool = False
 ) -> tuple[torch.Tensor, float]:
@@ -153,11 +161,7 @@ def sparsegpt_prune_stacked(
     if n_m is not None and (blocksize % n_m[1] or W.shape[1] % n_m[1]):
         raise ValueError(f"N:M pruning needs blocksize and d_in ({W.shape[1]}) to be multiples of M={n_m[1]}")
 
-    # Inputs that were always zero carry no information: make H invertible there, drop the weights.
-    dead = torch.diagonal(H) == 0
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-
+    drop_dead_inputs(H, W)
     with factorisation():
         U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
     parts = [slice(start, start + weight.shape[0]) for start, weight in zip(_offsets(weights), weights, strict=True)]
