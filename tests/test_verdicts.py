@@ -265,10 +265,12 @@ def test_c4_checks_the_first_layer_qkv():
     }
     found = c4_least_consistent_masks(_iou(cross, floor))
     assert found.verdict == fd.SUPPORTED, found.evidence
-    cross["q_proj"] = [0.40, 0.88, 0.88, 0.88, 0.88, 0.88]  # the first layer's q_proj far off the floor
+    for proj in ("q_proj", "k_proj", "v_proj"):  # the first layer's q/k/v far off the floor
+        cross[proj] = [0.40, *cross[proj][1:]]
     found = c4_least_consistent_masks(_iou(cross, floor))
     assert found.verdict == fd.NOT_SUPPORTED and found.details["parts"]["first_layer"] == "fails"
-    cross["q_proj"] = [0.88] * 6
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        cross[proj] = [0.88, *cross[proj][1:]]
     cross["o_proj"] = [0.70, 0.72, 0.50, 0.52, 0.71, 0.70]  # o_proj no longer worst early
     assert c4_least_consistent_masks(_iou(cross, floor)).details["parts"]["early"] != "holds"
 

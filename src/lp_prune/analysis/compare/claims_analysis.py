@@ -114,7 +114,8 @@ def c5_specific_only(analysis: AnalysisResult, runs: Sequence[AnalysedRun]) -> F
                 "specific": {"effect": parts["specific"].effect, "se": parts["specific"].se},
                 "agnostic": {"effect": parts["agnostic"].effect, "se": parts["agnostic"].se},
                 "outcome": outcome,
-                "text": f"{lang}: specific {parts['specific'].text()}, agnostic {parts['agnostic'].text()}",
+                "text": f"{lang}: specific {parts['specific'].text(digits=4)}, "
+                f"agnostic {parts['agnostic'].text(digits=4)}",
             }
     if not per_language:
         reason = NO_ANALYSIS if not analysis.lsar.get("runs") else "Needs two or more analysed calibration languages."
@@ -189,5 +190,5 @@ def c6_low_probability_shifts(analysis: AnalysisResult, runs: Sequence[AnalysedR
         f"{mean:+.4f}" + (f" ± {se:.4f}" if is_finite(se) else "") + f" ({decision})."
     )
     if warnings:
-        evidence += " " + " ".join(warnings)
+        evidence += "".join(f" {w[:1].upper()}{w[1:]}." for w in warnings)
     return Finding("C6", verdict, evidence, {"excess": excess, "mean": mean, "se": se})

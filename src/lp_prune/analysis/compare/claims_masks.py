@@ -9,7 +9,8 @@ measurements: a projection's gap is its mean over layers with the stderr of that
    them exceeds the third projection by more than Z paired (layer by layer) stderrs;
 2. early: for o_proj and down_proj, the gap in the first third of the layers exceeds the later one by
    more than Z stderrs (Welch);
-3. first layer: q, k and v's gaps at layer 0 lie below the median gap of all projections at layer 0.
+3. first layer: at layer 0, q, k and v's mean gap lies below the other projections' mean gap by more
+   than Z times the SD of that difference over the other layers.
 
 All three: supported. The ranking decided against the study (another projection decidedly among the
 two least consistent), or part 2 or 3 decided against it: not supported. Otherwise inconclusive.
@@ -113,10 +114,7 @@ def _parts(gaps: dict[str, list[float]], ranked: list[str], per_projection: dict
     early_part = (
         "holds" if all(o == "above" for o in early.values()) else "fails" if "below" in early.values() else "undecided"
     )
-    layer0 = [per_projection[p]["gap_layer0"] for p in gaps]
-    median0 = statistics.median(layer0)
-    qkv = {p: per_projection[p]["gap_layer0"] for p in FIRST_LAYER_CONSISTENT if p in gaps}
-    first_layer = "holds" if qkv and all(v < median0 for v in qkv.values()) else "fails" if qkv else "undecided"
+    first_layer, first_text = _first_layer(gaps)
     return {
         "ranking": ranking,
         "ranking_text": f"least consistent {', '.join(top)} (second vs third: {separated}) -> {ranking}",
@@ -127,9 +125,32 @@ def _parts(gaps: dict[str, list[float]], ranked: list[str], per_projection: dict
         )
         + f" -> {early_part}",
         "first_layer": first_layer,
-        "first_layer_text": ", ".join(f"{p} {v:+.3f}" for p, v in qkv.items())
-        + f" against the layer-0 median {median0:+.3f} -> {first_layer}",
+        "first_layer_text": first_text,
     }
+
+
+def _first_layer(gaps: dict[str, list[float]]) -> tuple[str, str]:
+    """q/k/v's mean gap minus the other projections' mean gap, at layer 0, against how much that
+    difference moves from layer to layer elsewhere (its SD over the other layers)."""
+    qkv = [p for p in FIRST_LAYER_CONSISTENT if p in gaps]
+    rest = [p for p in gaps if p not in FIRST_LAYER_CONSISTENT]
+    if not qkv or not rest:
+        return "undecided", "needs q/k/v and other projections"
+    n_layers = len(next(iter(gaps.values())))
+    difference = [
+        statistics.fmean(gaps[p][i] for p in qkv) - statistics.fmean(gaps[p][i] for p in rest) for i in range(n_layers)
+    ]
+    spread = statistics.stdev(difference[1:]) if n_layers > 2 else math.nan
+    first = difference[0]
+    if not math.isfinite(spread) or spread == 0:
+        state = "undecided"
+    else:
+        state = "holds" if first < -Z * spread else "fails" if first > Z * spread else "undecided"
+    text = (
+        f"q/k/v minus the other projections' gap at layer 0 {first:+.3f} (SD of that difference over "
+        f"the other layers {spread:.3f}) -> {state}"
+    )
+    return state, text
 
 
 def _verdict(parts: Mapping[str, Any]) -> str:
