@@ -148,11 +148,11 @@ def _masks(lang: str, seed: int) -> dict[str, torch.Tensor]:
     return masks
 
 
-def _plant_run(path, lang, seed, perplexity, proxy_items, prune_extra=None):
+def _plant_run(path, lang, seed, perplexity, proxy_items, prune_extra=None, source="packaged"):
     run = RunDirectory.create(path)
     config = {
         "model": {"name": "m"},
-        "data": {"seed": seed, "source": "packaged"},
+        "data": {"seed": seed, "source": source},
         "prune": prune_extra or {},
         "seed": 0,
     }
@@ -183,7 +183,7 @@ def _plant_run(path, lang, seed, perplexity, proxy_items, prune_extra=None):
     run.mark_complete()
 
 
-def _plant_study(root, own_best: bool):
+def _plant_study(root, own_best: bool, source: str = "packaged"):
     languages = ("de", "en", "sw")
     for lang, seed in [("de", 0), ("en", 0), ("en", 1), ("sw", 0)]:
         perplexity = {
@@ -193,7 +193,7 @@ def _plant_study(root, own_best: bool):
         items = {
             f"lp_prune_proxy_{e}": [int(i % 2 == 0 or (own_best and e == lang)) for i in range(40)] for e in languages
         }
-        _plant_run(root / f"{lang}-s{seed}", lang, seed, perplexity, items)
+        _plant_run(root / f"{lang}-s{seed}", lang, seed, perplexity, items, source=source)
     return root
 
 
@@ -264,3 +264,14 @@ def test_recipes_of_planted_runs_get_their_own_rows(tmp_path):
     assert ("en", "all balanced") in recipes and ("en", "en") in recipes
     row = next(r for r in tables["recipes"][SETTING] if r["recipe"] == "all balanced" and r["target"] == "sw")
     assert row["target_change"] == pytest.approx(0.02) and row["keeps_target_cuts_others"]
+
+
+def test_the_study_data_source_gets_verdicts_and_mixes_stay_out_of_the_mask_pairs(tmp_path):
+    root = _plant_study(tmp_path / "runs", own_best=True, source="mc4")
+    items = {f"lp_prune_proxy_{e}": [1] * 40 for e in ("de", "en", "sw")}
+    _plant_run(root / "all-s0", "all", 0, {"de": 10.2, "en": 10.2, "sw": 10.2}, items, source="mc4")
+    assert main(["compare", str(root), "--out", str(tmp_path / "r"), "--no_wandb"]) == 0
+    verdicts, tables = _report_verdicts(tmp_path / "r")
+    assert list(tables["perplexity"][SETTING]) == ["de mc4", "en mc4", "sw mc4", "all mc4"]
+    assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "Calibration text: mc4." in verdicts["C1"]["evidence"]
+    assert set(tables["iou"][SETTING]["pairs"]) == {"de mc4-en mc4", "de mc4-sw mc4", "en mc4-sw mc4"}

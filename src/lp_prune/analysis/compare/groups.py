@@ -18,9 +18,17 @@ def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def recipe_order(runs: list[Run]) -> list[str]:
-    """The runs' recipes: single languages in LANGUAGES order, then the others as they come."""
+    """The runs' recipes: target-language recipes in LANGUAGES order (any text source), then the
+    others as they come."""
     present = list(dict.fromkeys(run.recipe for run in runs))
-    return [lang for lang in LANGUAGES if lang in present] + [r for r in present if r not in LANGUAGES]
+    target = {run.recipe: run.target_language for run in runs if run.target_language is not None}
+
+    def position(recipe: str) -> tuple[int, int]:
+        if recipe in target:
+            return 0, LANGUAGES.index(target[recipe])
+        return 1, present.index(recipe)
+
+    return sorted(present, key=position)
 
 
 def one_run_per_language(runs: list[Run]) -> dict[str, Run]:
@@ -32,10 +40,11 @@ def one_run_per_language(runs: list[Run]) -> dict[str, Run]:
 
 
 def cross_language_runs(runs: list[Run]) -> dict[str, Run]:
-    """The runs whose masks are compared across calibration: one per single-language recipe when
-    there are two or more of those (other recipes are no calibration *language*), else one per recipe."""
+    """The runs whose masks are compared across calibration: one per target-language recipe (any text
+    source: 'sw', 'sw mc4') when there are two or more of those (mixes, 'all', generated text are no
+    calibration *language*), else one per recipe."""
     first = one_run_per_language(runs)
-    single = {recipe: run for recipe, run in first.items() if recipe in LANGUAGES}
+    single = {recipe: run for recipe, run in first.items() if run.target_language is not None}
     return single if len(single) >= 2 else first
 
 
