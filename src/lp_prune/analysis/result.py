@@ -6,12 +6,12 @@ JSON-shaped dicts keyed by run key and evaluation language, as the reports and p
 
 from __future__ import annotations
 
-import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lp_prune.errors import UserError
+from lp_prune.tracking.files import check_record_fields
 
 
 @dataclass(kw_only=True)
@@ -39,17 +39,7 @@ class AnalysisResult:
     @classmethod
     def from_json(cls, record: Any, path: Path | str) -> AnalysisResult:
         """Check an analysis.json object; a UserError naming `path` when it is not one lp_prune wrote."""
-        if not isinstance(record, dict):
-            shown = json.dumps(record)[:40]
-            raise UserError(f"{path} holds {shown}, not an analysis (a JSON object); rerun `lp-prune analyze`")
-        known = {f.name: f for f in fields(cls)}
-        required = [name for name, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in record]
-        if missing:
-            raise UserError(f"{path} is not a complete analysis (no {', '.join(missing)}); rerun `lp-prune analyze`")
-        unknown = sorted(set(record) - set(known))
-        if unknown:
-            raise UserError(f"{path} holds fields no lp_prune analysis has ({', '.join(unknown)})")
+        record = check_record_fields(cls, record, path, "an analysis", "rerun `lp-prune analyze`")
         if not isinstance(record["runs"], list) or not all(isinstance(run, dict) for run in record["runs"]):
             raise UserError(f"{path}: 'runs' is not a list of analysed runs; rerun `lp-prune analyze`")
         return cls(**record)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lp_prune.errors import DataError
+from lp_prune.errors import DataError, UserError
 
 
 @contextlib.contextmanager
@@ -145,3 +145,25 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read JSON file {path}: {error}") from None
+
+
+def check_record_fields(cls: type, record: Any, path: Path | str, kind: str, remedy: str) -> dict[str, Any]:
+    """`record` as the JSON object of dataclass `cls` ("a run summary", "an analysis": `kind` with its
+    article): a UserError naming `path` and `remedy` when it is not an object, lacks a required
+    field or holds one `cls` does not have."""
+    noun = kind.split(" ", 1)[1]
+    if not isinstance(record, dict):
+        raise UserError(f"{path} holds {json.dumps(record)[:40]}, not {kind} (a JSON object); {remedy}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    required = [
+        name
+        for name, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in record]
+    if missing:
+        raise UserError(f"{path} is not a complete {noun} (no {', '.join(missing)}); {remedy}")
+    unknown = sorted(set(record) - set(known))
+    if unknown:
+        raise UserError(f"{path} holds fields no lp_prune {noun} has ({', '.join(unknown)}); {remedy}")
+    return record

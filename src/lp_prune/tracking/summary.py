@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import resource
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 from lp_prune.config import RunConfig
 from lp_prune.errors import UserError
 from lp_prune.tracking import wandb_logger
+from lp_prune.tracking.files import check_record_fields
 
 
 @dataclass(kw_only=True)
@@ -61,19 +61,7 @@ class RunSummary:
     @classmethod
     def from_json(cls, record: Any, path: Path | str) -> RunSummary:
         """Check a summary.json object; a UserError naming `path` when it is not one lp_prune wrote."""
-        if not isinstance(record, dict):
-            shown = json.dumps(record)[:40]
-            raise UserError(f"{path} holds {shown}, not a run summary (a JSON object); the run is damaged")
-        known = {f.name: f for f in fields(cls)}
-        required = [name for name, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in record]
-        if missing:
-            raise UserError(f"{path} is not a complete run summary (no {', '.join(missing)}); the run is damaged")
-        unknown = sorted(set(record) - set(known))
-        if unknown:
-            raise UserError(
-                f"{path} holds fields no lp_prune run summary has ({', '.join(unknown)}); the run is damaged"
-            )
+        record = check_record_fields(cls, record, path, "a run summary", "the run is damaged")
         if not isinstance(record["modules"], list):
             raise UserError(f"{path}: 'modules' is not a list of pruned modules; the run is damaged")
         return cls(**record)
