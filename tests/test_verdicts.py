@@ -371,3 +371,12 @@ def test_compare_reads_acc_norm_for_arc_and_hellaswag_and_f1_for_mkqa():
     runs = [run("de", downstream=downstream)]
     assert accuracy_matrix(runs)["de"] == {"arc_de": 0.35, "mkqa_de": 0.25}
     assert item_scores(runs)["de"] == {"arc_de": {1: 1, 2: 1}, "mkqa_de": {1: 0.5, 2: 0.0}}
+
+
+def test_c2_within_the_seed_spread_is_inconclusive():
+    snr = {}
+    for lang, seed in itertools.product(LANGS, (0, 1)):  # own +0.05 dB while seeds move SNR by +-1 dB
+        shift = 1.0 if seed else -1.0
+        snr[f"{lang}-s{seed}"] = {e: [5.0, 20.0 + shift + (0.05 if e == lang else 0.0)] for e in LANGS}
+    analysis, runs = analysis_of(snr, {})
+    assert c2_highest_snr(analysis, runs).verdict == fd.INCONCLUSIVE
