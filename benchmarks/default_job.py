@@ -6,6 +6,10 @@ process measured through `_measure.py`. The dense baseline is cached after the f
 version (both use the same cache: same model and windows), so it is left out of the comparison by
 a warm-up run of each version that is not counted.
 
+Each phase with a FLOP count is printed beside its limit: the count (flops.py: the pruning step
+for the default config's method and calibration size, the pruned perplexity evaluation over the
+default's windows) divided by the matmul rate measured in the same run (before and after the runs).
+
     python benchmarks/default_job.py --repeats 2 --baseline-src /path/to/old/checkout/src
     python benchmarks/default_job.py --repeats 1 --lp-args "--compile_layers true"
 """
@@ -20,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import flops
+import matmul_rate
 from _common import (
     DEFAULT_CONFIG,
     child_env,
@@ -48,12 +54,51 @@ def run_once(src: Path, out: Path, lp_args: list[str], log: Path) -> dict[str, A
             "perplexity": summary["perplexity"].get("pruned", {}), "folder": str(out)}  # fmt: skip
 
 
+def phase_limits(lp_args: list[str]) -> dict[str, float]:
+    """FLOPs of the phases with a count, for the default config (with --lp-args' method and sizes)."""
+    import yaml
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    data, prune = config["data"], config["prune"]
+    options = dict(zip(lp_args[::2], lp_args[1::2], strict=False))
+    method = options.get("--prune.method", prune["method"])
+    nsamples, seqlen = (
+        int(options.get("--data.nsamples", data["nsamples"])),
+        int(options.get("--data.seqlen", data["seqlen"])),
+    )
+    model = flops._load_config(None)
+    windows = int(data["eval_windows"]) * len(data["eval_languages"])
+    return {
+        "prune": flops.pruning_flops(model, nsamples, seqlen, method)["total"],
+        "eval_pruned": flops.evaluation_flops(model, windows, int(data["eval_seqlen"]))["total"],
+    }
+
+
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Mask IoU (pooled, lowest per Linear) and the largest relative perplexity difference of two runs."""
     masks = mask_agreement(Path(a["folder"]), Path(b["folder"]))
     ppl = max(abs(a["perplexity"][k] / b["perplexity"][k] - 1) for k in a["perplexity"])
     return (f"masks: IoU {masks['iou']:.5f} (lowest per Linear {masks['min_module_iou']:.5f}, identical: "
             f"{masks['iou'] == 1.0}); largest pruned-perplexity difference {100 * ppl:.3f}%")  # fmt: skip
+
+
+def limit_lines(results: list[dict[str, Any]], counts: dict[str, float], rates: list[float]) -> list[str]:
+    """This checkout's phases beside their FLOP limits (count / matmul rate of this run)."""
+    rate = sum(rates) / len(rates)
+    rows = {phase: (statistics.median(r["timings_s"].get(phase, 0.0) for r in results), count)
+            for phase, count in counts.items()}  # fmt: skip
+    rows["together"] = (sum(s for s, _ in rows.values()), sum(counts.values()))
+    lines = [
+        f"matmul rate {rate:.1f} GFLOP/s (before, after: {', '.join(f'{r:.1f}' for r in rates)})",
+        "",
+        "| phase | median s | FLOP count | limit s | share of the limit | time / limit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for phase, (seconds, count) in rows.items():
+        limit = count / (rate * 1e9)
+        share = f"{limit / seconds:.2f} | {seconds / limit:.2f}x"
+        lines.append(f"| {phase} | {seconds:.2f} | {count / 1e12:.3f} T | {limit:.2f} | {share} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_src:
         versions["baseline"] = (args.baseline_src.resolve(), [])
     out = results_dir(args.out)
+    rates = [matmul_rate.measure(reps=5)["matmul_gflops"]]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
     for repeat in range(args.repeats + 1):  # repeat 0 warms the dense cache up and is not counted
         for name, (src, lp_args) in versions.items():
@@ -76,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_once(src, out / f"{slug}-{repeat}", lp_args, out / f"{slug}-{repeat}.log")
             if repeat:
                 runs[name].append(result)
+    rates.append(matmul_rate.measure(reps=5)["matmul_gflops"])
     phases_shown = PHASES + PRUNE_PHASES
     lines = ["| version | wall s (median) | peak RSS MB | " + " | ".join(phases_shown) + " |",
              "|---" * (3 + len(phases_shown)) + "|"]  # fmt: skip
@@ -94,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             lines.append("\n" + agreement(runs["this checkout"][0], runs["baseline"][0]))
         except Exception as error:  # e.g. a baseline whose mask file this version cannot read
             lines.append(f"\nmasks not compared: {error}")
-    write_results(out, {"machine": machine_info(), "runs": runs, "lp_args": args.lp_args}, "\n".join(lines))
+    lines += ["", *limit_lines(runs["this checkout"], phase_limits(versions["this checkout"][1]), rates)]
+    report = {"machine": machine_info(), "runs": runs, "lp_args": args.lp_args, "matmul_gflops": rates}
+    write_results(out, report, "\n".join(lines))
     return 0
 
 

@@ -208,6 +208,52 @@ def pruning_flops(
     }
 
 
+def _body_flops(shapes: dict[str, Any], tokens: int, key_pairs_per_layer: list[float]) -> dict[str, float]:
+    """Decoder Linears on `tokens` positions, and attention over the given (query, key) pairs per layer."""
+    linear = sum(2 * tokens * d_out * d_in for d_out, d_in, _ in decoder_linears(shapes).values())
+    attention = sum(4 * pairs * shapes["heads"] * shapes["head_dim"] for pairs in key_pairs_per_layer)
+    return {"body_linear": shapes["layers"] * linear, "body_attention": attention}
+
+
+def evaluation_flops(model_config: Any, windows: int, seqlen: int, attention: str = "full") -> dict[str, Any]:
+    """FLOPs of one perplexity evaluation over `windows` x `seqlen` tokens: the decoder body on every
+    position, the LM head (2 d V per position) on the seqlen - 1 positions of a window that predict
+    a token. The fused cross-entropy's exponentials and sums (O(V) per position) are not counted."""
+    shapes = model_shapes(model_config)
+    tokens = windows * seqlen
+    pairs = [
+        tokens * _keys_per_query(seqlen, attention, shapes["sliding_window"], kind == "sliding_attention")
+        for kind in shapes["layer_types"]
+    ]
+    breakdown = _body_flops(shapes, tokens, pairs)
+    breakdown["head"] = 2 * windows * (seqlen - 1) * shapes["hidden"] * int(_get(model_config, "vocab_size"))
+    return {"windows": windows, "seqlen": seqlen, "flops": breakdown, "total": sum(breakdown.values())}
+
+
+def scoring_flops(model_config: Any, items: list[tuple[int, list[int]]]) -> dict[str, Any]:
+    """The least work of scoring multiple-choice items, each (context length, [continuation lengths]):
+    the context once per item, every continuation token but the last through the body (the last is
+    predicted, never input), attention over the keys each token sees (the context causally, its own
+    continuation), and the LM head at every predicted token only."""
+    shapes = model_shapes(model_config)
+    body_tokens = head_positions = 0
+    pairs = 0.0
+    for context, continuations in items:
+        body_tokens += context + sum(n - 1 for n in continuations)
+        head_positions += sum(continuations)
+        pairs += context * (context + 1) / 2 + sum(sum(context + j + 1 for j in range(n - 1)) for n in continuations)
+    breakdown = _body_flops(shapes, body_tokens, [pairs] * shapes["layers"])
+    breakdown["head"] = 2 * head_positions * shapes["hidden"] * int(_get(model_config, "vocab_size"))
+    return {
+        "items": len(items),
+        "requests": sum(len(c) for _, c in items),
+        "body_tokens": body_tokens,
+        "head_positions": head_positions,
+        "flops": breakdown,
+        "total": sum(breakdown.values()),
+    }
+
+
 def efficiency(flops: dict[str, Any], prune_s: float, matmul_gflops: float) -> dict[str, float]:
     """Achieved FLOP rate of a measured pruning step and its share of the machine's matmul rate."""
     rate = flops["total"] / prune_s / 1e9

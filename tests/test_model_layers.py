@@ -197,9 +197,9 @@ def test_stopping_after_the_last_input_records_what_a_full_run_records(arch):
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_head_logits_reproduce_the_models_logits(arch):
     """Body once, LM head by hand (with Cohere's logit scale, Gemma's soft-capping) == the model's logits;
-    and the chunked NLL equals the NLL of the full logits."""
-    from lp_prune.metrics.language_modeling import chunked_token_nll, token_nll
-    from lp_prune.models.layers import final_hidden_states, head_logits
+    and the fused NLL on the head's parts equals the NLL of the full logits."""
+    from lp_prune.metrics.language_modeling import fused_token_nll, token_nll
+    from lp_prune.models.layers import final_hidden_states, head_logits, linear_head
 
     model = tiny_model(arch)
     if arch == "gemma3":
@@ -210,6 +210,8 @@ def test_head_logits_reproduce_the_models_logits(arch):
         hidden = final_hidden_states(model, ids)
         torch.testing.assert_close(head_logits(model, hidden), own, rtol=1e-5, atol=1e-5)
         full, tokens = token_nll(own, ids)
-        chunked, chunked_tokens = chunked_token_nll(hidden, ids, lambda h: head_logits(model, h), chunk=7)
+        parts = linear_head(model)
+        assert parts is not None
+        chunked, chunked_tokens = fused_token_nll(hidden, ids, *parts, position_chunk=7, vocab_chunk=10)
     assert chunked_tokens == tokens == 27
     assert float(chunked) == pytest.approx(float(full), rel=1e-5)

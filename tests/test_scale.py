@@ -206,7 +206,9 @@ def test_memory_estimate_terms():
     assert qkv < estimate.solver
     assert estimate.masks == 8 * 100 // 8
     hidden = 2 * config.data.eval_batch_size * config.data.eval_seqlen * 64 * 4
-    assert estimate.evaluation == hidden + 3 * 256 * 500 * 4  # one chunk of 256 positions' logits
+    # One block of logits and its float32 copy: min(1024, batch positions) x min(4096, vocab 500).
+    positions = min(1024, config.data.eval_batch_size * config.data.eval_seqlen)
+    assert estimate.evaluation == hidden + 2 * positions * 500 * 4
     config.activations, config.devices = "disk", 2
     parked = estimate_memory(config, SHAPE, "cpu")
     assert parked.activations == 2 * 4 * 32 * 64 * 4  # one batch in, one out

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
-from lp_prune.metrics.language_modeling import HEAD_CHUNK
+from lp_prune.metrics.language_modeling import POSITION_CHUNK, VOCAB_CHUNK
 from lp_prune.pruning.method import get_method
 
 GIB = 1024**3
@@ -149,10 +149,11 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
     # gate, up and the activated product of one batch, plus attention scores if materialised (eager).
     layer_work = 3 * tokens_per_batch * shape.intermediate * dtype_bytes + batch * data.seqlen**2 * FLOAT32
     masks = (shape.n_layers * shape.layer_params) // 8 if device_kind == "cpu" else 0
-    # The batch's final hidden states, and per chunk of HEAD_CHUNK positions the logits, their
-    # exponentials inside logsumexp and a float32 copy: three vocabulary-wide tensors per position.
+    # The batch's final hidden states, and one block of logits (positions x vocabulary chunk) with
+    # its float32 copy: the fused cross-entropy never holds more of the vocabulary.
     hidden_states = 2 * data.eval_batch_size * data.eval_seqlen * shape.hidden * dtype_bytes
-    logits = 3 * min(HEAD_CHUNK, data.eval_batch_size * data.eval_seqlen) * shape.vocab * FLOAT32
+    block_positions = min(POSITION_CHUNK, data.eval_batch_size * data.eval_seqlen)
+    logits = 2 * block_positions * min(VOCAB_CHUNK, shape.vocab) * FLOAT32
     evaluation = hidden_states + logits if config.eval.perplexity else 0
     runtime = CPU_RUNTIME if device_kind == "cpu" else CUDA_CONTEXT
     return MemoryEstimate(weights, activations, statistics, layer_work, solver, evaluation, runtime, device_kind, masks)

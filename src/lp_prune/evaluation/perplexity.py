@@ -17,8 +17,8 @@ from torch import nn
 from lp_prune.config import ModelConfig
 from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.errors import DataError
-from lp_prune.metrics.language_modeling import LanguageModelingMetric, chunked_token_nll, token_nll
-from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits
+from lp_prune.metrics.language_modeling import LanguageModelingMetric, fused_token_nll, token_nll
+from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits, linear_head
 from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
@@ -57,9 +57,9 @@ class PerplexityEvaluation(L.LightningModule):
         ids = batch["input_ids"]
         if self._head_checked is None:
             self._head_checked = head_matches_model(self.model, ids[:1])
-        if self._head_checked:  # body once for the batch, LM head and cross-entropy in chunks of tokens
-            hidden = final_hidden_states(self.model, ids)
-            nll, tokens = chunked_token_nll(hidden, ids, lambda states: head_logits(self.model, states))
+        head = linear_head(self.model) if self._head_checked else None
+        if head is not None:  # body once for the batch, the LM head fused with the cross-entropy
+            nll, tokens = fused_token_nll(final_hidden_states(self.model, ids), ids, *head)
         else:
             nll, tokens = token_nll(self.model(input_ids=ids, use_cache=False).logits, ids)
         self.metrics[dataloader_idx].update(nll, tokens, int(batch["n_bytes"].sum()))
@@ -82,7 +82,7 @@ def head_matches_model(model: nn.Module, ids: torch.Tensor) -> bool:
     ours = head_logits(model, final_hidden_states(model, ids)[:, -1])
     if torch.allclose(own.float(), ours.float(), rtol=1e-4, atol=1e-4):
         return True
-    log.warning("%s: chunked LM head does not match the model's logits; evaluating with full logits", type(model))
+    log.warning("%s: fused LM head does not match the model's logits; evaluating with full logits", type(model))
     return False
 
 

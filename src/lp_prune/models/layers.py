@@ -7,7 +7,7 @@ for any causal LM whose decoder layers sit in one ModuleList of length num_hidde
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +53,35 @@ def head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The model's logits for final hidden states: its LM head and the scaling its forward applies
     after it (Cohere's logit_scale, Gemma's final logit soft-capping)."""
     logits = model.get_output_embeddings()(hidden)
-    config = model.config
+    transform = logit_map(model.config)
+    return logits if transform is None else transform(logits)
+
+
+def linear_head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, Callable | None] | None:
+    """(weight [vocab, hidden], bias, logit_map) when the LM head is a plain Linear (then `head_logits`
+    is logit_map(hidden @ weight.T + bias)); None for any other head."""
+    head = model.get_output_embeddings()
+    if type(head) is not nn.Linear:
+        return None
+    return head.weight, head.bias, logit_map(model.config)
+
+
+def logit_map(config: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """What a causal LM's forward does to the head's output, in place: Cohere's logit_scale, then
+    Gemma's final soft-capping cap * tanh(logits / cap); None when it does nothing."""
     scale = getattr(config, "logit_scale", None)
-    if scale is not None:
-        logits = logits * scale
     cap = getattr(config, "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    if scale is None and cap is None:
+        return None
+
+    def apply(logits: torch.Tensor) -> torch.Tensor:
+        if scale is not None:
+            logits = logits.mul_(scale)
+        if cap is not None:
+            logits = logits.div_(cap).tanh_().mul_(cap)
+        return logits
+
+    return apply
 
 
 def layer_prefix(model: nn.Module, index: int) -> str:
