@@ -374,3 +374,42 @@ def test_per_item_scores_use_item_ids_and_keep_filters_apart():
         "proxy": {"ids": ["en-1-2", "en-3-4"], "acc": [1, 0]},
         "qa": {"ids": [0], "f1": [0.5], "f1/strict": [1]},
     }
+
+
+def test_dense_downstream_is_evaluated_once_per_model_and_task_set(eval_model_dir, tmp_path, monkeypatch):
+    """Sweeps prune one model many times: the dense model's lm-eval output is read back from the
+    cache; the pruned model, another limit or cache_dense false evaluate again."""
+    from lp_prune.config import RunConfig
+    from lp_prune.evaluation import downstream_step
+    from lp_prune.tracking.phase_timer import PhaseTimer
+
+    monkeypatch.setenv("LP_PRUNE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = downstream_step.run_lm_eval
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["limit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(downstream_step, "run_lm_eval", counting)
+    model = AutoModelForCausalLM.from_pretrained(eval_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(eval_model_dir)
+
+    def evaluated(stage: str, limit: int = 2, cache_dense: bool = True) -> dict:
+        config = RunConfig()
+        config.model.name = str(eval_model_dir)
+        config.data.eval_languages = ["en"]
+        config.eval.tasks, config.eval.limit, config.eval.cache_dense = ["proxy"], limit, cache_dense
+        step = downstream_step.DownstreamStep(config, tokenizer)
+        step.evaluate(stage, model, PhaseTimer())
+        return step.results[stage]
+
+    first = evaluated("dense")
+    assert evaluated("dense") == first and calls == [2]  # read back, the same results
+    assert (tmp_path / "cache" / "dense_downstream").is_dir()
+    evaluated("pruned")
+    evaluated("pruned")
+    assert calls == [2, 2, 2]  # a pruned model is never read from the cache
+    evaluated("dense", limit=3)
+    evaluated("dense", cache_dense=False)
+    assert calls == [2, 2, 2, 3, 2]

@@ -308,10 +308,14 @@ def test_c7_consistent_similar_advantage_refutes_and_none_supports():
     assert c7_related_languages([r for r in _related(0.0) if r.config.data.seed == 0]).verdict == fd.INCONCLUSIVE
 
 
-# --- the shipped GPU study grid has what every claim needs ------------------------------------------------
+# --- the shipped study grids have what every claim needs ------------------------------------------------
 
 
-def test_the_gpu_study_grid_gives_every_claim_its_data(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("sweep_file", "source", "recipes"),
+    [("sweeps/study-grid-gpu.yaml", "mc4", 4), ("sweeps/study.yaml", "packaged", 2)],
+)
+def test_the_study_grids_give_every_claim_its_data(sweep_file, source, recipes, tmp_path, monkeypatch):
     from collections import defaultdict
 
     from jsonargparse import ArgumentParser
@@ -325,7 +329,7 @@ def test_the_gpu_study_grid_gives_every_claim_its_data(tmp_path, monkeypatch):
 
     repo = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(repo)  # the sweep's command names configs/ relative to a checkout
-    sweep = load_sweep("sweeps/study-grid-gpu.yaml")
+    sweep = load_sweep(sweep_file)
     parser = ArgumentParser(exit_on_error=False)
     add_arguments(parser)  # `lp-prune run`'s own parser
     groups = defaultdict(list)
@@ -334,11 +338,11 @@ def test_the_gpu_study_grid_gives_every_claim_its_data(tmp_path, monkeypatch):
         config = run_config_from(namespace)
         config.validate()
         groups[(config.model.name, config.prune.method)].append(config)
-    assert len(groups) == 4
+    assert len(groups) == recipes  # models x methods
     for configs in groups.values():
         seeds = defaultdict(set)
         for config in configs:
-            assert config.data.source == "mc4"  # the study's text, counted as a calibration language (C1-C5)
+            assert config.data.source == source  # counted as a calibration language (C1-C5)
             seeds[config.data.calibration_language].add(config.data.seed)
             tasks = expand_tasks(config.eval.tasks, config.data.eval_languages)
             assert {task_language(t) for t in tasks} >= set(SEVEN) - {None}  # C3: every language's tasks

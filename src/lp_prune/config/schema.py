@@ -198,7 +198,7 @@ class EvalConfig:
     dense_baseline: bool = True
     """Also evaluate the unpruned model."""
     cache_dense: bool = True
-    """Reuse the dense results of an identical model and windows (sweeps evaluate the dense model once)."""
+    """Reuse the dense results of an identical model and windows or tasks (sweeps evaluate the dense model once)."""
     tasks: list[str] | str = field(default_factory=list)
     """Downstream tasks via lm-eval: task names or shorthands (proxy, probe, belebele, arc, hellaswag, mmlu, mkqa,
     study), as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""

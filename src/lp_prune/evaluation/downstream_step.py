@@ -2,7 +2,8 @@
 dense model before pruning and on the pruned model after it, into summary.json and W&B.
 
     downstream = DownstreamStep(config, tokenizer)   # checks task names, writes the proxy tasks
-    downstream.evaluate("dense", model, timer)       # before pruning (only with eval.dense_baseline)
+    downstream.evaluate("dense", model, timer)       # before pruning (only with eval.dense_baseline;
+                                                     # cached per model and task set with eval.cache_dense)
     downstream.evaluate("pruned", model, timer)      # after pruning
     downstream.add_to(summary, loggers)              # summary.downstream and W&B
     downstream.save(run_dir)                         # lm-eval's own output: RUN_DIR/lm_eval_results.json
@@ -12,6 +13,8 @@ Does nothing at all when eval.tasks is empty (the default).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import Logger
 
-from lp_prune.config import RunConfig
+from lp_prune.config import ModelConfig, RunConfig
 from lp_prune.evaluation.downstream import (
     TaskPlan,
     format_table,
@@ -31,6 +34,8 @@ from lp_prune.evaluation.downstream import (
     stderr_of,
     write_lm_eval_results,
 )
+from lp_prune.evaluation.perplexity import dense_model_digest, read_cache_entry, write_cache_entry
+from lp_prune.models.loading import cache_dir
 from lp_prune.tracking import wandb_logger
 
 if TYPE_CHECKING:
@@ -45,6 +50,7 @@ TABLE_COLUMNS = ["stage", "task", "language", "metric", "value", "stderr", "n"]
 class DownstreamStep:
     def __init__(self, config: RunConfig, tokenizer: Any) -> None:
         self.eval = config.eval
+        self.model = config.model
         self.tokenizer = tokenizer
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self.lm_eval_outputs: dict[str, dict[str, Any]] = {}  # lm-eval's own output per stage
@@ -62,14 +68,20 @@ class DownstreamStep:
         if self.plan is None or (stage == "dense" and not self.eval.dense_baseline):
             return
         with timer.phase(f"downstream_{stage}"):
-            output = run_lm_eval(
-                model,
-                self.tokenizer,
-                self.plan,
-                limit=self.eval.limit,
-                num_fewshot=self.eval.num_fewshot,
-                batch_size=self.eval.batch_size,
-            )
+            cached = stage == "dense" and self.eval.cache_dense
+            path = dense_downstream_path(self.model, self.plan, self.eval) if cached else None
+            output = read_cache_entry(path, DENSE_CACHE) if path else None
+            if output is None:
+                output = run_lm_eval(
+                    model,
+                    self.tokenizer,
+                    self.plan,
+                    limit=self.eval.limit,
+                    num_fewshot=self.eval.num_fewshot,
+                    batch_size=self.eval.batch_size,
+                )
+                if path:
+                    write_cache_entry(path, output, DENSE_CACHE)
             self.lm_eval_outputs[stage] = output
             self.results[stage] = parse_output(output)
 
@@ -88,6 +100,23 @@ class DownstreamStep:
     def save(self, run_dir: str | os.PathLike[str]) -> Path | None:
         """lm-eval's own output per stage into RUN_DIR/lm_eval_results.json; None when no task ran."""
         return write_lm_eval_results(run_dir, self.lm_eval_outputs) if self.lm_eval_outputs else None
+
+
+DENSE_CACHE = "dense downstream"
+
+
+def dense_downstream_path(model: ModelConfig, plan: TaskPlan, settings: Any) -> Path:
+    """Cache entry of the dense model's lm-eval output: one per model (as for dense perplexity), task
+    list, task files (the proxy and probe folders' contents), limit, shots and batch size."""
+    digest = dense_model_digest(model)
+    keys = [list(plan.tasks), settings.limit, settings.num_fewshot, settings.batch_size]
+    digest.update(json.dumps(keys).encode())
+    for folder in plan.include_paths:
+        for file in sorted(Path(folder).rglob("*")):
+            if file.is_file():
+                digest.update(str(file.relative_to(folder)).encode())
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return cache_dir() / "dense_downstream" / f"{digest.hexdigest()[:24]}.json"
 
 
 def log_downstream(loggers: Sequence[Logger], downstream: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:

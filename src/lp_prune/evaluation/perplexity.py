@@ -116,13 +116,20 @@ def compiled_layers(model: nn.Module, enabled: bool) -> Iterator[None]:
             layer._compiled_call_impl = None  # nn.Module.compile's wrapper: back to the eager call
 
 
-def dense_cache_key(model: ModelConfig, windows: dict[str, Any]) -> str:
-    """Identifies a dense evaluation: the model (and its files' mtimes if local) and the exact windows."""
+def dense_model_digest(model: ModelConfig) -> Any:
+    """A sha256 of the dense model's identity: name, dtype, revision and, for a local folder, its
+    weight files' mtimes. Each dense cache adds what its evaluation read."""
     digest = hashlib.sha256(json.dumps([model.name, model.dtype, model.revision]).encode())
     folder = Path(model.name)
     if folder.is_dir():
         for weights in sorted(folder.glob("*.safetensors")):
             digest.update(f"{weights.name}:{weights.stat().st_mtime_ns}".encode())
+    return digest
+
+
+def dense_cache_key(model: ModelConfig, windows: dict[str, Any]) -> str:
+    """Identifies a dense evaluation: the model (and its files' mtimes if local) and the exact windows."""
+    digest = dense_model_digest(model)
     for lang, w in windows.items():
         digest.update(lang.encode())
         digest.update(w.ids.numpy().tobytes())
@@ -140,26 +147,26 @@ def cached_dense_perplexity(
     Sweeps prune one model many times; every run after the first reads the dense baseline back.
     """
     path = cache_dir() / "dense_perplexity" / f"{dense_cache_key(model_config, windows)}.json"
-    cached = _read_cache(path)
+    cached = read_cache_entry(path)
     if cached is not None:
         return cached
     results = evaluate()
     if write:  # data parallel: rank 0 writes
-        _write_cache(path, results)
+        write_cache_entry(path, results)
     return results
 
 
-def _read_cache(path: Path) -> dict[str, dict[str, float]] | None:
+def read_cache_entry(path: Path, what: str = "dense perplexity") -> dict[str, Any] | None:
     """The cache only saves time: a damaged entry costs a warning and a new evaluation, not the run."""
     if not path.is_file():
         return None
     try:
         results = read_json(path)
     except DataError as err:
-        log.warning("dense perplexity cache entry unreadable, evaluating again: %s", err)
+        log.warning("%s cache entry unreadable, evaluating again: %s", what, err)
         return None
     return results if isinstance(results, dict) else None
 
 
-def _write_cache(path: Path, results: dict[str, dict[str, float]]) -> None:
-    write_to_cache("dense perplexity", path.parent, lambda: write_json(path, results))
+def write_cache_entry(path: Path, results: dict[str, Any], what: str = "dense perplexity") -> None:
+    write_to_cache(what, path.parent, lambda: write_json(path, results))
