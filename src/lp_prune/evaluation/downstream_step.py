@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import Logger
 
-from lp_prune.config import ModelConfig, RunConfig
+from lp_prune.config import EvalConfig, ModelConfig, RunConfig
 from lp_prune.evaluation.downstream import (
     TaskPlan,
     format_table,
@@ -105,7 +105,7 @@ class DownstreamStep:
 DENSE_CACHE = "dense downstream"
 
 
-def dense_downstream_path(model: ModelConfig, plan: TaskPlan, settings: Any) -> Path:
+def dense_downstream_path(model: ModelConfig, plan: TaskPlan, settings: EvalConfig) -> Path:
     """Cache entry of the dense model's lm-eval output: one per model (as for dense perplexity), task
     list, task files (the proxy and probe folders' contents), limit, shots and batch size."""
     digest = dense_model_digest(model)
