@@ -413,3 +413,6 @@ def test_dense_downstream_is_evaluated_once_per_model_and_task_set(eval_model_di
     evaluated("dense", limit=3)
     evaluated("dense", cache_dense=False)
     assert calls == [2, 2, 2, 3, 2]
+    for entry in (tmp_path / "cache" / "dense_downstream").glob("*.json"):
+        entry.write_text("{}")  # JSON, but not lm-eval's output: evaluated again, not a traceback
+    assert evaluated("dense") == first and calls == [2, 2, 2, 3, 2, 2]

@@ -71,7 +71,7 @@ class DownstreamStep:
             cached = stage == "dense" and self.eval.cache_dense
             path = dense_downstream_path(self.model, self.plan, self.eval) if cached else None
             output = read_cache_entry(path, DENSE_CACHE) if path else None
-            if output is None:
+            if not isinstance((output or {}).get("results"), dict):  # missing, or not lm-eval's output
                 output = run_lm_eval(
                     model,
                     self.tokenizer,
