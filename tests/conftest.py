@@ -73,6 +73,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def eval_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model with room for proxy items: they run to ~400 characters, one token each here."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.config.max_position_embeddings = 1024
+    folder = tmp_path_factory.mktemp("tiny-eval")
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch, tmp_path):
     """Tests never reach W&B servers or write into the checkout."""

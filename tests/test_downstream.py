@@ -50,17 +50,6 @@ SMALL_RUN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def eval_model_dir(tmp_path_factory, tiny_model_dir):
-    """The tiny model with room for proxy items: they run to ~400 characters, one token each here."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model.config.max_position_embeddings = 1024
-    folder = tmp_path_factory.mktemp("tiny-eval")
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Every connection attempt is recorded and refused."""

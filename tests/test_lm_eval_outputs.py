@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lp_prune.cli import main
 from lp_prune.config import EvalConfig
@@ -45,16 +44,6 @@ def user_tasks(tmp_path) -> Path:
         "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
         "metadata:\n  version: 2.0\n"
     )
-    return folder
-
-
-@pytest.fixture(scope="module")
-def eval_model_dir(tmp_path_factory, tiny_model_dir):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model.config.max_position_embeddings = 1024  # room for the proxy items
-    folder = tmp_path_factory.mktemp("tiny-eval")
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     return folder
 
 

@@ -33,7 +33,7 @@ from lp_prune.errors import Interrupted, UserError
 from lp_prune.safe_yaml import load_yaml_file
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("run", "sweep", "compare", "analyze", "eval", "estimate")  # modules in lp_prune.commands
+COMMANDS = ("run", "sweep", "compare", "analyze", "study", "eval", "estimate")  # modules in lp_prune.commands
 RUN_CONFIG_COMMANDS = ("run", "estimate")  # their options are RunConfig's keys
 
 

@@ -1,0 +1,215 @@
+"""The study's report: study.json and study.md, from the files the grid, `analyze` and `compare` wrote.
+
+Nothing in it is typed by hand except the study's own statements (what the paper reports, in words):
+the verdicts are compare's findings, the spreads are computed from the runs' summary.json files, the
+times and memory are the runs' and the analysis's own records.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED
+from lp_prune.analysis.runs import Run
+
+# What the study reports on Llama-3-8B and Aya-23-8B (50% SparseGPT and Wanda, mC4 calibration).
+STUDY_REPORTS = {
+    "C1": "Own-language calibration gives the lowest perplexity on that language, for both models and methods.",
+    "C2": "Own-language calibration gives the highest SNR of the pruned model's hidden states on that language.",
+    "C3": "Downstream accuracy (Belebele, ARC, HellaSwag, MMLU, MKQA) does not consistently improve with "
+    "target-language calibration; the best calibration language varies by task and language.",
+    "C4": "Attention output (o_proj) and FFN down projections have the lowest mask IoU across calibration "
+    "languages, most of all in early layers; the first layer's q/k/v masks stay consistent.",
+    "C5": "Target-language calibration lowers the error on the language-specific part of the hidden states; "
+    "the error on the language-agnostic part is similar whatever the calibration language.",
+    "C6": "Pruning shifts the activation probabilities of language-specific neurons with low activation probability.",
+    "C7": "A linguistically similar language, or an outlier one, as calibration gives no consistent advantage.",
+}
+LIMITS_HERE = {
+    "C3": "Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
+    "(those need the Hugging Face Hub).",
+}
+AGREEMENT = {SUPPORTED: "agrees", NOT_SUPPORTED: "disagrees", INCONCLUSIVE: "cannot tell", NO_DATA: "no data"}
+
+
+def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str]) -> list[dict[str, Any]]:
+    """One row per claim: the study's statement, and per setting the tool's verdict and whether they agree."""
+    rows = []
+    for claim in STATEMENTS:
+        row: dict[str, Any] = {"claim": claim, "statement": STATEMENTS[claim], "study": STUDY_REPORTS[claim]}
+        row["limits"] = LIMITS_HERE.get(claim)
+        row["tool"] = {}
+        for setting in settings:
+            found = next((f for f in findings.get(setting, []) if f["claim"] == claim), None)
+            verdict = found["verdict"] if found else NO_DATA
+            row["tool"][setting] = {"verdict": verdict, "agreement": AGREEMENT[verdict]}
+        rows.append(row)
+    return rows
+
+
+def study_settings(runs: list[Run]) -> list[str]:
+    """The settings with calibration-language recipes (the claims are about them): not the magnitude baseline."""
+    languages: dict[str, set[str]] = {}
+    for run in runs:
+        if run.summary.method != "magnitude" and run.target_language:
+            languages.setdefault(run.setting, set()).add(run.target_language)
+    return [setting for setting, found in languages.items() if len(found) >= 2]
+
+
+def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:
+    """Each headline number over the calibration draws (runs of one setting and language, seeds apart):
+    own-language perplexity, and mean downstream accuracy of the language's tasks."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if run.target_language and run.summary.method != "magnitude":
+            groups.setdefault((run.setting, run.target_language), []).append(run)
+    rows = []
+    for (setting, language), members in sorted(groups.items()):
+        members.sort(key=lambda run: str(run.calibration_seed))
+        numbers = {"perplexity": [run.summary.perplexity.get("pruned", {}).get(language) for run in members]}
+        numbers["accuracy"] = [mean_accuracy(run, language) for run in members]
+        for name, values in numbers.items():
+            if any(value is None for value in values):
+                continue
+            mean, spread = statistics.fmean(values), max(values) - min(values)
+            rows.append(
+                {
+                    "setting": setting,
+                    "language": language,
+                    "number": name,
+                    "seeds": [run.calibration_seed[0] for run in members],
+                    "values": values,
+                    "mean": mean,
+                    "spread": spread,
+                    "relative_spread": spread / mean if mean else None,
+                }
+            )
+    return rows
+
+
+def mean_accuracy(run: Run, language: str) -> float | None:
+    """Mean accuracy over the pruned model's downstream tasks in `language` (tasks named *_<language>)."""
+    tasks = (run.summary.downstream or {}).get("pruned", {})
+    scores = [m["acc"] for task, m in tasks.items() if task.endswith(f"_{language}") and "acc" in m]
+    return statistics.fmean(scores) if scores else None
+
+
+def grid_resources(runs: list[Run], analysis: dict[str, Any]) -> dict[str, Any]:
+    """Summed phase times of the runs and the analysis, and the peak memory of any one process."""
+    run_seconds = sum(sum(top_level_phases(run.summary.timings_s).values()) for run in runs)
+    peaks = [run.summary.peak_rss_mb for run in runs if run.summary.peak_rss_mb] + [analysis.get("peak_rss_mb") or 0]
+    return {
+        "runs": len(runs),
+        "runs_time_s": round(run_seconds, 1),
+        "analysis_time_s": round(sum((analysis.get("timings_s") or {}).values()), 1),
+        "peak_rss_mb": round(max(peaks), 1),
+    }
+
+
+def top_level_phases(timings: dict[str, float]) -> dict[str, float]:
+    """The phases that are no part of another ('prune', not its 'prune_solve'): their sum is the run's time."""
+    return {key: value for key, value in timings.items() if not any(key.startswith(f"{k}_") for k in timings)}
+
+
+def study_record(
+    runs: list[Run],
+    tables: dict[str, Any],
+    analysis: dict[str, Any],
+    made: dict[str, Any],
+    repeat: dict[str, Any] | None,
+) -> dict[str, Any]:
+    settings = study_settings(runs)
+    return {
+        "model": tables.get("model"),
+        "provenance": made,
+        "resources": grid_resources(runs, analysis),
+        "settings": settings,
+        "claims": claims_table(tables.get("findings", {}), settings),
+        "findings": {setting: tables.get("findings", {}).get(setting, []) for setting in settings},
+        "draw_spreads": draw_spreads(runs),
+        "repeat": repeat,
+    }
+
+
+def study_markdown(record: dict[str, Any]) -> str:
+    made, used = record["provenance"], record["resources"]
+    machine = made["machine"]
+    commit = (made["commit"] or "unknown")[:12] + (" (with local changes)" if made["dirty"] else "")
+    lines = [
+        f"# The study on {record['model']}",
+        "",
+        f"Made by `lp-prune study` at commit {commit} on {made['date']}, on {machine['cpus']} CPUs "
+        f"({machine['torch_threads']} torch threads, matmul {machine['matmul_gflops']} GFLOP/s).",
+        f"{used['runs']} runs: {used['runs_time_s'] / 60:.1f} min of run phases, analysis "
+        f"{used['analysis_time_s'] / 60:.1f} min; this command ran {made['study_wall_s'] / 60:.1f} min "
+        f"(finished runs it found are not counted again); peak memory of one process {used['peak_rss_mb']:.0f} MB.",
+        "",
+        "Full tables and figures: [report.md](report.md) (perplexity matrices, downstream tables, mask IoU, SNR) "
+        "and [analysis/analysis.md](analysis/analysis.md) (per-layer SNR, LSAR, LAPE).",
+        "",
+        "## The claims, side by side with the study",
+        "",
+    ]
+    settings = record["settings"]
+    lines += [
+        "| claim | the study (Llama-3-8B, Aya-23-8B) | " + " | ".join(settings) + " |",
+        "|---|---|" + "---|" * len(settings),
+    ]
+    for row in record["claims"]:
+        study = row["study"] + (f" *Here: {row['limits']}*" if row["limits"] else "")
+        cells = [f"{row['tool'][s]['verdict']} ({row['tool'][s]['agreement']})" for s in settings]
+        lines.append(f"| {row['claim']} | {study} | " + " | ".join(cells) + " |")
+    lines += ["", "## The findings with their numbers", ""]
+    for setting, found in record["findings"].items():
+        lines += [f"### {setting}", ""]
+        lines += [f"- **{f['claim']} {f['verdict']}**: {f['evidence']}" for f in found]
+        lines.append("")
+    lines += repeatability_lines(record)
+    return "\n".join(lines) + "\n"
+
+
+def repeatability_lines(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Repeatability",
+        "",
+        "Each headline number over the two calibration draws (seeds): own-language perplexity, and mean "
+        "accuracy over the language's downstream tasks.",
+        "",
+        "| setting | language | number | values (by seed) | mean | spread | spread / mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in record["draw_spreads"]:
+        values = ", ".join(f"{v:.4g}" for v in row["values"])
+        relative = "-" if row["relative_spread"] is None else f"{row['relative_spread']:.2%}"
+        lines.append(
+            f"| {row['setting']} | {row['language']} | {row['number']} | {values} | {row['mean']:.4g} | "
+            f"{row['spread']:.3g} | {relative} |"
+        )
+    repeat = record["repeat"]
+    lines.append("")
+    if repeat is None:
+        lines.append("No run was repeated (`--repeat` reruns the grid's first run and compares).")
+    elif repeat["identical"]:
+        lines.append(
+            f"The grid's first run, repeated on this machine ({repeat['repeat']}), gave the same "
+            f"{repeat['numbers']} perplexity and downstream numbers bit for bit, and byte-identical masks."
+        )
+    else:
+        shown = "; ".join(f"{d['metric']}: {d['first']} vs {d['repeat']}" for d in repeat["differences"][:8])
+        lines.append(
+            f"The grid's first run, repeated on this machine ({repeat['repeat']}), differed in "
+            f"{len(repeat['differences'])} of {repeat['numbers']} numbers ({shown}); masks identical: "
+            f"{repeat['masks_identical']}."
+        )
+    return [*lines, ""]
+
+
+def write_study_report(out: Path, record: dict[str, Any]) -> dict[str, Path]:
+    from lp_prune.tracking.files import atomic_write_text, write_json
+
+    paths = {"study": out / "study.md", "record": out / "study.json"}
+    write_json(paths["record"], record)
+    atomic_write_text(paths["study"], study_markdown(record))
+    return paths
