@@ -191,7 +191,7 @@ def _plant_study(root, own_best: bool, source: str = "packaged"):
         }
         perplexity = {e: v + 0.1 * seed for e, v in perplexity.items()}  # seeds differ a little
         items = {
-            f"lp_prune_proxy_{e}": [int(i % 2 == 0 or (own_best and e == lang)) for i in range(40)] for e in languages
+            f"lp_prune_proxy_{e}": [int(i % 2 == 0 or (own_best and e == lang)) for i in range(400)] for e in languages
         }
         _plant_run(root / f"{lang}-s{seed}", lang, seed, perplexity, items, source=source)
     return root
@@ -229,7 +229,7 @@ def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
     assert main(["compare", str(root), "--out", str(tmp_path / "r2"), "--no_wandb"]) == 0
     verdicts, _ = _report_verdicts(tmp_path / "r2")
     assert verdicts["C1"]["verdict"] == fd.NOT_SUPPORTED and "(worse)" in verdicts["C1"]["evidence"]
-    assert verdicts["C3"]["verdict"] == fd.SUPPORTED  # no gain for the own language
+    assert verdicts["C3"]["verdict"] == fd.SUPPORTED  # no gain for the own language, over 400 items
     assert verdicts["C2"]["verdict"] == fd.NO_DATA and "lp-prune analyze" in verdicts["C2"]["evidence"]
 
 

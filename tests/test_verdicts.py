@@ -237,6 +237,17 @@ def test_c3_a_loss_rules_improvement_out():
     assert found.verdict == fd.SUPPORTED and all(c["ruled_out"] for c in found.details["cells"].values())
 
 
+@pytest.mark.parametrize("n, verdict", [(20, fd.INCONCLUSIVE), (400, fd.SUPPORTED)])
+def test_c3_unchanged_items_rule_out_a_gain_only_when_there_are_enough(n, verdict):
+    """No item changes with the calibration language: the paired differences are all zero (sd 0), yet
+    20 items cannot exclude a gain of 0.02 (one changed item is 0.05); 400 items can."""
+    runs = [run(lang) for lang in LANGS]
+    accuracy, items = _downstream_rows(0.0, n)
+    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
+    assert found.verdict == verdict, found.evidence
+    assert all(cell["stderr"] == pytest.approx(1 / n) for cell in found.details["cells"].values())
+
+
 def test_c3_leaves_out_probe_tasks_at_chance():
     runs = [run(lang) for lang in LANGS]
     task = "lp_prune_probe_capitals_en"

@@ -41,12 +41,19 @@ class Difference:
 
 
 def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float]) -> Difference | None:
-    """Mean of a_i - b_i over the items both scored, with stderr sd(d) / sqrt(n); None if < 2 shared items."""
+    """Mean of a_i - b_i over the items both scored, with stderr sd(d) / sqrt(n) but at least 1 / n;
+    None if < 2 shared items.
+
+    The floor: when every item scores alike in both rows (say 20 items, none changed), sd(d) is 0, yet
+    20 items cannot rule out a gain of 0.02. One changed item moves the mean by 1 / n, and a stderr
+    of 1 / n is what one discordant item in n gives: the least noise a sample of n items can claim.
+    """
     shared = [item for item in a if item in b]
     if len(shared) < 2:
         return None
     d = [a[item] - b[item] for item in shared]
-    return Difference(statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d), True)
+    stderr = max(statistics.stdev(d) / math.sqrt(len(d)), 1 / len(d))
+    return Difference(statistics.fmean(d), stderr, len(d), True)
 
 
 def unpaired_difference(acc_a: float, se_a: float, acc_b: Sequence[float], se_b: Sequence[float]) -> Difference:
