@@ -34,7 +34,7 @@ def test_study_runs_the_grid_and_reports_every_claim_with_data(eval_model_dir, t
     )
     root, out = tmp_path / "runs", tmp_path / "report"
     argv = ["study", "--sweeps", f"[{grid}]", "--root", str(root), "--out", str(out), "--no_wandb"]
-    argv += ["--windows", "2", "--seqlen", "24", "--batch_size", "1", "--repeat"]
+    argv += ["--windows", "2", "--seqlen", "24", "--batch_size", "1", "--repeat", "--parallel", "2"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "[4/4]" in printed and "Study report:" in printed
@@ -70,6 +70,9 @@ def test_study_runs_the_grid_and_reports_every_claim_with_data(eval_model_dir, t
     assert record["repeat"]["numbers"] > 0 and record["repeat"]["identical"], record["repeat"]
     markdown = (out / "study.md").read_text()
     assert "| C1 |" in markdown and "Repeatability" in markdown and "bit for bit" in markdown
+    shown = record["figures"]
+    assert any(f.startswith("analysis/") for f in shown) and any("/" not in f for f in shown)
+    assert all((out / figure).is_file() and f"]({figure})" in markdown for figure in shown)
 
     # Again: nothing runs or is analysed again; the report is made anew from what is kept.
     analysis_written = (out / "analysis" / "analysis.json").stat().st_mtime_ns

@@ -248,6 +248,18 @@ def test_c3_unchanged_items_rule_out_a_gain_only_when_there_are_enough(n, verdic
     assert all(cell["stderr"] == pytest.approx(1 / n) for cell in found.details["cells"].values())
 
 
+def test_c3_one_low_cell_among_several_is_judged_with_the_family_bound():
+    """Each of three cells loses 2 of 40 items: mean + 2 stderr lies just below 0.02 (ruled out with one
+    cell), but three cells are three chances for noise: Bonferroni's z = 2.39 leaves it open."""
+    runs = [run(lang) for lang in LANGS]
+    accuracy, items = _downstream_rows(-0.05)
+    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
+    cells = found.details["cells"].values()
+    assert all(c["mean"] + 2 * c["stderr"] < 0.02 for c in cells)
+    assert found.details["bound_z"] == pytest.approx(statistics.NormalDist().inv_cdf(1 - 0.025 / 3))
+    assert found.verdict == fd.INCONCLUSIVE and not any(c["ruled_out"] for c in cells), found.evidence
+
+
 def test_c3_leaves_out_probe_tasks_at_chance():
     runs = [run(lang) for lang in LANGS]
     task = "lp_prune_probe_capitals_en"

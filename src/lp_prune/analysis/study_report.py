@@ -119,6 +119,7 @@ def study_record(
     analysis: dict[str, Any],
     made: dict[str, Any],
     repeat: dict[str, Any] | None,
+    figures: list[str] | None = None,
 ) -> dict[str, Any]:
     settings = study_settings(runs)
     return {
@@ -130,6 +131,7 @@ def study_record(
         "findings": {setting: tables.get("findings", {}).get(setting, []) for setting in settings},
         "draw_spreads": draw_spreads(runs),
         "repeat": repeat,
+        "figures": figures or [],
     }
 
 
@@ -167,7 +169,23 @@ def study_markdown(record: dict[str, Any]) -> str:
         lines += [f"- **{f['claim']} {f['verdict']}**: {f['evidence']}" for f in found]
         lines.append("")
     lines += repeatability_lines(record)
+    lines += figure_lines(record.get("figures", []))
     return "\n".join(lines) + "\n"
+
+
+def figure_lines(figures: list[str]) -> list[str]:
+    """The comparison's and the analysis's figures, shown in place (paths relative to the report)."""
+    if not figures:
+        return []
+    lines = ["## Figures", ""]
+    for figure in figures:
+        lines += [f"### {Path(figure).stem.replace('_', ' ')}", "", f"![{Path(figure).stem}]({figure})", ""]
+    return lines
+
+
+def report_figures(out: Path) -> list[str]:
+    """The PNG files of the report folder and its analysis/, relative to it, in a stable order."""
+    return sorted(str(path.relative_to(out)) for pattern in ("*.png", "analysis/*.png") for path in out.glob(pattern))
 
 
 def repeatability_lines(record: dict[str, Any]) -> list[str]:

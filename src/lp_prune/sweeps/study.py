@@ -221,7 +221,7 @@ def git_output(checkout: Path, *args: str) -> str | None:
 def run_study(options: StudyOptions) -> int:
     """The whole study into OPTIONS.out; 1 when a run failed (the finished ones are kept), else 0."""
     from lp_prune.analysis.runs import find_runs, load_runs
-    from lp_prune.analysis.study_report import study_record, write_study_report
+    from lp_prune.analysis.study_report import report_figures, study_record, write_study_report
     from lp_prune.commands import analyze, compare
     from lp_prune.commands.compare import CompareOptions, check_outside_runs, writable_folder
 
@@ -247,7 +247,8 @@ def run_study(options: StudyOptions) -> int:
     )
     repeat = repeat_first_run(grid) if options.repeat else None
     made = provenance(started, time.monotonic() - clock)
-    record = study_record(load_runs(folders), read_json(out / "tables.json"), read_json(analysis_path), made, repeat)
+    tables, analysis = read_json(out / "tables.json"), read_json(analysis_path)
+    record = study_record(load_runs(folders), tables, analysis, made, repeat, report_figures(out))
     paths = write_study_report(out, record)
     print(f"Study report: {paths['study']} ({paths['record']})")
     return 0
