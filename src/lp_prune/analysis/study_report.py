@@ -13,6 +13,7 @@ from typing import Any
 
 from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED
 from lp_prune.analysis.runs import Run
+from lp_prune.config.tasks import task_language
 
 # What the study reports on Llama-3-8B and Aya-23-8B (50% SparseGPT and Wanda, mC4 calibration).
 STUDY_REPORTS = {
@@ -52,19 +53,22 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
 def study_settings(runs: list[Run]) -> list[str]:
     """The settings with calibration-language recipes (the claims are about them): not the magnitude baseline."""
     languages: dict[str, set[str]] = {}
-    for run in runs:
-        if run.summary.method != "magnitude" and run.target_language:
-            languages.setdefault(run.setting, set()).add(run.target_language)
+    for run in filter(calibrated_on_a_language, runs):
+        languages.setdefault(run.setting, set()).add(run.target_language)
     return [setting for setting, found in languages.items() if len(found) >= 2]
+
+
+def calibrated_on_a_language(run: Run) -> bool:
+    """A run whose calibration language the claims are about: one target language, not magnitude (no calibration)."""
+    return run.summary.method != "magnitude" and run.target_language is not None
 
 
 def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:
     """Each headline number over the calibration draws (runs of one setting and language, seeds apart):
     own-language perplexity, and mean downstream accuracy of the language's tasks."""
     groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        if run.target_language and run.summary.method != "magnitude":
-            groups.setdefault((run.setting, run.target_language), []).append(run)
+    for run in filter(calibrated_on_a_language, runs):
+        groups.setdefault((run.setting, run.target_language), []).append(run)
     rows = []
     for (setting, language), members in sorted(groups.items()):
         members.sort(key=lambda run: str(run.calibration_seed))
@@ -90,9 +94,9 @@ def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def mean_accuracy(run: Run, language: str) -> float | None:
-    """Mean accuracy over the pruned model's downstream tasks in `language` (tasks named *_<language>)."""
+    """Mean accuracy over the pruned model's downstream tasks of `language`."""
     tasks = (run.summary.downstream or {}).get("pruned", {})
-    scores = [m["acc"] for task, m in tasks.items() if task.endswith(f"_{language}") and "acc" in m]
+    scores = [m["acc"] for task, m in tasks.items() if task_language(task) == language and "acc" in m]
     return statistics.fmean(scores) if scores else None
 
 
