@@ -83,6 +83,46 @@ def test_layer_summary_of_rows():
     assert math.isnan(nan["prune/snr_db/v_proj/min"]) and math.isnan(nan["prune/snr_db/v_proj/mean"])
 
 
+# --- the masks artifact: its files in the run directory --------------------------------------------
+
+
+def masks_artifact_entries(run_folder: Path) -> list:
+    return [
+        entry
+        for record in iter_records(closed_log(run_folder))
+        if record.WhichOneof("record_type") == "artifact" and record.artifact.type == "pruning-masks"
+        for entry in record.artifact.manifest.contents
+    ]
+
+
+def test_masks_artifact_files_stay_in_the_run_directory_and_travel_with_it(tiny_model_dir, tmp_path, monkeypatch):
+    import base64
+    import hashlib
+    import shutil
+
+    staging = tmp_path / "wandb-data"  # where W&B stages copies of logged files (WANDB_DATA_DIR)
+    monkeypatch.setenv("WANDB_DATA_DIR", str(staging))
+    out = tmp_path / "run"
+    assert main(["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL, "--wandb.mode", "offline"]) == 0
+    # Nothing the artifact holds is copied outside the run (W&B stages its own table files there).
+    staged = [p for p in staging.rglob("*") if p.is_file()]
+    assert all(json.loads(p.read_text())["_type"] == "table" for p in staged), staged
+    (run,) = find_offline_runs(out / "wandb")
+    entries = {entry.path: entry for entry in masks_artifact_entries(run)}
+    assert {"summary.json", "config.yaml"} < set(entries) and any(name.startswith("masks") for name in entries)
+    for entry in entries.values():
+        assert Path(entry.local_path).resolve().is_relative_to(out.resolve()), entry.local_path
+    # `lp-prune eval` rewrites summary.json later: the artifact's copy keeps what was logged.
+    (out / "summary.json").write_text("{}")
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    for entry in entries.values():
+        copy = moved / Path(entry.local_path).resolve().relative_to(out.resolve())
+        digest = base64.b64encode(hashlib.md5(copy.read_bytes()).digest()).decode()
+        assert digest == entry.digest, entry.path
+
+
 # --- resume: the same W&B run -------------------------------------------------------------------------
 
 

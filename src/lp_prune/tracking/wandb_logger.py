@@ -24,6 +24,7 @@ import math
 import netrc
 import os
 import re
+import shutil
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -260,23 +261,43 @@ def artifact_name(prefix: str, folder_name: str) -> str:
 def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -> None:
     """The bit-packed masks as a W&B artifact of type 'pruning-masks', with the run's summary.json and
     config.yaml beside them when they are written: `lp-prune compare wandb:...` rebuilds the run
-    directory from it on any machine (tracking.wandb_runs)."""
+    directory from it on any machine (tracking.wandb_runs).
+
+    Every file the artifact names lies in the run directory: the masks file by immutable reference (W&B
+    would otherwise stage a copy in $HOME, ~0.9 GB for an 8B model), the companions as they were when
+    logged in wandb/artifact-files/ (`lp-prune eval` rewrites summary.json later). An offline run
+    directory therefore syncs with everything it logged."""
     import wandb
 
     from lp_prune.tracking.run_dir import RunDirectory
 
-    companions = [masks_path.parent / "summary.json", masks_path.parent / "config.yaml"]
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             artifact = wandb.Artifact(name=name, type=MASKS_ARTIFACT_TYPE)
-            artifact.add_file(str(masks_path))
-            for path in companions:
-                if path.is_file():
-                    artifact.add_file(str(path))
+            artifact.add_file(str(masks_path), policy="immutable")
+            for path in _artifact_companions(masks_path.parent):
+                artifact.add_file(str(path), policy="immutable")
             logger.experiment.log_artifact(artifact)
             run_dir = RunDirectory(masks_path.parent)
             if run_dir.is_marked():  # what compare and analyze name as their input (lineage)
                 run_dir.record_wandb(masks_artifact=name)
+
+
+ARTIFACT_FILES_DIR = Path("wandb") / "artifact-files"
+
+
+def _artifact_companions(run_root: Path) -> list[Path]:
+    """summary.json and config.yaml copied to the run's wandb/artifact-files/, so that the files the
+    artifact references keep the content it was logged with."""
+    folder = run_root / ARTIFACT_FILES_DIR
+    copies = []
+    for source in (run_root / "summary.json", run_root / "config.yaml"):
+        if source.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            copy = folder / source.name
+            shutil.copyfile(source, copy)
+            copies.append(copy)
+    return copies
 
 
 def finish(loggers: Sequence[Logger], status: str = "success") -> None:
