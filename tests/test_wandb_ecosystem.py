@@ -378,3 +378,30 @@ def test_a_sweep_command_with_args_no_hyphens_runs_locally(tmp_path):
     argv = local_argv(runs[0], sweep)
     assert "--prune.method=wanda" in argv and "--data.nsamples=8" in argv
     assert not any(word.startswith(("prune.", "data.")) for word in argv)
+
+
+# --- Lightning's output: bars named for the work, each log line once --------------------------------
+
+
+def test_progress_bars_name_the_layer_and_language_never_a_validation_dataloader(tiny_model_dir, tmp_path, capfd):
+    out = tmp_path / "run"
+    argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL, "--wandb.mode", "disabled"]
+    assert main(argv) == 0
+    shown = capfd.readouterr()
+    bars = (shown.out + shown.err).replace("\r", "\n")
+    assert "Validation" not in bars and "DataLoader" not in bars
+    assert "Layer 1/3 collecting statistics" in bars and "Layer 3/3 propagating" in bars
+    assert "Perplexity en" in bars and "Perplexity sw" in bars
+
+
+def test_library_log_lines_print_once():
+    code = (
+        "import logging\n"
+        "from lp_prune.cli import _quiet_libraries\n"
+        "_quiet_libraries()\n"
+        "logging.getLogger('lightning.fabric.utilities.distributed').info('probe-line')\n"
+        "logging.getLogger('lp_prune.pipeline').info('own-line')\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stderr.count("probe-line") == 1, shown.stderr
+    assert shown.stderr.count("own-line") == 1, shown.stderr

@@ -117,7 +117,19 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _one_handler_per_line(("lightning", "torchmetrics", "huggingface_hub"))
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _one_handler_per_line(names: tuple[str, ...]) -> None:
+    """Libraries that add their own stderr handler at import and still propagate to the root handler
+    print each line twice (`fabric run`'s "Initializing distributed" lines): their own handler is the one."""
+    import lightning  # noqa: F401  (adds the 'lightning' handler; imports torchmetrics, huggingface_hub)
+
+    for name in names:
+        library = logging.getLogger(name)
+        if library.handlers:
+            library.propagate = False
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 
 from lp_prune.calibration.results import ModuleRecord, StepOutput
 from lp_prune.calibration.schedule import Step
@@ -90,14 +91,36 @@ def layer_metrics(layer: int, records: list[ModuleRecord]) -> dict[str, float]:
 
 
 class LayerProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, labelled with the decoder layer (calibration) or the language (perplexity)."""
+    """Lightning's progress bar, labelled with the decoder layer and what its step does (calibration) or
+    with the language (perplexity) from its first frame, never "Validation DataLoader N": calibration
+    and evaluation run as Lightning validation loops, but the user is pruning, not validating."""
+
+    _kind = "Validation"
+
+    @property
+    def validation_description(self) -> str:  # the bar's label before its first step
+        return self._kind
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._kind = (
+            "Pruning" if hasattr(module, "layers") else "Perplexity" if hasattr(module, "languages") else "Validation"
+        )
+        super().on_validation_start(trainer, module)
 
     def on_validation_batch_start(
         self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        super().on_validation_batch_start(trainer, module, batch, batch_idx, dataloader_idx)
+        bar = self.val_progress_bar
+        if self.has_dataloader_changed(dataloader_idx):  # Lightning's reset, without its generic label
+            bar.reset(total=convert_inf(self.total_val_batches_current_dataloader))
+            bar.initial = 0
+        bar.set_description(self.step_label(module, batch, dataloader_idx))
+
+    @staticmethod
+    def step_label(module: L.LightningModule, batch: Any, dataloader_idx: int) -> str:
         if isinstance(batch, Step):
             layers = len(getattr(module, "layers", ())) or "?"
-            self.val_progress_bar.set_description(f"Layer {batch.layer + 1}/{layers} {batch.kind.value}")
-        elif hasattr(module, "languages"):
-            self.val_progress_bar.set_description(f"Perplexity {module.languages[dataloader_idx]}")
+            return f"Layer {batch.layer + 1}/{layers} {batch.kind.value}"
+        if hasattr(module, "languages"):
+            return f"Perplexity {module.languages[dataloader_idx]}"
+        return f"Validation {dataloader_idx}"
