@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from lp_prune.analysis.compare.verdicts import NO_DATA, STATEMENTS
+from lp_prune.analysis.study_report import spread_text
 from lp_prune.cli import main
 from lp_prune.sweeps.study import compare_repeat
 
@@ -112,3 +113,11 @@ def test_a_repeat_that_differs_is_reported_with_its_differences(tmp_path):
 def test_bad_study_options_are_one_line_errors(capsys):
     assert main(["study", "--parallel", "0"]) == 2
     assert "--parallel must be at least 1" in capsys.readouterr().err
+
+
+def test_a_spread_of_float_rounding_reads_zero():
+    tiny = (0.1 + 0.2) - 0.3  # two equal means, taken over different tasks, one bit apart
+    assert tiny != 0 and spread_text(tiny, 0.3) == "0"
+    assert spread_text(0.0, 0.4667) == "0"
+    assert spread_text(0.0167, 0.4417) == "0.0167"
+    assert spread_text(1.42, 100.4) == "1.42"

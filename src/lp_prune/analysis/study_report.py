@@ -93,6 +93,12 @@ def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def spread_text(spread: float, mean: float) -> str:
+    """A spread for the table; one below float rounding of the mean (two means of equal accuracies taken
+    over different tasks can differ in their last bit) is shown as 0."""
+    return "0" if abs(spread) <= 1e-12 * max(abs(mean), 1.0) else f"{spread:.3g}"
+
+
 def mean_accuracy(run: Run, language: str) -> float | None:
     """Mean accuracy over the pruned model's downstream tasks of `language`."""
     tasks = (run.summary.downstream or {}).get("pruned", {})
@@ -207,7 +213,7 @@ def repeatability_lines(record: dict[str, Any]) -> list[str]:
         relative = "-" if row["relative_spread"] is None else f"{row['relative_spread']:.2%}"
         lines.append(
             f"| {row['setting']} | {row['language']} | {row['number']} | {values} | {row['mean']:.4g} | "
-            f"{row['spread']:.3g} | {relative} |"
+            f"{spread_text(row['spread'], row['mean'])} | {relative} |"
         )
     repeat = record["repeat"]
     lines.append("")
