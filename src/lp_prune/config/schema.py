@@ -59,8 +59,8 @@ class PruneConfig:
 
     method: str = "sparsegpt"
     """Pruning method: sparsegpt (second-order, updates kept weights), wanda (|W| x input norm), magnitude, the
-    quantization methods gptq (second-order) and rtn (round-to-nearest), or one registered through
-    lp_prune.pruning.register."""
+    quantization methods gptq (second-order) and rtn (round-to-nearest), sparsegpt_gptq (pruning and GPTQ in one
+    column loop), or one registered through lp_prune.pruning.register."""
     sparsity: float = 0.5
     """Fraction of each Linear's weights to prune (unstructured). Ignored by gptq and rtn, which prune nothing:
     their summary's sparsity counts the weights that rounded to exactly 0."""
@@ -71,12 +71,13 @@ class PruneConfig:
     percdamp: float = 0.01
     """SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean."""
     bits: int = 4
-    """gptq, rtn: bits per weight, 2 to 8 (a grid of 2^bits levels)."""
+    """gptq, rtn, sparsegpt_gptq: bits per weight, 2 to 8 (a grid of 2^bits levels)."""
     group_size: int | None = None
-    """gptq, rtn: input columns sharing one scale and zero (must divide every Linear input size); null or -1:
-    one per output row."""
+    """gptq, rtn, sparsegpt_gptq: input columns sharing one scale and zero (must divide every Linear input
+    size); null or -1: one per output row."""
     symmetric: bool = False
-    """gptq, rtn: a grid symmetric around 0 (scale from max |w|), instead of min-max with a zero point."""
+    """gptq, rtn, sparsegpt_gptq: a grid symmetric around 0 (scale from max |w|), instead of min-max with a
+    zero point."""
     act_order: bool = False
     """gptq: quantize columns in descending diag(H), then restore their order (groups follow the visiting
     order, so the columns sharing a grid are scattered)."""

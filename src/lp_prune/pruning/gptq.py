@@ -169,18 +169,29 @@ def _group_grid(
     bits: int,
     symmetric: bool,
 ) -> _Grid:
-    """The grid of the group starting at `column`, from its weights with every earlier column's
+    """The grid of the group starting at `column`, from its updated weights (`group_weights`)."""
+    scale, zero = grid_params(group_weights(W, U, Wt, errors_t, start, end, column, group_size), bits, symmetric)
+    return _Grid(scale.squeeze(-1), zero.squeeze(-1))
+
+
+def group_weights(
+    W: torch.Tensor,
+    U: torch.Tensor,
+    Wt: torch.Tensor,
+    errors_t: torch.Tensor,
+    start: int,
+    end: int,
+    column: int,
+    group_size: int,
+) -> torch.Tensor:
+    """The weights [rows, group_size] of the group starting at `column` with every earlier column's
     update applied: inside the block they are (Wt), after it the block's errors so far are added."""
     inside = Wt[column - start : min(column + group_size, end) - start].t()
-    group = inside
-    if column + group_size > end:
-        beyond = (
-            W[:, end : column + group_size]
-            - errors_t[: column - start].t() @ U[start:column, end : column + group_size]
-        )
-        group = torch.cat([inside, beyond], dim=1)
-    scale, zero = grid_params(group, bits, symmetric)
-    return _Grid(scale.squeeze(-1), zero.squeeze(-1))
+    if column + group_size <= end:
+        return inside
+    later = slice(end, column + group_size)
+    beyond = W[:, later] - errors_t[: column - start].t() @ U[start:column, later]
+    return torch.cat([inside, beyond], dim=1)
 
 
 class GPTQ:

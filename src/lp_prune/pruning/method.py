@@ -40,6 +40,7 @@ BUILT_IN = (
     "magnitude",
     "gptq",
     "rtn",
+    "sparsegpt_gptq",
 )  # modules of lp_prune.pruning that register one method each
 ENTRY_POINT_GROUP = "lp_prune.methods"
 

@@ -87,6 +87,11 @@ def check_quantization(method: str, settings: PruneSettings) -> None:
     """Refuse grid settings a quantization method cannot honour: one line, before any work."""
     if settings.n_m is not None:
         raise ConfigError(f"{method} quantizes and prunes nothing: it needs prune.pattern unstructured, not N:M")
+    check_grid(method, settings)
+
+
+def check_grid(method: str, settings: PruneSettings) -> None:
+    """Refuse bits and group sizes the grid cannot honour: one line, before any work."""
     if isinstance(settings.bits, bool) or settings.bits not in BITS:
         raise ConfigError(
             f"prune.bits must be an integer from {BITS[0]} to {BITS[-1]} for {method}, got {settings.bits}"
