@@ -149,3 +149,23 @@ def test_bad_joint_settings_are_one_line(tiny_model_dir, tmp_path, capsys, flags
     assert main([*argv, *flags, *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+
+
+def test_quantization_grids_are_settings_of_their_own_and_mask_claims_do_not_apply(tiny_model_dir, tmp_path):
+    root = tmp_path / "runs"
+    for bits, lang in ((4, "en"), (4, "sw"), (3, "en")):
+        argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(root / f"{bits}-{lang}")]
+        argv += ["--prune.method", "gptq", "--prune.bits", str(bits), "--data.calibration_language", lang]
+        assert main([*argv, *SMALL]) == 0
+    joint = ["run", "--model.name", str(tiny_model_dir), "--out", str(root / "joint-en")]
+    assert main([*joint, "--prune.method", "sparsegpt_gptq", *SMALL]) == 0
+    out = tmp_path / "report"
+    assert main(["compare", str(root), "--out", str(out), "--no_wandb"]) == 0
+    report = json.loads((out / "tables.json").read_text())
+    settings = set(report["perplexity"])
+    four, three = "gptq unstructured s=0 n=4x32 4-bit g-row", "gptq unstructured s=0 n=4x32 3-bit g-row"
+    assert {four, three, "sparsegpt_gptq unstructured s=0.5 n=4x32 4-bit g-row"} == settings
+    assert set(report["perplexity"][four]) == {"dense", "en", "sw"}  # the 3-bit run is not a repeat of en
+    verdicts = {setting: {f["claim"]: f["verdict"] for f in found} for setting, found in report["findings"].items()}
+    assert verdicts[four]["C4"] == verdicts[three]["C4"] == "does not apply"
+    assert verdicts["sparsegpt_gptq unstructured s=0.5 n=4x32 4-bit g-row"]["C4"] != "does not apply"

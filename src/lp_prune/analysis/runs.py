@@ -19,6 +19,7 @@ from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
+from lp_prune.pruning.method import quantizes
 from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.summary import RunSummary
 
@@ -65,8 +66,20 @@ class Run:
 
     @property
     def setting(self) -> str:
+        """What the runs of one comparison share: method, pattern, sparsity, calibration size, and for
+        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting."""
         s = self.summary
-        return f"{s.method} {s.pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+        label = f"{s.method} {s.pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+        return f"{label} {grid_label(self.config.prune)}" if quantizes(s.method) else label
+
+
+def grid_label(prune: Any) -> str:
+    """'4-bit g128' (per-row grids: 'g-row'), with ' sym' and ' act-order' when set."""
+    group = prune.group_size if prune.group_size not in (None, -1) else "-row"
+    parts = [f"{prune.bits}-bit g{group}"]
+    parts += ["sym"] if prune.symmetric else []
+    parts += ["act-order"] if prune.act_order else []
+    return " ".join(parts)
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:

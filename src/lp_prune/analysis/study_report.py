@@ -11,7 +11,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED
+from lp_prune.analysis.compare.verdicts import (
+    DOES_NOT_APPLY,
+    INCONCLUSIVE,
+    NO_DATA,
+    NOT_SUPPORTED,
+    STATEMENTS,
+    SUPPORTED,
+)
 from lp_prune.analysis.runs import Run
 from lp_prune.config.tasks import task_language
 
@@ -32,7 +39,13 @@ LIMITS_HERE = {
     "C3": "Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
     "(those need the Hugging Face Hub).",
 }
-AGREEMENT = {SUPPORTED: "agrees", NOT_SUPPORTED: "disagrees", INCONCLUSIVE: "cannot tell", NO_DATA: "no data"}
+AGREEMENT = {
+    SUPPORTED: "agrees",
+    NOT_SUPPORTED: "disagrees",
+    INCONCLUSIVE: "cannot tell",
+    NO_DATA: "no data",
+    DOES_NOT_APPLY: "does not apply",
+}
 
 
 def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str]) -> list[dict[str, Any]]:

@@ -202,6 +202,7 @@ class GPTQ:
     default_local_error: LocalError = "exact"  # the Gram is there anyway
     updates_kept_weights = True
     prunes = False  # quantizes: zeroes nothing, ignores prune.sparsity
+    quantizes = True
 
     def solver_bytes(self, width: int, rows: int) -> int:
         # Gram copies and factors (one more with act_order's permuted copy); the stacked float32 rows

@@ -12,6 +12,8 @@ A method says what it needs and does one thing: prune a group of weights that re
 - `prune(weights, sparsity, inputs, settings, runtime)`: the new weights and their masks.
 - `prunes` (optional, True when absent): False for methods that zero nothing and ignore the
   sparsity (quantization: gptq, rtn); see `prunes`.
+- `quantizes` (optional, False when absent): True for methods that round onto the prune.bits /
+  group_size grid (gptq, rtn, sparsegpt_gptq); see `quantizes`.
 
 Adding a method is one file: a class with these members and `register(TheMethod())`
 (`MaskOnlyMethod` supplies all but `mask` for methods that only choose what to zero). Methods that
@@ -166,6 +168,14 @@ def _load() -> None:
 def prunes(method: PruningMethod) -> bool:
     """Whether the method zeroes weights (and reads `sparsity`); quantization methods say False."""
     return bool(getattr(method, "prunes", True))
+
+
+def quantizes(name: str) -> bool:
+    """Whether the method called `name` rounds weights onto the prune.bits grid (False for a method
+    not registered here, e.g. a plug-in of the machine that made a run being compared)."""
+    _load()
+    method = _REGISTRY.methods.get(name)
+    return bool(getattr(method, "quantizes", False))
 
 
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:

@@ -28,6 +28,7 @@ class RoundToNearest:
     default_local_error: LocalError = "sample"
     updates_kept_weights = True  # masks cannot rebuild quantized weights
     prunes = False  # quantizes: zeroes nothing, ignores prune.sparsity
+    quantizes = True
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return rows * width * 8  # the float32 weight and its codes

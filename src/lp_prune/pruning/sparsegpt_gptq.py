@@ -184,6 +184,7 @@ class SparseGPTGPTQ:
     statistics: Statistics = "gram"
     default_local_error: LocalError = "exact"  # the Gram is there anyway
     updates_kept_weights = True
+    quantizes = True
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return 12 * width * width + rows * width * 9  # Gram copies and factors; rows, errors, keep flags

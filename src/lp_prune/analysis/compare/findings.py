@@ -4,7 +4,8 @@ Pure functions over what `compare` (tables.Comparison and the runs behind it) an
 (analysis.json) already produce; nothing is recomputed. Every verdict is a measurement: the effect,
 the noise it is judged against (the spread over repeats of one recipe, i.e. calibration draws with
 different seeds), and the decision: supported, not supported, inconclusive (within noise, too little
-power, or no repeats to judge against) or no data (verdicts.py).
+power, or no repeats to judge against), no data, or does not apply (C4 for methods that prune nothing;
+verdicts.py).
 
     C1  target-language calibration gives the lowest perplexity on that language    claims_perplexity
     C2  ... and the highest SNR on that language                                     claims_analysis
@@ -38,6 +39,7 @@ from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7
 from lp_prune.analysis.compare.groups import by_setting
 from lp_prune.analysis.compare.targets import target_rows
 from lp_prune.analysis.compare.verdicts import (
+    DOES_NOT_APPLY,
     INCONCLUSIVE,
     NO_DATA,
     NOT_SUPPORTED,
@@ -48,6 +50,7 @@ from lp_prune.analysis.compare.verdicts import (
 from lp_prune.analysis.result import AnalysisResult
 
 __all__ = [
+    "DOES_NOT_APPLY",
     "INCONCLUSIVE",
     "NOT_SUPPORTED",
     "NO_DATA",
@@ -59,6 +62,14 @@ __all__ = [
 ]
 
 ANALYSIS_CLAIMS = ("C2", "C5", "C6")
+NO_MASKS = "The method prunes nothing (it quantizes): every mask keeps every weight, so mask IoU does not apply."
+
+
+def _c4(iou: dict[str, Any], runs: list[Any]) -> Finding:
+    """C4 where the setting's runs zero weights by choice; quantization runs (target sparsity 0) do not."""
+    if any(run.summary.target_sparsity > 0 for run in runs):
+        return c4_least_consistent_masks(iou)
+    return Finding("C4", DOES_NOT_APPLY, NO_MASKS)
 
 
 def analysis_findings(analysis: AnalysisResult) -> dict[str, list[Finding]]:
@@ -95,7 +106,7 @@ def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None)
                 comparison.metrics.get(setting, {}),
                 task_language,
             ),
-            c4_least_consistent_masks(comparison.iou.get(setting, {})),
+            _c4(comparison.iou.get(setting, {}), runs),
             analysed.get("C5") or missing["C5"],
             analysed.get("C6") or missing["C6"],
             c7_related_languages(runs),

@@ -26,6 +26,7 @@ SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
 NO_DATA = "no data"
+DOES_NOT_APPLY = "does not apply"  # the claim is about something the method does not do (masks of quantization)
 
 NO_FLOOR = "no floor"
 
@@ -45,7 +46,7 @@ STATEMENTS = {
 @dataclass
 class Finding:
     claim: str  # "C1" ... "C7"
-    verdict: str  # SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE or NO_DATA
+    verdict: str  # SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NO_DATA or DOES_NOT_APPLY
     evidence: str  # the effect, the noise it is judged against, the decision
     details: dict[str, Any] = field(default_factory=dict)
 
