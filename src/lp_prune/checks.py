@@ -21,7 +21,8 @@ def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
     check_n_m_fits(config, model_config)
     prune = config.prune
     sizes = tuple(sorted(linear_input_sizes(model_config)))
-    get_method(prune.method).check(replace(prune.settings, input_sizes=sizes))  # what only it knows
+    known = replace(prune.settings, input_sizes=sizes, heads=attention_heads(model_config))
+    get_method(prune.method).check(known)  # what only it knows
     check_weight_files(config.model)
     check_disk_space(config)
     resolve_mode(config.wandb)  # refuses a WANDB_MODE that wandb.init would reject after the run has begun
@@ -30,12 +31,21 @@ def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
 def linear_input_sizes(model_config: PretrainedConfig) -> set[int]:
     """Input sizes of a decoder layer's Linears: hidden (q/k/v/gate/up), attention (o), FFN (down)."""
     hidden = model_config.hidden_size
-    heads = getattr(model_config, "num_attention_heads", None)
-    head_dim = getattr(model_config, "head_dim", None) or (hidden // heads if heads else hidden)
-    sizes = {hidden, (heads or 1) * head_dim}
+    shape = attention_heads(model_config)
+    sizes = {hidden, shape[0] * shape[2] if shape else hidden}
     if getattr(model_config, "intermediate_size", None):
         sizes.add(model_config.intermediate_size)
     return sizes
+
+
+def attention_heads(model_config: PretrainedConfig) -> tuple[int, int, int] | None:
+    """(query heads, key/value heads, head dim) of a decoder layer; None for a config without heads."""
+    heads = getattr(model_config, "num_attention_heads", None)
+    if not heads:
+        return None
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    return heads, kv_heads, head_dim
 
 
 def check_n_m_fits(config: RunConfig, model_config: PretrainedConfig) -> None:

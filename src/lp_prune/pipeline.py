@@ -20,7 +20,7 @@ from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
 from lp_prune.calibration.observers import CalibrationRecorder, LayerProgressBar, PruningMetricsLogger
 from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.schedule import Mode
-from lp_prune.checks import preflight
+from lp_prune.checks import attention_heads, preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
 from lp_prune.data.generated import cached_generate_calibration_mix
@@ -146,7 +146,9 @@ def _prune_and_measure(
     )
     owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timer) if config.prune.owl else None
     weights = window_weights(data.calibration_languages, config.prune.statistics, config.prune.language_weights)
-    pruner = LayerPruner(config.prune, owl["sparsity"] if owl else None, data.calibration.ids.numel(), weights)
+    layer_sparsity = owl["sparsity"] if owl else None
+    heads = attention_heads(model.config)
+    pruner = LayerPruner(config.prune, layer_sparsity, data.calibration.ids.numel(), weights, heads)
     restored = load_layer_results(run_dir.root, model) if resume else []
     recorder = CalibrationRecorder()
     callbacks = [recorder, PruningMetricsLogger(), LayerProgressBar(), *writer.checkpoint_callbacks()]

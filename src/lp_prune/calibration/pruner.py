@@ -10,7 +10,7 @@ masks and records are then broadcast, and every process installs the weights in 
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from lp_prune.calibration.results import LinearResult, ModuleRecord
 from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
+from lp_prune.models.layers import projection
 from lp_prune.pruning.masks import PackedMask, packed_mask
 from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime, get_method
 from lp_prune.pruning.sparsegpt import all_finite
@@ -54,10 +55,11 @@ class LayerPruner:
         layer_sparsity: list[float] | None = None,
         calibration_tokens: int = 0,
         window_weights: torch.Tensor | None = None,
+        heads: tuple[int, int, int] | None = None,
     ) -> None:
         self.config = config
         self.method = get_method(config.method)
-        self.settings = config.settings
+        self.settings = config.settings if heads is None else replace(config.settings, heads=heads)
         self.layer_sparsity = layer_sparsity
         self.metrics = config.local_error_mode
         sample = TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
@@ -114,9 +116,10 @@ class LayerPruner:
         float32 copy exists (the copy serves the exact metrics; the Hessian is a scaled second copy
         that the solve consumes)."""
         stats = unit.stats
-        inputs = GroupInputs()
+        kinds = tuple(projection(name) for name in unit.linears)
+        inputs = GroupInputs(projections=kinds)
         if stats is not None:  # the norms first: without the float64 Gram they are gone
-            inputs = GroupInputs(sq_norms=stats.sq_norms, samples=stats.samples)
+            inputs = GroupInputs(sq_norms=stats.sq_norms, samples=stats.samples, projections=kinds)
             if stats.gram is not None:
                 inputs.gram = stats.gram.float()
                 stats.release_gram()

@@ -169,7 +169,14 @@ class PruneConfig:
         """What the method reads besides the weights (group_size -1 becomes None: one grid per row)."""
         group_size = None if self.group_size == -1 else self.group_size
         return PruneSettings(
-            self.n_m, self.blocksize, self.percdamp, self.bits, group_size, self.symmetric, self.act_order
+            self.n_m,
+            self.blocksize,
+            self.percdamp,
+            self.bits,
+            group_size,
+            self.symmetric,
+            self.act_order,
+            sparsity=self.sparsity,
         )
 
     @property

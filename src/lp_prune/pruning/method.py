@@ -14,6 +14,8 @@ A method says what it needs and does one thing: prune a group of weights that re
   sparsity (quantization: gptq, rtn); see `prunes`.
 - `quantizes` (optional, False when absent): True for methods that round onto the prune.bits /
   group_size grid (gptq, rtn, sparsegpt_gptq); see `quantizes`.
+- `structured` (optional, False when absent): True for methods that remove whole FFN channels and
+  attention heads (wanda_sp); the saved model is then cut to its smaller shape (models/shrink.py).
 
 Adding a method is one file: a class with these members and `register(TheMethod())`
 (`MaskOnlyMethod` supplies all but `mask` for methods that only choose what to zero). Methods that
@@ -43,6 +45,7 @@ BUILT_IN = (
     "gptq",
     "rtn",
     "sparsegpt_gptq",
+    "wanda_sp",
 )  # modules of lp_prune.pruning that register one method each
 ENTRY_POINT_GROUP = "lp_prune.methods"
 
@@ -62,6 +65,10 @@ class PruneSettings:
     # The model's Linear input sizes where known (the pre-flight check), so `check` can refuse sizes
     # that do not fit before any work; empty when unknown.
     input_sizes: tuple[int, ...] = ()
+    # The model's attention shape (query heads, key/value heads, head dim) where known: structured
+    # methods remove whole heads. None when unknown.
+    heads: tuple[int, int, int] | None = None
+    sparsity: float = 0.5  # the config's target (prune() gets each layer's own, e.g. OWL's)
 
 
 @dataclass
@@ -71,6 +78,7 @@ class GroupInputs:
     sq_norms: torch.Tensor | None = None  # ||X_j||^2 per input feature
     gram: torch.Tensor | None = None  # float32 X^T X summed over `samples` rows (read, never modified)
     samples: int = 0  # rows (tokens, or their weight for weighted mixes) behind the sums
+    projections: tuple[str, ...] = ()  # the group's projection types ('o_proj', ...), where known
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,12 @@ def quantizes(name: str) -> bool:
     _load()
     method = _REGISTRY.methods.get(name)
     return bool(getattr(method, "quantizes", False))
+
+
+def structured(name: str) -> bool:
+    """Whether the method called `name` removes whole channels and heads (False when not registered here)."""
+    _load()
+    return bool(getattr(_REGISTRY.methods.get(name), "structured", False))
 
 
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:

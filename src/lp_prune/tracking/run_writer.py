@@ -28,6 +28,8 @@ from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
+from lp_prune.models.shrink import kept_structures, shrink, unpacked
+from lp_prune.pruning.method import structured
 from lp_prune.tracking.files import atomic_write_text, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.run_dir import RunDirectory
@@ -190,6 +192,8 @@ class RunWriter:
         with timer.phase("save"), self._one_line_on_write_error():
             save_masks(self.run_dir.root, masks)
             if self.config.save_model:  # tokenizer: save_tokenizer; shards above save_shard_size
+                if structured(self.config.prune.method):  # removed heads and channels cut out: a smaller model
+                    shrink(model, kept_structures(model, unpacked(masks)))
                 save_model_streaming(model, self.run_dir.model, size_in_bytes(self.config.save_shard_size))
 
     def complete(self, summary_of: Callable[[], RunSummary], downstream: DownstreamStep) -> None:
