@@ -98,3 +98,17 @@ def test_bad_structured_settings_are_one_line(tiny_model_dir, tmp_path, capsys, 
     assert main([*argv, *flags, *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+
+
+def test_the_projection_ranking_of_mask_consistency_does_not_apply_to_structured_runs(tiny_model_dir, tmp_path):
+    root = tmp_path / "runs"
+    for lang in ("en", "sw"):
+        argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(root / lang), "--prune.method", "wanda_sp"]
+        assert main([*argv, "--data.calibration_language", lang, *SMALL]) == 0
+    out = tmp_path / "report"
+    assert main(["compare", str(root), "--out", str(out), "--no_wandb"]) == 0
+    report = json.loads((out / "tables.json").read_text())
+    (setting,) = report["findings"]
+    c4 = next(f for f in report["findings"][setting] if f["claim"] == "C4")
+    assert c4["verdict"] == "does not apply" and "whole channels and heads" in c4["evidence"]
+    assert set(report["iou"][setting]["projection_layer"]) >= {"down_proj", "o_proj"}

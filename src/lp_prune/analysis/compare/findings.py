@@ -48,6 +48,7 @@ from lp_prune.analysis.compare.verdicts import (
     Finding,
 )
 from lp_prune.analysis.result import AnalysisResult
+from lp_prune.pruning.method import structured
 
 __all__ = [
     "DOES_NOT_APPLY",
@@ -63,10 +64,17 @@ __all__ = [
 
 ANALYSIS_CLAIMS = ("C2", "C5", "C6")
 NO_MASKS = "The method prunes nothing (it quantizes): every mask keeps every weight, so mask IoU does not apply."
+STRUCTURED_MASKS = (
+    "The method removes whole channels and heads: only down_proj's and o_proj's masks hold them (the rows that "
+    "write them go when the model is cut), so the ranking of projections does not apply; their IoU is in the tables."
+)
 
 
 def _c4(iou: dict[str, Any], runs: list[Any]) -> Finding:
-    """C4 where the setting's runs zero weights by choice; quantization runs (target sparsity 0) do not."""
+    """C4 where the setting's runs prune Linears weight by weight; not for quantization (target sparsity 0)
+    or structured runs (masks on down_proj and o_proj only)."""
+    if runs and all(structured(run.summary.method) for run in runs):
+        return Finding("C4", DOES_NOT_APPLY, STRUCTURED_MASKS)
     if any(run.summary.target_sparsity > 0 for run in runs):
         return c4_least_consistent_masks(iou)
     return Finding("C4", DOES_NOT_APPLY, NO_MASKS)
