@@ -112,3 +112,22 @@ def test_the_projection_ranking_of_mask_consistency_does_not_apply_to_structured
     c4 = next(f for f in report["findings"][setting] if f["claim"] == "C4")
     assert c4["verdict"] == "does not apply" and "whole channels and heads" in c4["evidence"]
     assert set(report["iou"][setting]["projection_layer"]) >= {"down_proj", "o_proj"}
+
+
+def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_lape_neurons(tiny_model_dir, tmp_path):
+    root = tmp_path / "runs"
+    for lang in ("en", "sw"):
+        argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(root / lang), "--prune.method", "wanda_sp"]
+        argv += ["--data.calibration_language", lang, "--save_model", "true", "--eval.perplexity", "false"]
+        assert main([*argv, *SMALL]) == 0
+    out = tmp_path / "analysis"
+    args = ["analyze", str(root), "--out", str(out), "--languages", "[en, sw]", "--no_wandb"]
+    assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "1"]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    neurons = result["lape"]["neurons"]  # [layer, neuron, languages]
+    assert neurons
+    for lang in ("en", "sw"):
+        masks = lp_prune.load_masks(root / lang)
+        removed = [bool(masks[f"model.layers.{layer}.mlp.down_proj"][:, neuron].all()) for layer, neuron, _ in neurons]
+        overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]["all"]
+        assert overlap == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed

@@ -32,7 +32,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
-from lp_prune.pruning.method import get_method
+from lp_prune.pruning.method import get_method, structured
 from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -283,11 +283,15 @@ def _hub_unreachable(message: str) -> bool:
     return os.environ.get("HF_HUB_OFFLINE") == "1" or any(m in message.lower() for m in markers)
 
 
-def load_run_model(run_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_run_model(
+    run_dir: str | Path, full_shape: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The pruned model of a saved run: its saved weights, or the dense model with its masks applied.
 
     Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
-    updates the kept weights, so its runs need `--save_model true`.
+    updates the kept weights, so its runs need `--save_model true`. A structured run saves a smaller
+    model; `full_shape=True` gives it at the dense shapes instead (its masks on the dense model: the
+    same outputs), for analyses that compare it with the dense model neuron by neuron.
     """
     from lp_prune.tracking import RunDirectory, iter_masks
 
@@ -296,7 +300,8 @@ def load_run_model(run_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedToke
         raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
     config = run.read_config()
     model_config = config.model
-    if (run.model / "config.json").exists():
+    cut = structured(config.prune.method)
+    if (run.model / "config.json").exists() and not (full_shape and cut):
         saved = replace(model_config, name=str(run.model))
         return load_model(saved), load_tokenizer_and_config(saved)[0]
     if get_method(config.prune.method).updates_kept_weights:

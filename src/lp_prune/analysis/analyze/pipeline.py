@@ -130,7 +130,7 @@ def analyze(
     from lp_prune.models import loading
 
     options.validate()
-    load_pruned = load_pruned or (lambda run: loading.load_run_model(run.path)[0])
+    load_pruned = load_pruned or (lambda run: loading.load_run_model(run.path, full_shape=True)[0])
     usable = rebuildable_runs(runs)
     timings: dict[str, float] = {}
     start = time.perf_counter()
