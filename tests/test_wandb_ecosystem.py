@@ -405,3 +405,14 @@ def test_library_log_lines_print_once():
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stderr.count("probe-line") == 1, shown.stderr
     assert shown.stderr.count("own-line") == 1, shown.stderr
+
+
+def test_analyze_of_a_run_directory_writes_outside_it(two_runs, tmp_path, monkeypatch, capsys):
+    run = next(p for p in sorted(two_runs.iterdir()) if (p / "status").exists())
+    monkeypatch.chdir(tmp_path)
+    args = ["analyze", str(run), "--languages", "[en, sw]", "--windows", "1", "--seqlen", "16", "--no_wandb"]
+    assert main(args) == 0
+    assert not (run / "analysis").exists()
+    assert (tmp_path / "analysis" / run.name / "analysis.json").is_file()
+    assert main([*args, "--out", str(run / "inside")]) == 2
+    assert "lies inside the run directory" in capsys.readouterr().err

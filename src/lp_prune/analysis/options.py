@@ -32,7 +32,8 @@ class AnalyzeOptions:
     include_bos: bool = False
     """Count the BOS position in the statistics."""
     out: str | None = None
-    """Report folder (default: <first>/analysis)."""
+    """Report folder, never inside a run directory (default: <first>/analysis for a sweep folder, else
+    ./analysis/<names of the analysed folders>)."""
     wandb_project: str | None = None
     """Project of the analysis run (default: the runs')."""
     wandb_group: str | None = None

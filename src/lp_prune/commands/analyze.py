@@ -18,10 +18,24 @@ HELP = (
 
 OPTIONS = AnalyzeOptions
 JOB_TYPE = "analyze"
+DEFAULT_ROOT = Path("analysis")  # analyses of run directories named one by one: ./analysis/<names>
 
 
 def add_arguments(parser: ArgumentParser) -> None:
     add_options(parser, AnalyzeOptions, positional=("runs",), switches=("--include_bos", "--no_wandb"))
+
+
+def report_folder(out: str | None, paths: list[str]) -> Path:
+    """--out, never inside a run directory; by default `<sweep folder>/analysis` (where compare looks
+    for it), or ./analysis/<names> when the first path is a run directory."""
+    from lp_prune.commands.compare import check_outside_runs, comparison_name, enclosing_run_directory
+
+    if out:
+        return check_outside_runs(Path(out), "--out")
+    first = Path(paths[0])
+    if enclosing_run_directory(first) is None:
+        return first / "analysis"
+    return check_outside_runs(DEFAULT_ROOT / comparison_name(paths), "the default report folder")
 
 
 def execute(options: AnalyzeOptions) -> int:
@@ -29,11 +43,12 @@ def execute(options: AnalyzeOptions) -> int:
     from lp_prune.analysis.analyze.plots import analysis_figures
     from lp_prune.analysis.analyze.report import wandb_tables, write_analysis_reports
     from lp_prune.analysis.runs import load_runs
+    from lp_prune.commands.compare import comparison_name
 
     paths = list(options.runs)
     options.validate()  # before any run or model is read
     runs = load_runs(paths)
-    out = Path(options.out) if options.out else Path(paths[0]) / "analysis"
+    out = report_folder(options.out, paths)
     result = analyze(runs, options)
     figures = analysis_figures(result, out)
     reports = write_analysis_reports(result, figures, out)
@@ -46,7 +61,7 @@ def execute(options: AnalyzeOptions) -> int:
         location = log_analysis_run(
             project,
             group,
-            f"analyze-{out.parent.name}",
+            f"analyze-{comparison_name(paths)}",
             panel_keys(wandb_tables(result)),
             panel_keys(figures),
             out,
