@@ -21,7 +21,7 @@ class SweepOptions:
     """Options of `lp-prune sweep`."""
 
     file: str
-    """W&B sweep YAML (grid or random), e.g. sweeps/languages.yaml."""
+    """W&B sweep YAML (grid, random or bayes), e.g. sweeps/languages-default.yaml (packaged: found from any folder)."""
     root: str = "runs/sweeps"
     """Runs go to ROOT/<sweep name>/<run>."""
     count: int | None = None
@@ -32,13 +32,15 @@ class SweepOptions:
     """Runs at a time."""
     dry_run: bool = False
     """List the runs and their commands, run nothing."""
+    where: bool = False
+    """Print where FILE is (a packaged one: its full path) and exit, for `wandb sweep "$(lp-prune sweep F --where)"`."""
 
 
 OPTIONS = SweepOptions
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run"))
+    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run", "--where"))
 
 
 def execute(options: SweepOptions) -> int:
@@ -47,6 +49,9 @@ def execute(options: SweepOptions) -> int:
     from lp_prune.sweeps.runner import plan, validate_runs
 
     sweep = load_sweep(options.file)
+    if options.where:
+        print(sweep.path.resolve())
+        return 0
     folder = Path(options.root) / sweep.name
     runs = plan(sweep, expand(sweep, options.count, options.seed), Path(options.root))
     validate_runs(runs, sweep)

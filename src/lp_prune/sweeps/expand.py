@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lp_prune.config.hub import resolve
 from lp_prune.errors import ConfigError
 from lp_prune.safe_yaml import load_yaml_file
 
@@ -49,10 +50,12 @@ class Sweep:
     run_cap: int | None
     raw: dict[str, Any]
     project: str | None = None  # the W&B project of the sweep's runs (`wandb sweep` reads the same key)
+    path: Path = Path()  # the file read (a packaged one for a sweeps/ path not found here)
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
+    """A sweep file, checked; a `sweeps/...` path not found here is the packaged file (config.hub)."""
+    path = Path(resolve(str(path)))
     raw = _read_sweep_file(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("parameters"), dict):
         raise ConfigError(f"sweep file {path} needs a 'parameters' mapping")
@@ -74,6 +77,7 @@ def load_sweep(path: str | Path) -> Sweep:
         run_cap=_run_cap(raw.get("run_cap"), path),
         raw=raw,
         project=_project(raw.get("project"), path),
+        path=path,
     )
 
 
