@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = import_lp_prune()
+    from lp_prune.config.hub import resolve  # configs/models/shapes/... is the packaged copy
+
+    args.shape = Path(resolve(str(args.shape)))
     model = build_model(args.shape, args.layers, args.dtype)
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
     tokens = token_file(model, vocab, args.nsamples, args.seqlen)

@@ -11,12 +11,13 @@ import yaml
 
 import lp_prune
 from lp_prune.cli import main
+from lp_prune.config.hub import HUB
 from lp_prune.errors import ConfigError
 from lp_prune.sweeps import runner
 from lp_prune.sweeps.expand import expand, load_sweep
 from lp_prune.sweeps.runner import local_argv, plan, validate_runs
 
-SHIPPED_SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
+SHIPPED_SWEEPS = sorted((HUB / "sweeps").glob("*.yaml"))
 ENTRY_POINT = str(Path(lp_prune.__file__).with_name("__main__.py"))
 
 
@@ -99,8 +100,8 @@ def test_every_form_of_lp_prune_run_starts_this_lp_prune(tmp_path, command, prog
 
 @pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda path: path.name)
 def test_every_shipped_sweep_still_plans(path, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(Path(__file__).parents[1])  # the files name configs/ relative to the repository
-    assert main(["sweep", str(path), "--root", str(tmp_path), "--dry-run"]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # an empty folder: the files' configs/ paths are the packaged ones
+    assert main(["sweep", f"sweeps/{path.name}", "--root", "runs", "--dry-run"]) == 0, capsys.readouterr().err
     assert "to run" in capsys.readouterr().out
 
 

@@ -24,7 +24,7 @@ def grid_body(**parameters):
     return {"name": "t", "method": "grid", "parameters": parameters}
 
 
-def test_grid_is_the_cartesian_product_in_file_order(tmp_path):
+def test_grid_is_the_cartesian_product_in_the_w_and_b_servers_order(tmp_path):
     sweep = load_sweep(
         write_sweep(
             tmp_path,
@@ -41,6 +41,13 @@ def test_grid_is_the_cartesian_product_in_file_order(tmp_path):
     assert len(combos) == 6
     assert combos[0] == {"prune.method": "sparsegpt", "data.calibration_language": "en", "data.nsamples": 4}
     assert combos[-1] == {"prune.method": "wanda", "data.calibration_language": "zh", "data.nsamples": 4}
+    assert list(combos[0]) == ["prune.method", "data.calibration_language", "data.nsamples"]  # keys: the file's order
+    # parameters sorted by name, the last varying fastest: data.calibration_language before prune.method
+    assert [(c["data.calibration_language"], c["prune.method"]) for c in combos[:3]] == [
+        ("en", "sparsegpt"),
+        ("en", "wanda"),
+        ("sw", "sparsegpt"),
+    ]
     assert len({run_name(c) for c in combos}) == 6
 
 

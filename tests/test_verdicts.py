@@ -350,8 +350,7 @@ def test_the_study_grids_give_every_claim_its_data(sweep_file, source, recipes, 
     from lp_prune.sweeps.expand import expand, load_sweep
     from lp_prune.sweeps.runner import plan, run_options
 
-    repo = Path(__file__).resolve().parent.parent
-    monkeypatch.chdir(repo)  # the sweep's command names configs/ relative to a checkout
+    monkeypatch.chdir(tmp_path)  # the sweep's configs/ paths are the packaged files, from any folder
     sweep = load_sweep(sweep_file)
     parser = ArgumentParser(exit_on_error=False)
     add_arguments(parser)  # `lp-prune run`'s own parser

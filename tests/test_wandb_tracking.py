@@ -18,6 +18,7 @@ import yaml
 
 from lp_prune.cli import main
 from lp_prune.config import RunConfig, WandbConfig
+from lp_prune.config.hub import HUB
 from lp_prune.errors import UserError
 from lp_prune.reporting import format_run_results, wandb_line
 from lp_prune.sweeps.expand import load_sweep
@@ -32,7 +33,7 @@ from lp_prune.tracking.wandb_logger import (
 from lp_prune.tracking.wandb_runs import parse_source, summary_from_wandb
 from wandb_offline import closed_log, find_offline_runs, iter_records, read_config, read_summary
 
-SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((HUB / "sweeps").glob("*.yaml"))
 SMALL = ["--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "2"]
 SMALL += ["--data.eval_seqlen", "32", "--data.eval_languages", "[en, sw]"]
 CUSTOM_HOST = "https://wandb.example.org"

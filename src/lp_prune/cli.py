@@ -2,6 +2,9 @@
 
     lp-prune run --config configs/default.yaml --prune.method wanda --data.calibration_language sw
 
+`configs/...` and `sweeps/...` paths name the files that ship in the package (config.hub) unless
+such a file exists in the working folder.
+
 `run` and `estimate` also take `key=value` words (`prune.method=wanda`), the form of W&B's
 `${args_no_hyphens}` sweep macro. `lp-prune --version` prints the installed version.
 Every problem the user can fix is reported as one line on stderr with a non-zero exit; `--debug`
@@ -29,6 +32,7 @@ from lp_prune.cli_support import (
     options_from,
     stop_on_signals,
 )
+from lp_prune.config.hub import resolve
 from lp_prune.errors import Interrupted, UserError
 from lp_prune.safe_yaml import load_yaml_file
 
@@ -92,8 +96,9 @@ def with_hyphens(argv: list[str]) -> list[str]:
 
 
 def check_config_files(argv: list[str]) -> None:
-    """Every `--config FILE` is readable UTF-8 YAML within safe_yaml's limits, said with its path
-    (jsonargparse would raise a decoding traceback on a binary file)."""
+    """Every `--config FILE` (a packaged one for a `configs/...` path not found here) is readable UTF-8
+    YAML within safe_yaml's limits, said with its path (jsonargparse would raise a decoding traceback
+    on a binary file)."""
     for index, arg in enumerate(argv):
         if arg == "--config" and index + 1 < len(argv):
             path = argv[index + 1]
@@ -101,6 +106,7 @@ def check_config_files(argv: list[str]) -> None:
             path = arg.split("=", 1)[1]
         else:
             continue
+        path = resolve(path)
         if os.path.isfile(path):  # a missing file is jsonargparse's to report, as before
             load_yaml_file(path)
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 from typing import Any
 
-from jsonargparse import ArgumentParser, Namespace, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
+from lp_prune.config.hub import resolve
 from lp_prune.errors import Interrupted
 from lp_prune.safe_yaml import install_in_jsonargparse
 
@@ -28,6 +29,13 @@ from lp_prune.safe_yaml import install_in_jsonargparse
 def configure_parsing() -> None:
     set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docstrings -> --help
     install_in_jsonargparse()  # --config files and values: bounded YAML, no key named twice
+
+
+class ConfigFile(ActionConfigFile):
+    """`--config FILE`, where a `configs/...` path not found here is the packaged one (config.hub)."""
+
+    def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, cfg, resolve(values) if isinstance(values, str) else values, option_string)
 
 
 def command_parser(command: ModuleType) -> ArgumentParser:

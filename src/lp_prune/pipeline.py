@@ -130,7 +130,10 @@ def _prune_and_measure(
     if config.eval.perplexity and config.eval.dense_baseline:
         with timer.phase("eval_dense"):
             if config.eval.cache_dense:
-                perplexity["dense"] = cached_dense_perplexity(config.model, data.evaluation, evaluate, writer.writes)
+                alone = config.world_size == 1  # several processes evaluate together: none may wait for a lock
+                perplexity["dense"] = cached_dense_perplexity(
+                    config.model, data.evaluation, evaluate, writer.writes, lock=alone
+                )
             else:
                 perplexity["dense"] = evaluate()
     writer.evaluate_downstream(downstream, "dense", model, timer)  # before any layer is pruned or restored

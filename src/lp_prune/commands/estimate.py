@@ -8,17 +8,20 @@
 
 from __future__ import annotations
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ArgumentParser, Namespace
 
+from lp_prune.cli_support import ConfigFile
 from lp_prune.config import RunConfig, run_config_from
+from lp_prune.config.hub import resolve
 from lp_prune.errors import ModelLoadError
 
 HELP = "Estimate a run's memory per process from the model's config (no weights load)."
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the run's keys")
-    parser.add_argument("--shape", type=str | None, default=None, help="a config.json to plan with (no download)")
+    parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the run's keys")
+    shape_help = "a config.json to plan with (no download); configs/models/shapes/ holds the study's models"
+    parser.add_argument("--shape", type=str | None, default=None, help=shape_help)
     parser.add_class_arguments(RunConfig)
 
 
@@ -32,7 +35,7 @@ def execute(namespace: Namespace) -> int:
     config.validate()
     if namespace.shape:
         try:
-            model_config = AutoConfig.from_pretrained(namespace.shape)
+            model_config = AutoConfig.from_pretrained(resolve(namespace.shape))
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"--shape {namespace.shape}: not a readable model config.json ({err})") from None
     else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ArgumentParser, Namespace
 
+from lp_prune.cli_support import ConfigFile
 from lp_prune.config import RunConfig, run_config_from
 from lp_prune.errors import UserError
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
@@ -14,7 +15,7 @@ HELP = "Prune one model with one method and calibration language; measure and sa
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the keys below")
+    parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the keys below")
     parser.add_argument("--resume", type=str | None, default=None, help="continue the unfinished run in this folder")
     parser.add_class_arguments(RunConfig)
 

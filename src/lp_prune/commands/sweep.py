@@ -11,9 +11,10 @@ from jsonargparse import ArgumentParser
 from lp_prune.cli_support import add_options
 
 if TYPE_CHECKING:
-    from lp_prune.sweeps.runner import PlannedRun
+    from lp_prune.sweeps.expand import Sweep
+    from lp_prune.sweeps.runner import PlannedRun, RunOutcome
 
-HELP = "Run every combination of a W&B sweep file locally (offline W&B), skipping finished runs."
+HELP = "Run a W&B sweep file locally (grid, random or bayes; offline W&B), skipping finished runs."
 
 
 @dataclass
@@ -21,24 +22,26 @@ class SweepOptions:
     """Options of `lp-prune sweep`."""
 
     file: str
-    """W&B sweep YAML (grid or random), e.g. sweeps/languages.yaml."""
+    """W&B sweep YAML (grid, random or bayes), e.g. sweeps/languages-default.yaml (packaged: found from any folder)."""
     root: str = "runs/sweeps"
     """Runs go to ROOT/<sweep name>/<run>."""
     count: int | None = None
-    """Number of draws of a random sweep."""
+    """Number of runs of a random or bayes sweep (default: the file's run_cap)."""
     seed: int = 0
-    """Seed of a random sweep's draws."""
+    """Seed of a random sweep's draws and of a bayes sweep's search."""
     parallel: int = 1
     """Runs at a time."""
     dry_run: bool = False
     """List the runs and their commands, run nothing."""
+    where: bool = False
+    """Print where FILE is (a packaged one: its full path) and exit, for `wandb sweep "$(lp-prune sweep F --where)"`."""
 
 
 OPTIONS = SweepOptions
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run"))
+    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run", "--where"))
 
 
 def execute(options: SweepOptions) -> int:
@@ -47,13 +50,35 @@ def execute(options: SweepOptions) -> int:
     from lp_prune.sweeps.runner import plan, validate_runs
 
     sweep = load_sweep(options.file)
+    if options.where:
+        print(sweep.path.resolve())
+        return 0
     folder = Path(options.root) / sweep.name
+    if sweep.method == "bayes":
+        return execute_bayes(sweep, options, folder)
     runs = plan(sweep, expand(sweep, options.count, options.seed), Path(options.root))
     validate_runs(runs, sweep)
     if options.dry_run:
         print_plan(runs, folder)
         return 0
     outcomes = run_all(runs, sweep, max(1, options.parallel))
+    return report(sweep, runs, outcomes, folder)
+
+
+def execute_bayes(sweep: Sweep, options: SweepOptions, folder: Path) -> int:
+    """A bayes sweep: each run chosen when a slot is free, from the metrics of the finished ones."""
+    from lp_prune.sweeps.bayes import BayesSweep
+
+    search = BayesSweep(sweep, Path(options.root), options.count, options.seed)
+    if options.dry_run:
+        print_plan(search.chosen, folder)
+        print(f"{search.total - len(search.chosen)} more are chosen by the Bayesian search as runs finish")
+        return 0
+    outcomes = search.execute(max(1, options.parallel))
+    return report(sweep, search.chosen, outcomes, folder)
+
+
+def report(sweep: Sweep, runs: list[PlannedRun], outcomes: list[RunOutcome], folder: Path) -> int:
     failed = [outcome.run.name for outcome in outcomes if not outcome.succeeded]
     print(f"Sweep {sweep.name}: {len(runs) - len(failed)}/{len(runs)} complete in {folder}")
     if failed:

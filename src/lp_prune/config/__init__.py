@@ -4,7 +4,8 @@
 - recipe: the calibration-mix grammar of data.calibration_language and CalibrationRecipe;
 - tasks: the downstream task rules (eval.tasks shorthands, the study's task per language);
 - values: checks and parsers of single values (seeds, N:M patterns, sizes);
-- io: the jsonargparse parser and read_run_config for a saved run's config.yaml.
+- io: the jsonargparse parser and read_run_config for a saved run's config.yaml;
+- hub: the packaged configs/ and sweeps/ files, found by those paths from any folder.
 
 Everything is importable from lp_prune.config itself.
 """

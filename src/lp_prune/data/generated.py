@@ -171,24 +171,34 @@ def cached_generate_calibration_mix(
     """generate_calibration_mix, computed once per model, mix, sizes, seed and settings.
 
     A sweep prunes the same model with several methods on the same generated text (same seed, same
-    text): every run after the first reads the windows back from the cache (LP_PRUNE_CACHE). The
-    record says where they came from ("cache")."""
+    text): every run after the first reads the windows back from the cache (LP_PRUNE_CACHE), and runs
+    started together wait for the first one's (tracking.cache_lock). The record says where they came
+    from ("cache")."""
     from lp_prune.models.loading import cache_dir
     from lp_prune.tracking import read_json
+    from lp_prune.tracking.cache_lock import compute_once
 
     options = options or GenerationConfig()
     key = generation_cache_key(model_config, _device(model), counts, seqlen, seed, options)
     folder = cache_dir() / "generated_calibration"
     tensors, record_path = folder / f"{key}.pt", folder / f"{key}.json"
-    if tensors.is_file() and record_path.is_file():
+
+    def read() -> tuple[TokenWindows, list[str], dict[str, Any]] | None:
+        if not (tensors.is_file() and record_path.is_file()):  # the record is written last
+            return None
         saved = torch.load(tensors, weights_only=True)
         record = {**read_json(record_path), "cache": str(tensors)}
         return TokenWindows(saved["ids"], saved["n_bytes"]), list(record["window_languages"]), record
-    windows, languages, record = generate_calibration_mix(model, tokenizer, counts, seqlen, seed, options)
-    record = {**record, "window_languages": languages, "cache": None}
-    if write:  # data parallel: rank 0 writes
-        _write_cache(windows, record, tensors, record_path)
-    return windows, languages, record
+
+    def generate() -> tuple[TokenWindows, list[str], dict[str, Any]]:
+        windows, languages, record = generate_calibration_mix(model, tokenizer, counts, seqlen, seed, options)
+        return windows, languages, {**record, "window_languages": languages, "cache": None}
+
+    def store(made: tuple[TokenWindows, list[str], dict[str, Any]]) -> None:
+        _write_cache(made[0], made[2], tensors, record_path)
+
+    # data parallel: rank 0 writes (each rank generates the same text on its own: no collective work)
+    return compute_once(tensors, read, generate, store if write else None, "generated calibration")
 
 
 def _write_cache(windows: TokenWindows, record: dict[str, Any], tensors: Path, record_path: Path) -> None:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from lp_prune.evaluation.downstream import (
 from lp_prune.evaluation.perplexity import dense_model_digest, read_cache_entry, write_cache_entry
 from lp_prune.models.loading import cache_dir
 from lp_prune.tracking import wandb_logger
+from lp_prune.tracking.cache_lock import compute_once
 
 if TYPE_CHECKING:
     from lp_prune.tracking.phase_timer import PhaseTimer
@@ -68,20 +70,24 @@ class DownstreamStep:
         if self.plan is None or (stage == "dense" and not self.eval.dense_baseline):
             return
         with timer.phase(f"downstream_{stage}"):
-            cached = stage == "dense" and self.eval.cache_dense
-            path = dense_downstream_path(self.model, self.plan, self.eval) if cached else None
-            output = read_cache_entry(path, DENSE_CACHE) if path else None
-            if not isinstance((output or {}).get("results"), dict):  # missing, or not lm-eval's output
-                output = run_lm_eval(
+            plan = self.plan
+
+            def evaluate() -> dict[str, Any]:
+                return run_lm_eval(
                     model,
                     self.tokenizer,
-                    self.plan,
+                    plan,
                     limit=self.eval.limit,
                     num_fewshot=self.eval.num_fewshot,
                     batch_size=self.eval.batch_size,
                 )
-                if path:
-                    write_cache_entry(path, output, DENSE_CACHE)
+
+            if stage == "dense" and self.eval.cache_dense:  # once per model and tasks (tracking.cache_lock)
+                path = dense_downstream_path(self.model, plan, self.eval)
+                store = partial(write_cache_entry, path, what=DENSE_CACHE)
+                output = compute_once(path, partial(read_dense_output, path), evaluate, store, DENSE_CACHE)
+            else:
+                output = evaluate()
             self.lm_eval_outputs[stage] = output
             self.results[stage] = parse_output(output)
 
@@ -103,6 +109,12 @@ class DownstreamStep:
 
 
 DENSE_CACHE = "dense downstream"
+
+
+def read_dense_output(path: Path) -> dict[str, Any] | None:
+    """The cached lm-eval output of the dense model, or None (missing, or not lm-eval's output)."""
+    output = read_cache_entry(path, DENSE_CACHE)
+    return output if isinstance((output or {}).get("results"), dict) else None
 
 
 def dense_downstream_path(model: ModelConfig, plan: TaskPlan, settings: EvalConfig) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 from lp_prune.errors import ConfigError
 from lp_prune.languages import LANGUAGE_TABLE
+from lp_prune.tracking.cache_lock import cache_lock
 from lp_prune.tracking.files import atomic_write_text
 
 
@@ -50,13 +51,15 @@ metadata:
 
 def write_task_files(folder: Path, tasks: Iterable[tuple[str, Iterable[Any], str]], what: str) -> Path:
     """Write `<name>.jsonl` (one JSON object per item) and `<name>.yaml` for each (name, items, yaml);
-    a ConfigError naming the cache when it cannot be written (lm-eval reads tasks from files only)."""
+    a ConfigError naming the cache when it cannot be written (lm-eval reads tasks from files only).
+    Under the folder's cache lock: runs started together write it once, the others find it written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name, items, yaml in tasks:
-            lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
-            write_if_changed(folder / f"{name}.jsonl", lines)
-            write_if_changed(folder / f"{name}.yaml", yaml)
+        with cache_lock(folder, what):
+            for name, items, yaml in tasks:
+                lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+                write_if_changed(folder / f"{name}.jsonl", lines)
+                write_if_changed(folder / f"{name}.yaml", yaml)
     except OSError as error:
         raise ConfigError(
             f"the {what} are written into the cache {folder}, which cannot be written "

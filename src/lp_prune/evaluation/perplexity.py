@@ -22,6 +22,7 @@ from lp_prune.models.layers import decoder_layers, final_hidden_states, head_log
 from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers
 from lp_prune.tracking import read_json, write_json
+from lp_prune.tracking.cache_lock import compute_once
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +142,17 @@ def cached_dense_perplexity(
     windows: dict[str, Any],
     evaluate: Callable[[], dict[str, dict[str, float]]],
     write: bool = True,
+    lock: bool = True,
 ) -> dict[str, dict[str, float]]:
     """The dense model's results depend only on the model and the windows: compute them once.
 
-    Sweeps prune one model many times; every run after the first reads the dense baseline back.
+    Sweeps prune one model many times; every run after the first reads the dense baseline back, and
+    runs started together wait for the first one's (tracking.cache_lock). Data parallel: rank 0
+    writes, and nobody locks (`lock` False), since the evaluation is collective.
     """
     path = cache_dir() / "dense_perplexity" / f"{dense_cache_key(model_config, windows)}.json"
-    cached = read_cache_entry(path)
-    if cached is not None:
-        return cached
-    results = evaluate()
-    if write:  # data parallel: rank 0 writes
-        write_cache_entry(path, results)
-    return results
+    store = (lambda results: write_cache_entry(path, results)) if write else None
+    return compute_once(path, lambda: read_cache_entry(path), evaluate, store, "dense perplexity", lock=lock)
 
 
 def read_cache_entry(path: Path, what: str = "dense perplexity") -> dict[str, Any] | None:

