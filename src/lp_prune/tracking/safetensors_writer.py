@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lp_prune.runtime import release_mapped_weights
+from lp_prune.runtime import release_mapped_weights, trim_heap
 from lp_prune.tracking.files import atomic_output
 
 SAVE_CHUNK = 64 << 20  # bytes written between two hand-backs of mapped weight pages
@@ -96,3 +96,5 @@ def write_safetensors(
                     release_mapped_weights()
                     unreleased = 0
             del tensor, data  # a made tensor goes before the next one is made
+            if isinstance(value, LazyTensor):
+                trim_heap()  # and its pages with it (runtime.trim_heap)

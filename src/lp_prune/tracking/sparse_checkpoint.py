@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from lp_prune.errors import DataError
+from lp_prune.runtime import trim_heap
 from lp_prune.tracking.files import read_json, write_json
 from lp_prune.tracking.safetensors_writer import LazyTensor
 from lp_prune.tracking.saved_model import (
@@ -104,6 +105,7 @@ def save_compressed_streaming(
         entries.update({f"{prefix}.{part}": value for part, value in parts.items()})
         total += tensor.numel()
         zeros += tensor.numel() - int(torch.count_nonzero(tensor))
+        trim_heap()  # the masks counted here go back to the OS before the next weight's
     write_weights(folder, entries, max_shard_size)
     save_model_config(model, folder)
     config_class = Sparse24BitMaskConfig if structure == TWO_FOUR else BitmaskConfig
