@@ -213,3 +213,17 @@ def test_damage_is_refused(tmp_path):
         read_sparsity_config(folder)
     with pytest.raises(DataError, match="sparsity_config"):
         load_decompressed(tmp_path / "dense")
+
+
+def test_overwrite_removes_the_compressed_folder_and_temporaries_are_cleared(tmp_path):
+    from lp_prune.tracking.run_dir import RunDirectory
+
+    run = RunDirectory.create(tmp_path / "run")
+    run.compressed_model.mkdir()
+    half_written = run.compressed_model / ".model.safetensors.ab12cd34.tmp"
+    half_written.write_bytes(b"half")
+    assert run.remove_temporaries() == [half_written]
+    (run.compressed_model / "model.safetensors").write_bytes(b"old")
+    run.mark_complete()
+    RunDirectory.create(run.root, overwrite=True)
+    assert not run.compressed_model.exists()

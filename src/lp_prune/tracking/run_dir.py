@@ -224,7 +224,7 @@ class RunDirectory:
     def remove_temporaries(self) -> list[Path]:
         """Half-written files of an attempt that was killed while writing (atomic_output's temporaries)."""
         removed = []
-        for folder in (self.root, self.model, self.root / "progress"):
+        for folder in (self.root, self.model, self.compressed_model, self.root / "progress"):
             if folder.is_dir() and not folder.is_symlink():
                 for path in folder.iterdir():
                     if _TEMPORARY.match(path.name) and path.is_file():
