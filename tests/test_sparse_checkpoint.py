@@ -227,3 +227,26 @@ def test_overwrite_removes_the_compressed_folder_and_temporaries_are_cleared(tmp
     run.mark_complete()
     RunDirectory.create(run.root, overwrite=True)
     assert not run.compressed_model.exists()
+
+
+def test_card_of_a_hub_model_and_of_a_quantization_run():
+    from lp_prune.config import RunConfig
+    from lp_prune.tracking.model_card import model_card
+    from lp_prune.tracking.summary import RunSummary
+
+    common = dict(nsamples=128, seqlen=2048, modules=[], calibration_mix={"de": 64, "sw": 64})
+    summary = RunSummary(
+        model="meta-llama/Meta-Llama-3-8B", method="wanda", pattern="unstructured", target_sparsity=0.5,
+        calibration_language="de:64,sw:64", sparsity=0.5, perplexity={"pruned": {"de": 12.3456789, "sw": None}},
+        **common,
+    )  # fmt: skip
+    front, text = yaml.safe_load(model_card(summary, RunConfig()).split("---")[1]), model_card(summary, RunConfig())
+    assert front["base_model"] == "meta-llama/Meta-Llama-3-8B" and front["language"] == ["de", "sw"]
+    assert "Language(s): de (64 windows), sw (64 windows)" in text and "| de | 12.3457 |" in text
+    assert "| sw | n/a |" in text and "pruned with Wanda" in text
+    quantized = RunSummary(
+        model="/local/model", method="gptq", pattern="unstructured", target_sparsity=0.0,
+        calibration_language="en", **common,
+    )  # fmt: skip
+    front = yaml.safe_load(model_card(quantized, RunConfig()).split("---")[1])
+    assert "base_model" not in front and "quantized" in front["tags"] and "sparse" not in front["tags"]

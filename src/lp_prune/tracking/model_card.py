@@ -49,7 +49,11 @@ def model_card(
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
     languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
+    sparse = zeroes_weights(summary.method)
+    title = Path(summary.model.rstrip("/")).name or summary.model
     tags = ["lp-prune", "pruned", "sparse", summary.method, summary.pattern.replace(":", "of") + "-sparsity"]
+    if not sparse:
+        tags = ["lp-prune", "quantized", summary.method]
     if compressed is not None:
         tags.append("compressed-tensors")
     front: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation", "tags": tags}
@@ -63,7 +67,7 @@ def model_card(
         yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
-        f"# {Path(summary.model.rstrip('/')).name or summary.model}, pruned with {method}",
+        f"# {title}, {'pruned' if sparse else 'quantized'} with {method}",
         "",
         _what_folder(compressed),
         "",
@@ -171,6 +175,17 @@ def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
         "vLLM: recent releases refuse sparse compressed checkpoints (Sparse24 support was removed, "
         '"Sparse24 models are no longer supported by vLLM"); serve the dense folder instead.',
     ]
+
+
+def zeroes_weights(method: str) -> bool:
+    """Whether the run's method prunes (quantization methods do not); an unknown plug-in method is taken to."""
+    from lp_prune.errors import ConfigError
+    from lp_prune.pruning.method import get_method, prunes
+
+    try:
+        return prunes(get_method(method))
+    except ConfigError:
+        return True
 
 
 def compressed_version() -> str:
