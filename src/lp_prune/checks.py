@@ -61,14 +61,16 @@ def check_n_m_fits(config: RunConfig, model_config: PretrainedConfig) -> None:
 
 
 def check_disk_space(config: RunConfig) -> None:
-    """Saved model and layer checkpoints each take about the model's size; masks 1/32 of it (fp32)."""
+    """Saved model and layer checkpoints each take about the model's size, the compressed copy about 0.6
+    of it; masks 1/32 of it (fp32)."""
     source = Path(model_source(config.model))
     if not source.is_dir():
         return  # a hub model's size is unknown before download; the download itself will complain
     model_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors")) or sum(
         f.stat().st_size for f in source.glob("*.bin")
     )
-    needed = model_bytes * (int(config.save_model) + int(config.checkpoint)) + model_bytes / 32
+    compressed = 0.6 * int(config.save_model and config.save_compressed)  # kept values + bitmask at 50%
+    needed = model_bytes * (int(config.save_model) + compressed + int(config.checkpoint)) + model_bytes / 32
     out = Path(config.out or "runs").absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())
     free = shutil.disk_usage(existing).free

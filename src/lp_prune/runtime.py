@@ -69,6 +69,15 @@ def factor_threads() -> contextlib.AbstractContextManager[None]:
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc), so the peak stays low."""
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim). Tensors below glibc's mmap threshold
+    (which grows to 32 MB as big blocks are freed) come from the heap, and a heap that is not trimmed
+    keeps their pages: saving a 190M-parameter fp32 model (730 MB) compressed, one weight at a time, raised
+    the peak resident set by 215 MB untrimmed and by 47 MB trimmed after each weight (one weight's
+    values and masks)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: the process reuses freed memory anyway
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

@@ -18,8 +18,19 @@ from lp_prune.tracking.run_dir import RunDirectory
 if TYPE_CHECKING:
     from lp_prune.config import RunConfig
 
-# Keys that say where and how the work runs, not what it computes (results are split-independent).
-RUNTIME_KEYS = ("out", "overwrite", "wandb", "devices", "num_nodes", "strategy", "accelerator", "check_memory")
+# Keys that say where and how the work runs, or which extra copies it writes, not what it computes
+# (results are split-independent).
+RUNTIME_KEYS = (
+    "out",
+    "overwrite",
+    "save_compressed",
+    "wandb",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "accelerator",
+    "check_memory",
+)
 MODEL_SHAPE_KEYS = (
     "model_type",
     "num_hidden_layers",

@@ -15,7 +15,11 @@ Layout of a run directory::
         calibration_tokens.pt  the calibration windows' token ids, [n, seqlen] (a data.source tokens file)
         model/              the pruned model (--save_model): config.json and model.safetensors, or for
                             models above save_shard_size model-0000k-of-0000n.safetensors shards and
-                            model.safetensors.index.json (the transformers layout)
+                            model.safetensors.index.json (the transformers layout); README.md, its card
+        model-compressed/   the same model as a compressed sparse checkpoint (--save_model with
+                            save_compressed, for methods that prune): compressed-tensors' sparse-bitmask
+                            or sparse-24-bitmask format, the sparsity config in config.json, a card
+                            (tracking.sparse_checkpoint)
 
 A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
 user's folder and is refused before a file is written. `--overwrite` removes only what a run writes.
@@ -47,6 +51,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 MASKS_FILE = "masks.safetensors"
 MODEL_DIR = "model"
+COMPRESSED_MODEL_DIR = "model-compressed"
 CALIBRATION_RECORD_FILE = "calibration.json"
 CALIBRATION_TOKENS_FILE = "calibration_tokens.pt"
 STATUS_FILE = "status"
@@ -84,6 +89,10 @@ class RunDirectory:
     @property
     def model(self) -> Path:
         return self.root / MODEL_DIR
+
+    @property
+    def compressed_model(self) -> Path:
+        return self.root / COMPRESSED_MODEL_DIR
 
     @property
     def weights(self) -> Path:
@@ -215,7 +224,7 @@ class RunDirectory:
     def remove_temporaries(self) -> list[Path]:
         """Half-written files of an attempt that was killed while writing (atomic_output's temporaries)."""
         removed = []
-        for folder in (self.root, self.model, self.root / "progress"):
+        for folder in (self.root, self.model, self.compressed_model, self.root / "progress"):
             if folder.is_dir() and not folder.is_symlink():
                 for path in folder.iterdir():
                     if _TEMPORARY.match(path.name) and path.is_file():
@@ -257,7 +266,8 @@ class RunDirectory:
         # Status first: if removal stops halfway, the folder no longer claims to be complete.
         # A symbolic link is removed itself; what it points to is never touched.
         files = (self.summary, self.masks, self.config, self.calibration_record, self.calibration_tokens)
-        for path in (self.status_file, *files, self.model, *(self.root / name for name in RUN_OUTPUTS)):
+        folders = (self.model, self.compressed_model)
+        for path in (self.status_file, *files, *folders, *(self.root / name for name in RUN_OUTPUTS)):
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.is_dir():

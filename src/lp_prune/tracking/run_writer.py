@@ -29,12 +29,14 @@ from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.models.shrink import kept_structures, shrink, unpacked
-from lp_prune.pruning.method import structured
+from lp_prune.pruning.method import get_method, prunes, structured
 from lp_prune.tracking.files import atomic_write_text, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
+from lp_prune.tracking.model_card import write_model_card
 from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
+from lp_prune.tracking.sparse_checkpoint import read_sparsity_config, save_compressed_streaming
 from lp_prune.tracking.summary import log_results
 from lp_prune.tracking.wandb_logger import (
     finish,
@@ -186,15 +188,23 @@ class RunWriter:
     def save_pruned(
         self, model: torch.nn.Module, masks: Mapping[str, torch.Tensor | PackedMask], timer: PhaseTimer
     ) -> None:
-        """The masks, and with --save_model the pruned model (loadable with from_pretrained)."""
+        """The masks, and with --save_model the pruned model (loadable with from_pretrained); with
+        save_compressed as well, for a method that prunes, the compressed sparse checkpoint beside it."""
         if not self.writes:
             return
         with timer.phase("save"), self._one_line_on_write_error():
             save_masks(self.run_dir.root, masks)
             if self.config.save_model:  # tokenizer: save_tokenizer; shards above save_shard_size
-                if structured(self.config.prune.method):  # removed heads and channels cut out: a smaller model
+                method = self.config.prune.method
+                shard_size = size_in_bytes(self.config.save_shard_size)
+                cut = structured(method)  # removed heads and channels cut out: a smaller, dense model
+                if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
-                save_model_streaming(model, self.run_dir.model, size_in_bytes(self.config.save_shard_size))
+                save_model_streaming(model, self.run_dir.model, shard_size)
+                if self.config.save_compressed and prunes(get_method(method)) and not cut:
+                    folder = self.run_dir.compressed_model
+                    save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
+                    copy_tokenizer(self.run_dir.model, folder)
 
     def complete(self, summary_of: Callable[[], RunSummary], downstream: DownstreamStep) -> None:
         """summary.json (built by `summary_of`, on rank 0 only), lm-eval's output, W&B's results; then COMPLETE."""
@@ -206,10 +216,19 @@ class RunWriter:
         downstream.save(run_dir.root)  # lm-eval's own output: RUN_DIR/lm_eval_results.json
         summary.wandb_url = online_url(self.loggers)  # None offline: `wandb sync` the folder later
         write_json(run_dir.summary, summary.to_json())
+        self._write_model_cards(summary)
         log_results(self.loggers, summary, run_dir.masks)
         update_summary(self.loggers, layer_summary(layer_rows(summary.modules)))
         run_dir.mark_complete()
         shutil.rmtree(progress_dir(run_dir.root), ignore_errors=True)  # masks and summary hold the results
+
+    def _write_model_cards(self, summary: RunSummary) -> None:
+        """README.md in the saved model folders, now that the summary's numbers are known."""
+        if self.run_dir.model.is_dir():
+            write_model_card(self.run_dir.model, summary, self.config)
+        compressed = self.run_dir.compressed_model
+        if compressed.is_dir():
+            write_model_card(compressed, summary, self.config, read_sparsity_config(compressed))
 
     @contextmanager
     def _one_line_on_write_error(self) -> Iterator[None]:
@@ -224,6 +243,15 @@ class RunWriter:
                 else "nothing was checkpointed (--checkpoint false): make room and run again"
             )
             raise UserError(f"cannot write the results to {root}: {error.strerror or error}; {then}") from None
+
+
+def copy_tokenizer(source: Path, target: Path) -> None:
+    """The tokenizer files save_tokenizer put beside the dense weights, into another model folder."""
+    skip = {"config.json", "generation_config.json", "README.md"}
+    for path in source.iterdir():
+        weights = path.name.endswith((".safetensors", ".safetensors.index.json"))
+        if path.is_file() and path.name not in skip and not weights:
+            shutil.copyfile(path, target / path.name)
 
 
 def layer_rows(modules: list[dict[str, Any]]) -> list[dict[str, float]]:

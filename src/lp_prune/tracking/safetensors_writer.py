@@ -8,13 +8,14 @@ object first, and pages of weights still mapped from a loaded file are handed ba
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lp_prune.runtime import release_mapped_weights
+from lp_prune.runtime import release_mapped_weights, trim_heap
 from lp_prune.tracking.files import atomic_output
 
 SAVE_CHUNK = 64 << 20  # bytes written between two hand-backs of mapped weight pages
@@ -33,14 +34,42 @@ SAFETENSORS_DTYPES = {
 }
 
 
-def nbytes(tensor: torch.Tensor) -> int:
+@dataclass(frozen=True)
+class LazyTensor:
+    """A tensor made only when its bytes are written: its dtype and shape go into the header first, so
+    a file of derived tensors (a compressed weight) never holds more than one of them in memory."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    make: Callable[[], torch.Tensor]
+
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def materialize(self) -> torch.Tensor:
+        tensor = self.make()
+        if tensor.dtype != self.dtype or tuple(tensor.shape) != self.shape:
+            raise RuntimeError(
+                f"a lazy tensor promised {self.dtype} {list(self.shape)} and made {tensor.dtype} {list(tensor.shape)}"
+            )
+        return tensor
+
+
+def nbytes(tensor: torch.Tensor | LazyTensor) -> int:
     return tensor.numel() * tensor.element_size()
 
 
 def write_safetensors(
-    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+    path: Path, tensors: Mapping[str, torch.Tensor | LazyTensor], metadata: Mapping[str, str] | None = None
 ) -> None:
-    """One safetensors file, atomically: the header, then each tensor's bytes straight from its buffer."""
+    """One safetensors file, atomically: the header, then each tensor's bytes straight from its buffer.
+    A LazyTensor is made when its turn comes, and let go once written."""
     header: dict[str, Any] = {"__metadata__": dict(metadata) if metadata is not None else {"format": "pt"}}
     offset = 0
     for name, tensor in tensors.items():
@@ -57,7 +86,8 @@ def write_safetensors(
         out.write(len(encoded).to_bytes(8, "little"))
         out.write(encoded)
         unreleased = 0
-        for tensor in tensors.values():
+        for value in tensors.values():
+            tensor = value.materialize() if isinstance(value, LazyTensor) else value
             data = memoryview(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # no copy
             for chunk in range(0, len(data), SAVE_CHUNK):
                 out.write(data[chunk : chunk + SAVE_CHUNK])
@@ -65,3 +95,6 @@ def write_safetensors(
                 if unreleased >= SAVE_CHUNK:  # weights read from their mapped file leave again
                     release_mapped_weights()
                     unreleased = 0
+            del tensor, data  # a made tensor goes before the next one is made
+            if isinstance(value, LazyTensor):
+                trim_heap()  # and its pages with it (runtime.trim_heap)

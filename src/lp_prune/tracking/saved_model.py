@@ -16,7 +16,7 @@ import torch
 
 from lp_prune.errors import DataError
 from lp_prune.tracking.files import read_json, write_json
-from lp_prune.tracking.safetensors_writer import nbytes, write_safetensors
+from lp_prune.tracking.safetensors_writer import LazyTensor, nbytes, write_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
@@ -44,6 +44,13 @@ def save_model_streaming(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    files = write_weights(folder, unique_tensors(model), max_shard_size)
+    save_model_config(model, folder)
+    return files
+
+
+def unique_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without the second names of tensors that share storage (tied embeddings)."""
     tensors: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
     for name, tensor in model.state_dict().items():
@@ -51,6 +58,14 @@ def save_model_streaming(
         if key not in seen:
             seen.add(key)
             tensors[name] = tensor.detach()
+    return tensors
+
+
+def write_weights(
+    folder: Path, tensors: Mapping[str, torch.Tensor | LazyTensor], max_shard_size: int = DEFAULT_SHARD_SIZE
+) -> list[Path]:
+    """`tensors` as model.safetensors, or as shards with their index above `max_shard_size`; weight files
+    of an earlier save into `folder` are removed. Returns the weight files written."""
     shards = _plan_shards(tensors, max_shard_size)
     files = _shard_names(len(shards))
     for shard, file in zip(shards, files, strict=True):
@@ -60,13 +75,17 @@ def save_model_streaming(
         total = sum(nbytes(tensor) for tensor in tensors.values())
         write_json(folder / WEIGHTS_INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
     _remove_stale_weights(folder, keep=set(files) | ({WEIGHTS_INDEX_FILE} if len(shards) > 1 else set()))
-    model.config.save_pretrained(folder)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(folder)
     return [folder / file for file in files]
 
 
-def _plan_shards(tensors: Mapping[str, torch.Tensor], max_shard_size: int) -> list[list[str]]:
+def save_model_config(model: torch.nn.Module, folder: Path) -> None:
+    """config.json, and generation_config.json where the model has one."""
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+
+
+def _plan_shards(tensors: Mapping[str, torch.Tensor | LazyTensor], max_shard_size: int) -> list[list[str]]:
     """Tensor names per shard, in order: a shard closes before the tensor that would take it past the
     limit; a tensor bigger than the limit gets a shard of its own (huggingface_hub's split, which
     transformers' save_pretrained uses)."""

@@ -1,0 +1,206 @@
+"""README.md model cards for the saved model folders (model/ and model-compressed/), as the Hugging Face
+hub shows them: YAML front matter (library_name, tags, base_model, language), then what was pruned,
+how it was calibrated, the run's perplexities from its summary, and how to load the folder.
+
+Written once the run's summary is known, so the numbers in the card are summary.json's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from lp_prune.languages import LANGUAGES
+from lp_prune.tracking.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from lp_prune.config import RunConfig
+    from lp_prune.tracking.summary import RunSummary
+
+CARD_FILE = "README.md"
+METHOD_NAMES = {"sparsegpt": "SparseGPT", "wanda": "Wanda", "magnitude": "magnitude", "gptq": "GPTQ", "rtn": "RTN"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def format_number(value: float | None) -> str:
+    """A perplexity as the card shows it: 4 decimals, n/a when unknown or not finite."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def base_model(name: str) -> str | None:
+    """The hub id the run started from; None for a local folder or a packaged model."""
+    if Path(name).exists() or not _HUB_ID.fullmatch(name):
+        return None
+    return name
+
+
+def model_card(
+    summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None, dense_dir: str = "model"
+) -> str:
+    """The card of model/ (`compressed` None) or of model-compressed/ (`compressed`: its sparsity_config)."""
+    method = METHOD_NAMES.get(summary.method, summary.method)
+    mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
+    evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
+    languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
+    sparse = zeroes_weights(summary.method)
+    title = Path(summary.model.rstrip("/")).name or summary.model
+    tags = ["lp-prune", "pruned", "sparse", summary.method, summary.pattern.replace(":", "of") + "-sparsity"]
+    if not sparse:
+        tags = ["lp-prune", "quantized", summary.method]
+    if compressed is not None:
+        tags.append("compressed-tensors")
+    front: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation", "tags": tags}
+    if base_model(summary.model):
+        front["base_model"] = summary.model
+    if languages:
+        front["language"] = languages
+    sparsity = "n/a" if summary.sparsity is None else f"{summary.sparsity:.4f}"
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {title}, {'pruned' if sparse else 'quantized'} with {method}",
+        "",
+        _what_folder(compressed),
+        "",
+        "## Pruning",
+        "",
+        f"- Method: {method} (lp_prune `prune.method: {summary.method}`)",
+        f"- Pattern: {summary.pattern}",
+        f"- Target sparsity: {summary.target_sparsity:.4f}",
+        f"- Measured sparsity: {sparsity} (fraction of exact zeros in the pruned Linear weights; "
+        "embeddings and lm_head are not pruned)",
+        f"- Pruned Linear modules: {len(summary.modules)}",
+        f"- Base model: {summary.model}",
+    ]
+    if compressed is not None:
+        lines.append(
+            f"- Stored as: compressed-tensors `{compressed.get('format')}`, sparsity_structure "
+            f"`{compressed.get('sparsity_structure')}`, global_sparsity {compressed.get('global_sparsity', 0.0):.4f}"
+        )
+    lines += [
+        "",
+        "## Calibration",
+        "",
+        "- Language(s): " + ", ".join(f"{lang} ({count} windows)" for lang, count in mix.items()),
+        f"- Windows: {summary.nsamples} of {summary.seqlen} tokens ({summary.calibration_tokens} tokens)",
+        f"- Statistics across languages: {summary.statistics}",
+        f"- Data source: {config.data.source}",
+        f"- Seed: {summary.seed} (run), {config.data.seed} (data sampling)",
+        "",
+        "## Perplexity",
+        "",
+        *_perplexity_table(summary, config),
+        "",
+        "## How to load",
+        "",
+        *_loading(compressed, dense_dir),
+        "",
+        "## Produced by",
+        "",
+        f"lp_prune {summary.versions.get('lp_prune', 'unknown')}"
+        + "".join(f", {lib} {summary.versions[lib]}" for lib in ("transformers", "torch") if lib in summary.versions)
+        + (f", compressed-tensors {compressed_version()}" if compressed is not None else "")
+        + ". The run directory's summary.json and config.yaml hold the full record.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _what_folder(compressed: Mapping[str, Any] | None) -> str:
+    if compressed is None:
+        return (
+            "This folder holds the pruned model as a dense checkpoint: every weight stored in full, the pruned "
+            "ones as exact zeros (transformers' layout: config.json and safetensors weights)."
+        )
+    return (
+        "This folder holds the pruned model as a compressed sparse checkpoint in compressed-tensors' "
+        f"`{compressed.get('format')}` format (the layout llm-compressor writes for sparse models): every pruned "
+        "Linear stores its kept values and a bitmask; config.json carries the sparsity config under "
+        "`quantization_config.sparsity_config`. The run directory's model/ holds the same weights dense."
+    )
+
+
+def _perplexity_table(summary: RunSummary, config: RunConfig) -> list[str]:
+    stages = list(summary.perplexity)
+    if not stages:
+        return ["Not measured in this run (eval.perplexity false)."]
+    languages = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
+    rows = [
+        f"Held-out text per language, {config.data.eval_windows} windows of {config.data.eval_seqlen} tokens; "
+        "exp(mean token NLL), lower is better.",
+        "",
+        "| language | " + " | ".join(stages) + " |",
+        "|---|" + "---|" * len(stages),
+    ]
+    for lang in languages:
+        cells = [format_number(summary.perplexity[stage].get(lang)) for stage in stages]
+        rows.append(f"| {lang} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
+    if compressed is None:
+        return [
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            'model = AutoModelForCausalLM.from_pretrained("path/to/model")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/model")',
+            "```",
+            "",
+            "vLLM serves it as any dense model (`vllm serve path/to/model`); the zeros take no less memory or "
+            "time there. llm-compressor can take it as its input model (for quantization on top of the sparsity).",
+        ]
+    return [
+        "```python",
+        "from lp_prune.tracking.sparse_checkpoint import load_compressed_model, load_decompressed",
+        'model = load_compressed_model("path/to/model-compressed")  # a transformers model, dense again',
+        'weights = load_decompressed("path/to/model-compressed")  # or only the dense state dict',
+        "```",
+        "",
+        "transformers 5 with compressed-tensors 0.15 or later does not decompress the sparse bitmask formats: "
+        "`from_pretrained` on this folder reports the pruned Linears' weights as MISSING and initialises them "
+        f"at random. Load the dense {dense_dir}/ folder with transformers instead, or this folder as above. "
+        "compressed-tensors 0.14 and earlier shipped the sparse compressors that `from_pretrained` used for "
+        "these formats; later releases removed them.",
+        "",
+        "vLLM: recent releases refuse sparse compressed checkpoints (Sparse24 support was removed, "
+        '"Sparse24 models are no longer supported by vLLM"); serve the dense folder instead.',
+    ]
+
+
+def zeroes_weights(method: str) -> bool:
+    """Whether the run's method prunes (quantization methods do not); an unknown plug-in method is taken to."""
+    from lp_prune.errors import ConfigError
+    from lp_prune.pruning.method import get_method, prunes
+
+    try:
+        return prunes(get_method(method))
+    except ConfigError:
+        return True
+
+
+def compressed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("compressed-tensors")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def write_model_card(
+    folder: Path, summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None
+) -> Path:
+    """README.md in `folder`, written atomically."""
+    path = folder / CARD_FILE
+    atomic_write_text(path, model_card(summary, config, compressed))
+    return path
