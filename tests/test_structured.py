@@ -48,6 +48,7 @@ def test_the_saved_smaller_model_loads_and_computes_what_the_masked_model_does(a
     argv = ["run", "--model.name", str(model_dir), "--out", str(out), "--prune.method", "wanda_sp"]
     assert main([*argv, "--prune.sparsity", "0.5", "--save_model", "true", *SMALL]) == 0
     saved = json.loads((out / "model" / "config.json").read_text())
+    assert not (out / "model-compressed").exists()  # the cut model is dense: nothing to compress
     assert saved["intermediate_size"] == 32 and saved["num_attention_heads"] == 2  # of 64 and 4 (2 kv groups)
     smaller = AutoModelForCausalLM.from_pretrained(out / "model")
     dense = AutoModelForCausalLM.from_pretrained(model_dir)
