@@ -104,3 +104,20 @@ def test_report_paths():
     text = format_report_paths("Comparison of 3 runs", {"html": Path("a/report.html"), "markdown": Path("a/r.md")})
     assert text.splitlines() == ["Comparison of 3 runs:", "  html      a/report.html", "  markdown  a/r.md"]
     assert format_report_paths("X", {}, "W&B: u").splitlines() == ["X:", "W&B: u"]
+
+
+def test_report_html_is_the_markdown_converted_with_its_figures_embedded(tmp_path):
+    import base64
+
+    from lp_prune.analysis.render import html_document
+
+    png = b"\x89PNG\r\n\x1a\nfake"
+    (tmp_path / "plot_a.png").write_bytes(png)
+    text = "# Title\n\nSee `--out` and **this** (default <first>/analysis), p < 0.05.\n\n"
+    text += "| a | b |\n|---|---|\n| 1 | **2** |\n\n![plot a](plot_a.png)\n\n![gone](missing.png)\n"
+    page = html_document(text, tmp_path)
+    assert "<h1>Title</h1>" in page and "<code>--out</code>" in page and "<strong>this</strong>" in page
+    assert "&lt;first&gt;/analysis" in page and "p &lt; 0.05" in page  # text, not a tag
+    assert "<td><strong>2</strong></td>" in page and "<th>a</th>" in page
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert 'src="missing.png"' in page  # a figure that is not there stays a link

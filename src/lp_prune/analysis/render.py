@@ -1,8 +1,10 @@
-"""Rendering shared by the compare and analyze reports: number formatting, Markdown and HTML tables,
-figure file names (slugs) and saving, and the projections the figures draw bold."""
+"""Rendering shared by the compare and analyze reports: number formatting, Markdown tables, the HTML
+page made from a report's Markdown, figure file names (slugs) and saving, and the projections the
+figures draw bold."""
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -22,20 +24,29 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def inline_html(text: str) -> str:
-    """Escaped text with the report's inline Markdown as HTML: **bold** and `code`."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+STYLE = "body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 8px;text-align:right}"
+_IMAGE_SOURCE = re.compile(r'(<img [^>]*src=")([^"]+)(")')
 
 
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(text: str, tag: str) -> str:
-        return f"<{tag}>{inline_html(text)}</{tag}>"
+def html_document(markdown_text: str, folder: Path) -> str:
+    """A report's Markdown as one self-contained HTML page: converted by the `markdown` package (tables
+    included), raw HTML in the text shown as text, and every image it names under `folder` embedded."""
+    import markdown
 
-    head = "".join(cell(h, "th") for h in header)
-    lines = "".join("<tr>" + "".join(cell(str(c), "td") for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{lines}</table>"
+    converter = markdown.Markdown(extensions=["tables"])
+    converter.preprocessors.deregister("html_block")  # text such as '<first path>' is text, not a tag
+    converter.inlinePatterns.deregister("html")
+    body = converter.convert(markdown_text)
+
+    def embed(match: re.Match[str]) -> str:
+        path = folder / html.unescape(match.group(2))
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
+
+    head = f"<head><meta charset='utf-8'><style>{STYLE}</style></head>"
+    return f"<!doctype html><html>{head}<body>{_IMAGE_SOURCE.sub(embed, body)}</body></html>"
 
 
 def slug(setting: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import statistics
 from pathlib import Path
@@ -11,11 +9,10 @@ from typing import Any
 
 from lp_prune.analysis.analyze.plots import runs_by_setting
 from lp_prune.analysis.compare.findings import analysis_findings
-from lp_prune.analysis.render import fmt, html_table, markdown_table
+from lp_prune.analysis.render import fmt, html_document, markdown_table
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.tracking import atomic_write_text, write_json
 
-STYLE = "body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 8px;text-align:right}"
 Table = tuple[str, str, list[str], list[list[str]]]  # (key, title, header, rows)
 
 
@@ -150,8 +147,9 @@ def write_analysis_reports(result: AnalysisResult, figures: dict[str, Path], out
     paths = {"markdown": out / "analysis.md", "html": out / "analysis.html", "json": out / "analysis.json"}
     tables = all_tables(result)
     write_json(paths["json"], result.to_json())
-    atomic_write_text(paths["markdown"], _markdown(result, tables, figures, out))
-    atomic_write_text(paths["html"], _html(result, tables, figures))
+    markdown_text = _markdown(result, tables, figures, out)
+    atomic_write_text(paths["markdown"], markdown_text)
+    atomic_write_text(paths["html"], html_document(markdown_text, out))
     return paths
 
 
@@ -179,23 +177,6 @@ def _markdown(
     parts += ["## Figures", ""]
     parts += [f"![{name}]({path.relative_to(out)})\n" for name, path in figures.items()]
     return "\n".join(parts)
-
-
-def _html(result: AnalysisResult, tables: list[tuple[str, list[Table]]], figures: dict[str, Path]) -> str:
-    body = [f"<h1>Internal analysis: {html.escape(result.model)}</h1><p>{html.escape(_intro(result))}</p>"]
-    body.append(
-        "<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in findings_text(result)) + "</ul>"
-    )
-    for setting, setting_tables in tables:
-        body.append(f"<h2>{html.escape(setting)}</h2>")
-        for _, title, header, rows in setting_tables:
-            body.append(f"<h3>{html.escape(title)}</h3>{html_table(header, rows)}")
-    body.append("<h2>Figures</h2>")
-    for name, path in figures.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></figure>')
-    head = f"<head><meta charset='utf-8'><style>{STYLE}</style></head>"
-    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>"
 
 
 def wandb_tables(result: AnalysisResult) -> dict[str, tuple[list[str], list[list[str]]]]:

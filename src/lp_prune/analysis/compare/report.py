@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 from lp_prune.analysis.compare.findings import Finding
 from lp_prune.analysis.compare.recipes import RecipeRow, recipe_table, recipe_verdicts
 from lp_prune.analysis.compare.tables import Comparison, best_per_column
-from lp_prune.analysis.render import fmt, html_table, inline_html, markdown_table
+from lp_prune.analysis.render import fmt, html_document, markdown_table
 from lp_prune.tracking import atomic_write_text, write_json
 
 
@@ -104,8 +102,9 @@ def write_reports(
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "tables.json"}
     blocks = findings_blocks(findings or {}, recipes or {})
-    atomic_write_text(paths["markdown"], _markdown(result, figures, out, blocks))
-    atomic_write_text(paths["html"], _html(result, figures, blocks))
+    markdown_text = _markdown(result, figures, out, blocks)
+    atomic_write_text(paths["markdown"], markdown_text)
+    atomic_write_text(paths["html"], html_document(markdown_text, out))
     write_json(
         paths["json"],
         {
@@ -140,26 +139,3 @@ def _markdown(result: Comparison, figures: dict[str, Path], out: Path, blocks: l
             if name.endswith(setting):
                 parts += [f"![{name}]({path.relative_to(out)})", ""]
     return "\n".join(parts)
-
-
-def _html(result: Comparison, figures: dict[str, Path], blocks: list | None = None) -> str:
-    body = [f"<h1>Comparison: {html.escape(result.model)}</h1><p>{len(result.runs)} runs.</p>"]
-    if blocks:
-        body.append("<h2>The study's findings on these runs</h2>")
-    for setting, lines, table in blocks or []:
-        items = "".join(f"<li>{inline_html(line)}</li>" for line in lines)
-        body.append(f"<h3>{html.escape(setting)}</h3><ul>{items}</ul>" + (html_table(*table) if table else ""))
-    for setting, tables in sections(result):
-        body.append(f"<h2>{html.escape(setting)}</h2>")
-        for title, header, rows in tables:
-            body.append(f"<h3>{html.escape(title)}</h3>{html_table(header, rows)}")
-        for name, path in figures.items():
-            if name.endswith(setting):
-                data = base64.b64encode(path.read_bytes()).decode()
-                body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></figure>')
-    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;text-align:right}"
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>"
-        + "".join(body)
-        + "</body></html>"
-    )
