@@ -288,9 +288,7 @@ def _hub_unreachable(message: str) -> bool:
     return os.environ.get("HF_HUB_OFFLINE") == "1" or any(m in message.lower() for m in markers)
 
 
-def load_run_model(
-    run_dir: str | Path, full_shape: bool = False
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_run_model(run_dir: str | Path, full_shape: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The pruned model of a saved run: its saved weights, or the dense model with its masks applied.
 
     Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
