@@ -3,6 +3,7 @@ files), any Belebele config for downstream evaluation; packaged text and unknown
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,26 @@ def test_analysis_tables_take_new_languages_and_reference_sets():
     assert [(row.target, row.recipe) for row in rows] == [("en", "en"), ("en", "en+fr mc4")]
     # the others' geometric mean is over languages: sw and fr, not the reference set
     assert rows[0].others_perplexity == pytest.approx((25.0 * 33.0) ** 0.5)
+
+
+def test_compare_takes_a_run_calibrated_on_a_new_language_with_reference_sets(tiny_model_dir, tmp_path):
+    import datasets
+
+    texts = {}
+    for lang, word in (("en", "The cat sleeps on the warm wall"), ("fr", "Le chat dort sur le mur chaud")):
+        texts[lang] = tmp_path / f"{lang}.txt"
+        texts[lang].write_text("\n\n".join(f"{word}, day {i}." for i in range(300)), encoding="utf-8")
+    wiki = tmp_path / "test-00000-of-00001.parquet"
+    datasets.Dataset.from_dict({"text": [f" = Heading {i} = \n" for i in range(200)]}).to_parquet(str(wiki))
+    for lang in ("en", "fr"):
+        argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(tmp_path / "runs" / lang)]
+        argv += ["--data.source", "files", "--data.files", f"{{en: {texts['en']}, fr: {texts['fr']}}}"]
+        argv += ["--data.calibration_language", lang, "--data.eval_languages", "[en, fr]"]
+        argv += ["--data.nsamples", "2", "--data.seqlen", "16", "--data.eval_windows", "1", "--data.eval_seqlen", "16"]
+        argv += ["--data.reference_sets", "[wikitext2]", "--data.reference_files.wikitext2", str(wiki)]
+        argv += ["--data.reference_seqlen", "32", "--data.reference_windows", "2", "--wandb.mode", "disabled"]
+        assert main(argv) == 0
+    out = tmp_path / "report"
+    assert main(["compare", str(tmp_path / "runs"), "--out", str(out), "--no_wandb"]) == 0
+    (matrix,) = json.loads((out / "tables.json").read_text())["perplexity"].values()
+    assert list(matrix) == ["dense", "en files", "fr files"] and set(matrix["fr files"]) == {"en", "fr", "wikitext2"}
