@@ -192,7 +192,7 @@ def test_analysis_tables_take_new_languages_and_reference_sets():
     assert rows[0].others_perplexity == pytest.approx((25.0 * 33.0) ** 0.5)
 
 
-def test_compare_takes_a_run_calibrated_on_a_new_language_with_reference_sets(tiny_model_dir, tmp_path):
+def test_compare_and_analyze_take_runs_calibrated_on_a_new_language(tiny_model_dir, tmp_path):
     import datasets
 
     texts = {}
@@ -208,8 +208,13 @@ def test_compare_takes_a_run_calibrated_on_a_new_language_with_reference_sets(ti
         argv += ["--data.nsamples", "2", "--data.seqlen", "16", "--data.eval_windows", "1", "--data.eval_seqlen", "16"]
         argv += ["--data.reference_sets", "[wikitext2]", "--data.reference_files.wikitext2", str(wiki)]
         argv += ["--data.reference_seqlen", "32", "--data.reference_windows", "2", "--wandb.mode", "disabled"]
+        argv += ["--prune.method", "wanda"]  # analyze rebuilds a Wanda run from its masks
         assert main(argv) == 0
     out = tmp_path / "report"
     assert main(["compare", str(tmp_path / "runs"), "--out", str(out), "--no_wandb"]) == 0
     (matrix,) = json.loads((out / "tables.json").read_text())["perplexity"].values()
     assert list(matrix) == ["dense", "en files", "fr files"] and set(matrix["fr files"]) == {"en", "fr", "wikitext2"}
+    analysis = ["analyze", str(tmp_path / "runs"), "--languages", "[en, fr]", "--windows", "2", "--seqlen", "16"]
+    assert main([*analysis, "--out", str(tmp_path / "analysis"), "--no_wandb"]) == 0
+    (structure,) = json.loads((tmp_path / "analysis" / "analysis.json").read_text())["mask_structure"].values()
+    assert structure["languages"] == ["en", "fr"]
