@@ -57,10 +57,7 @@ def wikitext_parquet(tmp_path):
 def c4_json_gz(tmp_path):
     """A local en/c4-validation.00000-of-00008.json.gz: one JSON object a line, as the Hub's file."""
     path = tmp_path / "en" / "c4-validation.00000-of-00008.json.gz"
-    path.parent.mkdir()
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        for row in C4_ROWS:
-            f.write(json.dumps(row) + "\n")
+    write_json_gz(path, C4_ROWS)
     return path
 
 
@@ -213,8 +210,20 @@ def test_run_logs_reference_sets_beside_the_languages(tiny_model_dir, wikitext_p
     assert logged["ppl/dense/wikitext2"] == pytest.approx(summary["perplexity"]["dense"]["wikitext2"])
 
 
-def test_local_folder_holding_the_dataset_repository(tmp_path, c4_json_gz, char_tokenizer):
-    """A folder with the repository's layout takes the Hub's own arguments (data_files inside it)."""
-    folder = c4_json_gz.parents[1]
+def write_json_gz(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def test_local_folder_holding_the_dataset_repository(tmp_path, char_tokenizer):
+    """A folder with the repository's layout takes the Hub's own arguments: only the first validation
+    shard is read, not its neighbours."""
+    folder = tmp_path / "c4"
+    first = [{**row, "text": f"Doc {i} is in shard 0."} for i, row in enumerate(C4_ROWS[:50])]
+    write_json_gz(folder / "en" / "c4-validation.00000-of-00008.json.gz", first)
+    write_json_gz(folder / "en" / "c4-validation.00001-of-00008.json.gz", [{**r, "text": "OTHER"} for r in first])
     windows = load_reference_windows("c4_en", char_tokenizer, 8, folder)
-    assert windows.ids.shape == (256, 8)
+    stream = stream_of(" ".join(row["text"] for row in first), char_tokenizer)
+    assert torch.equal(windows.ids.flatten(), stream[: stream.numel() // 8 * 8])
