@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 from lp_prune.cli import main
 from lp_prune.config import DataConfig
 from lp_prune.data import PruningDataModule
-from lp_prune.data.reference import REFERENCE_SETS, load_reference_windows
+from lp_prune.data.reference import REFERENCE_RECIPES, load_reference_windows
 from lp_prune.errors import ConfigError, DataError
 from lp_prune.evaluation.perplexity import evaluate_perplexity
 from wandb_offline import closed_log, find_offline_runs, read_summary
@@ -123,7 +123,7 @@ def test_hub_arguments_are_the_fields(monkeypatch, char_tokenizer):
             {"data_files": {"validation": "en/c4-validation.00000-of-00008.json.gz"}, "split": "validation"},
         ),
     ]
-    assert REFERENCE_SETS["c4_en"].documents == 1100 and REFERENCE_SETS["c4_en"].windows == 256
+    assert REFERENCE_RECIPES["c4_en"].documents == 1100 and REFERENCE_RECIPES["c4_en"].windows == 256
 
 
 def test_unreachable_hub_is_one_line_naming_the_local_override(monkeypatch, char_tokenizer):

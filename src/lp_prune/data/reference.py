@@ -44,7 +44,7 @@ class ReferenceSet:
     windows: int | None = None  # only the first this many x seqlen tokens (None: all windows)
 
 
-REFERENCE_SETS: dict[str, ReferenceSet] = {
+REFERENCE_RECIPES: dict[str, ReferenceSet] = {
     "wikitext2": ReferenceSet(
         name="wikitext2",
         dataset="Salesforce/wikitext",
@@ -71,9 +71,9 @@ _LOCAL_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".g
 
 
 def reference_set(name: str) -> ReferenceSet:
-    if name not in REFERENCE_SETS:
-        raise DataError(f"unknown reference set '{name}'; valid: {', '.join(REFERENCE_SETS)}")
-    return REFERENCE_SETS[name]
+    if name not in REFERENCE_RECIPES:
+        raise DataError(f"unknown reference set '{name}'; valid: {', '.join(REFERENCE_RECIPES)}")
+    return REFERENCE_RECIPES[name]
 
 
 def load_reference_rows(ref: ReferenceSet, local: str | Path | None = None) -> Any:
