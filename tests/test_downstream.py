@@ -331,7 +331,7 @@ def test_eval_command_applies_masks_and_reports_errors(eval_model_dir, tmp_path,
         ([str(sparsegpt)], "--save_model true"),
         ([str(wanda), "--tasks", "[lp_prune_proxy_fr]"], "unknown language 'fr'"),
         ([str(wanda), "--limit", "0"], "eval.limit must be at least 1"),
-        ([str(wanda), "--languages", "[fr]"], "unknown language 'fr'"),
+        ([str(wanda), "--languages", "[xx]"], "unknown language 'xx'"),
         ([str(tmp_path / "nowhere")], "no such folder"),
     ]
     for args, message in bad:

@@ -58,7 +58,7 @@ def test_proportions_must_sum_to_one():
         ("en:1.5", "'en:1.5' needs a positive count"),
         ("en:-0.5,sw:1.5", "'en:-0.5' needs a positive count"),
         ("en:0.5,en:0.5", "names 'en' twice"),
-        ("fr:0.5,en:0.5", "unknown language 'fr'"),
+        ("xx:0.5,en:0.5", "unknown language 'xx'"),
         ("en:0.2,sw:0.2,zh:0.2,de:0.2,es:0.2", "data.nsamples 4 is fewer than the 5 languages"),
     ],
 )
@@ -92,8 +92,8 @@ def test_recipe_answers_what_the_call_sites_ask():
     single = CalibrationRecipe.parse("de", 8)
     assert single.label == "de" and not single.is_mix and single.window_languages() == ["de"] * 8
     assert CalibrationRecipe.parse("all", 14).counts == dict.fromkeys(("ar", "de", "en", "es", "ru", "sw", "zh"), 2)
-    with pytest.raises(ConfigError, match="unknown language 'fr'"):
-        CalibrationRecipe.parse("en+fr", 8)
+    with pytest.raises(ConfigError, match="unknown language 'xx'"):
+        CalibrationRecipe.parse("en+xx", 8)
 
 
 def test_recipe_of_a_run_config_carries_the_statistics_rule():

@@ -110,7 +110,7 @@ def test_true_sequential_prunes_on_pruned_inputs(tiny_model_dir, tmp_path):
 BAD_INPUTS = [
     (
         ["--data.calibration_language", "fr"],
-        "unknown language 'fr'; valid languages: ar, de, en, es, ru, sw, zh",
+        "data.source packaged has text in ar, de, en, es, ru, sw, zh only, not 'fr'",
     ),
     (["--prune.sparsity", "1.0"], "prune.sparsity must lie in [0, 1)"),
     (["--prune.sparsity", "-0.1"], "prune.sparsity must lie in [0, 1)"),

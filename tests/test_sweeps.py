@@ -119,7 +119,7 @@ def test_unknown_config_key_is_rejected(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("prune.method", "obs", "prune.method 'obs'"), ("data.calibration_language", "fr", "unknown language 'fr'")],
+    [("prune.method", "obs", "prune.method 'obs'"), ("data.calibration_language", "fr", "only, not 'fr'")],
 )
 def test_bad_values_are_rejected_before_any_run(tmp_path, key, value, message):
     body = grid_body(**{key: {"values": [value]}})

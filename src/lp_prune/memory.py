@@ -151,8 +151,9 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
     masks = (shape.n_layers * shape.layer_params) // 8 if device_kind == "cpu" else 0
     # The batch's final hidden states, and one block of logits (positions x vocabulary chunk) with
     # its float32 copy: the fused cross-entropy never holds more of the vocabulary.
-    hidden_states = 2 * data.eval_batch_size * data.eval_seqlen * shape.hidden * dtype_bytes
-    block_positions = min(POSITION_CHUNK, data.eval_batch_size * data.eval_seqlen)
+    eval_seqlen = max(data.eval_seqlen, data.reference_seqlen if data.reference_sets else 0)
+    hidden_states = 2 * data.eval_batch_size * eval_seqlen * shape.hidden * dtype_bytes
+    block_positions = min(POSITION_CHUNK, data.eval_batch_size * eval_seqlen)
     logits = 2 * block_positions * min(VOCAB_CHUNK, shape.vocab) * FLOAT32
     evaluation = hidden_states + logits if config.eval.perplexity else 0
     runtime = CPU_RUNTIME if device_kind == "cpu" else CUDA_CONTEXT

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lp_prune.errors import ConfigError
-from lp_prune.languages import LANGUAGES, check_language_code
+from lp_prune.languages import LANGUAGES, check_known_language
 
 
 @dataclass
@@ -16,7 +16,7 @@ class AnalyzeOptions:
     runs: list[str] = field(default_factory=list)
     """Run directories and/or sweep folders (one model)."""
     languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
-    """Evaluation languages."""
+    """Evaluation languages (the seven; with runs on mC4 or local files any mC4 code)."""
     windows: int = 4
     """Held-out windows per language."""
     seqlen: int = 128
@@ -43,7 +43,7 @@ class AnalyzeOptions:
 
     def validate(self) -> None:
         for lang in self.languages:
-            check_language_code(lang, "--languages")
+            check_known_language(lang, "--languages")
         if len(set(self.languages)) < 2:
             raise ConfigError("--languages needs at least two languages (LSAR and LAPE compare languages)")
         for key, low in (("windows", 1), ("seqlen", 2), ("batch_size", 1)):

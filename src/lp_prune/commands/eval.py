@@ -20,7 +20,8 @@ from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
 from lp_prune.config import DataConfig, EvalConfig, ModelConfig, WandbConfig
-from lp_prune.languages import LANGUAGES, check_language_code
+from lp_prune.config.tasks import check_task_language
+from lp_prune.languages import LANGUAGES
 
 HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm-eval."
 
@@ -42,7 +43,7 @@ class EvalOptions:
     batch_size: int = 8
     """lm-eval requests per forward pass."""
     languages: list[str] | None = None
-    """Languages of shorthands (default: the run's)."""
+    """Languages of shorthands (default: the run's): the seven, or Belebele configs such as fra_Latn."""
     dense: bool = False
     """Run directory: also evaluate the dense model."""
     no_wandb: bool = False
@@ -74,7 +75,7 @@ def execute(options: EvalOptions) -> int:
     eval_config = options.eval_config()
     eval_config.validate()
     for lang in options.languages or []:
-        check_language_code(lang, "--languages")
+        check_task_language(lang, "--languages")
     run_dir = Path(options.target) if is_run_directory(options.target) else None
     if run_dir is not None:
         downstream = evaluate_run(run_dir, eval_config, options.languages, options.dense)
@@ -120,7 +121,8 @@ def evaluate_run(
 
     run = RunDirectory.open(run_dir)
     run_config = run.read_config()  # proxies split the text as the run did
-    plan = _plan(eval_config, languages or run_config.data.eval_languages, run_config.data.eval_fraction)
+    languages = languages or run_config.eval.languages or run_config.data.eval_languages
+    plan = _plan(eval_config, languages, run_config.data.eval_fraction)
     outputs = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
     if dense:
         tokenizer, _ = load_tokenizer_and_config(run_config.model)

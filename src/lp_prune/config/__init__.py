@@ -10,7 +10,7 @@
 Everything is importable from lp_prune.config itself.
 """
 
-from lp_prune.config.data_schema import DATA_SOURCES, DataConfig, DataSource, GenerationConfig
+from lp_prune.config.data_schema import DATA_SOURCES, REFERENCE_SETS, DataConfig, DataSource, GenerationConfig
 from lp_prune.config.io import read_run_config, run_config_from, run_config_parser
 from lp_prune.config.recipe import (
     MIX_SUM_TOLERANCE,
@@ -49,6 +49,7 @@ __all__ = [
     "LANGUAGES",
     "MIX_SUM_TOLERANCE",
     "PACKAGED_MODEL",
+    "REFERENCE_SETS",
     "SEED_LIMIT",
     "STUDY_TASKS",
     "TASK_SHORTHANDS",

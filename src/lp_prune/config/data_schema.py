@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 from lp_prune.config.recipe import CalibrationRecipe
 from lp_prune.config.values import check_seed
 from lp_prune.errors import ConfigError
-from lp_prune.languages import LANGUAGES, check_language_code
+from lp_prune.languages import LANGUAGES, check_source_language
 
 DataSource = Literal["packaged", "mc4", "files", "tokens", "generated"]
 DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
+# The field's English perplexity sets (lp_prune.data.reference), evaluated beside the languages.
+ReferenceSet = Literal["wikitext2", "c4_en"]
+REFERENCE_SETS: tuple[str, ...] = get_args(ReferenceSet)
 
 
 @dataclass
@@ -75,10 +79,22 @@ class DataConfig:
     (local UTF-8 text, data.files), tokens (data.token_file: calibration windows as they are), generated
     (the model writes its calibration text after it loads: data.generation; evaluation on packaged text)."""
     calibration_language: str = "en"
-    """Calibration text: a language (ar, de, en, es, ru, sw, zh), or a mix: en+sw (even split), all, counts
-    en:64,sw:64, proportions en:0.4,sw:0.6 (of data.nsamples, largest remainder)."""
+    """Calibration text: a language (ar, de, en, es, ru, sw, zh; with source mc4 or files any mC4 code such as
+    fr, hi, ja), or a mix: en+sw (even split), all (the seven), counts en:64,sw:64, proportions en:0.4,sw:0.6
+    (of data.nsamples, largest remainder)."""
     eval_languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
-    """Languages whose held-out text is evaluated (perplexity, bits per byte)."""
+    """Languages whose held-out text is evaluated (perplexity, bits per byte); with source mc4 or files any mC4
+    code."""
+    reference_sets: list[ReferenceSet] = field(default_factory=list)
+    """English perplexity sets papers report, evaluated beside the languages: wikitext2 (WikiText-2 test),
+    c4_en (C4 validation, first shard). They need the Hub, or a local copy in data.reference_files."""
+    reference_files: dict[str, str] = field(default_factory=dict)
+    """A local copy per reference set: the Hub file itself (.parquet, .json, .json.gz, .jsonl) or a folder
+    holding the dataset repository, e.g. {wikitext2: wikitext-2-raw-v1/test-00000-of-00001.parquet}."""
+    reference_seqlen: int = 2048
+    """Tokens per reference-set window (the field's 2048; at most the model's context)."""
+    reference_windows: int = 0
+    """At most this many windows per reference set (0: the field's count: all of WikiText-2, 256 of C4)."""
     nsamples: int = 32
     """Calibration windows (a mix's explicit counts take precedence)."""
     seqlen: int = 256
@@ -109,10 +125,12 @@ class DataConfig:
             self.generation = GenerationConfig(**self.generation)
 
     def validate(self) -> None:
-        for lang in self.eval_languages:
-            check_language_code(lang, "data.eval_languages")
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source '{self.source}' is not one of: {', '.join(DATA_SOURCES)}")
+        # sources other than mc4 and files evaluate on the packaged text
+        for lang in self.eval_languages:
+            check_source_language(lang, "data.eval_languages", self.source)
+        self._validate_reference_sets()
         for key in ("nsamples", "seqlen", "eval_seqlen", "batch_size", "eval_batch_size", "shuffle_buffer"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
@@ -129,8 +147,31 @@ class DataConfig:
         if self.source == "tokens" and recipe.is_mix:
             raise ConfigError("data.source 'tokens' takes its windows from the file: a calibration mix needs text")
         for lang in recipe.languages:
+            if self.source not in ("tokens", "generated"):  # tokens: ids as they are; generated: checked below
+                check_source_language(lang, "data.calibration_language", self.source)
+            if self.source == "generated" and lang not in LANGUAGES:
+                raise ConfigError(
+                    f"data.calibration_language: data.source generated has seed prompts in {', '.join(LANGUAGES)} "
+                    f"only, not '{lang}'"
+                )
             if self.source == "files" and lang not in self.files:
                 raise ConfigError(f"data.source 'files' needs data.files.{lang}: a text file per language")
+
+    def _validate_reference_sets(self) -> None:
+        for name in self.reference_sets:
+            if name not in REFERENCE_SETS:
+                raise ConfigError(f"data.reference_sets: unknown set '{name}'; valid: {', '.join(REFERENCE_SETS)}")
+        for name, path in self.reference_files.items():
+            if name not in REFERENCE_SETS:
+                raise ConfigError(f"data.reference_files: unknown set '{name}'; valid: {', '.join(REFERENCE_SETS)}")
+            if name in self.reference_sets and not Path(path).expanduser().exists():
+                raise ConfigError(f"data.reference_files.{name}: {path} does not exist")
+        if self.reference_seqlen < 2:
+            raise ConfigError(f"data.reference_seqlen must be at least 2, got {self.reference_seqlen}")
+        if self.reference_windows < 0:
+            raise ConfigError(
+                f"data.reference_windows must be 0 (the field's count) or more, got {self.reference_windows}"
+            )
 
     def recipe(self, statistics: str = "pooled", weights: Mapping[str, float] | None = None) -> CalibrationRecipe:
         """The calibration recipe `calibration_language` names (see lp_prune.config.recipe), with a

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lp_prune.errors import ConfigError
-from lp_prune.languages import LANGUAGES, check_language_code
+from lp_prune.languages import LANGUAGES, check_known_language
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def calibration_mix(spec: str, nsamples: int) -> dict[str, int]:
         return proportional_counts(values, nsamples)
     langs = list(LANGUAGES) if spec == "all" else [lang.strip() for lang in spec.split("+")]
     for lang in langs:
-        check_language_code(lang, "data.calibration_language")
+        check_known_language(lang, "data.calibration_language")
     if len(set(langs)) < len(langs):
         raise ConfigError(f"data.calibration_language '{spec}' names a language twice")
     _check_enough_samples(nsamples, len(langs), spec)
@@ -146,7 +146,7 @@ def _mix_values(spec: str) -> dict[str, int | float]:
     values: dict[str, int | float] = {}
     for part in spec.split(","):
         lang, _, raw = (x.strip() for x in part.strip().partition(":"))
-        check_language_code(lang, "data.calibration_language")
+        check_known_language(lang, "data.calibration_language")
         if lang in values:
             raise ConfigError(f"data.calibration_language '{spec}' names '{lang}' twice")
         if _COUNT.match(raw) and int(raw) >= 1:

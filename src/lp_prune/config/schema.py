@@ -14,10 +14,10 @@ from typing import Any, Literal, get_args
 
 from lp_prune.config.data_schema import DataConfig
 from lp_prune.config.recipe import CalibrationRecipe
-from lp_prune.config.tasks import check_task_name, split_list
+from lp_prune.config.tasks import check_task_language, check_task_name, split_list
 from lp_prune.config.values import check_seed, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
-from lp_prune.languages import check_language_code
+from lp_prune.languages import check_known_language
 from lp_prune.pruning.method import PruneSettings, get_method, prunes
 
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -132,7 +132,7 @@ class PruneConfig:
         if self.owl:
             self._validate_owl()
         for lang, weight in self.language_weights.items():
-            check_language_code(lang, "prune.language_weights")
+            check_known_language(lang, "prune.language_weights")
             if not weight > 0:
                 raise ConfigError(f"prune.language_weights.{lang} must be positive, got {weight}")
         if self.statistics == "weighted" and not self.language_weights:
@@ -210,6 +210,9 @@ class EvalConfig:
     tasks: list[str] | str = field(default_factory=list)
     """Downstream tasks via lm-eval: task names or shorthands (proxy, probe, belebele, arc, hellaswag, mmlu, mkqa,
     study), as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
+    languages: list[str] = field(default_factory=list)
+    """Languages the task shorthands expand over (empty: data.eval_languages): the seven, or Belebele configs
+    such as fra_Latn, hin_Deva (belebele then runs belebele_fra_Latn; the other shorthands skip them)."""
     limit: int | None = None
     """At most this many items per task (quick runs); null: all."""
     num_fewshot: int = 0
@@ -230,6 +233,8 @@ class EvalConfig:
         self.tasks = split_list(self.tasks)
         for name in self.tasks:
             check_task_name(name)
+        for lang in self.languages:
+            check_task_language(lang, "eval.languages")
         for path in self.include_paths:
             if not Path(path).expanduser().is_dir():
                 raise ConfigError(f"eval.include_path '{path}' is not a folder of lm-eval task YAML files")

@@ -2,7 +2,8 @@
 names of lp_prune's own per-language tasks. The config checks names against them and
 lp_prune.evaluation.downstream expands and runs them.
 
-- Belebele `belebele_<flores code>`: all seven languages.
+- Belebele `belebele_<flores code>`: all seven languages, and any of Belebele's 122 configs named by
+  its FLORES-200 code (`belebele_fra_Latn`; in eval.languages: `fra_Latn`).
 - Okapi ARC (`arc_<lang>`; English: the original `arc_challenge`): no Swahili.
 - Okapi HellaSwag (`hellaswag_<lang>`; English: `hellaswag`): no Swahili, no Chinese.
 - Okapi MMLU (`m_mmlu_<lang>`): no Swahili.
@@ -20,11 +21,13 @@ import re
 from collections.abc import Sequence
 
 from lp_prune.errors import ConfigError
-from lp_prune.languages import LANGUAGE_TABLE, LANGUAGES
+from lp_prune.languages import BELEBELE_CONFIGS, LANGUAGE_TABLE, LANGUAGES, MC4_LANGUAGES, check_belebele_config
 
 PROXY_PREFIX = "lp_prune_proxy_"
 PROBE_PREFIX = "lp_prune_probe_"
 MKQA_PREFIX = "mkqa_"
+BELEBELE_PREFIX = "belebele_"
+_FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")  # language_Script, Belebele's config names
 # The probe's item families (lp_prune.evaluation.probe builds one task per family and language).
 PROBE_FAMILIES: tuple[str, ...] = ("capitals", "continents", "arithmetic", "ordering", "comparison")
 _NAMED_PER_LANGUAGE = (PROXY_PREFIX, MKQA_PREFIX)  # lp_prune's own tasks: <prefix><language>
@@ -91,8 +94,33 @@ def probe_family(task: str) -> str | None:
 
 
 def task_language(task: str) -> str | None:
-    """The language a task tests, for lp_prune's tasks and the study's table; None otherwise."""
-    return proxy_language(task) or probe_language(task) or _LANGUAGE_OF_TASK.get(task)
+    """The language a task tests, for lp_prune's tasks and the study's table (the seven's codes), and
+    for Belebele's other configs their FLORES-200 code; None otherwise."""
+    return proxy_language(task) or probe_language(task) or _LANGUAGE_OF_TASK.get(task) or _belebele_config(task)
+
+
+def belebele_task_name(lang: str) -> str | None:
+    """The Belebele task of one of the seven or of a Belebele config ('sw' and 'swh_Latn' ->
+    'belebele_swh_Latn'); None for any other code."""
+    if lang in LANGUAGE_TABLE:
+        return STUDY_TASKS["belebele"][lang]
+    return f"{BELEBELE_PREFIX}{lang}" if lang in BELEBELE_CONFIGS else None
+
+
+def _belebele_config(task: str) -> str | None:
+    config = task.removeprefix(BELEBELE_PREFIX)
+    return config if task.startswith(BELEBELE_PREFIX) and config in BELEBELE_CONFIGS else None
+
+
+def check_task_language(lang: str, key: str) -> None:
+    """A language the shorthands may expand over: one of the seven, an mC4 code (only tasks that have
+    it: none of the study's yet), or a Belebele config (Belebele only)."""
+    if lang in LANGUAGES or lang in MC4_LANGUAGES or lang in BELEBELE_CONFIGS:
+        return
+    raise ConfigError(
+        f"{key}: unknown language '{lang}'; valid: the study's {', '.join(LANGUAGES)}, an mC4 language code, "
+        f"or one of Belebele's {len(BELEBELE_CONFIGS)} configs such as fra_Latn"
+    )
 
 
 def is_local(task: str) -> bool:
@@ -112,23 +140,29 @@ def expand_tasks(
 
     proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
     probe / probe_calibration: the probe families, family by family, over the same languages.
+    The proxies and the probe exist for the seven only; a Belebele config (fra_Latn) expands belebele
+    alone.
     """
     expanded: list[str] = []
+    seven = [lang for lang in languages if lang in LANGUAGES]
+    calibration_languages = [lang for lang in calibration_languages if lang in LANGUAGES]
     for name in names:
         if name == "proxy":
-            expanded += [proxy_task_name(lang) for lang in languages]
+            expanded += [proxy_task_name(lang) for lang in seven]
         elif name == "proxy_calibration":
             expanded += [proxy_task_name(lang) for lang in calibration_languages]
         elif name == "probe":
-            expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in languages]
+            expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in seven]
         elif name == "probe_calibration":
             expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in calibration_languages]
         elif name in _PROBE_SHORTHANDS:
-            expanded += [probe_task_name(_PROBE_SHORTHANDS[name], lang) for lang in languages]
+            expanded += [probe_task_name(_PROBE_SHORTHANDS[name], lang) for lang in seven]
         elif name == "study":
             expanded += expand_tasks(list(STUDY_TASKS), languages)
+        elif name == "belebele":
+            expanded += [task for lang in languages if (task := belebele_task_name(lang))]
         elif name in STUDY_TASKS:
-            expanded += [task for lang in languages if (task := STUDY_TASKS[name][lang])]
+            expanded += [task for lang in seven if (task := STUDY_TASKS[name][lang])]
         else:
             expanded.append(name)
     return list(dict.fromkeys(expanded))
@@ -156,6 +190,9 @@ def check_task_name(name: str) -> None:
                 f"family one of {', '.join(PROBE_FAMILIES)}"
             )
         raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
+    config = name.removeprefix(BELEBELE_PREFIX)
+    if name.startswith(BELEBELE_PREFIX) and _FLORES_CODE.match(config):
+        check_belebele_config(config, "eval.tasks")
     lang = name.removeprefix(MKQA_PREFIX)
     if name.startswith(MKQA_PREFIX) and LANGUAGE_TABLE[lang].mkqa is None:
         raise ConfigError(f"eval.tasks: MKQA has no {LANGUAGE_TABLE[lang].name}, so there is no {name}")

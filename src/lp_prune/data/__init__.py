@@ -2,6 +2,7 @@
 
 from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.data.record import calibration_record, write_calibration_files
+from lp_prune.data.reference import REFERENCE_RECIPES, load_reference_windows
 from lp_prune.data.text import (
     MC4_CONFIGS,
     MC4_DATASET,
@@ -34,6 +35,7 @@ __all__ = [
     "MC4_CONFIGS",
     "MC4_DATASET",
     "PACKAGED_CODES",
+    "REFERENCE_RECIPES",
     "MC4Stream",
     "PruningDataModule",
     "TokenWindows",
@@ -47,6 +49,7 @@ __all__ = [
     "evaluation_windows",
     "evaluation_windows_from_documents",
     "file_documents",
+    "load_reference_windows",
     "load_token_file",
     "mc4_config",
     "mc4_documents",

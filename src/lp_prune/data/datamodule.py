@@ -1,7 +1,8 @@
 """LightningDataModule: calibration windows of one language, evaluation windows of several.
 
-`val_dataloader()` returns one loader per evaluation language in `eval_language_order`, so
-`trainer.validate(PerplexityEvaluation(...), datamodule=dm)` sees every language as its own
+`val_dataloader()` returns one loader per evaluation language in `eval_language_order`, then one per
+reference set (data.reference_sets: wikitext2, c4_en; see lp_prune.data.reference), so
+`trainer.validate(PerplexityEvaluation(...), datamodule=dm)` sees every language and set as its own
 dataloader_idx. Calibration windows (`calibration.ids`) go to the calibration module directly: its
 steps are layers, not batches of data.
 """
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from lp_prune.config import DataConfig
 from lp_prune.data.generated import GENERATED_RECORD_FILE
 from lp_prune.data.record import calibration_record
+from lp_prune.data.reference import load_reference_windows
 from lp_prune.data.text import (
     DEFAULT_BLOCK_CHARS,
     PACKAGED_CODES,
@@ -55,7 +57,8 @@ class EvaluationDataset(Dataset):
 
 
 class PruningDataModule(L.LightningDataModule):
-    """Builds `calibration` (TokenWindows) and `evaluation` ({lang: TokenWindows}) from a DataConfig."""
+    """Builds `calibration` (TokenWindows) and `evaluation` ({lang or reference set: TokenWindows}) from a
+    DataConfig."""
 
     def __init__(self, config: DataConfig, tokenizer: Any, max_positions: int | None = None) -> None:
         super().__init__()
@@ -84,8 +87,18 @@ class PruningDataModule(L.LightningDataModule):
         check_seqlen(config.seqlen, self.max_positions, "data.seqlen")
         if config.eval_windows > 0:
             check_seqlen(config.eval_seqlen, self.max_positions, "data.eval_seqlen")
+        if config.reference_sets:
+            check_seqlen(config.reference_seqlen, self.max_positions, "data.reference_seqlen")
         calibration = None if config.source == "generated" else self._calibration_mix()
         self.evaluation = {lang: self._evaluation_windows(lang) for lang in self._eval_languages()}
+        for name in self._reference_sets():
+            self.evaluation[name] = load_reference_windows(
+                name,
+                self.tokenizer,
+                config.reference_seqlen,
+                config.reference_files.get(name),
+                config.reference_windows,
+            )
         self.calibration_record = (
             calibration_record(
                 config, self._calibration_sources, calibration, self.calibration_languages, bos_ids(self.tokenizer)
@@ -115,6 +128,9 @@ class PruningDataModule(L.LightningDataModule):
         if self.config.eval_windows == 0:
             return []
         return list(dict.fromkeys(self.config.eval_languages))  # a language listed twice is evaluated once
+
+    def _reference_sets(self) -> list[str]:
+        return list(dict.fromkeys(self.config.reference_sets))
 
     def _calibration_mix(self) -> TokenWindows:
         """Each language's windows in the mix's order (a single language is a mix of one)."""
@@ -203,11 +219,11 @@ class PruningDataModule(L.LightningDataModule):
 
     @property
     def eval_language_order(self) -> list[str]:
-        """Languages of `val_dataloader()`, in order: dataloader_idx i is eval_language_order[i]."""
-        return [lang for lang in self._eval_languages() if lang in self.evaluation]
+        """Languages, then reference sets, of `val_dataloader()`: dataloader_idx i is eval_language_order[i]."""
+        return [name for name in self._eval_languages() + self._reference_sets() if name in self.evaluation]
 
     def val_dataloader(self) -> list[DataLoader]:
-        """One loader per evaluation language in `eval_language_order`: batches of
+        """One loader per evaluation language and reference set in `eval_language_order`: batches of
         {"input_ids": LongTensor [b, seqlen], "n_bytes": LongTensor [b]}. Under a Trainer with several
         processes, each loader holds this process's contiguous share of the windows."""
         self._check_setup()

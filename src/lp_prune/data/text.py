@@ -16,8 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from lp_prune import languages
 from lp_prune.errors import DataError
-from lp_prune.languages import LANGUAGE_TABLE, check_language_code
+from lp_prune.languages import LANGUAGE_TABLE, check_source_language
 
 # The project's language -> the dataset-build folder of its packaged text (ISO 639-3).
 PACKAGED_CODES: dict[str, str] = {code: lang.packaged for code, lang in LANGUAGE_TABLE.items()}
@@ -74,7 +75,7 @@ def packaged_text_dir() -> Path:
 
 def packaged_documents(lang: str) -> list[str]:
     """The packaged text of a language, one document per file, generator replies stripped."""
-    check_language_code(lang, "language")
+    check_source_language(lang, "language", "packaged")
     folder = packaged_text_dir() / PACKAGED_CODES[lang]
     files = sorted(folder.glob("*.txt"))
     if not files:
@@ -160,9 +161,9 @@ def split_documents(
 
 
 def mc4_config(lang: str) -> str:
-    """The `allenai/c4` config that holds mC4's text of `lang` (see MC4_CONFIGS)."""
-    check_language_code(lang, "language")
-    return MC4_CONFIGS[lang]
+    """The `allenai/c4` config that holds mC4's text of `lang`: MC4_CONFIGS for the seven, the code
+    itself for mC4's other languages (lp_prune.languages.MC4_LANGUAGES)."""
+    return languages.mc4_config(lang)
 
 
 def load_mc4(config: str, split: str) -> tuple[Iterable[dict[str, Any]], str | None]:

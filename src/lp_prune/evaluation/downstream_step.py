@@ -60,7 +60,7 @@ class DownstreamStep:
         if self.eval.tasks:
             self.plan = plan_tasks(
                 self.eval.tasks,
-                config.data.eval_languages,
+                self.eval.languages or config.data.eval_languages,
                 config.data.eval_fraction,
                 include_path=self.eval.include_paths,
                 calibration_languages=config.recipe().languages,

@@ -58,7 +58,8 @@ def mask_structure(runs: list[Run], neurons: LanguageNeurons, n_layers: int) -> 
     for setting, by_language in by_setting.items():
         if len(by_language) < 2:
             continue
-        ordered = {lang: by_language[lang].path for lang in LANGUAGES if lang in by_language}
+        order = sorted(by_language, key=lambda lang: LANGUAGES.index(lang) if lang in LANGUAGES else len(LANGUAGES))
+        ordered = {lang: by_language[lang].path for lang in order}  # the seven in their order, then the others
         out[setting] = {
             "languages": list(ordered),
             **structure_summary(setting_disagreement(ordered), neurons, n_layers),

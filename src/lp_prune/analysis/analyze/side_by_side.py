@@ -36,6 +36,7 @@ def held_out_windows(
     config.source = "packaged" if config.source == "tokens" else config.source  # token files evaluate on packaged text
     config.eval_languages = list(dict.fromkeys(options.languages))
     config.eval_windows, config.eval_seqlen = options.windows, options.seqlen
+    config.reference_sets = []  # the analyses are per language
     # Only the evaluation part is used; the smallest calibration set (one window of one language) keeps setup cheap.
     config.calibration_language = next(iter(config.calibration_counts()))
     config.nsamples, config.seqlen, config.token_file = 1, 2, None

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lp_prune.analysis.compare.differences import Difference, Z, is_finite, target_difference
-from lp_prune.config import LANGUAGES
+from lp_prune.config import LANGUAGES, REFERENCE_SETS
 
 KEEP_TARGET = 0.05  # recipes: the target's perplexity within 5% of target-language calibration ...
 CUT_OTHERS = 0.10  # ... while the other languages' geometric-mean perplexity falls by 10% or more
@@ -76,7 +76,7 @@ def recipe_rows(
         reference = perplexity.get(target)
         if not reference or target not in reference:
             continue
-        others = [lang for lang in reference if lang != target]
+        others = [lang for lang in reference if lang != target and lang not in REFERENCE_SETS]
         task = _target_task(target, accuracy, task_language)
         for recipe, values in perplexity.items():
             if recipe == target or (recipe not in (*LANGUAGES, "dense") and target in recipe_languages(recipe)):
