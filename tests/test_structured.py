@@ -132,3 +132,28 @@ def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_la
         removed = [bool(masks[f"model.layers.{layer}.mlp.down_proj"][:, neuron].all()) for layer, neuron, _ in neurons]
         overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]["all"]
         assert overlap == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed
+
+
+def test_heads_the_config_cannot_hold_stay_as_zeros_and_the_ffn_is_still_cut(tmp_path, caplog):
+    """Gemma-3's config wants hidden_size to be a multiple of the head count: 4 heads minus one do not
+    divide 32, so the removed head stays as zeros (same outputs) and only the FFN channels go."""
+    from conftest import build_char_tokenizer
+    from tiny_models import ARCHITECTURES
+
+    tokenizer = build_char_tokenizer()
+    config = ARCHITECTURES["gemma3"]()
+    config.num_key_value_heads, config.vocab_size = 1, len(tokenizer)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-gemma3-one-kv-head"
+    AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    argv = ["run", "--model.name", str(model_dir), "--out", str(out), "--prune.method", "wanda_sp"]
+    assert main([*argv, "--prune.sparsity", "0.25", "--save_model", "true", *SMALL]) == 0
+    saved = json.loads((out / "model" / "config.json").read_text())
+    assert saved["num_attention_heads"] == 4 and saved["intermediate_size"] == 48  # 64 less a quarter
+    assert "heads not cut out" in caplog.text
+    ids = torch.randint(3, 90, (2, 24), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(out / "model")(ids).logits
+    assert (logits - masked_dense_logits(model_dir, out, ids)).abs().max() < 1e-5

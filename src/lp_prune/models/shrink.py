@@ -14,8 +14,11 @@ and one num_attention_heads).
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +26,8 @@ from torch import nn
 from lp_prune.errors import UserError
 from lp_prune.models.layers import decoder_layers, layer_prefix
 from lp_prune.pruning.masks import PackedMask
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,22 +61,45 @@ def unpacked(masks: Mapping[str, torch.Tensor | PackedMask]) -> dict[str, torch.
 
 
 def shrink(model: nn.Module, kept: KeptStructures) -> None:
-    """Cut the removed heads and channels out of `model` in place, and update its config."""
+    """Cut the removed heads and channels out of `model` in place, and update its config.
+
+    Where the config cannot hold the cut number of heads (transformers checks e.g. that hidden_size is
+    a multiple of num_attention_heads, even with an explicit head_dim), the removed heads stay in the
+    model as zeros (their o_proj columns are zero: the outputs are the same) and only the FFN is cut."""
     config = model.config
     head_dim = _head_dim(config)
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    refusal = _refused_head_count(config, len(kept.heads[0]), head_dim)
+    if refusal:
+        log.warning("heads not cut out (they stay as zeros): %s", refusal)
     for layer, heads, channels in zip(decoder_layers(model), kept.heads, kept.channels, strict=True):
         attention, mlp = layer.self_attn, layer.mlp
-        rows = (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
-        _keep_rows(attention.q_proj, rows)
-        _keep_columns(attention.o_proj, rows)
+        if not refusal:
+            rows = (heads[:, None] * head_dim + torch.arange(head_dim)).flatten()
+            _keep_rows(attention.q_proj, rows)
+            _keep_columns(attention.o_proj, rows)
+            attention.num_key_value_groups = len(heads) // kv_heads
         _keep_rows(mlp.gate_proj, channels)
         _keep_rows(mlp.up_proj, channels)
         _keep_columns(mlp.down_proj, channels)
-        attention.num_key_value_groups = len(heads) // kv_heads
-    config.num_attention_heads = len(kept.heads[0])
+    if not refusal:
+        config.num_attention_heads = len(kept.heads[0])
+        config.head_dim = head_dim  # explicit: hidden_size // num_attention_heads no longer gives it
     config.intermediate_size = len(kept.channels[0])
-    config.head_dim = head_dim  # explicit: hidden_size // num_attention_heads no longer gives it
+
+
+def _refused_head_count(config: Any, heads: int, head_dim: int) -> str | None:
+    """Why transformers would refuse a config with `heads` query heads, or None."""
+    trial = copy.deepcopy(config)
+    trial.num_attention_heads = heads
+    trial.head_dim = head_dim
+    validate = getattr(trial, "validate", None)
+    try:
+        if validate is not None:
+            validate()
+    except Exception as error:  # transformers' validators raise their own error types
+        return f"{type(config).__name__} with {heads} heads: {error}".replace("\n", " ")
+    return None
 
 
 def _head_dim(config) -> int:
