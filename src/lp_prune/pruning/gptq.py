@@ -52,7 +52,7 @@ class GPTQResult:
 
 
 @dataclass
-class _Grid:
+class RowGrid:
     """The grid of the columns being visited: per row, as 1-D vectors."""
 
     scale: torch.Tensor
@@ -103,7 +103,7 @@ def gptq_quantize_stacked(
     with factorisation():
         U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
     del H
-    grid = _Grid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
+    grid = RowGrid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
     loss = torch.zeros(W.shape[0], device=W.device)
     for start in range(0, columns, blocksize):
         end = min(start + blocksize, columns)
@@ -128,12 +128,12 @@ def _quantize_block(
     U: torch.Tensor,
     start: int,
     end: int,
-    grid: _Grid | None,
+    grid: RowGrid | None,
     loss: torch.Tensor,
     bits: int,
     group_size: int | None,
     symmetric: bool,
-) -> tuple[_Grid | None, torch.Tensor]:
+) -> tuple[RowGrid | None, torch.Tensor]:
     """Quantize columns start..end of W in place (and add to `loss`); return the grid in use after
     them and the block's scaled errors [rows, end - start].
 
@@ -168,10 +168,10 @@ def _group_grid(
     group_size: int,
     bits: int,
     symmetric: bool,
-) -> _Grid:
+) -> RowGrid:
     """The grid of the group starting at `column`, from its updated weights (`group_weights`)."""
     scale, zero = grid_params(group_weights(W, U, Wt, errors_t, start, end, column, group_size), bits, symmetric)
-    return _Grid(scale.squeeze(-1), zero.squeeze(-1))
+    return RowGrid(scale.squeeze(-1), zero.squeeze(-1))
 
 
 def group_weights(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from lp_prune.errors import ConfigError
-from lp_prune.pruning.gptq import group_weights
+from lp_prune.pruning.gptq import RowGrid, group_weights
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
 from lp_prune.pruning.method import (
     GroupInputs,
@@ -46,12 +46,6 @@ class JointResult:
     mask: torch.Tensor  # True where pruned
     loss: float  # sum (w - q)^2 / U_ii^2 / 2
     percdamp: float  # the damping finally used
-
-
-@dataclass
-class _Grid:
-    scale: torch.Tensor  # [rows]
-    zero: torch.Tensor  # [rows]
 
 
 @dataclass(frozen=True)
@@ -107,7 +101,7 @@ def prune_and_quantize_stacked(
         U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
     del H
     settings = _Settings(sparsity, bits, group_size, symmetric, n_m)
-    grid = _Grid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
+    grid = RowGrid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
     parts, top = [], 0
     for weight in weights:
         parts.append(slice(top, top + weight.shape[0]))
@@ -136,11 +130,11 @@ def _block(
     mask: torch.Tensor,
     start: int,
     end: int,
-    grid: _Grid | None,
+    grid: RowGrid | None,
     loss: torch.Tensor,
     settings: _Settings,
     parts: list[slice],
-) -> tuple[_Grid | None, torch.Tensor]:
+) -> tuple[RowGrid | None, torch.Tensor]:
     """Prune and quantize columns start..end of W in place (mask and loss too); return the grid in use
     after them and the block's scaled errors [rows, end - start]. Works on the transposed block."""
     U_block = U[start:end, start:end]
@@ -166,7 +160,7 @@ def _block(
             weights = group_weights(W, U, Wt, errors_t, start, end, column, settings.group_size)
             known = ~mask[:, column : column + settings.group_size]
             scale, zero = grid_params(weights * known, settings.bits, settings.symmetric)
-            grid = _Grid(scale.squeeze(-1), zero.squeeze(-1))
+            grid = RowGrid(scale.squeeze(-1), zero.squeeze(-1))
         assert grid is not None
         q = quantize(Wt[i] * keep_t[i], grid.scale, grid.zero, settings.bits)
         err = torch.div(Wt[i] - q, d[i], out=errors_t[i])
