@@ -1,6 +1,6 @@
 """lp_prune vs llm-compressor, side by side, on the packaged Gemma-3-270M at 50% unstructured sparsity.
 
-For every method (SparseGPT, Wanda) and calibration size n x L:
+For every method (SparseGPT, Wanda, GPTQ) and calibration size n x L:
 1. the calibration token ids are made once with lp_prune's own data path (packaged English text,
    seed 0) and saved to a .pt file that BOTH tools read, so they see the same tokens;
 2. lp_prune (`python -m lp_prune run --data.source tokens ...`) and the peer
@@ -13,10 +13,14 @@ For every method (SparseGPT, Wanda) and calibration size n x L:
 4. the pruning masks are compared: pruned positions = exact zeros of each saved decoder Linear;
    IoU = |A & B| / |A | B| pooled over all decoder Linears and per projection. The dense model
    already holds ~4.5% exact zeros (it was 4-bit quantised), which both tools keep; IoU is also
-   given over the positions that were non-zero in the dense model ("iou_new").
+   given over the positions that were non-zero in the dense model ("iou_new");
+5. GPTQ (--methods gptq; --bits, --group-size, asymmetric, no activation order, for both tools):
+   instead of masks, the share of decoder weights both tools set to the same value, and each tool's
+   weight error ||W_q - W_dense||_F / ||W_dense||_F.
 
     python benchmarks/compare_llmcompressor.py                      # both methods, 64x256 and 128x512
     python benchmarks/compare_llmcompressor.py --methods wanda --sizes 4x64 --eval-windows 1   # smoke
+    python benchmarks/compare_llmcompressor.py --methods gptq --sizes 64x256 --repeats 2   # 4-bit, group 128
 
 Writes benchmarks/results/<timestamp>/results.json and results.md and prints the Markdown.
 The peer venv must exist: bash benchmarks/setup_peer.sh.
@@ -61,10 +65,12 @@ PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Compare lp_prune with llm-compressor on Gemma-3-270M")
-    parser.add_argument("--methods", default="sparsegpt,wanda", help="comma-separated: sparsegpt,wanda")
+    parser.add_argument("--methods", default="sparsegpt,wanda", help="comma-separated: sparsegpt,wanda,gptq")
     parser.add_argument("--sizes", default="64x256,128x512", help="calibration sizes NxL, comma-separated")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each tool per setting (alternating)")
     parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--bits", type=int, default=4, help="gptq: bits per weight")
+    parser.add_argument("--group-size", type=int, default=128, help="gptq: columns per grid")
     parser.add_argument("--eval-windows", type=int, default=8, help="held-out windows per language (0: no ppl)")
     parser.add_argument("--eval-seqlen", type=int, default=256)
     parser.add_argument("--calibration-language", default="en")
@@ -79,8 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in args.methods:
-        if method not in ("sparsegpt", "wanda"):
-            parser.error(f"--methods: '{method}' is not sparsegpt or wanda")
+        if method not in ("sparsegpt", "wanda", "gptq"):
+            parser.error(f"--methods: '{method}' is not sparsegpt, wanda or gptq")
     args.sizes = parse_sizes(args.sizes)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -91,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_lp_prune(args, method, token_file, n, length, out: Path, env) -> dict[str, Any]:
-    extra = shlex.split(args.lp_args)
+    extra = shlex.split(args.lp_args) + (gptq_flags(args) if method == "gptq" else [])
     cmd = lp_prune_command(method, token_file, n, length, out, True, batch_size=args.lp_batch_size, extra=extra)
     child = run_measured(cmd, out.parent / f"{out.name}.log", env)
     record = _record("lp_prune", child)
@@ -109,11 +115,19 @@ def run_lp_prune(args, method, token_file, n, length, out: Path, env) -> dict[st
     return record
 
 
+def gptq_flags(args) -> list[str]:
+    """lp_prune's GPTQ settings matching the peer's: the same grid, columns in their own order."""
+    return ["--prune.bits", str(args.bits), "--prune.group_size", str(args.group_size),
+            "--prune.symmetric", "false", "--prune.act_order", "false"]  # fmt: skip
+
+
 def run_peer(args, method, token_file, out: Path, env) -> dict[str, Any]:
     script = BENCH_DIR / "peer_llmcompressor.py"
     cmd = [args.peer_python, str(script), "--model", str(_model_dir()), "--tokens", str(token_file)]
     cmd += ["--method", method, "--sparsity", str(args.sparsity), "--out", str(out)]
     cmd += ["--batch-size", str(args.peer_batch_size)]
+    if method == "gptq":
+        cmd += ["--bits", str(args.bits), "--group-size", str(args.group_size)]
     child = run_measured(cmd, out.parent / f"{out.name}.log", env)
     record = _record("llmcompressor", child)
     result_path = out / "result.json"
@@ -225,7 +239,8 @@ def mask_iou(folder_a: Path, folder_b: Path, dense: Path) -> dict[str, Any]:
 
     a, b, d = open_all(folder_a), open_all(folder_b), open_all(dense)
     names = sorted(k for k in d if "model.layers." in k and k.endswith(".weight") and k in a and k in b)
-    keys = ["inter", "union", "inter_new", "union_new", "a", "b", "dense", "numel", "diff_sq", "ref_sq"]
+    keys = ["inter", "union", "inter_new", "union_new", "a", "b", "dense", "numel", "diff_sq", "ref_sq",
+            "equal", "a_err_sq", "b_err_sq", "dense_sq"]  # fmt: skip
     totals = {p: dict.fromkeys(keys, 0.0) for p in [*PROJECTIONS, "all"]}
     for name in names:
         wd = d[name].get_tensor(name)
@@ -246,6 +261,10 @@ def mask_iou(folder_a: Path, folder_b: Path, dense: Path) -> dict[str, Any]:
             "numel": wd.numel(),
             "diff_sq": float((wa - wb).square().sum()),
             "ref_sq": float(wb.square().sum()),
+            "equal": int((wa == wb).sum()),
+            "a_err_sq": float((wa - wd.float()).square().sum()),
+            "b_err_sq": float((wb - wd.float()).square().sum()),
+            "dense_sq": float(wd.float().square().sum()),
         }
         for group in {proj if proj in totals else "all", "all"}:
             for key, value in counts.items():
@@ -261,6 +280,9 @@ def mask_iou(folder_a: Path, folder_b: Path, dense: Path) -> dict[str, Any]:
             "zeros_peer": t["b"] / t["numel"],
             "dense_zeros": t["dense"] / t["numel"],
             "weight_rel_diff": (t["diff_sq"] / t["ref_sq"]) ** 0.5 if t["ref_sq"] else float("nan"),
+            "same_weights": t["equal"] / t["numel"],
+            "error_lp": (t["a_err_sq"] / t["dense_sq"]) ** 0.5 if t["dense_sq"] else float("nan"),
+            "error_peer": (t["b_err_sq"] / t["dense_sq"]) ** 0.5 if t["dense_sq"] else float("nan"),
             "numel": int(t["numel"]),
         }
     out["modules"] = len(names)
@@ -277,7 +299,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# lp_prune vs llm-compressor",
         "",
-        f"Model: packaged Gemma-3-270M (float32, CPU), {report['settings']['sparsity']:.0%} unstructured; "
+        f"Model: packaged Gemma-3-270M (float32, CPU), pruning at {report['settings']['sparsity']:.0%} unstructured, "
+        f"GPTQ at {report['settings'].get('bits')} bits, group {report['settings'].get('group_size')}; "
         f"calibration: lp_prune's packaged '{report['settings']['calibration_language']}' windows, the same token "
         f"ids for both tools; repeats: {report['settings']['repeats']} (times and memory: median). "
         f"Perplexity: {report['settings']['eval_windows']} held-out windows x {report['settings']['eval_seqlen']} "
@@ -297,7 +320,7 @@ def markdown(report: dict[str, Any]) -> str:
     if dense:
         lines.append("| dense | - | - | - | - | - | " + " | ".join(fmt(dense.get(x)) for x in langs) + " | - |")
     for s in report["settings_results"]:
-        iou = (s.get("iou") or {}).get("all", {}).get("iou")
+        iou = None if s["method"] == "gptq" else (s.get("iou") or {}).get("all", {}).get("iou")
         for tool, key in (("lp_prune", "lp"), ("llmcompressor", "peer")):
             t = s[key]
             ppl = s.get("perplexity", {}).get(key) or {}
@@ -310,14 +333,38 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {s['method']} | {s['size']} | lp/peer | {fmt(r['prune_s'])} | {fmt(r['process_s'])} | "
             f"{fmt(r['peak_rss_mb'])} | " + " | ".join("" for _ in langs) + " | |"
         )
-    lines += ["", "## Mask IoU per projection", ""]
+    lines += gptq_lines(report)
+    pruned = [s for s in report["settings_results"] if s["method"] != "gptq"]
+    if pruned:
+        lines += mask_lines(pruned)
+    lines += [
+        "",
+        "lp_prune's achieved rate (flops.py count / prune_s): "
+        + "; ".join(
+            f"{s['method']} {s['size']}: {fmt(s.get('lp_gflop'), 0)} GFLOP, "
+            f"{fmt(s['lp'].get('gflops_per_s'), 1)} GFLOP/s"
+            + (f" ({fmt(s['lp'].get('fraction_of_matmul'), 3)} of matmul)" if s["lp"].get("fraction_of_matmul") else "")
+            for s in report["settings_results"]
+        ),
+    ]
+    failures = [r for r in report["runs"] if r["rc"] != 0]
+    if failures:
+        lines += ["", "## Failed runs", ""] + [
+            f"- {r['tool']} {r['method']} {r['size']}: rc {r['rc']}, log {r['log']}" for r in failures
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def mask_lines(pruned: list[dict[str, Any]]) -> list[str]:
+    """The pruning settings' masks: IoU per projection, sparsity, kept-weight difference."""
+    lines = ["", "## Mask IoU per projection", ""]
     lines.append(
         "| method | size | "
         + " | ".join(PROJECTIONS)
         + " | all | all, dense zeros left out | chance | kept-weight diff |"
     )
     lines.append("|---|---|" + "---|" * (len(PROJECTIONS) + 4))
-    for s in report["settings_results"]:
+    for s in pruned:
         iou = s.get("iou") or {}
         if not iou:
             continue
@@ -336,25 +383,32 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['method']} {s['size']}: lp_prune {fmt((s.get('iou') or {}).get('all', {}).get('zeros_lp'), 4)}, "
             f"llmcompressor {fmt((s.get('iou') or {}).get('all', {}).get('zeros_peer'), 4)}, "
             f"dense {fmt((s.get('iou') or {}).get('all', {}).get('dense_zeros'), 4)}"
-            for s in report["settings_results"]
+            for s in pruned
         ),
         "",
         "kept-weight diff: ||W_lp - W_peer||_F / ||W_peer||_F over all decoder Linears (0 for identical weights).",
-        "",
-        "lp_prune's achieved rate (flops.py count / prune_s): "
-        + "; ".join(
-            f"{s['method']} {s['size']}: {fmt(s.get('lp_gflop'), 0)} GFLOP, "
-            f"{fmt(s['lp'].get('gflops_per_s'), 1)} GFLOP/s"
-            + (f" ({fmt(s['lp'].get('fraction_of_matmul'), 3)} of matmul)" if s["lp"].get("fraction_of_matmul") else "")
-            for s in report["settings_results"]
-        ),
     ]
-    failures = [r for r in report["runs"] if r["rc"] != 0]
-    if failures:
-        lines += ["", "## Failed runs", ""] + [
-            f"- {r['tool']} {r['method']} {r['size']}: rc {r['rc']}, log {r['log']}" for r in failures
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def gptq_lines(report: dict[str, Any]) -> list[str]:
+    """The GPTQ settings' weights side by side: how many agree, and each tool's error."""
+    quantized = [s for s in report["settings_results"] if s["method"] == "gptq" and s.get("iou")]
+    if not quantized:
+        return []
+    bits, group = report["settings"].get("bits"), report["settings"].get("group_size")
+    lines = ["", f"## GPTQ {bits}-bit, group {group}: the quantized weights", "",
+             "| size | same weights | lp_prune error | llmcompressor error | lp vs peer |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for s in quantized:
+        overall = s["iou"]["all"]
+        lines.append(
+            f"| {s['size']} | {fmt(overall.get('same_weights'), 4)} | {fmt(overall.get('error_lp'), 4)} | "
+            f"{fmt(overall.get('error_peer'), 4)} | {fmt(overall.get('weight_rel_diff'), 4)} |"
+        )
+    lines += ["", "error: ||W_q - W_dense||_F / ||W_dense||_F over all decoder Linears (the grid's rounding plus "
+              "GPTQ's updates of the later columns); lp vs peer: ||W_lp - W_peer||_F / ||W_peer||_F."]  # fmt: skip
+    return lines
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -473,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "sparsity": args.sparsity,
             "pattern": "unstructured",
+            "bits": args.bits,
+            "group_size": args.group_size,
             "calibration_language": args.calibration_language,
             "eval_windows": args.eval_windows,
             "eval_seqlen": args.eval_seqlen,

@@ -48,6 +48,8 @@ add as two FLOPs (Golub & Van Loan's convention: Cholesky of an n x n matrix ~ n
 - together r * c * (c + 1) ~ r c^2 for the OBS updates, independent of B (B only moves work between
   the single-threaded rank-1 updates and the batched matmul, which matters for speed, not count).
 - scoring the block (w^2 / d^2) and selecting the lowest entries: O(r c) plus a sort; not counted.
+GPTQ solve: the same factor, in-block rank-1 updates and lazy batch updates as SparseGPT's (the
+grid of a group, O(r g), is not counted); like SparseGPT it keeps the Gram and exact metrics.
 Wanda solve: |W| * ||X_j|| is 2 r c FLOPs plus a per-row sort (comparisons, not FLOPs): negligible;
 reported as `solve` = 2 r c.
 
@@ -143,12 +145,12 @@ def pruning_flops(
     pass). A statistics pass stops once the last Linear has its input, so it skips down_proj.
     metrics: `prune.local_error` (auto, exact, sample, off; auto = exact for SparseGPT, else sample).
     """
-    if method not in ("sparsegpt", "wanda", "magnitude"):
+    if method not in ("sparsegpt", "wanda", "magnitude", "gptq"):
         raise ValueError(f"unknown method '{method}'")
     if attention not in ATTENTION_MODES:
         raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'")
     if metrics == "auto":
-        metrics = "exact" if method == "sparsegpt" else "sample"
+        metrics = "exact" if method in ("sparsegpt", "gptq") else "sample"
     shapes = model_shapes(model_config)
     linears = decoder_linears(shapes)
     tokens = nsamples * seqlen
@@ -164,13 +166,13 @@ def pruning_flops(
     groups: dict[str, list[tuple[int, int]]] = {}  # distinct Linear inputs: one Gram and one solve each
     for d_out, d_in, source in linears.values():
         groups.setdefault(source, []).append((d_out, d_in))
-    needs_gram = method == "sparsegpt" or metrics == "exact"
+    needs_gram = method in ("sparsegpt", "gptq") or metrics == "exact"
     gram_per_layer = sum(2 * tokens * members[0][1] ** 2 for members in groups.values()) if needs_gram else 0
 
     solve_per_group: dict[str, float] = {}
     for source, members in groups.items():
         rows, d_in = sum(d_out for d_out, _ in members), members[0][1]
-        if method == "sparsegpt":
+        if method in ("sparsegpt", "gptq"):  # the same factor, column loop and lazy updates
             solve_per_group[source] = sparsegpt_solve_flops(rows, d_in, blocksize)["total"]
         else:
             solve_per_group[source] = 2 * rows * d_in
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", help="HF model folder (default: the packaged Gemma-3-270M)")
     parser.add_argument("--nsamples", type=int, default=128)
     parser.add_argument("--seqlen", type=int, default=512)
-    parser.add_argument("--method", default="sparsegpt", choices=["sparsegpt", "wanda", "magnitude"])
+    parser.add_argument("--method", default="sparsegpt", choices=["sparsegpt", "wanda", "magnitude", "gptq"])
     parser.add_argument("--blocksize", type=int, default=128)
     parser.add_argument("--attention", default="full", choices=ATTENTION_MODES)
     parser.add_argument("--prune-s", type=float, help="measured prune_s: also print the achieved rate")

@@ -21,14 +21,24 @@ How llm-compressor is driven (facts from its 0.14 source, paths under site-packa
   (on_sequential_epoch_end -> compress_modules), and runs again to propagate the pruned outputs
   (propagate_error=True), as in pipelines/sequential/pipeline.py. Calibration forwards force eager
   attention (utils/helpers.py, calibration_forward_context).
-- Modifiers at their defaults except sparsity and mask_structure "0:0" (unstructured): SparseGPT
+- Pruning modifiers at their defaults except sparsity and mask_structure "0:0" (unstructured): SparseGPT
   block_size=128, dampening_frac=0.01 (modifiers/pruning/sparsegpt/base.py), Hessian accumulated in
   float32 as a running mean of 2/n X^T X (sgpt_sparsify.py); Wanda scores |W| * sqrt(mean ||x_j||^2),
   lowest fraction per output row by a stable sort (pruning/wanda/wanda_sparsify.py).
 - Targets: the decoder layers (regex on their module names); the modifier prunes the Linears inside
   them (sgpt_base.py, PRUNABLE_LAYER_TYPES), so lm_head and the embeddings are untouched.
+- GPTQ (`--method gptq`): GPTQModifier with one config group of int weights (--bits, --group-size,
+  --symmetric; strategy "group", or "channel" without a group size), targets Linear, ignore lm_head,
+  actorder None (its default "static" reorders columns; lp_prune's act_order is off by default),
+  block_size 128, dampening_frac 0.01 (modifiers/gptq/base.py). The grid differs from lp_prune's:
+  the weight observer fixes every group's (scale, zero point) from the original weights before the
+  solve (compress_module_list -> weight_observer.get_qparams), where lp_prune (as IST-DASLab/gptq)
+  takes it from the group's updated weights when its first column comes. After oneshot each
+  Linear's weight holds the dequantized values (helpers.update_batch_qparams).
 - The model is loaded here in float32 on CPU and saved with `save_pretrained(..., save_compressed=
-  False)`: dense safetensors whose pruned weights are exact zeros.
+  False)`: dense safetensors whose pruned weights are exact zeros. A GPTQ model is saved as a plain
+  dense folder instead (its dequantized weights, no quantization parameters or quantization_config),
+  so that any evaluator reads the same numbers the peer computed.
 
 Writes OUT/model (the pruned model and tokenizer) and OUT/result.json.
 """
@@ -52,8 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Prune with llm-compressor on given token ids")
     parser.add_argument("--model", required=True, help="HF model folder")
     parser.add_argument("--tokens", required=True, help="[n, seqlen] int64 tensor saved with torch.save")
-    parser.add_argument("--method", required=True, choices=["sparsegpt", "wanda"])
+    parser.add_argument("--method", required=True, choices=["sparsegpt", "wanda", "gptq"])
     parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--bits", type=int, default=4, help="gptq: bits per weight")
+    parser.add_argument("--group-size", type=int, default=128, help="gptq: columns per grid (0: one per row)")
+    parser.add_argument("--symmetric", action="store_true", help="gptq: a grid symmetric around 0")
     parser.add_argument("--out", required=True, help="output folder: model/ and result.json")
     parser.add_argument("--batch-size", type=int, default=1, help="oneshot batch_size (llm-compressor's default: 1)")
     parser.add_argument("--no-save", action="store_true", help="do not save the pruned model")
@@ -74,7 +87,10 @@ def decoder_layer_targets(model) -> list[str]:
     return [f"re:{re.escape(prefix)}\\.\\d+$" for prefix in prefixes]
 
 
-def make_modifier(method: str, sparsity: float, targets: list[str]):
+def make_modifier(args: argparse.Namespace, targets: list[str]):
+    method, sparsity = args.method, args.sparsity
+    if method == "gptq":
+        return gptq_modifier(args.bits, args.group_size, args.symmetric)
     if method == "sparsegpt":
         from llmcompressor.modifiers.pruning import SparseGPTModifier
 
@@ -82,6 +98,44 @@ def make_modifier(method: str, sparsity: float, targets: list[str]):
     from llmcompressor.modifiers.pruning import WandaPruningModifier
 
     return WandaPruningModifier(sparsity=sparsity, mask_structure="0:0", targets=targets)
+
+
+def gptq_modifier(bits: int, group_size: int, symmetric: bool):
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
+    weights = QuantizationArgs(
+        num_bits=bits,
+        type="int",
+        strategy="group" if group_size else "channel",
+        group_size=group_size or None,
+        symmetric=symmetric,
+        dynamic=False,
+    )
+    scheme = QuantizationScheme(targets=["Linear"], weights=weights)
+    return GPTQModifier(
+        config_groups={"group_0": scheme}, ignore=["lm_head"], actorder=None, block_size=128, dampening_frac=0.01
+    )
+
+
+def save_dequantized(model, folder: Path) -> None:
+    """The dequantized weights as a plain dense HF folder: quantization parameters and config dropped."""
+    from safetensors.torch import save_file
+
+    quant_keys = ("weight_scale", "weight_zero_point", "weight_g_idx", "weight_global_scale")
+    state = {
+        name: tensor.detach().contiguous().clone()
+        for name, tensor in model.state_dict().items()
+        if not name.endswith(quant_keys)
+    }
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def decoder_sparsity(model) -> dict[str, float]:
@@ -120,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     dense_zeros = decoder_sparsity(model)["decoder_linear_zeros"]
     targets = decoder_layer_targets(model)
-    modifier = make_modifier(args.method, args.sparsity, targets)
+    modifier = make_modifier(args, targets)
 
     # Count the calibration rows the model really sees: the embedding runs on every batch.
     seen: set[tuple[int, ...]] = set()
@@ -157,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     save_s = None
     if not args.no_save:
         start = time.perf_counter()
-        model.save_pretrained(out / "model", save_compressed=False)
+        if args.method == "gptq":
+            save_dequantized(model, out / "model")
+        else:
+            model.save_pretrained(out / "model", save_compressed=False)
         tokenizer.save_pretrained(out / "model")
         save_s = time.perf_counter() - start
 
@@ -165,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "tool": "llmcompressor",
         "method": args.method,
         "sparsity": args.sparsity,
+        "bits": args.bits if args.method == "gptq" else None,
+        "group_size": args.group_size if args.method == "gptq" else None,
+        "symmetric": args.symmetric if args.method == "gptq" else None,
         "nsamples": nsamples,
         "seqlen": seqlen,
         "batch_size": args.batch_size,
