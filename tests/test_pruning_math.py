@@ -278,6 +278,48 @@ def test_statistics_do_not_depend_on_batching_or_process_split():
     assert torch.equal(one_by_one.sq_norms, all_at_once.sq_norms)
 
 
+def _mirrored_add_per_window(windows: torch.Tensor, block: int = 512) -> torch.Tensor:
+    """The reference: every window's upper block products added, and their transposes added below."""
+    total = torch.zeros(windows.shape[-1], windows.shape[-1], dtype=torch.float64)
+    for window in windows:
+        for start in range(0, window.shape[1], block):
+            end = min(start + block, window.shape[1])
+            product = window[:, start:end].T @ window[:, start:]
+            total[start:end, start:] += product
+            total[end:, start:end] += product[:, end - start :].T
+    return total
+
+
+def test_wide_gram_equals_the_mirrored_sum_of_window_products_bit_for_bit():
+    """Inputs wider than a block (1100 = 512 + 512 + 76): the upper blocks are summed, the lower ones
+    copied when read; the result is the per-window mirrored sum exactly, and symmetric."""
+    windows = correlated_inputs(3 * 32, 1100, seed=2).reshape(3, 32, 1100) * 10
+    stats = InputStatistics(1100)
+    stats.update(windows)
+    assert torch.equal(stats.gram, _mirrored_add_per_window(windows))
+    assert torch.equal(stats.gram[512:, :512], stats.gram[:512, 512:].T)
+    reference = sum(w.double().T @ w.double() for w in windows)
+    assert float((stats.gram - reference).norm() / reference.norm()) < 1e-6
+
+
+def test_wide_gram_read_between_updates_is_still_the_whole_sum():
+    """Reading the Gram (which fills the lower blocks) and adding windows after it: the next read
+    holds every window, below the diagonal blocks too; as does a sum over processes' accumulators."""
+    windows = correlated_inputs(4 * 32, 1100, seed=3).reshape(4, 32, 1100)
+    read_between, at_once, second = InputStatistics(1100), InputStatistics(1100), InputStatistics(1100)
+    read_between.update(windows[:2])
+    assert read_between.gram is not None
+    read_between.update(windows[2:], first_window=2)
+    at_once.update(windows)
+    assert torch.equal(read_between.gram, at_once.gram)
+    first = InputStatistics(1100)
+    first.update(windows[:2])
+    assert first.gram is not None  # read before the processes' sums are added
+    second.update(windows[2:], first_window=2)
+    first.accumulator.add_(second.accumulator)  # what an all-reduce does
+    assert torch.equal(first.gram, at_once.gram)
+
+
 def test_float32_running_sums_would_depend_on_the_split():
     """The fault the float64 sum guards against, planted: float32 sums in two orders differ."""
     windows = correlated_inputs(8 * 64, 48, seed=5).reshape(8, 64, 48) * 30
@@ -397,13 +439,15 @@ def test_weighted_statistics_follow_the_given_shares():
 
 
 def test_gram_adds_float32_products_into_a_float64_sum():
-    """add_gram writes each float32 block product straight into the float64 target: the sum equals
-    the float32 Gram, widened, times alpha (the old two-step computation, bit for bit)."""
-    from lp_prune.pruning.statistics import add_gram, gram
+    """add_gram writes each float32 block product straight into the float64 target's upper block
+    triangle: mirrored, the sum equals the float32 Gram, widened, times alpha, bit for bit."""
+    from lp_prune.pruning.statistics import add_gram, gram, mirror_gram
 
     x = torch.randn(2, 30, 1100)
     target = torch.ones(1100, 1100, dtype=torch.float64)
     add_gram(target, x, alpha=0.25)
+    assert torch.equal(target[512:, :512], torch.ones(588, 512, dtype=torch.float64))  # below: untouched
+    mirror_gram(target)
     assert torch.equal(target, torch.ones_like(target) + 0.25 * gram(x).double())
     expected = torch.zeros(1100, 1100, dtype=torch.float64)
     flat = x.reshape(-1, 1100)

@@ -23,16 +23,18 @@ def gram(x: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
     """X^T X in float32 for inputs [..., d_in] flattened to tokens x d_in."""
     out = torch.zeros(x.shape[-1], x.shape[-1], device=x.device)
     add_gram(out, x, block=block)
-    return out
+    return mirror_gram(out, block)
 
 
 def add_gram(target: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, block: int = GRAM_BLOCK) -> None:
-    """target += alpha * X^T X, with X^T X computed in float32 (target may be float64).
+    """target += alpha * X^T X on the upper block triangle, with X^T X computed in float32 (target
+    may be float64); `mirror_gram` fills the blocks below the diagonal blocks.
 
-    X^T X is symmetric: for wide inputs only the block rows' upper parts are multiplied and mirrored
-    (d = 2048 in blocks of 512: 10 of 16 blocks, 62.5% of the FLOPs). Each block product goes
-    straight into `target`, so no d x d float32 Gram is ever held (for Llama-3-8B's down_proj that
-    temporary was 0.8 GB, the peak of the statistics pass).
+    X^T X is symmetric: for wide inputs only the block rows' upper parts are multiplied (d = 2048 in
+    blocks of 512: 10 of 16 blocks, 62.5% of the FLOPs) and added; the lower blocks are copied once
+    when the sum is read, not added for every window (a strided float64 read-modify-write that cost
+    as much as the products at d = 4096). Each block product goes straight into `target`, so no
+    d x d float32 Gram is ever held (for Llama-3-8B's down_proj that temporary was 0.8 GB).
     """
     flat = x.reshape(-1, x.shape[-1]).float()
     d = flat.shape[1]
@@ -41,9 +43,18 @@ def add_gram(target: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, block: i
         return
     for start in range(0, d, block):
         end = min(start + block, d)
-        product = flat[:, start:end].T @ flat[:, start:]  # rows start:end, columns start:
-        target[start:end, start:].add_(product, alpha=alpha)
-        target[end:, start:end].add_(product[:, end - start :].T, alpha=alpha)
+        target[start:end, start:].add_(flat[:, start:end].T @ flat[:, start:], alpha=alpha)
+
+
+def mirror_gram(upper: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
+    """The symmetric matrix from `add_gram`'s upper block triangle, in place: every block below the
+    diagonal blocks becomes the transpose of its mirror image (the same values a per-window mirrored
+    add would have summed, since both sides add the same terms in the same order)."""
+    d = upper.shape[0]
+    for start in range(0, d, block):
+        end = min(start + block, d)
+        upper[end:, start:end] = upper[start:end, end:].T
+    return upper
 
 
 class TokenSample:
@@ -103,9 +114,10 @@ class InputStatistics:
         self.d_in = d_in
         self.weights = weights  # per calibration window (window_weights); None: every window weighs 1
         self.keep_gram = keep_gram
-        self.gram: torch.Tensor | None = (
+        self._gram: torch.Tensor | None = (
             torch.zeros(d_in, d_in, device=device, dtype=ACCUMULATOR) if keep_gram else None
         )
+        self._mirrored = True  # the blocks below the diagonal blocks hold the upper ones' transpose
         self._sq_norms = None if keep_gram else torch.zeros(d_in, device=device, dtype=ACCUMULATOR)
         self.sample = sample
         self._sample_rows: list[torch.Tensor] = []
@@ -123,8 +135,9 @@ class InputStatistics:
 
     def _add_window(self, window: torch.Tensor, index: int) -> None:
         weight = 1.0 if self.weights is None else float(self.weights[index])
-        if self.gram is not None:
-            add_gram(self.gram, window, alpha=weight)
+        if self._gram is not None:
+            add_gram(self._gram, window, alpha=weight)
+            self._mirrored = False
         else:
             self._sq_norms.add_(window.float().square().sum(dim=0), alpha=weight)
         if self.sample is not None:
@@ -132,9 +145,25 @@ class InputStatistics:
             self._sample_rows.append(window[chosen].float())
 
     @property
+    def gram(self) -> torch.Tensor | None:
+        """The float64 Gram sum X^T X (symmetric), or None without it."""
+        if self._gram is not None and not self._mirrored:
+            mirror_gram(self._gram)
+            self._mirrored = True
+        return self._gram
+
+    @gram.setter
+    def gram(self, value: torch.Tensor | None) -> None:
+        self._gram, self._mirrored = value, True
+
+    @property
     def accumulator(self) -> torch.Tensor:
-        """The running sum kept: the Gram, or the squared norms without it (summed over processes)."""
-        return self.gram if self.gram is not None else self._sq_norms
+        """The running sum kept, for summing in place over processes: the Gram's upper block triangle
+        (the rest is mirrored when `gram` is next read), or the squared norms without it."""
+        if self._gram is None:
+            return self._sq_norms
+        self._mirrored = False  # the caller may add to it
+        return self._gram
 
     def sample_inputs(self) -> torch.Tensor:
         """The sampled tokens' inputs [n, d_in] (float32), in window order."""
@@ -145,8 +174,8 @@ class InputStatistics:
     @property
     def sq_norms(self) -> torch.Tensor:
         """||X_j||^2 summed over all tokens, per input feature j (float32)."""
-        return (torch.diagonal(self.gram) if self.gram is not None else self._sq_norms).float()
+        return (torch.diagonal(self._gram) if self._gram is not None else self._sq_norms).float()
 
     def release_gram(self) -> None:
         """Drop the float64 Gram once the solve has its float32 copy: it is the largest thing held."""
-        self.gram = None
+        self._gram = None
