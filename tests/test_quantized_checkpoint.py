@@ -1,9 +1,13 @@
-"""The grids the quantizing methods record."""
+"""The grids the quantizing methods record, and how they travel to the saved run."""
 
 import pytest
 import torch
 
+from lp_prune.calibration.checkpoint import LayerCheckpoint, load_layer_results
+from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord
 from lp_prune.pruning import GroupInputs, PruneSettings, Runtime, get_method
+from lp_prune.pruning.masks import packed_mask
+from tiny_models import tiny_model
 
 # --- the grid each method records -----------------------------------------------------------------
 
@@ -86,3 +90,29 @@ def test_codes_of_a_bfloat16_weight_cast_back_to_it_at_8_bits():
     for result in results:
         cast = result.weight.bfloat16()
         assert torch.equal(result.grid.dequantize(result.grid.codes(cast)).bfloat16(), cast)
+
+
+def test_a_resumed_run_gets_the_grids_back_from_its_progress(tmp_path):
+    model = tiny_model()
+    prefix = "model.layers.0."
+    names = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+    names += ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    linears, grids = [], {}
+    for name in names:
+        weight = model.get_submodule(prefix + name).weight.detach()
+        flags = {"act_order": True, "group_size": 16} if weight.shape[1] == 32 else {}  # down_proj: per channel
+        _, [result] = solve("gptq", flags, rows=(weight.shape[0],), columns=weight.shape[1])
+        grid = result.grid
+        record = ModuleRecord(0, prefix + name, weight.numel(), 0.0, 0.0, 0.0, 0.0, 0.0, None, None)
+        mask = packed_mask(torch.zeros_like(weight, dtype=torch.bool))
+        linears.append(LinearResult(prefix + name, weight, mask, record, grid))
+        grids[prefix + name] = grid
+    LayerCheckpoint(tmp_path).save(LayerResult(0, linears))
+    [replayed] = load_layer_results(tmp_path, model)
+    for linear in replayed.linears:
+        saved = grids[linear.name]
+        assert (linear.grid.bits, linear.grid.symmetric, linear.grid.group_size) == (4, False, saved.group_size)
+        assert torch.equal(linear.grid.scale, saved.scale) and torch.equal(linear.grid.zero, saved.zero)
+        assert (linear.grid.g_idx is None) == (saved.g_idx is None)
+        if saved.g_idx is not None:
+            assert torch.equal(linear.grid.g_idx, saved.g_idx)
