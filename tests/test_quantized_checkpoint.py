@@ -3,6 +3,9 @@ random models."""
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -264,3 +267,16 @@ def test_grouped_act_order_writes_no_compressed_folder_and_says_why(tiny_model_d
     assert (out / "model" / "config.json").is_file() and not (out / "model-compressed").exists()
     warnings = [r.getMessage() for r in caplog.records if r.name == "lp_prune.tracking.quantized_checkpoint"]
     assert len(warnings) == 1 and "g_idx" in warnings[0]
+
+
+def test_two_process_ddp_saves_the_grids_of_both_processes(tiny_model_dir, tmp_path):
+    """Solves are shared out: rank 0 writes the folder from grids half of which rank 1 computed."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "lp_prune", "run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL]
+    cmd += [*RUNS["gptq"], "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LP_PRUNE_RUN_DIR", None)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+    test_compressed_tensors_own_decompressor_gives_model_weights_bit_for_bit(("gptq", out))
