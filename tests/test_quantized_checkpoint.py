@@ -142,6 +142,16 @@ RUNS = {
     "rtn symmetric 8-bit": ["--prune.method", "rtn", "--prune.bits", "8", "--prune.symmetric", "true"],
     "gptq act_order": ["--prune.method", "gptq", "--prune.act_order", "true"],
     "sparsegpt_gptq 3-bit": ["--prune.method", "sparsegpt_gptq", "--prune.bits", "3", "--prune.group_size", "16"],
+    "gptq bfloat16 8-bit": [
+        "--prune.method",
+        "gptq",
+        "--prune.bits",
+        "8",
+        "--prune.group_size",
+        "16",
+        "--model.dtype",
+        "bfloat16",
+    ],
 }
 
 
@@ -175,7 +185,7 @@ def test_the_folder_carries_compressed_tensors_quantization_config(run):
     assert block["quantization_status"] == "compressed" and block["ignore"] == ["lm_head"]
     [group] = block["config_groups"].values()
     weights = group["weights"]
-    bits = {"gptq": 4, "rtn symmetric 8-bit": 8, "gptq act_order": 4, "sparsegpt_gptq 3-bit": 3}[name]
+    bits = int(RUNS[name][RUNS[name].index("--prune.bits") + 1]) if "--prune.bits" in RUNS[name] else 4
     size = 16 if "--prune.group_size" in RUNS[name] else None
     assert group["targets"] == ["Linear"] and group["format"] == "pack-quantized"
     assert (weights["num_bits"], weights["type"], weights["group_size"]) == (bits, "int", size)
@@ -185,8 +195,8 @@ def test_the_folder_carries_compressed_tensors_quantization_config(run):
 
 
 def test_compressed_tensors_own_decompressor_gives_model_weights_bit_for_bit(run):
-    """float32 tiny model: the stored scale is the solve's, so scale * (q - zero) is the very product
-    the solve computed, bit for bit."""
+    """The stored scale is the solve's float32 one, so scale * (q - zero) is the very product the solve
+    computed: bit for bit model/'s weight once cast to the model's dtype (bfloat16 too)."""
     from compressed_tensors.compressors import PackedQuantizationCompressor
     from compressed_tensors.quantization import QuantizationScheme
 
@@ -201,8 +211,10 @@ def test_compressed_tensors_own_decompressor_gives_model_weights_bit_for_bit(run
             dense[f"{module}.weight"].shape
         )
         assert ("weight_zero_point" in parts) == (not scheme.weights.symmetric)
+        assert parts["weight_scale"].dtype == torch.float32
         weight = PackedQuantizationCompressor.decompress(parts, scheme)["weight"]
-        assert weight.dtype == torch.float32 and torch.equal(weight, dense[f"{module}.weight"]), module
+        expected = dense[f"{module}.weight"]
+        assert weight.dtype == torch.float32 and torch.equal(weight.to(expected.dtype), expected), module
     stored = load_weights(out / "model-compressed")
     others = {name: t for name, t in stored.items() if not name.rpartition(".")[2].startswith("weight_")}
     assert set(others) == {name for name in dense if name.removesuffix(".weight") not in modules}

@@ -6,7 +6,7 @@ of `bits` bits with `groups` (scale, zero) per row (one per row: channel strateg
 
     <module>.weight_packed      int32 [rows, ceil(cols * bits / 32)]  the codes, signed (q - 2^(bits-1)),
                                                                       32 codes packed densely into bits words
-    <module>.weight_scale       weight dtype [rows, groups]
+    <module>.weight_scale       float32 [rows, groups]
     <module>.weight_zero_point  int32 [ceil(rows * bits / 32), groups]  asymmetric only: zero - 2^(bits-1),
                                                                          packed along the rows
     <module>.weight_shape       int64 [2]
@@ -17,10 +17,13 @@ library's own (pack_to_int32). Every other tensor (embeddings, norms, lm_head) i
 config.json carries the quantization config (quant_method compressed-tensors, format pack-quantized,
 one config group for the Linears, the Linears left unquantized in `ignore`).
 
-The scale is stored in the weight's dtype, as compressed-tensors makes it: for a float32 model the
-decompressed weights equal model/'s bit for bit; for half precision they differ from model/'s by the
-rounding of the scale to that precision. A grid the format cannot hold (GPTQ's act_order with groups, whose
-columns are scattered over the row: compressed-tensors 0.20 has no g_idx) gives no folder and a warning.
+The scale is stored in float32, as the solve computed it (compressed-tensors would make it in the
+weight's dtype): scale * (q - zero) is then the solve's own product, so the decompressed weights, cast
+to the model's dtype, equal model/'s bit for bit also for half-precision models (a bfloat16 scale moves
+them by a unit or two of bfloat16). transformers keeps it in float32 and casts the weight it decompresses.
+
+A grid the format cannot hold (GPTQ's act_order with groups, whose columns are scattered over the row:
+compressed-tensors 0.20 has no g_idx) gives no folder and a warning.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def packed_parts(weight: torch.Tensor, grid: QuantGrid) -> dict[str, torch.Tenso
 
     parts: dict[str, torch.Tensor | LazyTensor] = {
         "weight_packed": LazyTensor(torch.int32, (rows, math.ceil(cols * grid.bits / 32)), packed),
-        "weight_scale": grid.scale.to(weight.dtype),
+        "weight_scale": grid.scale.float(),  # the solve's own: its product is the weight, in any dtype
         "weight_shape": torch.tensor([rows, cols]),
     }
     if not grid.symmetric:
