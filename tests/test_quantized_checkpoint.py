@@ -18,6 +18,8 @@ from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord
 from lp_prune.cli import main
 from lp_prune.pruning import GroupInputs, PruneSettings, Runtime, get_method
 from lp_prune.pruning.masks import packed_mask
+from lp_prune.pruning.quantize import round_to_nearest_on_grid
+from lp_prune.tracking.quantized_checkpoint import save_quantized_streaming
 from lp_prune.tracking.saved_model import load_weights, weight_files
 from tiny_models import tiny_model
 
@@ -292,3 +294,18 @@ def test_two_process_ddp_saves_the_grids_of_both_processes(tiny_model_dir, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
     test_compressed_tensors_own_decompressor_gives_model_weights_bit_for_bit(("gptq", out))
+
+
+def test_a_linear_without_a_grid_gives_no_folder_and_one_warning(tmp_path, caplog):
+    """E.g. layers replayed from progress that holds no grids: storing those Linears dense under a config
+    that names every Linear quantized would be a broken folder."""
+    model = tiny_model()
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "layers" in name}
+    grids = {name: round_to_nearest_on_grid(m.weight.detach(), 4)[1] for name, m in linears.items()}
+    skipped = sorted(grids)[0]
+    del grids[skipped]
+    with caplog.at_level(logging.WARNING, logger="lp_prune.tracking.quantized_checkpoint"):
+        assert save_quantized_streaming(model, tmp_path / "model-compressed", grids, linears) is None
+    assert not (tmp_path / "model-compressed").exists()
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "lp_prune.tracking.quantized_checkpoint"]
+    assert skipped in warning

@@ -58,17 +58,16 @@ def unpackable(grids: Mapping[str, QuantGrid], targets: Iterable[str]) -> str | 
     missing = [name for name in targets if name not in grids]
     if missing:
         return f"no quantization grid was recorded for {missing[0]} (a layer replayed from older progress?)"
-    settings = {(grid.bits, grid.symmetric, grid.group_size) for grid in grids.values()}
-    if len(settings) > 1:
+    chosen = [grids[name] for name in targets]
+    if len({(grid.bits, grid.symmetric, grid.group_size) for grid in chosen}) > 1:
         return "the Linears' grids differ in bits, symmetry or group size; one config group holds one grid"
-    grid = grids[targets[0]]
-    if any(grid.g_idx is not None for grid in grids.values()):
+    if any(grid.g_idx is not None for grid in chosen):
         return (
             "act_order with group_size scatters a group's columns over the row; compressed-tensors "
             "0.20 stores no g_idx (its group activation ordering was removed)"
         )
-    if not PackedQuantizationCompressor.can_compress(torch.nn.Linear, quantization_scheme(grid)):
-        return f"compressed-tensors' pack-quantized cannot hold {grid.bits}-bit integer weights"
+    if not PackedQuantizationCompressor.can_compress(torch.nn.Linear, quantization_scheme(chosen[0])):
+        return f"compressed-tensors' pack-quantized cannot hold {chosen[0].bits}-bit integer weights"
     return None
 
 
@@ -87,31 +86,34 @@ def save_quantized_streaming(
     model: torch.nn.Module,
     folder: str | os.PathLike[str],
     grids: Mapping[str, QuantGrid],
+    targets: Iterable[str],
     max_shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> dict[str, Any] | None:
-    """Save `model` with the weights of the modules in `grids` (the quantized Linears) pack-quantized.
-    Returns the quantization_config written into config.json; None (and a warning, no folder) when
-    the grids cannot be stored in the format."""
-    reason = unpackable(grids, grids)
+    """Save `model` with the weights of the `targets` modules (the quantized Linears) pack-quantized on
+    their `grids`. Returns the quantization_config written into config.json; None (and a warning, no
+    folder) when the grids cannot be stored in the format."""
+    targets = list(targets)
+    reason = unpackable(grids, targets)
+    wanted = set(targets)
     if reason is not None:
         log.warning("no %s: %s", Path(folder).name, reason)
         return None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = unique_tensors(model)
-    missing = sorted(f"{name}.weight" for name in grids if f"{name}.weight" not in tensors)
+    missing = sorted(f"{name}.weight" for name in wanted if f"{name}.weight" not in tensors)
     if missing:
         raise ValueError(f"no weight to quantize for {', '.join(missing[:3])}")
     entries: dict[str, torch.Tensor | LazyTensor] = {}
     for name, tensor in tensors.items():
         prefix = name.removesuffix(".weight")
-        if prefix in grids and name.endswith(".weight"):
+        if prefix in wanted and name.endswith(".weight"):
             entries.update({f"{prefix}.{part}": value for part, value in packed_parts(tensor, grids[prefix]).items()})
         else:
             entries[name] = tensor
     write_weights(folder, entries, max_shard_size)
     save_model_config(model, folder)
-    block = quantization_config(next(iter(grids.values())), left_dense(model, set(grids)))
+    block = quantization_config(grids[targets[0]], left_dense(model, wanted))
     config = read_json(folder / CONFIG_FILE)
     config[QUANTIZATION_CONFIG] = block
     write_json(folder / CONFIG_FILE, config)

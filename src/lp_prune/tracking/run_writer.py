@@ -212,7 +212,7 @@ class RunWriter:
                     return
                 folder = self.run_dir.compressed_model
                 if quantizes(method):  # joint pruning: the zeros are codes too
-                    if save_quantized_streaming(model, folder, grids or {}, shard_size) is not None:
+                    if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
                         copy_tokenizer(self.run_dir.model, folder)
                 elif prunes(get_method(method)):
                     save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
