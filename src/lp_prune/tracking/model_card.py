@@ -218,9 +218,9 @@ def _loading_quantized(dense_dir: str) -> list[str]:
         "",
         "transformers 5 with compressed-tensors 0.20 needs `dequantize=True` for asymmetric grids: a plain "
         "`from_pretrained` refuses their packed `weight_zero_point` with a size mismatch (symmetric grids "
-        "store none and load plainly, decompressed at the first forward). vLLM reads the format for its "
-        "int4 / int8 weight-only kernels (`vllm serve path/to/model-compressed`); other bit widths are "
-        "stored but have no vLLM kernel.",
+        "store none and load plainly, decompressed at the first forward). vLLM's compressed-tensors support "
+        "(its WNA16 scheme) takes 4- and 8-bit weights in this format; not tried with these folders, whose "
+        "scales are float32 where llm-compressor writes the model's dtype.",
     ]
 
 
