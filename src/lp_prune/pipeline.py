@@ -167,7 +167,7 @@ def _prune_and_measure(
             perplexity["pruned"] = evaluate()
     # The other ranks have contributed their share: rank 0 evaluates downstream and saves.
     writer.evaluate_downstream(downstream, "pruned", model, timer)
-    writer.save_pruned(model, recorder.masks, timer)
+    writer.save_pruned(model, recorder.masks, timer, recorder.grids)
     writer.complete(partial(_summary, config, recorder, perplexity, timer, data, trainer, owl), downstream)
 
 

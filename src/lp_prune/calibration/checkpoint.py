@@ -1,11 +1,13 @@
 """Progress saved after every decoder layer, so a killed run resumes from its last finished layer.
 
 `RUN_DIR/progress/layer_NNN.safetensors` holds one finished layer's result: the pruned weights
-("weight.<module>"), the packed masks ("mask.<module>") and, in its metadata, the mask shapes and
-the metric records. `progress/state.json` says how many layers are done. The layer file is written
-before the state that points to it, both atomically, so the state never names a missing or
-half-written layer. The inputs of the next layer are not stored: resuming replays the saved layers
-(`load_layer_results`), which recomputes them and gives the same bits as the uninterrupted run on CPU.
+("weight.<module>"), the packed masks ("mask.<module>"), for quantizing methods the grids
+("scale.<module>", "zero.<module>", "g_idx.<module>" with act_order groups) and, in its metadata,
+the mask shapes, the grids' settings and the metric records. `progress/state.json` says how many
+layers are done. The layer file is written before the state that points to it, both atomically, so
+the state never names a missing or half-written layer. The inputs of the next layer are not stored:
+resuming replays the saved layers (`load_layer_results`), which recomputes them and gives the same
+bits as the uninterrupted run on CPU.
 
 Damaged progress (a missing, truncated or garbage layer file; an empty or invalid state.json) costs
 only the layers from the first damaged one on: they are recomputed, and a warning says from where.
@@ -28,6 +30,7 @@ from lp_prune.calibration.observers import StepObserver
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord, StepOutput
 from lp_prune.errors import UserError
 from lp_prune.models.layers import decoder_layers, layer_prefix, prunable_linears
+from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 from lp_prune.tracking import atomic_output, write_json
 
@@ -80,9 +83,11 @@ class LayerCheckpoint(StepObserver):
         for linear in result.linears:
             tensors[f"weight.{linear.name}"] = linear.weight.detach().cpu().contiguous()
             tensors[f"mask.{linear.name}"] = linear.mask.bits
+            tensors.update(_grid_tensors(linear.name, linear.grid))
         metadata = {
             "shapes": json.dumps({linear.name: list(linear.mask.shape) for linear in result.linears}),
             "records": json.dumps([asdict(record) for record in result.records]),
+            "grids": json.dumps({linear.name: _grid_settings(linear.grid) for linear in result.linears if linear.grid}),
         }
         with atomic_output(self.folder / layer_file(result.layer)) as tmp:
             save_file(tensors, tmp, metadata=metadata)
@@ -116,6 +121,7 @@ def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResu
         with safe_open(path, framework="pt") as saved:
             metadata = saved.metadata() or {}
             shapes, records = json.loads(metadata["shapes"]), json.loads(metadata["records"])
+            grids = json.loads(metadata.get("grids", "{}"))
             tensors = {name: saved.get_tensor(name) for name in saved.keys()}  # noqa: SIM118 - not a dict
     except Exception as error:  # safetensors raises its own types for missing, truncated or garbage files
         raise DamagedLayer(
@@ -138,12 +144,33 @@ def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResu
                 weight=tensors[f"weight.{record['module']}"],
                 mask=PackedMask(tensors[f"mask.{record['module']}"], tuple(shapes[record["module"]])),
                 record=ModuleRecord(**record),
+                grid=_saved_grid(record["module"], grids.get(record["module"]), tensors),
             )
             for record in records
         ]
     except (KeyError, TypeError) as error:
         raise DamagedLayer(f"saved layer {layer} ({path.name}) is incomplete: {error}") from None
     return LayerResult(layer, linears, replayed=True)
+
+
+def _grid_tensors(name: str, grid: QuantGrid | None) -> dict[str, torch.Tensor]:
+    if grid is None:
+        return {}
+    tensors = {f"scale.{name}": grid.scale.contiguous(), f"zero.{name}": grid.zero.contiguous()}
+    if grid.g_idx is not None:
+        tensors[f"g_idx.{name}"] = grid.g_idx.contiguous()
+    return tensors
+
+
+def _grid_settings(grid: QuantGrid) -> dict[str, int | bool | None]:
+    return {"bits": grid.bits, "symmetric": grid.symmetric, "group_size": grid.group_size}
+
+
+def _saved_grid(name: str, settings: dict | None, tensors: dict[str, torch.Tensor]) -> QuantGrid | None:
+    """A Linear's saved grid (None where its method recorded none)."""
+    if settings is None:
+        return None
+    return QuantGrid(tensors[f"scale.{name}"], tensors[f"zero.{name}"], **settings, g_idx=tensors.get(f"g_idx.{name}"))
 
 
 def _layer_linears(model: torch.nn.Module, layer: int) -> list[tuple[str, torch.nn.Module]]:

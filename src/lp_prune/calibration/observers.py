@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lp_prune.calibration.results import ModuleRecord, StepOutput
 from lp_prune.calibration.schedule import Step
 from lp_prune.models.layers import projection
+from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 
 
@@ -40,11 +41,12 @@ class StepObserver(L.Callback):
 
 
 class CalibrationRecorder(StepObserver):
-    """Collects the run's results from the step outputs; only rank 0 keeps the masks."""
+    """Collects the run's results from the step outputs; only rank 0 keeps the masks and grids."""
 
     def __init__(self) -> None:
         self.records: list[ModuleRecord] = []
         self.masks: dict[str, PackedMask] = {}
+        self.grids: dict[str, QuantGrid] = {}  # quantizing methods: each Linear's grid
         self.seconds: dict[str, float] = {}  # per phase, summed over steps
         self.outlier_ratios: dict[int, float] = {}
         self.replayed_layers = 0
@@ -60,6 +62,7 @@ class CalibrationRecorder(StepObserver):
         self.records += output.layer.records
         if trainer.is_global_zero:
             self.masks.update({linear.name: linear.mask for linear in output.layer.linears})
+            self.grids.update({linear.name: linear.grid for linear in output.layer.linears if linear.grid is not None})
 
 
 class PruningMetricsLogger(StepObserver):

@@ -4,7 +4,8 @@ Linears that read the same input (q/k/v, gate/up) share one statistics object an
 unit: SparseGPT factorises their Hessian once and runs one column loop over their stacked rows.
 Per unit, the pruner sums the statistics over processes (data parallel) on the unit's owner, which
 solves it and measures every Linear on its calibration inputs; the owner's pruned weights, packed
-masks and records are then broadcast, and every process installs the weights in its model.
+masks, records and quantization grids are then broadcast, and every process installs the weights in
+its model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lp_prune.config import PruneConfig
 from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
 from lp_prune.models.layers import projection
+from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask, packed_mask
 from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime, get_method
 from lp_prune.pruning.sparsegpt import all_finite
@@ -142,16 +144,17 @@ class LayerPruner:
             device = linear.weight.device
             if solved is not None:
                 result, record = solved[index]
-                weight, mask = result.weight, packed_mask(result.mask)
+                weight, mask, grid = result.weight, packed_mask(result.mask), result.grid
             else:
                 weight = torch.empty_like(linear.weight)
                 mask = PackedMask(torch.empty((linear.weight.numel() + 7) // 8, dtype=torch.uint8), linear.weight.shape)
-                record = None
+                record = grid = None
             distributed.broadcast(weight, owner)
             if distributed.distributed():
                 bits = distributed.broadcast(mask.bits.to(device), owner).cpu()
                 mask = PackedMask(bits, tuple(linear.weight.shape))
                 record = _broadcast_record(record, layer, name, linear, owner)
+                grid = _broadcast_grid(grid, linear, owner)
             if distributed.anywhere(not torch.isfinite(weight).all(), device):
                 raise NumericalError(f"layer {layer}, module {name}: pruning produced NaN or inf weights")
             if self.metrics == "sample" and unit.stats is not None:
@@ -159,7 +162,7 @@ class LayerPruner:
             # A new tensor, not a copy into the old one: a weight memory-mapped from its file would take
             # a copy-on-write fault per page, and the dense weight stays intact for the metrics.
             linear.weight.data = weight
-            results.append(LinearResult(name, weight, mask, record))
+            results.append(LinearResult(name, weight, mask, record, None if grid is None else grid.to("cpu")))
         return results
 
 
@@ -217,3 +220,24 @@ def _broadcast_record(
     for key in ("solver_loss", "percdamp"):
         received[key] = None if math.isnan(received[key]) else received[key]
     return ModuleRecord(layer=layer, module=name, numel=linear.weight.numel(), **received)
+
+
+def _broadcast_grid(grid: QuantGrid | None, linear: nn.Linear, owner: int) -> QuantGrid | None:
+    """The owner's quantization grid on every process (None where its method records none): first its
+    settings and number of groups, which the other processes cannot know, then its tensors."""
+    device = linear.weight.device
+    head = [0] * 6
+    if grid is not None:
+        head = [1, grid.groups, grid.bits, int(grid.symmetric), grid.group_size or 0, int(grid.g_idx is not None)]
+    sent = distributed.broadcast(torch.tensor(head, dtype=torch.int64, device=device), owner).tolist()
+    present, groups, bits, symmetric, size, indexed = sent
+    if not present:
+        return None
+    rows, columns = linear.weight.shape
+    if grid is None:
+        tensors = [torch.empty(rows, groups), torch.empty(rows, groups)]
+        tensors += [torch.empty(columns, dtype=torch.int64)] if indexed else []
+    else:
+        tensors = [grid.scale, grid.zero, *([grid.g_idx] if indexed else [])]
+    scale, zero, *g_idx = [distributed.broadcast(t.to(device).contiguous(), owner).cpu() for t in tensors]
+    return QuantGrid(scale, zero, bits, bool(symmetric), size or None, g_idx[0] if g_idx else None)

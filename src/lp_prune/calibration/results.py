@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lp_prune.calibration.schedule import Step
+from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 
 
@@ -38,6 +39,7 @@ class LinearResult:
     weight: torch.Tensor
     mask: PackedMask
     record: ModuleRecord
+    grid: QuantGrid | None = None  # quantizing methods: the grid of `weight` (CPU tensors)
 
 
 @dataclass

@@ -285,8 +285,9 @@ class RunConfig:
     save_model: bool = False
     """Save the pruned model (safetensors) and tokenizer in RUN_DIR/model."""
     save_compressed: bool = True
-    """With --save_model and a method that prunes, also RUN_DIR/model-compressed: the pruned Linears in
-    compressed-tensors' sparse-bitmask format (sparse-24-bitmask for 2:4), about half the dense size."""
+    """With --save_model, also RUN_DIR/model-compressed: for a method that prunes, the pruned Linears in
+    compressed-tensors' sparse-bitmask format (sparse-24-bitmask for 2:4), about half the dense size; for
+    one that quantizes, their integer codes in compressed-tensors' pack-quantized format."""
     save_shard_size: int | str = "50GB"
     """Largest weight file of a saved model: bytes, or 5GB / 500MB / 2GiB; above it the model is written in
     shards with an index, as transformers' save_pretrained does (whose default this is)."""

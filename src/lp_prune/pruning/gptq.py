@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from lp_prune.errors import ConfigError
+from lp_prune.pruning.grid import QuantGrid, stacked_grid
 from lp_prune.pruning.method import (
     GroupInputs,
     LocalError,
@@ -49,6 +50,7 @@ class GPTQResult:
     weight: torch.Tensor  # dequantized weight, original dtype and device
     loss: float  # sum (w - q)^2 / U_ii^2 / 2: GPTQ's own error estimate
     percdamp: float  # the damping finally used
+    grid: QuantGrid  # the grid `weight` lies on
 
 
 @dataclass
@@ -104,22 +106,24 @@ def gptq_quantize_stacked(
         U, used_percdamp = inverse_hessian_factor(H, percdamp, in_place=True)
     del H
     grid = RowGrid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
+    used = [] if grid is None else [grid]  # every group's grid, in visiting order
     loss = torch.zeros(W.shape[0], device=W.device)
     for start in range(0, columns, blocksize):
         end = min(start + blocksize, columns)
         with column_loop():
-            grid, block_errors = _quantize_block(W, U, start, end, grid, loss, bits, group_size, symmetric)
+            grid, block_errors = _quantize_block(W, U, start, end, grid, loss, bits, group_size, symmetric, used)
         W[:, end:] -= block_errors @ U[start:end, end:]
     del U
     if order is not None:
         W = W[:, torch.argsort(order)]
+    solved = stacked_grid([g.scale for g in used], [g.zero for g in used], bits, symmetric, group_size, order)
     results, top = [], 0
     for weight in weights:
         rows = slice(top, top + weight.shape[0])
         top += weight.shape[0]
         # Separate tensors: Linears sharing one storage would look tied to save_pretrained.
         new = W[rows].to(weight.dtype, copy=True) if len(weights) > 1 else W.to(weight.dtype)
-        results.append(GPTQResult(new, float(loss[rows].sum()), used_percdamp))
+        results.append(GPTQResult(new, float(loss[rows].sum()), used_percdamp, solved.rows(rows)))
     return results
 
 
@@ -133,9 +137,10 @@ def _quantize_block(
     bits: int,
     group_size: int | None,
     symmetric: bool,
+    used: list[RowGrid],
 ) -> tuple[RowGrid | None, torch.Tensor]:
-    """Quantize columns start..end of W in place (and add to `loss`); return the grid in use after
-    them and the block's scaled errors [rows, end - start].
+    """Quantize columns start..end of W in place (and add to `loss`, each new group's grid to `used`);
+    return the grid in use after them and the block's scaled errors [rows, end - start].
 
     Works on the transposed block so that every column step reads and writes contiguous rows."""
     Wt = W[:, start:end].t().contiguous()  # [block columns, rows]
@@ -146,6 +151,7 @@ def _quantize_block(
         column = start + i
         if group_size is not None and column % group_size == 0:
             grid = _group_grid(W, U, Wt, errors_t, start, end, column, group_size, bits, symmetric)
+            used.append(grid)
         assert grid is not None
         q = quantize(Wt[i], grid.scale, grid.zero, bits)
         err = torch.div(Wt[i] - q, d[i], out=errors_t[i])
@@ -237,7 +243,8 @@ class GPTQ:
             runtime.factorisation,
         )
         return [
-            PrunedWeight(r.weight, torch.zeros_like(r.weight, dtype=torch.bool), r.loss, r.percdamp) for r in results
+            PrunedWeight(r.weight, torch.zeros_like(r.weight, dtype=torch.bool), r.loss, r.percdamp, r.grid)
+            for r in results
         ]
 
 

@@ -13,7 +13,8 @@ A method says what it needs and does one thing: prune a group of weights that re
 - `prunes` (optional, True when absent): False for methods that zero nothing and ignore the
   sparsity (quantization: gptq, rtn); see `prunes`.
 - `quantizes` (optional, False when absent): True for methods that round onto the prune.bits /
-  group_size grid (gptq, rtn, sparsegpt_gptq); see `quantizes`.
+  group_size grid (gptq, rtn, sparsegpt_gptq); see `quantizes`. They return each weight's grid in
+  `PrunedWeight.grid`, so the model can be saved as integer codes.
 - `structured` (optional, False when absent): True for methods that remove whole FFN channels and
   attention heads (wanda_sp); the saved model is then cut to its smaller shape (models/shrink.py).
 
@@ -35,6 +36,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 from lp_prune.errors import ConfigError
+from lp_prune.pruning.grid import QuantGrid
 
 Statistics = Literal["gram", "norms", "none"]
 LocalError = Literal["exact", "sample"]
@@ -95,6 +97,7 @@ class PrunedWeight:
     mask: torch.Tensor  # True where pruned
     solver_loss: float | None = None  # the method's own error estimate, if it has one
     percdamp: float | None = None  # damping actually used, for methods that damp
+    grid: QuantGrid | None = None  # quantizing methods: the grid `weight` lies on (its integer codes' scale)
 
 
 @runtime_checkable

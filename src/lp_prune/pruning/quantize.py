@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from lp_prune.errors import ConfigError
+from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.method import PruneSettings
 
 BITS = range(2, 9)  # supported bits per weight
@@ -73,9 +74,17 @@ def round_to_nearest(
     weight: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = False
 ) -> torch.Tensor:
     """Round-to-nearest: each row (or group) on its own grid from its own weights; float32 result."""
+    return round_to_nearest_on_grid(weight, bits, group_size, symmetric)[0]
+
+
+def round_to_nearest_on_grid(
+    weight: torch.Tensor, bits: int, group_size: int | None = None, symmetric: bool = False
+) -> tuple[torch.Tensor, QuantGrid]:
+    """`round_to_nearest`'s float32 weight, and the grid it lies on."""
     groups = grouped(weight.float(), group_size)
     scale, zero = grid_params(groups, bits, symmetric)
-    return quantize(groups, scale, zero, bits).reshape(weight.shape)
+    new = quantize(groups, scale, zero, bits).reshape(weight.shape)
+    return new, QuantGrid(scale.squeeze(-1), zero.squeeze(-1), bits, symmetric, group_size)
 
 
 def group_columns(settings: PruneSettings) -> int | None:

@@ -16,7 +16,7 @@ from lp_prune.pruning.method import (
     Statistics,
     register,
 )
-from lp_prune.pruning.quantize import check_quantization, group_columns, round_to_nearest
+from lp_prune.pruning.quantize import check_quantization, group_columns, round_to_nearest_on_grid
 
 
 class RoundToNearest:
@@ -49,8 +49,8 @@ class RoundToNearest:
         for weight in weights:
             if size is not None and weight.shape[1] % size:
                 raise ConfigError(f"prune.group_size {size} does not divide a Linear's input size {weight.shape[1]}")
-            new = round_to_nearest(weight.detach(), settings.bits, size, settings.symmetric).to(weight.dtype)
-            results.append(PrunedWeight(new, torch.zeros_like(new, dtype=torch.bool)))
+            new, grid = round_to_nearest_on_grid(weight.detach(), settings.bits, size, settings.symmetric)
+            results.append(PrunedWeight(new.to(weight.dtype), torch.zeros_like(new, dtype=torch.bool), grid=grid))
         return results
 
 

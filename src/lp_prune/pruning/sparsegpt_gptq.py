@@ -26,6 +26,7 @@ import torch
 
 from lp_prune.errors import ConfigError
 from lp_prune.pruning.gptq import RowGrid, group_weights
+from lp_prune.pruning.grid import QuantGrid, stacked_grid
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
 from lp_prune.pruning.method import (
     GroupInputs,
@@ -46,6 +47,7 @@ class JointResult:
     mask: torch.Tensor  # True where pruned
     loss: float  # sum (w - q)^2 / U_ii^2 / 2
     percdamp: float  # the damping finally used
+    grid: QuantGrid  # the grid `weight` lies on (pruned entries: code = zero)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def prune_and_quantize_stacked(
     del H
     settings = _Settings(sparsity, bits, group_size, symmetric, n_m)
     grid = RowGrid(*(p.squeeze(-1) for p in grid_params(W, bits, symmetric))) if group_size is None else None
+    used = [] if grid is None else [grid]  # every group's grid, left to right
     parts, top = [], 0
     for weight in weights:
         parts.append(slice(top, top + weight.shape[0]))
@@ -111,15 +114,22 @@ def prune_and_quantize_stacked(
     for start in range(0, columns, blocksize):
         end = min(start + blocksize, columns)
         with column_loop():
-            grid, block_errors = _block(W, U, mask, start, end, grid, loss, settings, parts)
+            grid, block_errors = _block(W, U, mask, start, end, grid, loss, settings, parts, used)
         W[:, end:] -= block_errors @ U[start:end, end:]
     del U
     W.masked_fill_(mask, 0.0)
+    solved = stacked_grid([g.scale for g in used], [g.zero for g in used], bits, symmetric, group_size)
     if len(weights) == 1:
-        return [JointResult(W.to(weights[0].dtype), mask, float(loss.sum()), used_percdamp)]
+        return [JointResult(W.to(weights[0].dtype), mask, float(loss.sum()), used_percdamp, solved)]
     # Separate tensors: Linears sharing one storage would look tied to save_pretrained.
     return [
-        JointResult(W[rows].to(weight.dtype, copy=True), mask[rows].clone(), float(loss[rows].sum()), used_percdamp)
+        JointResult(
+            W[rows].to(weight.dtype, copy=True),
+            mask[rows].clone(),
+            float(loss[rows].sum()),
+            used_percdamp,
+            solved.rows(rows),
+        )
         for rows, weight in zip(parts, weights, strict=True)
     ]
 
@@ -134,9 +144,11 @@ def _block(
     loss: torch.Tensor,
     settings: _Settings,
     parts: list[slice],
+    used: list[RowGrid],
 ) -> tuple[RowGrid | None, torch.Tensor]:
-    """Prune and quantize columns start..end of W in place (mask and loss too); return the grid in use
-    after them and the block's scaled errors [rows, end - start]. Works on the transposed block."""
+    """Prune and quantize columns start..end of W in place (mask and loss too, each new group's grid
+    to `used`); return the grid in use after them and the block's scaled errors [rows, end - start].
+    Works on the transposed block."""
     U_block = U[start:end, start:end]
     d = torch.diagonal(U_block)
     n_m = settings.n_m
@@ -161,6 +173,7 @@ def _block(
             known = ~mask[:, column : column + settings.group_size]
             scale, zero = grid_params(weights * known, settings.bits, settings.symmetric)
             grid = RowGrid(scale.squeeze(-1), zero.squeeze(-1))
+            used.append(grid)
         assert grid is not None
         q = quantize(Wt[i] * keep_t[i], grid.scale, grid.zero, settings.bits)
         err = torch.div(Wt[i] - q, d[i], out=errors_t[i])
@@ -215,7 +228,7 @@ class SparseGPTGPTQ:
             True,
             runtime.factorisation,
         )
-        return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp) for r in results]
+        return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp, r.grid) for r in results]
 
 
 register(SparseGPTGPTQ())

@@ -44,7 +44,8 @@ def base_model(name: str) -> str | None:
 def model_card(
     summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None, dense_dir: str = "model"
 ) -> str:
-    """The card of model/ (`compressed` None) or of model-compressed/ (`compressed`: its sparsity_config)."""
+    """The card of model/ (`compressed` None) or of model-compressed/ (`compressed`: its sparsity_config, or
+    its quantization_config when it is pack-quantized)."""
     method = METHOD_NAMES.get(summary.method, summary.method)
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
@@ -81,7 +82,9 @@ def model_card(
         f"- Pruned Linear modules: {len(summary.modules)}",
         f"- Base model: {summary.model}",
     ]
-    if compressed is not None:
+    if is_pack_quantized(compressed):
+        lines += _stored_quantized(compressed, summary.sparsity if sparse else None)
+    elif compressed is not None:
         lines.append(
             f"- Stored as: compressed-tensors `{compressed.get('format')}`, sparsity_structure "
             f"`{compressed.get('sparsity_structure')}`, global_sparsity {compressed.get('global_sparsity', 0.0):.4f}"
@@ -115,7 +118,32 @@ def model_card(
     return "\n".join(lines)
 
 
+def is_pack_quantized(compressed: Mapping[str, Any] | None) -> bool:
+    return compressed is not None and compressed.get("format") == "pack-quantized"
+
+
+def _stored_quantized(compressed: Mapping[str, Any], sparsity: float | None) -> list[str]:
+    weights = next(iter(compressed.get("config_groups", {}).values()), {}).get("weights", {})
+    grid = f"{weights.get('num_bits')}-bit {'symmetric' if weights.get('symmetric') else 'asymmetric'} integers"
+    per = "per output row" if weights.get("group_size") is None else f"per group of {weights['group_size']} inputs"
+    lines = [f"- Stored as: compressed-tensors `pack-quantized`, {grid}, one scale {per}"]
+    if sparsity:
+        lines.append(
+            f"- Also sparse: {sparsity:.4f} of the quantized weights are zero; pack-quantized has no sparse "
+            "storage, so the zeros are stored as codes (the zero point) and take as much room as any weight"
+        )
+    return lines
+
+
 def _what_folder(compressed: Mapping[str, Any] | None) -> str:
+    if is_pack_quantized(compressed):
+        return (
+            "This folder holds the quantized model as a compressed checkpoint in compressed-tensors' "
+            "`pack-quantized` format (the layout llm-compressor writes for GPTQ models): every quantized Linear "
+            "stores its integer codes packed into int32 (`weight_packed`), its `weight_scale`, its "
+            "`weight_zero_point` (asymmetric grids) and `weight_shape`; config.json carries the quantization "
+            "config under `quantization_config`. The run directory's model/ holds the same weights dequantized."
+        )
     if compressed is None:
         return (
             "This folder holds the pruned model as a dense checkpoint: every weight stored in full, the pruned "
@@ -148,6 +176,8 @@ def _perplexity_table(summary: RunSummary, config: RunConfig) -> list[str]:
 
 
 def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
+    if is_pack_quantized(compressed):
+        return _loading_quantized(dense_dir)
     if compressed is None:
         return [
             "```python",
@@ -174,6 +204,23 @@ def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
         "",
         "vLLM: recent releases refuse sparse compressed checkpoints (Sparse24 support was removed, "
         '"Sparse24 models are no longer supported by vLLM"); serve the dense folder instead.',
+    ]
+
+
+def _loading_quantized(dense_dir: str) -> list[str]:
+    return [
+        "```python",
+        "from transformers import AutoModelForCausalLM, CompressedTensorsConfig",
+        "model = AutoModelForCausalLM.from_pretrained(",
+        '    "path/to/model-compressed", quantization_config=CompressedTensorsConfig(dequantize=True)',
+        ")  # decompressed on load: the weights of " + dense_dir + "/",
+        "```",
+        "",
+        "transformers 5 with compressed-tensors 0.20 needs `dequantize=True` for asymmetric grids: a plain "
+        "`from_pretrained` refuses their packed `weight_zero_point` with a size mismatch (symmetric grids "
+        "store none and load plainly, decompressed at the first forward). vLLM's compressed-tensors support "
+        "(its WNA16 scheme) takes 4- and 8-bit weights in this format; not tried with these folders, whose "
+        "scales are float32 where llm-compressor writes the model's dtype.",
     ]
 
 

@@ -16,10 +16,11 @@ Layout of a run directory::
         model/              the pruned model (--save_model): config.json and model.safetensors, or for
                             models above save_shard_size model-0000k-of-0000n.safetensors shards and
                             model.safetensors.index.json (the transformers layout); README.md, its card
-        model-compressed/   the same model as a compressed sparse checkpoint (--save_model with
-                            save_compressed, for methods that prune): compressed-tensors' sparse-bitmask
-                            or sparse-24-bitmask format, the sparsity config in config.json, a card
-                            (tracking.sparse_checkpoint)
+        model-compressed/   the same model as a compressed checkpoint (--save_model with save_compressed):
+                            for methods that prune compressed-tensors' sparse-bitmask or sparse-24-bitmask
+                            format (tracking.sparse_checkpoint), for methods that quantize its
+                            pack-quantized format (tracking.quantized_checkpoint); its config in
+                            config.json, a card
 
 A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
 user's folder and is refused before a file is written. `--overwrite` removes only what a run writes.

@@ -29,10 +29,11 @@ from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.models.shrink import kept_structures, shrink, unpacked
-from lp_prune.pruning.method import get_method, prunes, structured
+from lp_prune.pruning.method import get_method, prunes, quantizes, structured
 from lp_prune.tracking.files import atomic_write_text, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.model_card import write_model_card
+from lp_prune.tracking.quantized_checkpoint import read_quantization_config, save_quantized_streaming
 from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from lp_prune.data import PruningDataModule
     from lp_prune.evaluation.downstream_step import DownstreamStep
+    from lp_prune.pruning.grid import QuantGrid
     from lp_prune.pruning.masks import PackedMask
     from lp_prune.tracking.phase_timer import PhaseTimer
     from lp_prune.tracking.summary import RunSummary
@@ -186,10 +188,15 @@ class RunWriter:
         return [LayerCheckpoint(self.run_dir.root)] if self.config.checkpoint and self.writes else []
 
     def save_pruned(
-        self, model: torch.nn.Module, masks: Mapping[str, torch.Tensor | PackedMask], timer: PhaseTimer
+        self,
+        model: torch.nn.Module,
+        masks: Mapping[str, torch.Tensor | PackedMask],
+        timer: PhaseTimer,
+        grids: Mapping[str, QuantGrid] | None = None,
     ) -> None:
         """The masks, and with --save_model the pruned model (loadable with from_pretrained); with
-        save_compressed as well, for a method that prunes, the compressed sparse checkpoint beside it."""
+        save_compressed as well the compressed checkpoint beside it: pack-quantized for a method that
+        quantizes (from its `grids`), sparse bitmask for one that only prunes."""
         if not self.writes:
             return
         with timer.phase("save"), self._one_line_on_write_error():
@@ -201,8 +208,13 @@ class RunWriter:
                 if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
                 save_model_streaming(model, self.run_dir.model, shard_size)
-                if self.config.save_compressed and prunes(get_method(method)) and not cut:
-                    folder = self.run_dir.compressed_model
+                if not self.config.save_compressed or cut:
+                    return
+                folder = self.run_dir.compressed_model
+                if quantizes(method):  # joint pruning: the zeros are codes too
+                    if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
+                        copy_tokenizer(self.run_dir.model, folder)
+                elif prunes(get_method(method)):
                     save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
                     copy_tokenizer(self.run_dir.model, folder)
 
@@ -228,7 +240,8 @@ class RunWriter:
             write_model_card(self.run_dir.model, summary, self.config)
         compressed = self.run_dir.compressed_model
         if compressed.is_dir():
-            write_model_card(compressed, summary, self.config, read_sparsity_config(compressed))
+            stored = read_quantization_config(compressed) or read_sparsity_config(compressed)
+            write_model_card(compressed, summary, self.config, stored)
 
     @contextmanager
     def _one_line_on_write_error(self) -> Iterator[None]:

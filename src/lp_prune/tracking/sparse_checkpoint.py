@@ -113,7 +113,7 @@ def save_compressed_streaming(
         global_sparsity=zeros / total if total else 0.0,
         sparsity_structure=structure,
         targets=sorted({type(module).__name__ for name, module in model.named_modules() if name in targets}),
-        ignore=_left_dense(model, targets),
+        ignore=left_dense(model, targets),
     )
     block = _quantization_config(sparsity.model_dump())
     config = read_json(folder / CONFIG_FILE)
@@ -128,7 +128,7 @@ def _quantization_config(sparsity: dict[str, Any]) -> dict[str, Any]:
     return {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__, SPARSITY_CONFIG: sparsity}
 
 
-def _left_dense(model: torch.nn.Module, targets: set[str]) -> list[str]:
+def left_dense(model: torch.nn.Module, targets: set[str]) -> list[str]:
     """Modules of the targets' classes that were not pruned (lm_head): compressed-tensors' `ignore`."""
     classes = {type(module) for name, module in model.named_modules() if name in targets}
     return [name for name, module in model.named_modules() if type(module) in classes and name not in targets]
