@@ -130,8 +130,12 @@ def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_la
     for lang in ("en", "sw"):
         masks = lp_prune.load_masks(root / lang)
         removed = [bool(masks[f"model.layers.{layer}.mlp.down_proj"][:, neuron].all()) for layer, neuron, _ in neurons]
-        overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]["all"]
-        assert overlap == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed
+        overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]
+        assert overlap["all"] == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed
+        for member in ("en", "sw"):  # each language's neurons, whatever the run calibrated on
+            theirs = [r for r, (_, _, langs) in zip(removed, neurons, strict=True) if member in langs]
+            share = overlap["languages"][member]["removed"]
+            assert share == (pytest.approx(sum(theirs) / len(theirs)) if theirs else None)  # NaN is null in JSON
 
 
 def test_heads_the_config_cannot_hold_stay_as_zeros_and_the_ffn_is_still_cut(tmp_path, caplog):

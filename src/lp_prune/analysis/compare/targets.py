@@ -39,6 +39,7 @@ class AnalysedRun:
     target_language: str | None
     source: str
     analysed: bool
+    method: str = ""
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> AnalysedRun:
@@ -50,6 +51,7 @@ class AnalysedRun:
             target_language=entry.get("target_language", language if language in LANGUAGES else None),
             source=entry.get("source", "packaged"),
             analysed=bool(entry.get("analysed", True)),
+            method=entry.get("method", ""),
         )
 
 
