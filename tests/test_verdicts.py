@@ -104,6 +104,20 @@ def test_c1_mixes_generated_text_and_rules_never_compete():
         assert {v["best_other"] for v in found.details["languages"].values()} <= set(LANGS)
 
 
+def test_runs_without_calibration_data_are_no_language_row(tmp_path):
+    from lp_prune.analysis.compare.tables import perplexity_matrix
+    from lp_prune.analysis.study_report import calibrated_on_a_language
+
+    for method in ("magnitude", "rtn"):
+        runs = own_best(margin=0.2, spread=0.01)  # the configs name a language each, as RTN's and magnitude's do
+        for r in runs:
+            r.summary.method = method
+        assert {r.recipe for r in runs} == {"none"} and not any(map(calibrated_on_a_language, runs))
+        assert list(perplexity_matrix(runs)) == ["none"]  # one row, not one per configured language
+        assert c1_lowest_perplexity(runs).verdict == fd.NO_DATA
+        assert c7_related_languages(runs).verdict == fd.NO_DATA
+
+
 def test_target_rows_keep_repeats_and_read_one_source():
     runs = own_best(0.2, 0.01) + own_best(0.2, 0.01, source="mc4")[:2]
     rows = target_rows(runs)

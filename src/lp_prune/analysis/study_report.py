@@ -67,7 +67,8 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
 
 
 def study_settings(runs: list[Run]) -> list[str]:
-    """The settings with calibration-language recipes (the claims are about them): not the magnitude baseline."""
+    """The settings with calibration-language recipes (the claims are about them): not the magnitude or RTN
+    baselines."""
     languages: dict[str, set[str]] = {}
     for run in filter(calibrated_on_a_language, runs):
         languages.setdefault(run.setting, set()).add(run.target_language)
@@ -75,8 +76,9 @@ def study_settings(runs: list[Run]) -> list[str]:
 
 
 def calibrated_on_a_language(run: Run) -> bool:
-    """A run whose calibration language the claims are about: one target language, not magnitude (no calibration)."""
-    return run.summary.method != "magnitude" and run.target_language is not None
+    """A run whose calibration language the claims are about: one target language (never RTN or magnitude,
+    which read no calibration data)."""
+    return run.target_language is not None
 
 
 def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:

@@ -186,6 +186,14 @@ def quantizes(name: str) -> bool:
     return bool(getattr(method, "quantizes", False))
 
 
+def calibrates(name: str) -> bool:
+    """Whether the method called `name` reads calibration data: False for statistics "none" (RTN,
+    magnitude), whose result is the same whatever the calibration language; True when not registered here."""
+    _load()
+    method = _REGISTRY.methods.get(name)
+    return method is None or method.statistics != "none"
+
+
 def structured(name: str) -> bool:
     """Whether the method called `name` removes whole channels and heads (False when not registered here)."""
     _load()

@@ -115,8 +115,8 @@ def neuron_overlap(run: Run, dense: nn.Module, neurons: LanguageNeurons) -> dict
     same two numbers for each language's neurons ({lang: {"removed", "layer_average"}}): what one
     calibration does to every language's neurons, so runs of different calibrations can be compared."""
     own = (
-        neurons.of_language(run.language)
-        if run.language in neurons.languages
+        neurons.of_language(run.calibration)
+        if run.calibration in neurons.languages
         else torch.zeros_like(neurons.layer).bool()
     )
     groups = {"own": own, "other": ~own, "all": torch.ones_like(own)}
