@@ -110,6 +110,7 @@ def test_the_projection_ranking_of_mask_consistency_does_not_apply_to_structured
     assert main(["compare", str(root), "--out", str(out), "--no_wandb"]) == 0
     report = json.loads((out / "tables.json").read_text())
     (setting,) = report["findings"]
+    assert setting.startswith("wanda_sp structured s=")  # whole channels and heads, not the config's pattern
     c4 = next(f for f in report["findings"][setting] if f["claim"] == "C4")
     assert c4["verdict"] == "does not apply" and "whole channels and heads" in c4["evidence"]
     assert set(report["iou"][setting]["projection_layer"]) >= {"down_proj", "o_proj"}

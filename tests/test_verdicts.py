@@ -275,6 +275,23 @@ def test_c8_does_not_apply_to_methods_that_remove_no_channel():
         assert _claim(fd.comparison_findings(comparison, analysis), setting, "C8").verdict == verdict
 
 
+def test_analysed_runs_take_compare_setting_and_row_by_run_key():
+    """An analysis.json whose setting or row labels differ from compare's (another labelling of structured
+    settings, a calibration-free run labelled 'en') is read with compare's labels, run by run."""
+    runs = [run(lang, seed) for lang, seed in itertools.product(LANGS, (0, 1))]
+    for r in runs:
+        r.summary.method = "wanda_sp"
+    analysis, _ = _lape_survival(0.1, 0.01)
+    keys = {f"{r.language}-s{r.config.data.seed}": r.path.name for r in runs}
+    analysis.lape["runs"] = {keys[k]: v for k, v in analysis.lape["runs"].items()}
+    for entry in analysis.runs:
+        entry.update(key=keys[entry["key"]], setting="wanda_sp unstructured s=0.5 n=4x32", recipe="en")
+    setting = runs[0].setting
+    assert setting == "wanda_sp structured s=0.5 n=4x8"
+    comparison = Comparison(model="m", runs=runs, perplexity={setting: {}})
+    assert _claim(fd.comparison_findings(comparison, analysis), setting, "C8").verdict == fd.SUPPORTED
+
+
 def _claim(findings, setting, claim):
     return next(f for f in findings[setting] if f.claim == claim)
 

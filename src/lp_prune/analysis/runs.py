@@ -20,7 +20,7 @@ from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
-from lp_prune.pruning.method import calibrates, quantizes
+from lp_prune.pruning.method import calibrates, quantizes, structured
 from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.summary import RunSummary
 
@@ -82,9 +82,11 @@ class Run:
     @property
     def setting(self) -> str:
         """What the runs of one comparison share: method, pattern, sparsity, calibration size, and for
-        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting."""
+        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting.
+        Structured methods say 'structured' (whole FFN channels and heads), not the config's pattern."""
         s = self.summary
-        label = f"{s.method} {s.pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+        pattern = "structured" if structured(s.method) else s.pattern
+        label = f"{s.method} {pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
         return f"{label} {grid_label(self.config.prune)}" if quantizes(s.method) else label
 
 

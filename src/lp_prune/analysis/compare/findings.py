@@ -90,8 +90,9 @@ def _c8(runs: list[Any], analysed: dict[str, Finding]) -> Finding:
     return analysed.get("C8") or Finding("C8", NO_DATA, NO_ANALYSIS)
 
 
-def analysis_findings(analysis: AnalysisResult) -> dict[str, list[Finding]]:
-    """C2, C5, C6 and C8 per setting of an analysis (`lp-prune analyze`'s analysis.json)."""
+def analysis_findings(analysis: AnalysisResult, compared: list[Any] | None = None) -> dict[str, list[Finding]]:
+    """C2, C5, C6 and C8 per setting of an analysis (`lp-prune analyze`'s analysis.json); with `compared`
+    (compare's runs), the runs it holds are grouped and labelled as compare does."""
     return {
         setting: [
             c2_highest_snr(analysis, runs),
@@ -99,7 +100,7 @@ def analysis_findings(analysis: AnalysisResult) -> dict[str, list[Finding]]:
             c6_low_probability_shifts(analysis, runs),
             c8_lape_survival(analysis, runs),
         ]
-        for setting, runs in analysed_runs(analysis).items()
+        for setting, runs in analysed_runs(analysis, compared or ()).items()
     }
 
 
@@ -107,7 +108,7 @@ def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None)
     """C1-C8 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else 'no data')."""
     from lp_prune.config.tasks import task_language
 
-    from_analysis = analysis_findings(analysis) if analysis else {}
+    from_analysis = analysis_findings(analysis, comparison.runs) if analysis else {}
     groups = by_setting(comparison.runs)
     out = {}
     for setting in comparison.perplexity:

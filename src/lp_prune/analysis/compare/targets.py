@@ -54,6 +54,12 @@ class AnalysedRun:
             method=entry.get("method", ""),
         )
 
+    @classmethod
+    def from_run(cls, run: Any, analysed: bool) -> AnalysedRun:
+        """A compared run (analysis.Run) that the analysis holds, labelled as compare labels it."""
+        labels = (run.setting, run.recipe, run.target_language, run.source)
+        return cls(run.path.name, *labels, analysed=analysed, method=run.summary.method)
+
 
 @dataclass
 class TargetRows:
