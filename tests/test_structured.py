@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import lp_prune
-from lp_prune.analysis.iou import mask_iou
+from lp_prune.analysis.iou import chance_iou, mask_iou
 from lp_prune.cli import main
 from lp_prune.models.shrink import kept_structures, shrink
 from lp_prune.pruning.wanda_sp import channel_scores, head_scores, heads_to_remove
@@ -114,6 +114,12 @@ def test_the_projection_ranking_of_mask_consistency_does_not_apply_to_structured
     c4 = next(f for f in report["findings"][setting] if f["claim"] == "C4")
     assert c4["verdict"] == "does not apply" and "whole channels and heads" in c4["evidence"]
     assert set(report["iou"][setting]["projection_layer"]) >= {"down_proj", "o_proj"}
+    # chance: independent random masks at the pruned share of the Linears that carry masks (down_proj, o_proj)
+    masks = lp_prune.load_masks(root / "en")
+    shares = [float(m.float().mean()) for name, m in masks.items() if name.endswith(("down_proj", "o_proj"))]
+    share = sum(shares) / len(shares)
+    assert report["iou"][setting]["chance"] == pytest.approx(chance_iou(share, share))
+    assert not any(m.any() for name, m in masks.items() if not name.endswith(("down_proj", "o_proj")))
 
 
 def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_lape_neurons(tiny_model_dir, tmp_path):

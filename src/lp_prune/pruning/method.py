@@ -200,6 +200,13 @@ def structured(name: str) -> bool:
     return bool(getattr(_REGISTRY.methods.get(name), "structured", False))
 
 
+def masked_projections(name: str) -> tuple[str, ...] | None:
+    """The projections whose masks hold what the method called `name` removes (a structured method's
+    removed channels and heads); None: every Linear's mask (and for a method not registered here)."""
+    _load()
+    return getattr(_REGISTRY.methods.get(name), "masked_projections", None)
+
+
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:
     """A mask-only method's result: the weight with its pruned entries set to zero."""
     return PrunedWeight(weight.masked_fill(mask, 0), mask)
