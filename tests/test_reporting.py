@@ -69,6 +69,12 @@ def test_run_results_without_downstream_or_wandb():
     assert text.splitlines()[-1] == "Run directory: r"
 
 
+def test_a_method_without_calibration_data_is_not_said_to_be_calibrated():
+    for method in ("rtn", "magnitude"):
+        headline = format_run_results({**SUMMARY, "method": method}, Path("r"), None).splitlines()[0]
+        assert "calibrated on" not in headline and "no calibration data" in headline, headline
+
+
 def make_offline_run(wandb_dir: Path, stamp: str, run_id: str, mtime: float) -> Path:
     folder = wandb_dir / f"offline-run-{stamp}-{run_id}"
     folder.mkdir(parents=True)

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import lp_prune
-from lp_prune.analysis.iou import mask_iou
+from lp_prune.analysis.iou import chance_iou, mask_iou
 from lp_prune.cli import main
 from lp_prune.models.shrink import kept_structures, shrink
 from lp_prune.pruning.wanda_sp import channel_scores, head_scores, heads_to_remove
@@ -110,9 +110,16 @@ def test_the_projection_ranking_of_mask_consistency_does_not_apply_to_structured
     assert main(["compare", str(root), "--out", str(out), "--no_wandb"]) == 0
     report = json.loads((out / "tables.json").read_text())
     (setting,) = report["findings"]
+    assert setting.startswith("wanda_sp structured s=")  # whole channels and heads, not the config's pattern
     c4 = next(f for f in report["findings"][setting] if f["claim"] == "C4")
     assert c4["verdict"] == "does not apply" and "whole channels and heads" in c4["evidence"]
     assert set(report["iou"][setting]["projection_layer"]) >= {"down_proj", "o_proj"}
+    # chance: independent random masks at the pruned share of the Linears that carry masks (down_proj, o_proj)
+    masks = lp_prune.load_masks(root / "en")
+    shares = [float(m.float().mean()) for name, m in masks.items() if name.endswith(("down_proj", "o_proj"))]
+    share = sum(shares) / len(shares)
+    assert report["iou"][setting]["chance"] == pytest.approx(chance_iou(share, share))
+    assert not any(m.any() for name, m in masks.items() if not name.endswith(("down_proj", "o_proj")))
 
 
 def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_lape_neurons(tiny_model_dir, tmp_path):
@@ -130,8 +137,12 @@ def test_analyze_measures_a_structured_run_at_dense_shapes_and_counts_removed_la
     for lang in ("en", "sw"):
         masks = lp_prune.load_masks(root / lang)
         removed = [bool(masks[f"model.layers.{layer}.mlp.down_proj"][:, neuron].all()) for layer, neuron, _ in neurons]
-        overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]["all"]
-        assert overlap == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed
+        overlap = result["lape"]["runs"][lang]["overlap"]["down_proj"]
+        assert overlap["all"] == pytest.approx(sum(removed) / len(removed))  # the share of LAPE neurons removed
+        for member in ("en", "sw"):  # each language's neurons, whatever the run calibrated on
+            theirs = [r for r, (_, _, langs) in zip(removed, neurons, strict=True) if member in langs]
+            share = overlap["languages"][member]["removed"]
+            assert share == (pytest.approx(sum(theirs) / len(theirs)) if theirs else None)  # NaN is null in JSON
 
 
 def test_heads_the_config_cannot_hold_stay_as_zeros_and_the_ffn_is_still_cut(tmp_path, caplog):

@@ -121,3 +121,12 @@ def test_a_spread_of_float_rounding_reads_zero():
     assert spread_text(0.0, 0.4667) == "0"
     assert spread_text(0.0167, 0.4417) == "0.0167"
     assert spread_text(1.42, 100.4) == "1.42"
+
+
+def test_a_claim_beyond_the_study_is_listed_without_an_agreement():
+    from lp_prune.analysis.study_report import claims_table
+
+    findings = {"s": [{"claim": "C1", "verdict": "supported"}, {"claim": "C8", "verdict": "supported"}]}
+    rows = {row["claim"]: row for row in claims_table(findings, ["s"])}
+    assert rows["C1"]["tool"]["s"] == {"verdict": "supported", "agreement": "agrees"}
+    assert rows["C8"]["tool"]["s"] == {"verdict": "supported", "agreement": "beyond the study"}

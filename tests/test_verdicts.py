@@ -12,8 +12,10 @@ import pytest
 from lp_prune.analysis.compare import findings as fd
 from lp_prune.analysis.compare.claims_analysis import c2_highest_snr, c5_specific_only, c6_low_probability_shifts
 from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains, sign_test
+from lp_prune.analysis.compare.claims_lape import c8_lape_survival
 from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
+from lp_prune.analysis.compare.tables import Comparison
 from lp_prune.analysis.compare.targets import AnalysedRun, target_rows
 from lp_prune.analysis.compare.verdicts import contrast, repeat_floor
 from lp_prune.analysis.result import AnalysisResult
@@ -102,6 +104,20 @@ def test_c1_mixes_generated_text_and_rules_never_compete():
         assert {v["best_other"] for v in found.details["languages"].values()} <= set(LANGS)
 
 
+def test_runs_without_calibration_data_are_no_language_row(tmp_path):
+    from lp_prune.analysis.compare.tables import perplexity_matrix
+    from lp_prune.analysis.study_report import calibrated_on_a_language
+
+    for method in ("magnitude", "rtn"):
+        runs = own_best(margin=0.2, spread=0.01)  # the configs name a language each, as RTN's and magnitude's do
+        for r in runs:
+            r.summary.method = method
+        assert {r.recipe for r in runs} == {"none"} and not any(map(calibrated_on_a_language, runs))
+        assert list(perplexity_matrix(runs)) == ["none"]  # one row, not one per configured language
+        assert c1_lowest_perplexity(runs).verdict == fd.NO_DATA
+        assert c7_related_languages(runs).verdict == fd.NO_DATA
+
+
 def test_target_rows_keep_repeats_and_read_one_source():
     runs = own_best(0.2, 0.01) + own_best(0.2, 0.01, source="mc4")[:2]
     rows = target_rows(runs)
@@ -111,11 +127,11 @@ def test_target_rows_keep_repeats_and_read_one_source():
 # --- C2 and C5 from the analysis, with repeats and mixes in either order --------------------------------------
 
 
-def analysis_of(snr, lsar, lape=None, setting="s") -> tuple[AnalysisResult, list[AnalysedRun]]:
+def analysis_of(snr, lsar, lape=None, setting="s", method="wanda") -> tuple[AnalysisResult, list[AnalysedRun]]:
     entries = [
         {"key": key, "setting": setting, "recipe": key.split("-")[0], "calibration_language": key.split("-")[0],
          "target_language": key.split("-")[0] if key.split("-")[0] in LANGS else None, "source": "packaged",
-         "analysed": True}
+         "analysed": True, "method": method}
         for key in snr
     ]  # fmt: skip
     result = AnalysisResult(
@@ -198,6 +214,86 @@ def test_c6_is_judged_over_runs():
     analysis, runs = analysis_of({k: {} for k in lape}, {}, lape)
     analysis.lape["warnings"] = ["The lowest bin spans p up to 0.94."]  # not low-probability neurons
     assert c6_low_probability_shifts(analysis, runs).verdict == fd.INCONCLUSIVE
+
+
+# --- C8: LAPE neurons kept by own-language calibration (structured runs), against the seed spread -----------
+
+
+def _lape_survival(effect, spread: float, seeds=(0, 1), method="wanda_sp"):
+    """Each run removes 25% of every language's LAPE neurons, less `effect` (a number, or one per language)
+    of its own calibration language's; the seeds move every share by +-spread. Random channels: 20%."""
+    lape = {}
+    for lang, seed in itertools.product(LANGS, seeds):
+        own = effect.get(lang, 0.0) if isinstance(effect, dict) else effect
+        shift = spread * (1 if seed % 2 else -1)
+        shares = {m: {"removed": 0.25 - (own if m == lang else 0) + shift, "layer_average": 0.2} for m in LANGS}
+        lape[f"{lang}-s{seed}"] = {"overlap": {"down_proj": {"languages": shares}}}
+    return analysis_of({k: {} for k in lape}, {}, lape, method=method)
+
+
+def test_c8_own_calibration_keeping_its_neurons_beyond_the_seed_spread_is_supported():
+    found = c8_lape_survival(*_lape_survival(effect=0.1, spread=0.01))
+    assert found.verdict == fd.SUPPORTED
+    en = found.details["languages"]["en"]
+    assert en["effect"] == pytest.approx(0.1) and en["own"] == pytest.approx(0.15) and en["random"] == 0.2
+
+
+def test_c8_an_effect_inside_the_seed_spread_is_inconclusive():
+    # own calibration removes 0.5 points fewer while two calibration draws move the share by +-5 points
+    found = c8_lape_survival(*_lape_survival(effect=0.005, spread=0.05))
+    assert found.verdict == fd.INCONCLUSIVE and "80% power" in found.evidence
+    assert c8_lape_survival(*_lape_survival(effect=0.1, spread=0.0, seeds=(0,))).verdict == fd.INCONCLUSIVE
+
+
+def test_c8_own_calibration_removing_more_of_its_neurons_is_not_supported():
+    assert c8_lape_survival(*_lape_survival(effect=-0.1, spread=0.01)).verdict == fd.NOT_SUPPORTED
+
+
+def test_c8_one_language_worse_is_judged_with_the_family_bound():
+    # pooled SD 0.01 * sqrt(2); one language's contrast has stderr 0.01 * sqrt(2) * sqrt(1/2 + 1/4)
+    se = 0.01 * math.sqrt(2) * math.sqrt(0.75)
+    effects = {"en": 0.1, "sw": 0.1}
+    mild = c8_lape_survival(*_lape_survival({**effects, "de": -2.2 * se}, spread=0.01))  # beyond Z, not z(3)
+    assert mild.verdict == fd.INCONCLUSIVE and mild.details["languages"]["de"]["outcome"] == "worse"
+    assert c8_lape_survival(*_lape_survival({**effects, "de": -3.0 * se}, spread=0.01)).verdict == fd.NOT_SUPPORTED
+
+
+def test_c8_does_not_apply_to_methods_that_remove_no_channel():
+    assert c8_lape_survival(*_lape_survival(0.1, 0.01, method="wanda")).verdict == fd.DOES_NOT_APPLY
+    structured_runs = [run(lang, seed) for lang, seed in itertools.product(LANGS, (0, 1))]
+    for r in structured_runs:
+        r.summary.method = "wanda_sp"
+    unstructured_runs = [run(lang, seed) for lang, seed in itertools.product(LANGS, (0, 1))]
+    for runs, without, verdict in ((unstructured_runs, fd.DOES_NOT_APPLY, fd.DOES_NOT_APPLY),
+                                   (structured_runs, fd.NO_DATA, fd.SUPPORTED)):  # fmt: skip
+        setting = runs[0].setting
+        comparison = Comparison(model="m", runs=runs, perplexity={setting: {}})
+        assert _claim(fd.comparison_findings(comparison), setting, "C8").verdict == without  # no analysis
+        analysis, _ = _lape_survival(0.1, 0.01)
+        for entry in analysis.runs:
+            entry["setting"] = setting
+        assert _claim(fd.comparison_findings(comparison, analysis), setting, "C8").verdict == verdict
+
+
+def test_analysed_runs_take_compare_setting_and_row_by_run_key():
+    """An analysis.json whose setting or row labels differ from compare's (another labelling of structured
+    settings, a calibration-free run labelled 'en') is read with compare's labels, run by run."""
+    runs = [run(lang, seed) for lang, seed in itertools.product(LANGS, (0, 1))]
+    for r in runs:
+        r.summary.method = "wanda_sp"
+    analysis, _ = _lape_survival(0.1, 0.01)
+    keys = {f"{r.language}-s{r.config.data.seed}": r.path.name for r in runs}
+    analysis.lape["runs"] = {keys[k]: v for k, v in analysis.lape["runs"].items()}
+    for entry in analysis.runs:
+        entry.update(key=keys[entry["key"]], setting="wanda_sp unstructured s=0.5 n=4x32", recipe="en")
+    setting = runs[0].setting
+    assert setting == "wanda_sp structured s=0.5 n=4x8"
+    comparison = Comparison(model="m", runs=runs, perplexity={setting: {}})
+    assert _claim(fd.comparison_findings(comparison, analysis), setting, "C8").verdict == fd.SUPPORTED
+
+
+def _claim(findings, setting, claim):
+    return next(f for f in findings[setting] if f.claim == claim)
 
 
 # --- C3 under low power, in both directions --------------------------------------------------------------

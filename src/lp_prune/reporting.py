@@ -65,6 +65,8 @@ def format_run_results(summary: Mapping[str, Any], run_dir: str | os.PathLike[st
 
 
 def _headline(summary: Mapping[str, Any]) -> str:
+    from lp_prune.pruning.method import calibrates  # torch: only where a run's results are shown
+
     parts = [str(summary.get("model", "model"))]
     method = summary.get("method")
     if method:
@@ -72,7 +74,9 @@ def _headline(summary: Mapping[str, Any]) -> str:
         target = summary.get("target_sparsity")
         amount = pattern if pattern != "unstructured" else (_percent(target, 0) if target is not None else "")
         parts.append(f"{method} {amount}".strip())
-    if summary.get("calibration_language"):
+    if method and not calibrates(method):
+        parts.append("no calibration data")
+    elif summary.get("calibration_language"):
         size = f" ({summary['nsamples']} x {summary['seqlen']} tokens)" if "nsamples" in summary else ""
         parts.append(f"calibrated on {summary['calibration_language']}{size}")
     return "Results: " + ", ".join(parts)

@@ -4,7 +4,8 @@ analysis run about them, and `lp-prune analyze`'s analysis.json beside them.
 
 A run's recipe is its row in the cross-run tables: the calibration language (or mix), with the text
 source when it is not the packaged text ("sw generated") and the statistics rule when it is not
-pooled ("all balanced"). Runs of one recipe with different seeds are repeats.
+pooled ("all balanced"); "none" for a method that reads no calibration data (RTN, magnitude), whatever
+language its config names. Runs of one recipe with different seeds are repeats.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
-from lp_prune.pruning.method import quantizes
+from lp_prune.pruning.method import calibrates, quantizes, structured
 from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.summary import RunSummary
 
 log = logging.getLogger(__name__)
+
+NO_CALIBRATION = "none"  # the row of runs whose method reads no calibration data
 
 
 @dataclass
@@ -37,8 +40,20 @@ class Run:
         return self.summary.calibration_language
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the run's method read its calibration data (RTN and magnitude do not)."""
+        return calibrates(self.summary.method)
+
+    @property
+    def calibration(self) -> str:
+        """The calibration language (or mix), or 'none' when the method read no calibration data."""
+        return self.language if self.calibrated else NO_CALIBRATION
+
+    @property
     def recipe(self) -> str:
-        """The row of the run: 'sw', 'en+sw', 'sw generated', 'all balanced', ..."""
+        """The row of the run: 'sw', 'en+sw', 'sw generated', 'all balanced', 'none', ..."""
+        if not self.calibrated:
+            return NO_CALIBRATION
         parts = [self.language]
         source, statistics_rule = self.config.data.source, self.config.prune.statistics
         parts += [source] if source != "packaged" else []
@@ -49,9 +64,9 @@ class Run:
     def target_language(self) -> str | None:
         """The one language the run calibrates on, whatever the text source (packaged, mC4, files,
         tokens); None for recipes that are no calibration *language*: mixes, 'all', the model's own
-        generated text, and statistics rules other than pooled."""
+        generated text, statistics rules other than pooled, and methods that read no calibration data."""
         pooled = self.config.prune.statistics == "pooled"
-        if self.language in LANGUAGES and pooled and self.config.data.source != "generated":
+        if self.calibrated and self.language in LANGUAGES and pooled and self.config.data.source != "generated":
             return self.language
         return None
 
@@ -67,9 +82,11 @@ class Run:
     @property
     def setting(self) -> str:
         """What the runs of one comparison share: method, pattern, sparsity, calibration size, and for
-        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting."""
+        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting.
+        Structured methods say 'structured' (whole FFN channels and heads), not the config's pattern."""
         s = self.summary
-        label = f"{s.method} {s.pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+        pattern = "structured" if structured(s.method) else s.pattern
+        label = f"{s.method} {pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
         return f"{label} {grid_label(self.config.prune)}" if quantizes(s.method) else label
 
 

@@ -34,7 +34,9 @@ STUDY_REPORTS = {
     "the error on the language-agnostic part is similar whatever the calibration language.",
     "C6": "Pruning shifts the activation probabilities of language-specific neurons with low activation probability.",
     "C7": "A linguistically similar language, or an outlier one, as calibration gives no consistent advantage.",
+    "C8": "Not reported: the study prunes weight by weight, so no LAPE neuron is removed whole.",
 }
+BEYOND_THE_STUDY = {"C8"}  # claims the tool checks that the study does not make: no agreement to read
 LIMITS_HERE = {
     "C3": "Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
     "(those need the Hugging Face Hub).",
@@ -58,13 +60,15 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
         for setting in settings:
             found = next((f for f in findings.get(setting, []) if f["claim"] == claim), None)
             verdict = found["verdict"] if found else NO_DATA
-            row["tool"][setting] = {"verdict": verdict, "agreement": AGREEMENT[verdict]}
+            agreement = "beyond the study" if claim in BEYOND_THE_STUDY else AGREEMENT[verdict]
+            row["tool"][setting] = {"verdict": verdict, "agreement": agreement}
         rows.append(row)
     return rows
 
 
 def study_settings(runs: list[Run]) -> list[str]:
-    """The settings with calibration-language recipes (the claims are about them): not the magnitude baseline."""
+    """The settings with calibration-language recipes (the claims are about them): not the magnitude or RTN
+    baselines."""
     languages: dict[str, set[str]] = {}
     for run in filter(calibrated_on_a_language, runs):
         languages.setdefault(run.setting, set()).add(run.target_language)
@@ -72,8 +76,9 @@ def study_settings(runs: list[Run]) -> list[str]:
 
 
 def calibrated_on_a_language(run: Run) -> bool:
-    """A run whose calibration language the claims are about: one target language, not magnitude (no calibration)."""
-    return run.summary.method != "magnitude" and run.target_language is not None
+    """A run whose calibration language the claims are about: one target language (never RTN or magnitude,
+    which read no calibration data)."""
+    return run.target_language is not None
 
 
 def draw_spreads(runs: list[Run]) -> list[dict[str, Any]]:

@@ -189,10 +189,25 @@ def quantizes(name: str) -> bool:
     return bool(getattr(method, "quantizes", False))
 
 
+def calibrates(name: str) -> bool:
+    """Whether the method called `name` reads calibration data: False for statistics "none" (RTN,
+    magnitude), whose result is the same whatever the calibration language; True when not registered here."""
+    _load()
+    method = _REGISTRY.methods.get(name)
+    return method is None or method.statistics != "none"
+
+
 def structured(name: str) -> bool:
     """Whether the method called `name` removes whole channels and heads (False when not registered here)."""
     _load()
     return bool(getattr(_REGISTRY.methods.get(name), "structured", False))
+
+
+def masked_projections(name: str) -> tuple[str, ...] | None:
+    """The projections whose masks hold what the method called `name` removes (a structured method's
+    removed channels and heads); None: every Linear's mask (and for a method not registered here)."""
+    _load()
+    return getattr(_REGISTRY.methods.get(name), "masked_projections", None)
 
 
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:

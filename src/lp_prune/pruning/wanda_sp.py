@@ -73,6 +73,7 @@ class StructuredWanda:
     default_local_error: LocalError = "sample"
     updates_kept_weights = False
     structured = True
+    masked_projections = ("down_proj", "o_proj")  # the readers of removed channels and heads; other masks are empty
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return rows * width * 5  # |W| in float32 and the boolean mask

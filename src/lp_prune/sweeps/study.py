@@ -4,7 +4,7 @@ Every step keeps what is already done, so the command continues where it stopped
 1. the runs of the sweep files (the runner skips COMPLETE runs and resumes interrupted ones);
 2. `lp-prune analyze` of the complete runs into OUT/analysis, skipped when its analysis.json
    already covers exactly these runs with the same settings;
-3. `lp-prune compare` of the runs into OUT, with that analysis (the findings C1-C7);
+3. `lp-prune compare` of the runs into OUT, with that analysis (the findings C1-C8);
 4. optionally a repeat of the grid's first run in its own folder, to say whether a rerun on this
    machine gives the same numbers bit for bit;
 5. OUT/study.json and OUT/study.md (analysis.study_report): where and how it was made, the claims

@@ -108,15 +108,19 @@ def _relative_by_language(own: Any) -> dict[str, float]:
     return {lang: statistics.fmean(v) for lang, v in ratios.items()}
 
 
-def neuron_overlap(run: Run, dense: nn.Module, neurons: LanguageNeurons) -> dict[str, dict[str, float]]:
+def neuron_overlap(run: Run, dense: nn.Module, neurons: LanguageNeurons) -> dict[str, dict[str, Any]]:
     """Share of the LAPE neurons' weights the run pruned (gate/up rows, down columns), for the neurons
     of the run's calibration language ("own"), the others, and all; each beside "<group>_layer_average",
-    the share the same number of random rows/columns of their layers would have."""
+    the share the same number of random rows/columns of their layers would have. "languages" holds the
+    same two numbers for each language's neurons ({lang: {"removed", "layer_average"}}): what one
+    calibration does to every language's neurons, so runs of different calibrations can be compared."""
     own = (
-        neurons.of_language(run.language)
-        if run.language in neurons.languages
+        neurons.of_language(run.calibration)
+        if run.calibration in neurons.languages
         else torch.zeros_like(neurons.layer).bool()
     )
+    groups = {"own": own, "other": ~own, "all": torch.ones_like(own)}
+    groups |= {f"language:{lang}": neurons.of_language(lang) for lang in neurons.languages}
     sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     names = ffn_mask_names(dense, neurons)
     for name, mask in iter_masks(run.path, list(names)):
@@ -124,14 +128,23 @@ def neuron_overlap(run: Run, dense: nn.Module, neurons: LanguageNeurons) -> dict
         dim = FFN_PROJECTIONS[proj]
         in_layer = neurons.layer == layer
         density, length = float(mask.float().mean()), mask.shape[1 - dim]
-        for group, selected in (("own", in_layer & own), ("other", in_layer & ~own), ("all", in_layer)):
-            index = neurons.neuron[selected]
+        for group, members in groups.items():
+            index = neurons.neuron[in_layer & members]
             weights = index.numel() * length
             _accumulate(sums[proj][group], float(mask.index_select(dim, index).sum()), weights)
             _accumulate(sums[proj][f"{group}_layer_average"], density * weights, weights)
-    return {
-        proj: {group: p / n if n else math.nan for group, (p, n) in groups.items()} for proj, groups in sums.items()
+    return {proj: _overlap_shares(cells, neurons.languages) for proj, cells in sums.items()}
+
+
+def _overlap_shares(cells: Mapping[str, list[float]], languages: list[str]) -> dict[str, Any]:
+    """Pruned / total per group; the per-language groups nested under "languages"."""
+    share = {group: p / n if n else math.nan for group, (p, n) in cells.items()}
+    out: dict[str, Any] = {group: v for group, v in share.items() if not group.startswith("language:")}
+    out["languages"] = {
+        lang: {"removed": share[f"language:{lang}"], "layer_average": share[f"language:{lang}_layer_average"]}
+        for lang in languages
     }
+    return out
 
 
 def _accumulate(cell: list[float], pruned: float, count: float) -> None:

@@ -54,7 +54,7 @@ def mask_structure(runs: list[Run], neurons: LanguageNeurons, n_layers: int) -> 
     out = {}
     by_setting: dict[str, dict[str, Run]] = defaultdict(dict)
     for run in runs:
-        by_setting[run.setting].setdefault(run.language, run)  # one run per language (the first)
+        by_setting[run.setting].setdefault(run.calibration, run)  # one run per language (the first)
     for setting, by_language in by_setting.items():
         if len(by_language) < 2:
             continue

@@ -61,7 +61,7 @@ def run_key(run: Run) -> str:
 def run_label(run: Run, runs: list[Run]) -> str:
     """Calibration language, with the method when the runs mix methods."""
     methods = {r.summary.method for r in runs}
-    return run.language if len(methods) == 1 else f"{run.summary.method} {run.language}"
+    return run.calibration if len(methods) == 1 else f"{run.summary.method} {run.calibration}"
 
 
 def shared_model_config(runs: list[Run]) -> ModelConfig:
@@ -89,7 +89,8 @@ def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
     for setting, group in by_setting.items():
         out[setting] = {
             "lape_bins_mean_abs_shift": {
-                run.language: [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]] for run in group
+                run.calibration: [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]]
+                for run in group
             },
             "snr_outlier_tokens": _outlier_tokens(result.snr_peak_token_share, group),
         }
@@ -99,7 +100,7 @@ def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
 def _outlier_tokens(shares: dict[str, dict[str, list[float]]], group: list[Run], limit: float = 0.5) -> list:
     """[calibration, evaluation language, layer, share] wherever one token holds most of the SNR noise."""
     return [
-        [run.language, lang, layer, share]
+        [run.calibration, lang, layer, share]
         for run in group
         for lang, values in shares[run_key(run)].items()
         for layer, share in enumerate(values)
@@ -204,7 +205,7 @@ def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, option
                 "path": str(run.path),
                 "setting": run.setting,
                 "method": run.summary.method,
-                "calibration_language": run.language,
+                "calibration_language": run.calibration,
                 "recipe": run.recipe,
                 "target_language": run.target_language,
                 "source": run.source,

@@ -32,11 +32,15 @@ from lp_prune.analysis.result import AnalysisResult
 NO_ANALYSIS = "Needs `lp-prune analyze` of these runs (analysis.json in the runs' folder, or --analysis PATH)."
 
 
-def analysed_runs(analysis: AnalysisResult) -> dict[str, list[AnalysedRun]]:
-    """The analysed runs of analysis.json per setting."""
+def analysed_runs(analysis: AnalysisResult, compared: Sequence[Any] = ()) -> dict[str, list[AnalysedRun]]:
+    """The analysed runs of analysis.json per setting. A run that is also among `compared` (compare's
+    runs, matched by run key) takes compare's setting and row, so both read one set of labels."""
+    by_key = {run.path.name: run for run in compared}
     out: dict[str, list[AnalysedRun]] = defaultdict(list)
     for entry in analysis.runs:
-        run = AnalysedRun.from_entry(entry)
+        analysed = bool(entry.get("analysed", True))
+        known = by_key.get(entry["key"])
+        run = AnalysedRun.from_run(known, analysed) if known else AnalysedRun.from_entry(entry)
         if run.analysed:
             out[run.setting].append(run)
     return dict(out)

@@ -4,8 +4,8 @@ Pure functions over what `compare` (tables.Comparison and the runs behind it) an
 (analysis.json) already produce; nothing is recomputed. Every verdict is a measurement: the effect,
 the noise it is judged against (the spread over repeats of one recipe, i.e. calibration draws with
 different seeds), and the decision: supported, not supported, inconclusive (within noise, too little
-power, or no repeats to judge against), no data, or does not apply (C4 for methods that prune nothing;
-verdicts.py).
+power, or no repeats to judge against), no data, or does not apply (C4 for methods that prune nothing,
+C8 for methods that remove no channel whole; verdicts.py).
 
     C1  target-language calibration gives the lowest perplexity on that language    claims_perplexity
     C2  ... and the highest SNR on that language                                     claims_analysis
@@ -16,6 +16,8 @@ verdicts.py).
     C6  pruning shifts the activation probabilities of low-probability
         language-specific neurons                                                    claims_analysis
     C7  a similar or an outlier calibration language gives no consistent advantage   claims_perplexity
+    C8  (structured pruning, beyond the study) own-language calibration removes fewer
+        of that language's LAPE neurons than other calibrations do                    claims_lape
 
 Rows: a run's target language is its calibration language whatever the text source; mixes, 'all',
 generated text and other statistics rules are recipes, never the target language (targets.py).
@@ -34,6 +36,7 @@ from lp_prune.analysis.compare.claims_analysis import (
     c6_low_probability_shifts,
 )
 from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains
+from lp_prune.analysis.compare.claims_lape import NOT_STRUCTURED, c8_lape_survival
 from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
 from lp_prune.analysis.compare.groups import by_setting
@@ -62,7 +65,7 @@ __all__ = [
     "comparison_findings",
 ]
 
-ANALYSIS_CLAIMS = ("C2", "C5", "C6")
+ANALYSIS_CLAIMS = ("C2", "C5", "C6", "C8")
 NO_MASKS = "The method prunes nothing (it quantizes): every mask keeps every weight, so mask IoU does not apply."
 STRUCTURED_MASKS = (
     "The method removes whole channels and heads: only down_proj's and o_proj's masks hold them (the rows that "
@@ -80,23 +83,32 @@ def _c4(iou: dict[str, Any], runs: list[Any]) -> Finding:
     return Finding("C4", DOES_NOT_APPLY, NO_MASKS)
 
 
-def analysis_findings(analysis: AnalysisResult) -> dict[str, list[Finding]]:
-    """C2, C5 and C6 per setting of an analysis (`lp-prune analyze`'s analysis.json)."""
+def _c8(runs: list[Any], analysed: dict[str, Finding]) -> Finding:
+    """C8 for structured runs (from the analysis, else 'no data'); the other methods remove no channel."""
+    if runs and not all(structured(run.summary.method) for run in runs):
+        return Finding("C8", DOES_NOT_APPLY, NOT_STRUCTURED)
+    return analysed.get("C8") or Finding("C8", NO_DATA, NO_ANALYSIS)
+
+
+def analysis_findings(analysis: AnalysisResult, compared: list[Any] | None = None) -> dict[str, list[Finding]]:
+    """C2, C5, C6 and C8 per setting of an analysis (`lp-prune analyze`'s analysis.json); with `compared`
+    (compare's runs), the runs it holds are grouped and labelled as compare does."""
     return {
         setting: [
             c2_highest_snr(analysis, runs),
             c5_specific_only(analysis, runs),
             c6_low_probability_shifts(analysis, runs),
+            c8_lape_survival(analysis, runs),
         ]
-        for setting, runs in analysed_runs(analysis).items()
+        for setting, runs in analysed_runs(analysis, compared or ()).items()
     }
 
 
 def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None) -> dict[str, list[Finding]]:
-    """C1-C7 per setting of a compare result (C2, C5, C6 from `analysis` when given, else 'no data')."""
+    """C1-C8 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else 'no data')."""
     from lp_prune.config.tasks import task_language
 
-    from_analysis = analysis_findings(analysis) if analysis else {}
+    from_analysis = analysis_findings(analysis, comparison.runs) if analysis else {}
     groups = by_setting(comparison.runs)
     out = {}
     for setting in comparison.perplexity:
@@ -118,5 +130,6 @@ def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None)
             analysed.get("C5") or missing["C5"],
             analysed.get("C6") or missing["C6"],
             c7_related_languages(runs),
+            _c8(runs, analysed),
         ]
     return out

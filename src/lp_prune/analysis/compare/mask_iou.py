@@ -16,6 +16,7 @@ from lp_prune.analysis.disagreement import setting_disagreement
 from lp_prune.analysis.iou import chance_iou, packed_iou, popcount
 from lp_prune.analysis.runs import Run
 from lp_prune.models.layers import layer_index, projection
+from lp_prune.pruning.method import masked_projections
 from lp_prune.tracking import mask_names, packed_masks
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -30,7 +31,7 @@ def iou_tables(runs: list[Run]) -> dict[str, Any]:
     by_language = cross_language_runs(runs)
     languages = list(by_language)
     per_module: dict[tuple[str, str], dict[str, float]] = {}
-    density: dict[str, float] = {}
+    density: dict[tuple[str, str], float] = {}  # (recipe, module) -> pruned share
     for a, b in itertools.combinations(languages, 2):
         per_module[(a, b)] = _pair_iou(by_language[a].path, by_language[b].path, density, a)
     floor = {recipe: _pair_iou(a.path, b.path, {}, recipe) for recipe, (a, b) in seed_pairs(runs).items()}
@@ -43,13 +44,21 @@ def iou_tables(runs: list[Run]) -> dict[str, Any]:
         "pair_projection": {
             f"{a}-{b}": _mean_by(values, lambda name: projection(name)) for (a, b), values in per_module.items()
         },
-        "chance": chance_iou(statistics.fmean(density.values()), statistics.fmean(density.values()))
-        if density
-        else math.nan,
+        "chance": _chance(density, masked_projections(runs[0].summary.method) if runs else None),
     }
 
 
-def _pair_iou(path_a: Path, path_b: Path, density: dict[str, float], lang_a: str) -> dict[str, float]:
+def _chance(density: dict[tuple[str, str], float], carried: tuple[str, ...] | None) -> float:
+    """Chance IoU at the mean pruned share of the Linears that carry masks: all of them, or only a
+    structured method's masked projections (the others' empty masks would dilute the share)."""
+    shares = [d for (_, name), d in density.items() if carried is None or projection(name) in carried]
+    if not shares:
+        return math.nan
+    mean = statistics.fmean(shares)
+    return chance_iou(mean, mean)
+
+
+def _pair_iou(path_a: Path, path_b: Path, density: dict[tuple[str, str], float], lang_a: str) -> dict[str, float]:
     """IoU per module of two runs, streaming one packed mask of each at a time."""
     values = {}
     names_b = set(mask_names(path_b))
@@ -57,7 +66,7 @@ def _pair_iou(path_a: Path, path_b: Path, density: dict[str, float], lang_a: str
         if name in names_b:
             _, packed_b, _ = next(packed_masks(path_b, [name]))
             values[name] = packed_iou(packed_a, packed_b)
-            density[f"{lang_a}:{name}"] = popcount(packed_a) / math.prod(shape)
+            density[(lang_a, name)] = popcount(packed_a) / math.prod(shape)
     return values
 
 

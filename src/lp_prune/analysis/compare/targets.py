@@ -39,6 +39,7 @@ class AnalysedRun:
     target_language: str | None
     source: str
     analysed: bool
+    method: str = ""
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> AnalysedRun:
@@ -50,7 +51,14 @@ class AnalysedRun:
             target_language=entry.get("target_language", language if language in LANGUAGES else None),
             source=entry.get("source", "packaged"),
             analysed=bool(entry.get("analysed", True)),
+            method=entry.get("method", ""),
         )
+
+    @classmethod
+    def from_run(cls, run: Any, analysed: bool) -> AnalysedRun:
+        """A compared run (analysis.Run) that the analysis holds, labelled as compare labels it."""
+        labels = (run.setting, run.recipe, run.target_language, run.source)
+        return cls(run.path.name, *labels, analysed=analysed, method=run.summary.method)
 
 
 @dataclass

@@ -40,12 +40,14 @@ STATEMENTS = {
     "language-agnostic features is similar whatever the calibration language.",
     "C6": "Pruning shifts the activation probabilities of low-probability language-specific neurons.",
     "C7": "Calibrating on a linguistically similar or an outlier language gives no consistent advantage.",
+    "C8": "Under structured pruning, calibrating on a language removes fewer of its language-specific (LAPE) "
+    "neurons than calibrating on the other languages does.",
 }
 
 
 @dataclass
 class Finding:
-    claim: str  # "C1" ... "C7"
+    claim: str  # "C1" ... "C8"
     verdict: str  # SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NO_DATA or DOES_NOT_APPLY
     evidence: str  # the effect, the noise it is judged against, the decision
     details: dict[str, Any] = field(default_factory=dict)
