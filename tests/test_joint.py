@@ -163,7 +163,7 @@ def test_quantization_grids_are_settings_of_their_own_and_mask_claims_do_not_app
     assert main(["compare", str(root), "--out", str(out), "--no_wandb"]) == 0
     report = json.loads((out / "tables.json").read_text())
     settings = set(report["perplexity"])
-    four, three = "gptq unstructured s=0 n=4x32 4-bit g-row", "gptq unstructured s=0 n=4x32 3-bit g-row"
+    four, three = "gptq n=4x32 4-bit g-row", "gptq n=4x32 3-bit g-row"
     assert {four, three, "sparsegpt_gptq unstructured s=0.5 n=4x32 4-bit g-row"} == settings
     assert set(report["perplexity"][four]) == {"dense", "en", "sw"}  # the 3-bit run is not a repeat of en
     verdicts = {setting: {f["claim"]: f["verdict"] for f in found} for setting, found in report["findings"].items()}

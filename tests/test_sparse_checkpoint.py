@@ -250,3 +250,11 @@ def test_card_of_a_hub_model_and_of_a_quantization_run():
     )  # fmt: skip
     front = yaml.safe_load(model_card(quantized, RunConfig()).split("---")[1])
     assert "base_model" not in front and "quantized" in front["tags"] and "sparse" not in front["tags"]
+    structured = RunSummary(
+        model="/local/model", method="wanda_sp", pattern="unstructured", target_sparsity=0.2,
+        calibration_language="en", **common,
+    )  # fmt: skip
+    text = model_card(structured, RunConfig())
+    front = yaml.safe_load(text.split("---")[1])
+    assert "structured-sparsity" in front["tags"] and "unstructured-sparsity" not in front["tags"]
+    assert "- Pattern: structured (whole FFN channels and attention heads" in text

@@ -20,7 +20,7 @@ from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
-from lp_prune.pruning.method import calibrates, quantizes, structured
+from lp_prune.pruning.method import calibrates, quantizes, structured, zeroes
 from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.summary import RunSummary
 
@@ -81,12 +81,16 @@ class Run:
 
     @property
     def setting(self) -> str:
-        """What the runs of one comparison share: method, pattern, sparsity, calibration size, and for
-        quantization the grid ('gptq unstructured s=0 n=32x256 4-bit g128'): other bits are another setting.
-        Structured methods say 'structured' (whole FFN channels and heads), not the config's pattern."""
+        """What the runs of one comparison share: method, pattern and sparsity (for methods that zero
+        weights), calibration size (for methods that read calibration data), and for quantization the
+        grid: 'sparsegpt unstructured s=0.5 n=32x256', 'gptq n=32x256 4-bit g128' (other bits are another
+        setting), 'rtn 4-bit g128'. Structured methods say 'structured' (whole FFN channels and heads)."""
         s = self.summary
-        pattern = "structured" if structured(s.method) else s.pattern
-        label = f"{s.method} {pattern} s={s.target_sparsity:g} n={s.nsamples}x{s.seqlen}"
+        label = s.method
+        if zeroes(s.method):
+            label += f" {'structured' if structured(s.method) else s.pattern} s={s.target_sparsity:g}"
+        if calibrates(s.method):
+            label += f" n={s.nsamples}x{s.seqlen}"
         return f"{label} {grid_label(self.config.prune)}" if quantizes(s.method) else label
 
 

@@ -181,6 +181,14 @@ def prunes(method: PruningMethod) -> bool:
     return bool(getattr(method, "prunes", True))
 
 
+def zeroes(name: str) -> bool:
+    """Whether the method called `name` zeroes weights: False for quantization alone (True when not
+    registered here)."""
+    _load()
+    method = _REGISTRY.methods.get(name)
+    return method is None or prunes(method)
+
+
 def quantizes(name: str) -> bool:
     """Whether the method called `name` rounds weights onto the prune.bits grid (False for a method
     not registered here, e.g. a plug-in of the machine that made a run being compared)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lp_prune.languages import LANGUAGES
+from lp_prune.pruning.method import structured, zeroes
 from lp_prune.tracking.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ def base_model(name: str) -> str | None:
     return name
 
 
+def pattern_text(summary: RunSummary) -> str:
+    """What the method removed: whole FFN channels and heads for a structured method, else the pattern."""
+    if structured(summary.method):
+        return "structured (whole FFN channels and attention heads; the saved model is smaller)"
+    return summary.pattern
+
+
 def model_card(
     summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None, dense_dir: str = "model"
 ) -> str:
@@ -50,9 +58,10 @@ def model_card(
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
     languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
-    sparse = zeroes_weights(summary.method)
+    sparse = zeroes(summary.method)
     title = Path(summary.model.rstrip("/")).name or summary.model
-    tags = ["lp-prune", "pruned", "sparse", summary.method, summary.pattern.replace(":", "of") + "-sparsity"]
+    pattern = "structured" if structured(summary.method) else summary.pattern
+    tags = ["lp-prune", "pruned", "sparse", summary.method, pattern.replace(":", "of") + "-sparsity"]
     if not sparse:
         tags = ["lp-prune", "quantized", summary.method]
     if compressed is not None:
@@ -75,7 +84,7 @@ def model_card(
         "## Pruning",
         "",
         f"- Method: {method} (lp_prune `prune.method: {summary.method}`)",
-        f"- Pattern: {summary.pattern}",
+        f"- Pattern: {pattern_text(summary)}",
         f"- Target sparsity: {summary.target_sparsity:.4f}",
         f"- Measured sparsity: {sparsity} (fraction of exact zeros in the pruned Linear weights; "
         "embeddings and lm_head are not pruned)",
@@ -222,17 +231,6 @@ def _loading_quantized(dense_dir: str) -> list[str]:
         "(its WNA16 scheme) takes 4- and 8-bit weights in this format; not tried with these folders, whose "
         "scales are float32 where llm-compressor writes the model's dtype.",
     ]
-
-
-def zeroes_weights(method: str) -> bool:
-    """Whether the run's method prunes (quantization methods do not); an unknown plug-in method is taken to."""
-    from lp_prune.errors import ConfigError
-    from lp_prune.pruning.method import get_method, prunes
-
-    try:
-        return prunes(get_method(method))
-    except ConfigError:
-        return True
 
 
 def compressed_version() -> str:
