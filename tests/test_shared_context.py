@@ -6,13 +6,13 @@ import logging
 import pytest
 import torch
 
-from lp_prune.evaluation.shared_context import ChoiceItem, PackedBatch, batches, pack, rows_of
+from lp_prune.evaluation.shared_context import ChoiceItem, PackedBatch, batches, pack
 from tiny_models import tiny_model
 
 
 def test_packed_row_layout_and_visibility():
     """Context (5, 6, 7), choices (8, 9) and (10, 11, 12): every token sees what it sees in its own row."""
-    batch = pack([[ChoiceItem((5, 6, 7), ((8, 9), (10, 11, 12)), (4, 2))]], pad_id=0)
+    batch = pack([ChoiceItem((5, 6, 7), ((8, 9), (10, 11, 12)), (4, 2))], pad_id=0)
     assert batch.input_ids.tolist() == [[5, 6, 7, 8, 10, 11]]
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 3, 4]]
     # Visible keys per query, written out by hand: the context causally, a choice's own tokens.
@@ -34,7 +34,7 @@ def test_packed_row_layout_and_visibility():
 
 
 def test_padding_is_invisible_and_the_mask_finite():
-    batch = pack([[ChoiceItem((1, 2, 3, 4), ((5, 6, 7),), (0,))], [ChoiceItem((1,), ((2,), (3,)), (1, 2))]], pad_id=99)
+    batch = pack([ChoiceItem((1, 2, 3, 4), ((5, 6, 7),), (0,)), ChoiceItem((1,), ((2,), (3,)), (1, 2))], pad_id=99)
     assert batch.input_ids[1].tolist() == [1, 99, 99, 99, 99, 99]
     allowed = batch.allowed()
     assert not allowed[1, 0, 1:].any()  # the real token sees no padding
@@ -44,27 +44,11 @@ def test_padding_is_invisible_and_the_mask_finite():
     assert batch.score_rows.tolist() == [0, 0, 0, 1, 1] and batch.score_positions.tolist() == [3, 4, 5, 0, 0]
 
 
-def test_two_items_in_one_row_see_nothing_of_each_other():
-    """Items (1, 2 | 3) and (4 | 5, 6) share a row: positions start at 0 for each, and no token sees
-    the other item's; the scores are gathered at each item's own positions."""
-    first, second = ChoiceItem((1, 2), ((3,),), (7,)), ChoiceItem((4,), ((5, 6),), (8,))
-    batch = pack([[first, second]], pad_id=0)
-    assert batch.input_ids.tolist() == [[1, 2, 4, 5]]
-    assert batch.position_ids.tolist() == [[0, 1, 0, 1]]
-    allowed = batch.allowed()[0]
-    assert [set(torch.nonzero(row).flatten().tolist()) for row in allowed] == [{0}, {0, 1}, {2}, {2, 3}]
-    assert batch.score_positions.tolist() == [1, 2, 3]  # 3 after 2; 5 after 4, 6 after 5
-    assert batch.targets.tolist() == [3, 5, 6] and batch.requests == (7, 8)
-
-
-def test_rows_and_batches_keep_to_their_token_budgets():
-    items = [ChoiceItem(tuple(range(n)), ((1, 2),), (n,)) for n in (3, 9, 5, 4, 8)]  # row lengths n + 1
-    rows = rows_of(items, row_tokens=12)
-    assert [[item.row_length for item in row] for row in rows] == [[10], [9], [6, 5], [4]]
-    grouped = batches(rows, max_tokens=22)
-    assert [[sum(i.row_length for i in row) for row in batch] for batch in grouped] == [[11, 10], [9, 4]]
-    assert rows_of(items[:1], row_tokens=1) == [[items[0]]]  # one item wider than a row still runs
-    assert batches([[items[0]]], max_tokens=1) == [[[items[0]]]]
+def test_batches_keep_to_the_token_budget():
+    items = [ChoiceItem(tuple(range(n)), ((1, 2),), (n,)) for n in (3, 9, 5, 4, 8)]
+    grouped = batches(items, max_tokens=20)
+    assert [[item.row_length for item in batch] for batch in grouped] == [[10, 9], [6, 5, 4]]
+    assert batches(items[:1], max_tokens=1) == [[items[0]]]  # one item wider than the budget still runs
 
 
 def _requests(tokenizer, n_items=4):
@@ -107,35 +91,20 @@ def _compare_with_hflm(model, tokenizer, monkeypatch):
 
     monkeypatch.setattr(focused_lm.FocusedHFLM, "_packed_scores", count_packed)
     monkeypatch.setattr(focused_lm.FocusedHFLM, "_score", count_single)
-    lm = FocusedHFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)
-    got = lm._loglikelihood_tokens(requests)
+    got = FocusedHFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)._loglikelihood_tokens(requests)
     assert len(got) == len(expected) == len(requests)
     for (want, want_greedy), (score, greedy) in zip(expected, got, strict=True):
         assert score == pytest.approx(want, rel=1e-5, abs=1e-4) and greedy == want_greedy
-    calls["first row"] = _first_row_requests(lm, requests)
     return calls, len(requests)
-
-
-def _first_row_requests(lm, requests) -> int:
-    """How many requests the first packed row holds (the agreement check scores them one row each)."""
-    from lp_prune.evaluation.focused_lm import PACKED_BATCH_TOKENS
-
-    items, _ = lm._split_packable(requests)
-    if not items:
-        return 0
-    first_row = batches(rows_of(items, lm._row_tokens()), PACKED_BATCH_TOKENS)[0][0]
-    return sum(len(item.requests) for item in first_row)
 
 
 @pytest.mark.parametrize(("arch", "attention"), [("llama", "sdpa"), ("llama", "eager"), ("cohere", "sdpa")])
 def test_shared_context_scores_equal_lm_eval_hflm(arch, attention, char_tokenizer, monkeypatch):
     model = tiny_model(arch, vocab_size=len(char_tokenizer), attention=attention)
     calls, n = _compare_with_hflm(model, char_tokenizer, monkeypatch)
-    # All but the truncated request ran packed, several items to a row; the check scored the first
-    # row's requests one row each.
+    # All but the truncated request ran packed; the first item's check scored one item one row each.
     assert calls["packed"] == n - 1
-    assert calls["first row"] > 4  # more than one item shares it
-    assert calls["single"] == 1 + calls["first row"]  # the truncated request, the checked row
+    assert calls["single"] == 1 + 4  # the truncated request, the checked item's four choices
 
 
 def test_gemma3_packs_within_its_sliding_window_and_falls_back_beyond(char_tokenizer, monkeypatch):

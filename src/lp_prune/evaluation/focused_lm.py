@@ -5,9 +5,8 @@ as its own row (context + continuation) and computes the lm_head at every positi
 262k-token vocabulary the lm_head costs about three times the rest of a 270M model per position,
 and the choices of a multiple-choice item repeat the same context. Here:
 
-- requests sharing a context (the choices of an item) are packed together (shared_context.py): the
-  context is computed once, every choice sees exactly what it sees in its own row, and short items
-  share a row instead of being padded;
+- requests sharing a context (the choices of an item) are packed into one row (shared_context.py):
+  the context is computed once, every choice sees exactly what it sees in its own row;
 - the lm_head runs only at the scored positions, fused with the log-softmax (target_log_probs);
 - requests that cannot be packed the same way (a truncated request, one longer than a sliding
   attention window, an attention kernel that takes no custom mask) run one row each, with the
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from lp_prune.evaluation.shared_context import ChoiceItem, PackedBatch, batches, pack, rows_of
+from lp_prune.evaluation.shared_context import ChoiceItem, PackedBatch, batches, pack
 from lp_prune.metrics.language_modeling import target_log_probs
 from lp_prune.models.layers import decoder_body, head_logits, linear_head
 
@@ -39,7 +38,6 @@ Request = tuple[tuple[str, str] | None, list[int], list[int]]  # (strings or Non
 Score = tuple[float, bool]
 
 PACKED_BATCH_TOKENS = 4096  # padded tokens per packed batch: big enough for the matmul rate, small masks
-ROW_TOKENS = 512  # tokens of a row that several short items share: attention over it stays a small cost
 MASKABLE_ATTENTION = ("sdpa", "eager")  # kernels that take a custom 4-D additive mask
 CHECK_TOLERANCE = 1e-3  # |packed - one row each| of the first item's scores, nats
 
@@ -53,7 +51,7 @@ class FocusedHFLM(HFLM):
         scores: list[Score | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Log-likelihoods")
         packed, single = self._split_packable(requests)
-        for batch in batches(rows_of(packed, self._row_tokens()), PACKED_BATCH_TOKENS):
+        for batch in batches(packed, PACKED_BATCH_TOKENS):
             self._store(requests, self._score_packed(requests, pack(batch, self._pad_id())), scores, progress)
         batch_size = override_bs or (self.batch_size if isinstance(self.batch_size, int) else 1)
         # Longest first, as HFLM does: rows of a batch have similar lengths, so little padding and a
@@ -98,12 +96,6 @@ class FocusedHFLM(HFLM):
         if getattr(self, "_packing_ok", None) is None:
             self._packing_ok = getattr(self.model.config, "_attn_implementation", None) in MASKABLE_ATTENTION
         return self._packing_ok
-
-    def _row_tokens(self) -> int:
-        """A shared row never spans more than a sliding attention window: every pair of its tokens is
-        then inside the window, whatever the layer (items are split off from each other by the mask)."""
-        window = getattr(self.model.config, "sliding_window", None)
-        return min(ROW_TOKENS, window) if window else ROW_TOKENS
 
     def _pad_id(self) -> int:
         pad = getattr(self.tokenizer, "pad_token_id", None)

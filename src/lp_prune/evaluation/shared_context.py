@@ -13,16 +13,13 @@ so every token computes what it computes in its own row c + t_i (same positions,
 tokens): the same numbers, with the context's work done once. t_i[0] is predicted at the context's
 last position, t_i[j] (j >= 1) at the position of t_i[j-1].
 
-Short items share a row (`rows_of`): each starts its positions at 0 and sees no token of another
-item, so a row of several items computes what one row per item would, without the padding.
-
 Pure tensor code: the caller runs the model with `additive_mask` and `position_ids`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -54,7 +51,6 @@ class PackedBatch:
     input_ids: torch.Tensor  # [rows, length]
     position_ids: torch.Tensor  # [rows, length]
     segments: torch.Tensor  # [rows, length]: CONTEXT, choice i + 1, or PADDING
-    owners: torch.Tensor  # [rows, length]: the item (numbered over the batch) a token belongs to; -1: padding
     score_rows: torch.Tensor  # [targets]
     score_positions: torch.Tensor  # [targets]
     targets: torch.Tensor  # [targets]: the token predicted there
@@ -67,8 +63,7 @@ class PackedBatch:
         index = torch.arange(length)
         causal = index[None, :] <= index[:, None]
         query, key = self.segments[:, :, None], self.segments[:, None, :]
-        same_item = self.owners[:, :, None] == self.owners[:, None, :]
-        return causal & same_item & ((key == CONTEXT) | (key == query))
+        return causal & ((key == CONTEXT) | (key == query))
 
     def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """[rows, 1, length, length]: 0 where attention is allowed, the dtype's lowest value elsewhere
@@ -77,105 +72,55 @@ class PackedBatch:
         return torch.zeros(blocked.shape, dtype=dtype).masked_fill_(blocked, torch.finfo(dtype).min)
 
 
-def pack(rows: Sequence[Sequence[ChoiceItem]], pad_id: int = 0) -> PackedBatch:
-    """Each row's items one after another (every item with positions from 0, seeing only itself),
-    rows right-padded to the longest."""
-    length = max(sum(item.row_length for item in row) for row in rows)
-    shape = (len(rows), length)
+def pack(items: Sequence[ChoiceItem], pad_id: int = 0) -> PackedBatch:
+    """One row per item, right-padded to the longest row."""
+    length = max(item.row_length for item in items)
+    shape = (len(items), length)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     position_ids = torch.zeros(shape, dtype=torch.long)
     segments = torch.full(shape, PADDING, dtype=torch.long)
-    owners = torch.full(shape, -1, dtype=torch.long)
-    scored = _Scored()
-    n_items = 0
-    for row_index, row in enumerate(rows):
-        start = 0
-        for item in row:
-            end = start + item.row_length
-            owners[row_index, start:end] = n_items
-            n_items += 1
-            _lay_out(item, row_index, start, input_ids, position_ids, segments, scored)
+    rows, positions, targets, owners, requests = [], [], [], [], []
+    for row, item in enumerate(items):
+        n_context = len(item.context)
+        input_ids[row, :n_context] = torch.tensor(item.context)
+        position_ids[row, :n_context] = torch.arange(n_context)
+        segments[row, :n_context] = CONTEXT
+        start = n_context
+        for choice, tokens in enumerate(item.continuations):
+            inputs = tokens[:-1]
+            end = start + len(inputs)
+            input_ids[row, start:end] = torch.tensor(inputs, dtype=torch.long)
+            position_ids[row, start:end] = torch.arange(n_context, n_context + len(inputs))
+            segments[row, start:end] = choice + 1
+            # tokens[0] after the context's last token, tokens[j] after tokens[j - 1]
+            predicted_at = [n_context - 1, *range(start, end)]
+            rows += [row] * len(tokens)
+            positions += predicted_at
+            targets += tokens
+            owners += [len(requests)] * len(tokens)
+            requests.append(item.requests[choice])
             start = end
     as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
     return PackedBatch(
         input_ids,
         position_ids,
         segments,
-        owners,
-        as_long(scored.rows),
-        as_long(scored.positions),
-        as_long(scored.targets),
-        as_long(scored.owners),
-        tuple(scored.requests),
+        as_long(rows),
+        as_long(positions),
+        as_long(targets),
+        as_long(owners),
+        tuple(requests),
     )
 
 
-@dataclass
-class _Scored:
-    """The scored tokens of a batch, gathered item by item."""
-
-    rows: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    targets: list[int] = field(default_factory=list)
-    owners: list[int] = field(default_factory=list)  # index into `requests`
-    requests: list[int] = field(default_factory=list)
-
-
-def _lay_out(
-    item: ChoiceItem,
-    row: int,
-    offset: int,
-    input_ids: torch.Tensor,
-    position_ids: torch.Tensor,
-    segments: torch.Tensor,
-    scored: _Scored,
-) -> None:
-    """One item at `offset` of `row`: its context, then every choice's tokens but the last."""
-    n_context = len(item.context)
-    context_end = offset + n_context
-    input_ids[row, offset:context_end] = torch.tensor(item.context)
-    position_ids[row, offset:context_end] = torch.arange(n_context)
-    segments[row, offset:context_end] = CONTEXT
-    start = context_end
-    for choice, tokens in enumerate(item.continuations):
-        inputs = tokens[:-1]
-        end = start + len(inputs)
-        input_ids[row, start:end] = torch.tensor(inputs, dtype=torch.long)
-        position_ids[row, start:end] = torch.arange(n_context, n_context + len(inputs))
-        segments[row, start:end] = choice + 1
-        # tokens[0] after the context's last token, tokens[j] after tokens[j - 1]
-        scored.rows += [row] * len(tokens)
-        scored.positions += [context_end - 1, *range(start, end)]
-        scored.targets += tokens
-        scored.owners += [len(scored.requests)] * len(tokens)
-        scored.requests.append(item.requests[choice])
-        start = end
-
-
-def rows_of(items: Sequence[ChoiceItem], row_tokens: int) -> list[list[ChoiceItem]]:
-    """Items longest first, each into the first row with room for it (rows of at most `row_tokens`
-    tokens; a longer item gets a row of its own): short items share rows instead of padding them."""
-    rows: list[list[ChoiceItem]] = []
-    room: list[int] = []
-    for item in sorted(items, key=lambda item: -item.row_length):
-        fits = next((i for i, free in enumerate(room) if free >= item.row_length), None)
-        if fits is None:
-            rows.append([item])
-            room.append(row_tokens - item.row_length)
-        else:
-            rows[fits].append(item)
-            room[fits] -= item.row_length
-    return rows
-
-
-def batches(rows: Sequence[Sequence[ChoiceItem]], max_tokens: int) -> list[list[Sequence[ChoiceItem]]]:
-    """Rows longest first, as many per batch as fit in `max_tokens` padded tokens (at least one):
+def batches(items: Sequence[ChoiceItem], max_tokens: int) -> list[list[ChoiceItem]]:
+    """Items longest first, as many per batch as fit in `max_tokens` padded tokens (at least one):
     rows of a batch have similar lengths, so little padding."""
-    length = lambda row: sum(item.row_length for item in row)  # noqa: E731
-    out: list[list[Sequence[ChoiceItem]]] = []
-    for row in sorted(rows, key=lambda row: -length(row)):
-        if out and (len(out[-1]) + 1) * length(out[-1][0]) <= max_tokens:
-            out[-1].append(row)
+    ordered = sorted(items, key=lambda item: -item.row_length)
+    out: list[list[ChoiceItem]] = []
+    for item in ordered:
+        if out and (len(out[-1]) + 1) * out[-1][0].row_length <= max_tokens:
+            out[-1].append(item)
         else:
-            out.append([row])
+            out.append([item])
     return out
