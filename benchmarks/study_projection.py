@@ -43,6 +43,7 @@ from _common import (
     run_measured,
 )
 from _common import write_report as write_results
+from downstream_scoring import items_of
 
 STUDY = REPO / "src" / "lp_prune" / "config_hub" / "sweeps" / "study.yaml"
 PER_RUN = ("prepare_data", "load_model", "prune", "eval_pruned", "downstream_pruned", "save")
@@ -90,14 +91,6 @@ def recorded_requests(fixed: dict[str, Any]) -> list:
         lm_eval.simple_evaluate(model=lm, tasks=list(plan.tasks), task_manager=task_manager(plan),
                                 limit=int(fixed["eval.limit"]))  # fmt: skip
     return requests
-
-
-def items_of(requests: list) -> list[tuple[int, list[int]]]:
-    """(context length, [continuation lengths]) per distinct context."""
-    by_context: dict[tuple[int, ...], list[int]] = {}
-    for _, context, continuation in requests:
-        by_context.setdefault(tuple(context), []).append(len(continuation))
-    return [(len(context), lengths) for context, lengths in by_context.items()]
 
 
 def phase_counts(method: str, fixed: dict[str, Any], model_config: dict, items: list) -> dict[str, float]:
