@@ -299,8 +299,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# lp_prune vs llm-compressor",
         "",
-        f"Model: packaged Gemma-3-270M (float32, CPU), pruning at {report['settings']['sparsity']:.0%} unstructured, "
-        f"GPTQ at {report['settings'].get('bits')} bits, group {report['settings'].get('group_size')}; "
+        f"Model: packaged Gemma-3-270M (float32, CPU), {setting_text(report['settings'])}; "
         f"calibration: lp_prune's packaged '{report['settings']['calibration_language']}' windows, the same token "
         f"ids for both tools; repeats: {report['settings']['repeats']} (times and memory: median). "
         f"Perplexity: {report['settings']['eval_windows']} held-out windows x {report['settings']['eval_seqlen']} "
@@ -353,6 +352,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"- {r['tool']} {r['method']} {r['size']}: rc {r['rc']}, log {r['log']}" for r in failures
         ]
     return "\n".join(lines) + "\n"
+
+
+def setting_text(settings: dict[str, Any]) -> str:
+    """'pruning at 50% unstructured', 'GPTQ at 4 bits, group 128', or both, as the methods compared ask."""
+    parts = []
+    if any(m != "gptq" for m in settings["methods"]):
+        parts.append(f"pruning at {settings['sparsity']:.0%} unstructured")
+    if "gptq" in settings["methods"]:
+        parts.append(f"GPTQ at {settings.get('bits')} bits, group {settings.get('group_size')}")
+    return ", ".join(parts)
 
 
 def mask_lines(pruned: list[dict[str, Any]]) -> list[str]:
