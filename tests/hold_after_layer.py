@@ -16,7 +16,11 @@ def hold_after(layer: int) -> None:
     def save_then_hold(self, result):
         save(self, result)
         if result.layer == layer:
-            time.sleep(3600)
+            # Short naps, as a real run's main thread returns to Python between operations: a signal the
+            # kernel hands to another thread (W&B's, torch's) only sets a flag that the main thread reads
+            # when it next runs Python, and one long sleep would never read it.
+            for _ in range(36_000):
+                time.sleep(0.1)
 
     LayerCheckpoint.save = save_then_hold
 

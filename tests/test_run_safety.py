@@ -201,7 +201,11 @@ def test_a_signal_stops_the_run_resumably(custom_code_model, reference_run, tmp_
     out = tmp_path / "signalled"
     proc = start_held(0, run_args(custom_code_model, out), out)
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the run did not stop within 120 s of the signal: {proc.communicate()[1][-2000:]}")
     assert proc.returncode == code
     name = signal.Signals(signum).name
     resumable = f"lp-prune: stopped by {name}; the run is resumable: lp-prune run --resume {out}"
