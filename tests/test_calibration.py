@@ -141,6 +141,23 @@ def test_resume_replays_saved_layers_to_the_uninterrupted_result(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_the_heap_is_trimmed_once_per_layer_after_its_outputs(monkeypatch):
+    """Each layer's freed temporaries go back to the OS before the next layer loads (runtime.trim_heap)."""
+    import lp_prune.calibration.module as module
+
+    model = tiny_model("llama")
+    forwards: list[int] = []  # the index of each decoder layer forward that ran to its end
+    for index, layer in enumerate(decoder_layers(model)):
+        layer.register_forward_hook(lambda *_, index=index: forwards.append(index))
+    trims: list[list[int]] = []
+    monkeypatch.setattr(module, "trim_heap", lambda: trims.append(list(forwards)))
+    calibrate(model, [], method="wanda")
+    assert len(trims) == 3
+    for layer, seen in enumerate(trims):
+        assert seen[-1] == layer and seen.count(layer) == forwards.count(layer)  # after its last forward
+        assert layer == 2 or seen.count(layer + 1) < forwards.count(layer + 1)  # before the next layer's
+
+
 def test_magnitude_without_metrics_runs_no_statistics_pass():
     """Magnitude pruning sees no data: without metrics its steps never run the layer for statistics."""
     model = tiny_model("llama")

@@ -47,7 +47,7 @@ from lp_prune.models.layers import (
 )
 from lp_prune.models.offload import move_all_but_layers
 from lp_prune.pruning.owl import OutlierCount
-from lp_prune.runtime import release_mapped_weights
+from lp_prune.runtime import release_mapped_weights, trim_heap
 
 
 @dataclass
@@ -177,6 +177,7 @@ class LayerwiseCalibration(L.LightningModule):
                 self._hidden[batch] = run_layer(layer, self._hidden[batch], self._kwargs[step.layer][batch])
         self._unload_layer(step.layer)
         release_mapped_weights()  # the dense weights' pages: the pruned weights are new tensors
+        trim_heap()  # the layer's freed temporaries lie between the kept pruned weights (runtime.py)
         self._load_layer(step.layer + 1)
 
     def _single(self, step: Step, output: StepOutput) -> None:
