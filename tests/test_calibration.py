@@ -141,21 +141,25 @@ def test_resume_replays_saved_layers_to_the_uninterrupted_result(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_the_heap_is_trimmed_once_per_layer_after_its_outputs(monkeypatch):
-    """Each layer's freed temporaries go back to the OS before the next layer loads (runtime.trim_heap)."""
+@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+def test_the_heap_is_trimmed_after_every_statistics_pass_and_every_layer(monkeypatch, method):
+    """Freed temporaries go back to the OS (runtime.trim_heap) once a statistics pass has ended, before
+    the solve, and once a layer's outputs are computed, before the next layer runs."""
     import lp_prune.calibration.module as module
 
     model = tiny_model("llama")
-    forwards: list[int] = []  # the index of each decoder layer forward that ran to its end
+    events: list[tuple] = []
     for index, layer in enumerate(decoder_layers(model)):
-        layer.register_forward_hook(lambda *_, index=index: forwards.append(index))
-    trims: list[list[int]] = []
-    monkeypatch.setattr(module, "trim_heap", lambda: trims.append(list(forwards)))
-    calibrate(model, [], method="wanda")
-    assert len(trims) == 3
-    for layer, seen in enumerate(trims):
-        assert seen[-1] == layer and seen.count(layer) == forwards.count(layer)  # after its last forward
-        assert layer == 2 or seen.count(layer + 1) < forwards.count(layer + 1)  # before the next layer's
+        layer.register_forward_hook(lambda *_, index=index: events.append(("forward", index)))
+    monkeypatch.setattr(module, "trim_heap", lambda: events.append(("trim",)))
+    remove = module.InputCollector.remove
+    monkeypatch.setattr(module.InputCollector, "remove", lambda self: (remove(self), events.append(("statistics",))))
+    calibrate(model, [], method=method)
+    passes = [i for i, event in enumerate(events) if event == ("statistics",)]
+    assert len(passes) >= 3 and all(events[i + 1] == ("trim",) for i in passes)
+    for layer in range(3):
+        last_forward = max(i for i, event in enumerate(events) if event == ("forward", layer))
+        assert events[last_forward + 1] == ("trim",)
 
 
 def test_magnitude_without_metrics_runs_no_statistics_pass():

@@ -162,6 +162,7 @@ class LayerwiseCalibration(L.LightningModule):
                     collector.run(self.layers[step.layer], hidden, self._kwargs[step.layer][batch], first)
                     first += len(hidden)
             collector.remove()
+            trim_heap()  # the pass's freed temporaries, pinned by the small statistics kept between them
             output.seconds["statistics"] = collector.seconds  # part of collect
             statistics = collector.statistics
         with self._timed(output, "solve"):
