@@ -13,11 +13,14 @@ The maths (`pruning/`) and the loop (`calibration/`) stay free of it; the loop c
 - `release_memory()`: gc + glibc `malloc_trim`. The solves' freed temporaries sit between the kept
   pruned weights on the heap; trimming after the pruning step lowered the default job's peak RSS
   from 2,459 MB to 2,253 MB. Also called once the tokenizer is released (a 262k-vocabulary tokenizer
-  holds ~0.3 GB). The layer loop trims (`trim_heap()`, no gc: ~100 ms) after every layer: without it
-  the peak of one pruning job varied by hundreds of MB from run to run with where the allocator
-  placed each layer's temporaries. Three alternating pairs on the default model (64 x 256 tokens):
-  SparseGPT 1,389/1,376/1,395 MB untrimmed against 1,227/1,242/1,165 MB, Wanda 1,817/1,683/1,731
-  against 1,505/1,469/1,567 MB; prune time 64.0 against 63.1 s and 40.4 against 42.0 s.
+  holds ~0.3 GB). The layer loop trims (`trim_heap()`; not gc, which costs ~100 ms) after each
+  statistics pass and after each layer: without it the peak of one pruning job varied by hundreds
+  of MB from run to run with where the allocator placed each layer's temporaries (small tensors
+  kept between them, such as the metrics' token sample, keep the heap from shrinking). Wanda on the
+  default model (64 x 256 tokens, medians of three runs): 1,731 MB untrimmed (1,683-1,817), 1,490 MB
+  trimming after each layer only (1,395-1,510), 1,321 MB (1,129-1,414) trimming after each pass as
+  well, 0.65 of llm-compressor's peak; SparseGPT 1,222 MB (0.61); prune times unchanged within their
+  spread.
 - `release_mapped_weights()`: transformers 5 loads safetensors memory-mapped, copy-on-write: a
   weight costs resident memory only once its pages are touched, and a page that was only read stays
   a clean copy of the file. Looking up a few thousand tokens maps most of an embedding table (the
