@@ -275,3 +275,29 @@ def test_the_study_data_source_gets_verdicts_and_mixes_stay_out_of_the_mask_pair
     assert list(tables["perplexity"][SETTING]) == ["de mc4", "en mc4", "sw mc4", "all mc4"]
     assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "Calibration text: mc4." in verdicts["C1"]["evidence"]
     assert set(tables["iou"][SETTING]["pairs"]) == {"de mc4-en mc4", "de mc4-sw mc4", "en mc4-sw mc4"}
+
+
+def test_the_lape_bin_numbers_keep_every_draw_of_a_language(tmp_path):
+    """Two calibration draws of one language are two entries of a setting's LAPE bin shifts, and the
+    report's bin means average over both (a dict keyed by language kept only the last draw)."""
+    from types import SimpleNamespace
+
+    from lp_prune.analysis.analyze.pipeline import claim_numbers
+    from lp_prune.analysis.analyze.report import findings_text
+    from lp_prune.analysis.render import fmt
+
+    shifts = {"en-s0": [0.1, 0.2], "en-s1": [0.3, 0.4], "sw-s0": [0.5, 0.6]}
+    runs = [SimpleNamespace(path=tmp_path / key, setting="wanda", calibration=key.split("-")[0]) for key in shifts]
+    result = AnalysisResult(
+        model="tiny",
+        languages=["en", "sw"],
+        runs=[],
+        snr_db={key: {} for key in shifts},
+        snr_peak_token_share={key: {} for key in shifts},
+        lape={"runs": {key: {"bins": [{"mean_abs_shift": v} for v in values]} for key, values in shifts.items()}},
+        findings={},
+    )
+    result.findings = claim_numbers(result, runs)
+    assert result.findings["wanda"]["lape_bins_mean_abs_shift"] == shifts
+    line = next(text for text in findings_text(result) if "LAPE neurons' mean" in text)
+    assert line.endswith(f"from low to high dense p: {fmt(0.3, 4)}, {fmt(0.4, 4)}.")  # means over all three runs
