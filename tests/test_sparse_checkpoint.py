@@ -258,3 +258,11 @@ def test_card_of_a_hub_model_and_of_a_quantization_run():
     front = yaml.safe_load(text.split("---")[1])
     assert "structured-sparsity" in front["tags"] and "unstructured-sparsity" not in front["tags"]
     assert "- Pattern: structured (whole FFN channels and attention heads" in text
+    assert "pruned with Wanda-sp (structured)" in text
+
+
+def test_every_built_in_method_has_its_name_on_the_card():
+    from lp_prune.pruning.method import BUILT_IN
+    from lp_prune.tracking.model_card import METHOD_NAMES
+
+    assert set(BUILT_IN) <= set(METHOD_NAMES)

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from lp_prune.tracking.summary import RunSummary
 
 CARD_FILE = "README.md"
-METHOD_NAMES = {"sparsegpt": "SparseGPT", "wanda": "Wanda", "magnitude": "magnitude", "gptq": "GPTQ", "rtn": "RTN"}
+METHOD_NAMES = {  # the built-in methods as their papers name them; a plugin method shows its own name
+    "sparsegpt": "SparseGPT",
+    "wanda": "Wanda",
+    "magnitude": "magnitude",
+    "gptq": "GPTQ",
+    "rtn": "RTN",
+    "sparsegpt_gptq": "SparseGPT + GPTQ (joint)",
+    "wanda_sp": "Wanda-sp (structured)",
+}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 

@@ -89,8 +89,7 @@ def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
     for setting, group in by_setting.items():
         out[setting] = {
             "lape_bins_mean_abs_shift": {  # by run: two draws of one language are two entries
-                run_key(run): [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]]
-                for run in group
+                run_key(run): [b["mean_abs_shift"] for b in result.lape["runs"][run_key(run)]["bins"]] for run in group
             },
             "snr_outlier_tokens": _outlier_tokens(result.snr_peak_token_share, group),
         }
