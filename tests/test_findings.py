@@ -279,7 +279,7 @@ def test_the_study_data_source_gets_verdicts_and_mixes_stay_out_of_the_mask_pair
 
 def test_the_lape_bin_numbers_keep_every_draw_of_a_language(tmp_path):
     """Two calibration draws of one language are two entries of a setting's LAPE bin shifts, and the
-    report's bin means average over both (a dict keyed by language kept only the last draw)."""
+    report's bin means average over both (keyed by language, the last draw would replace the first)."""
     from types import SimpleNamespace
 
     from lp_prune.analysis.analyze.pipeline import claim_numbers
