@@ -10,13 +10,15 @@ language its config names. Runs of one recipe with different seeds are repeats.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lp_prune.analysis.result import AnalysisResult
+from lp_prune.analysis.settings import SettingKey, setting_key, setting_labels
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
@@ -34,6 +36,7 @@ class Run:
     path: Path
     config: RunConfig
     summary: RunSummary
+    setting_label: str | None = None  # set by label_settings: the base label told apart from its neighbours
 
     @property
     def language(self) -> str:
@@ -80,11 +83,22 @@ class Run:
         return self.config.data.seed, self.config.seed
 
     @property
+    def setting_key(self) -> SettingKey:
+        """The run's whole result-relevant config (lp_prune.analysis.settings): equal keys, same setting."""
+        return setting_key(self.config, self.calibrated)
+
+    @property
     def setting(self) -> str:
-        """What the runs of one comparison share: method, pattern and sparsity (for methods that zero
+        """The setting's label in this comparison (label_settings), else its base label."""
+        return self.setting_label or self.base_setting
+
+    @property
+    def base_setting(self) -> str:
+        """What a setting is called: method, pattern and sparsity (for methods that zero
         weights), calibration size (for methods that read calibration data), and for quantization the
         grid: 'sparsegpt unstructured s=0.5 n=32x256', 'gptq n=32x256 4-bit g128' (other bits are another
-        setting), 'rtn 4-bit g128'. Structured methods say 'structured' (whole FFN channels and heads)."""
+        setting), 'rtn 4-bit g128'. Structured methods say 'structured' (whole FFN channels and heads).
+        Settings that share it are told apart by label_settings."""
         s = self.summary
         label = s.method
         if zeroes(s.method):
@@ -137,6 +151,54 @@ def read_summary(path: Path) -> RunSummary:
     return RunSummary.from_json(read_json(path), path)
 
 
+def label_settings(runs: list[Run]) -> None:
+    """Give every run its setting's label: the base label, plus the keys that tell apart settings
+    sharing it ('owl=true' / 'owl=false')."""
+    base = {run.setting_key: run.base_setting for run in runs}
+    labels = setting_labels(base)
+    for run in runs:
+        run.setting_label = labels[run.setting_key]
+
+
+def distinct_draws(runs: list[Run]) -> list[Run]:
+    """The runs less those that repeat another's calibration draw: the same setting and recipe with the
+    same seeds, or byte-identical masks. They are one run, not two repeats (a warning names them)."""
+    sizes = Counter((run.setting_key, run.recipe) for run in runs)
+    kept: list[Run] = []
+    seen: dict[tuple[Any, ...], Run] = {}
+    for run in runs:
+        group = (run.setting_key, run.recipe)
+        draw = (*group, "seeds", run.calibration_seed)
+        digest = _digest(run.path / "masks.safetensors") if sizes[group] > 1 and run.calibrated else None
+        twin = (*group, "masks", digest)
+        first = seen.get(draw) or (seen.get(twin) if digest else None)
+        if first is not None:
+            how = "seeds" if first.calibration_seed == run.calibration_seed else "masks"
+            log.warning(
+                "%s repeats the calibration draw of %s (same setting, recipe and %s): counted once",
+                run.path.name,
+                first.path.name,
+                how,
+            )
+            continue
+        seen[draw] = run
+        if digest:
+            seen[twin] = run
+        kept.append(run)
+    return kept
+
+
+def _digest(path: Path) -> str | None:
+    """The masks file's SHA-256 (None when there is none): identical masks are one calibration draw."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_runs(paths: list[str | Path]) -> list[Run]:
     runs = [load_run(p) for p in find_runs(paths)]
     if len(runs) < 1:
@@ -147,6 +209,8 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
     if len(models) > 1:
         listing = "; ".join(f"{m} ({len(r)} runs)" for m, r in models.items())
         raise UserError(f"runs of different models cannot be compared in one table: {listing}")
+    runs = distinct_draws(runs)
+    label_settings(runs)
     return runs
 
 
