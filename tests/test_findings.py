@@ -1,5 +1,6 @@
 """The study's claims read from planted tables and planted run directories (no pruning needed)."""
 
+import itertools
 import json
 import math
 import zlib
@@ -67,7 +68,7 @@ def _analysis(root, setting, own_best: bool, low_excess: float) -> AnalysisResul
              "source": "packaged", "calibration_seed": [int(seed), 0], "analysed": True}
         )  # fmt: skip
         sign = 1 if own_best else -1
-        jitter = 0.01 * int(seed) + 0.001 * index
+        jitter = 0.001 * int(seed) + 0.0001 * index
         snr[key] = {e: [5.0, 20.0 + (sign * 3.0 if e == lang else 0.0) + jitter] for e in languages}
         lsar[key] = {
             "languages": {
@@ -185,7 +186,7 @@ def _plant_run(path, lang, seed, perplexity, proxy_items, prune_extra=None, sour
 
 def _plant_study(root, own_best: bool, source: str = "packaged"):
     languages = ("de", "en", "sw")
-    for lang, seed in [("de", 0), ("en", 0), ("en", 1), ("sw", 0)]:
+    for lang, seed in itertools.product(languages, (0, 1)):  # every language with two draws
         perplexity = {
             e: (10.0 if e == lang else 12.0) if own_best else (12.0 if e == lang else 10.0) for e in languages
         }
@@ -210,16 +211,16 @@ def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
     write_json(root / "analysis" / "analysis.json", analysis.to_json())
     assert main(["compare", str(root), "--out", str(tmp_path / "r1"), "--no_wandb"]) == 0
     verdicts, tables = _report_verdicts(tmp_path / "r1")
-    assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "(better)" in verdicts["C1"]["evidence"]
+    assert verdicts["C1"]["verdict"] == fd.SUPPORTED and "holds in 3 of 3 languages" in verdicts["C1"]["evidence"]
     assert verdicts["C2"]["verdict"] == fd.SUPPORTED and verdicts["C5"]["verdict"] == fd.SUPPORTED
     assert verdicts["C3"]["verdict"] == fd.NOT_SUPPORTED  # planted: own language always gains
     assert verdicts["C4"]["verdict"] == fd.SUPPORTED
     assert list(verdicts["C4"]["details"]["projections"])[:2] in (["o_proj", "down_proj"], ["down_proj", "o_proj"])
-    # The two English seeds are repeats, not duplicates: one row, and the floor of the IoU.
+    # Two seeds of a language are repeats, not duplicates: one row, and the floor of the IoU.
     assert list(tables["perplexity"][SETTING]) == ["de", "en", "sw"]
     assert tables["perplexity"][SETTING]["en"]["en"] == pytest.approx(10.05)
     assert set(tables["iou"][SETTING]["pairs"]) == {"de-en", "de-sw", "en-sw"}
-    assert set(tables["iou"][SETTING]["floor"]) == {"en"}
+    assert set(tables["iou"][SETTING]["floor"]) == {"de", "en", "sw"}
     report = (tmp_path / "r1" / "report.md").read_text()
     assert report.index("The study's findings") < report.index("### Perplexity")
     assert "**C1 — supported.**" in report
@@ -228,7 +229,7 @@ def test_compare_opens_with_the_findings_of_planted_runs(tmp_path, capsys):
     root = _plant_study(tmp_path / "fails", own_best=False)
     assert main(["compare", str(root), "--out", str(tmp_path / "r2"), "--no_wandb"]) == 0
     verdicts, _ = _report_verdicts(tmp_path / "r2")
-    assert verdicts["C1"]["verdict"] == fd.NOT_SUPPORTED and "(worse)" in verdicts["C1"]["evidence"]
+    assert verdicts["C1"]["verdict"] == fd.NOT_SUPPORTED and "fails in 3 of 3" in verdicts["C1"]["evidence"]
     assert verdicts["C3"]["verdict"] == fd.SUPPORTED  # no gain for the own language, over 400 items
     assert verdicts["C2"]["verdict"] == fd.NO_DATA and "lp-prune analyze" in verdicts["C2"]["evidence"]
 
@@ -263,7 +264,7 @@ def test_recipes_of_planted_runs_get_their_own_rows(tmp_path):
     recipes = [(r["target"], r["recipe"]) for r in tables["recipes"][SETTING]]
     assert ("en", "all balanced") in recipes and ("en", "en") in recipes
     row = next(r for r in tables["recipes"][SETTING] if r["recipe"] == "all balanced" and r["target"] == "sw")
-    assert row["target_change"] == pytest.approx(0.02) and row["keeps_target_cuts_others"]
+    assert row["target_change"] == pytest.approx(10.2 / 10.05 - 1) and row["keeps_target_cuts_others"]
 
 
 def test_the_study_data_source_gets_verdicts_and_mixes_stay_out_of_the_mask_pairs(tmp_path):

@@ -25,10 +25,11 @@ from typing import Any
 
 from lp_prune.analysis.compare.differences import Z, is_finite, target_difference
 from lp_prune.analysis.compare.targets import TargetRows
-from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, POWER_Z, SUPPORTED, Finding
+from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, SUPPORTED, Finding
 from lp_prune.config.tasks import probe_family
 from lp_prune.evaluation.probe import CHANCE
 
+POWER_Z = 2.8  # z(0.975) + z(0.8)
 MIN_GAIN = 0.02  # two points of accuracy: a smaller gain is no improvement worth the name
 
 

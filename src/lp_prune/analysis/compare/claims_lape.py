@@ -7,10 +7,10 @@ down_proj's input column of a channel whole). Per language L, L's row against th
 target-language rows, against the repeat floor of that share (the pooled spread over calibration
 seeds of every recipe); positive effect: calibrating on L removes fewer of L's neurons.
 
-Decision, as for C1 and C2 with the family of languages in mind: every language better beyond Z
-stderrs: supported (each language must pass, so no correction is needed); some language worse beyond
-the Bonferroni z over the languages: not supported (one of k languages is k chances for noise);
-otherwise inconclusive, with the effect each language could detect (80% power). The share a random
+Decision (verdicts.decide_languages, rule "every"): every language better at ALPHA, two-sided t at
+the floor's df: supported (each language must pass, an intersection-union test, so no correction is
+needed); some language worse, Holm-corrected over the languages: not supported; otherwise
+inconclusive, with the effect each open language could detect (80% power). The share a random
 choice of as many channels of the same layers would remove is shown beside: context, not the test.
 """
 
@@ -18,23 +18,18 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from lp_prune.analysis.compare.claims_analysis import NO_ANALYSIS
-from lp_prune.analysis.compare.claims_downstream import family_z
-from lp_prune.analysis.compare.differences import Z, is_finite
-from lp_prune.analysis.compare.targets import AnalysedRun, floor_over_recipes, target_rows, values_of
+from lp_prune.analysis.compare.stats import is_finite
+from lp_prune.analysis.compare.targets import AnalysedRun, row_values, target_floor, target_rows, values_of
 from lp_prune.analysis.compare.verdicts import (
     DOES_NOT_APPLY,
-    INCONCLUSIVE,
+    EVERY,
     NO_DATA,
-    NO_FLOOR,
-    NOT_SUPPORTED,
-    POWER_Z,
-    SUPPORTED,
-    Contrast,
     Finding,
-    contrast,
+    LanguageCell,
+    decide_languages,
+    versus_mean,
 )
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.pruning.method import structured
@@ -65,61 +60,39 @@ def c8_lape_survival(analysis: AnalysisResult, runs: Sequence[AnalysedRun]) -> F
     if runs and not all(structured(run.method) for run in runs):
         return Finding("C8", DOES_NOT_APPLY, NOT_STRUCTURED)
     targets = target_rows(runs)
-    per_language = {}
+    cells: dict[str, LanguageCell] = {}
+    lines: list[str] = []
+    means: dict[str, dict[str, float | None]] = {}
     for lang, own_runs in targets.rows.items():
         value = shares(analysis, lang)
-        own = values_of(own_runs, value)
-        others = [v for o, r in targets.rows.items() if o != lang and (v := values_of(r, value))]
+        own = row_values(own_runs, value)[0]
+        others = [v for o, r in targets.rows.items() if o != lang and (v := row_values(r, value)[0])]
         if own and others:
-            c = contrast(own, others, floor_over_recipes(runs, value), higher_is_better=False)
+            floor = target_floor(targets, value)
+            cells[lang] = versus_mean(lang, own, others, floor, higher_is_better=False)
             random = values_of(own_runs, shares(analysis, lang, "layer_average"))
-            per_language[lang] = _cell(lang, c, own, others, random)
-    if not per_language:
+            lines.append(_line(lang, cells[lang], own, others, random, floor.text()))
+            means[lang] = {
+                "own": statistics.fmean(own),
+                "others": statistics.fmean(statistics.fmean(row) for row in others),
+                "random": statistics.fmean(random) if random else None,
+            }
+    if not cells:
         return Finding("C8", NO_DATA, _no_data_reason(analysis, runs))
-    verdict, decision = _verdict(per_language)
+    verdict, decision = decide_languages(cells, EVERY)
     evidence = (
         "Share of each language's LAPE neurons removed (down_proj channels), calibrating on the other languages "
-        f"minus on the language itself (positive: own calibration removes fewer): "
-        f"{'; '.join(v['text'] for v in per_language.values())}. Decision: {decision}."
+        f"minus on the language itself (positive: own calibration removes fewer): {'; '.join(lines)}. "
+        f"Decision: {decision}."
     )
-    details = {"languages": per_language, "bound_z": family_z(len(per_language))}
+    details = {"languages": {lang: {**cell.to_dict(), **means[lang]} for lang, cell in cells.items()}}
     return Finding("C8", verdict, f"{evidence} {targets.note()}".strip(), details)
 
 
-def _cell(lang: str, c: Contrast, own: list[float], others: list[list[float]], random: list[float]) -> dict[str, Any]:
+def _line(lang: str, cell: LanguageCell, own: list[float], others: list[list[float]], random: list[float], floor: str):
     own_mean, others_mean = statistics.fmean(own), statistics.fmean(statistics.fmean(row) for row in others)
-    random_mean = statistics.fmean(random) if random else None
-    beside = f", random channels {random_mean:.3f}" if random_mean is not None else ""
-    return {
-        "own": own_mean,
-        "others": others_mean,
-        "random": random_mean,
-        "effect": c.effect,
-        "se": c.se,
-        "outcome": c.outcome,
-        "detectable": c.detectable,
-        "text": f"{lang} {others_mean:.3f} - {own_mean:.3f} = {c.text()}{beside}",
-    }
-
-
-def _verdict(cells: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    outcomes = [cell["outcome"] for cell in cells.values()]
-    if NO_FLOOR in outcomes:
-        return INCONCLUSIVE, "no repeats (calibration seeds) of any recipe, so no noise floor"
-    if all(o == "better" for o in outcomes):
-        return SUPPORTED, f"every language's own calibration removes fewer of its neurons beyond Z = {Z:g}"
-    z = family_z(len(cells))
-    worse = [lang for lang, cell in cells.items() if cell["effect"] < -z * cell["se"]]
-    if worse:
-        return NOT_SUPPORTED, f"own calibration removes more of its neurons in {', '.join(worse)} (beyond z = {z:.2f})"
-    open_cells = {lang: cell for lang, cell in cells.items() if cell["outcome"] != "better"}
-    undecided = ", ".join(f"{lang} {cell['detectable']:.3f}" for lang, cell in open_cells.items())
-    better = sum(o == "better" for o in outcomes)
-    return (
-        INCONCLUSIVE,
-        f"{better} of {len(cells)} languages beyond noise, none worse beyond z = {z:.2f}; the others detect "
-        f"only effects of at least {undecided} (80% power, {POWER_Z:g} stderrs)",
-    )
+    beside = f", random channels {statistics.fmean(random):.3f}" if random else ""
+    return f"{lang} {others_mean:.3f} - {own_mean:.3f} = {cell.estimate.text()}, {floor}{beside}"
 
 
 def _no_data_reason(analysis: AnalysisResult, runs: Sequence[AnalysedRun]) -> str:

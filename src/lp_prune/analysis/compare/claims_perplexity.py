@@ -1,137 +1,164 @@
-"""The perplexity claims: C1 (target-language calibration gives the lowest perplexity on that
+"""The perplexity claims: C1 (target-language calibration generally gives the lowest perplexity on that
 language) and C7 (calibrating on a similar or an outlier language gives no consistent advantage).
 
-Effects are differences of log perplexity (shown as %), judged against the repeat floor of the log
-perplexity on the evaluation language: the pooled spread over the seeds of every recipe of the setting.
+Effects are differences of log perplexity on the evaluation language, shown as the perplexity ratio
+they stand for (-3.0%: 0.97 times the competitor's perplexity). The noise is that language's own
+repeat floor: the spread of its log perplexity over the calibration draws of the single-language rows
+(pooled over those rows, with its degrees of freedom). A run whose perplexity is NaN, inf or missing
+where the others have one diverged: it counts as the worst value and is named.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from lp_prune.analysis.compare.differences import Z, is_finite
-from lp_prune.analysis.compare.targets import floor_over_recipes, target_rows, values_of
+from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm, is_finite
+from lp_prune.analysis.compare.targets import TargetRows, row_values, target_floor, target_rows
 from lp_prune.analysis.compare.verdicts import (
+    GENERALLY,
     INCONCLUSIVE,
     NO_DATA,
-    NO_FLOOR,
     NOT_SUPPORTED,
     SUPPORTED,
-    Contrast,
     Finding,
-    combine,
-    contrast,
+    LanguageCell,
+    decide_languages,
+    group_contrast,
+    versus_each,
 )
 from lp_prune.analysis.runs import Run
 from lp_prune.languages import relation
 
-# C7: an advantage smaller than this (2% perplexity) does not count; an upper bound below it rules
-# out a meaningful advantage.
-MIN_ADVANTAGE = math.log(1.02)
+# C7: an advantage smaller than this (2% perplexity) is no advantage worth the name (compare's
+# --margins c7 overrides it).
+C7_MARGIN = 0.02
 
 
 def log_perplexity(lang: str):
+    """A run's log perplexity on `lang`: None when it was not evaluated there, NaN when it diverged."""
+
     def value(run: Run) -> float | None:
-        v = run.summary.perplexity.get("pruned", {}).get(lang)
-        return math.log(v) if is_finite(v) and v > 0 else None
+        values = run.summary.perplexity.get("pruned", {})
+        if lang not in values:
+            return None
+        v = values[lang]
+        return math.log(v) if is_finite(v) and v > 0 else math.nan
 
     return value
 
 
-def _percent(c: Contrast) -> str:
-    """A log-perplexity contrast as a percentage margin (positive: lower perplexity than the others)."""
-    if not is_finite(c.se):
-        return f"{100 * c.effect:+.1f}% (no floor)"
-    return f"{100 * c.effect:+.1f}% ± {100 * c.se:.1f}% ({c.outcome})"
+def ratio_text(e: Estimate) -> str:
+    """A log-perplexity effect (positive: lower perplexity) as own / competitor - 1 in %, with its interval."""
+    change = 100 * (math.exp(-e.effect) - 1) if is_finite(e.effect) else math.nan
+    if not e.judged:
+        return f"{change:+.1f}% (no noise to judge against)" if is_finite(change) else "diverged"
+    low, high = e.interval()
+    df = f"t, df {e.df:.3g}"
+    return f"{change:+.1f}% [{100 * (math.exp(-high) - 1):+.1f}%, {100 * (math.exp(-low) - 1):+.1f}%] ({df})"
 
 
 def c1_lowest_perplexity(runs: Sequence[Run]) -> Finding:
-    """Per target language L: its own row's log perplexity on L against the best other target row."""
+    """Per target language L: its own row's log perplexity on L against every other single-language row."""
     targets = target_rows(runs)
-    per_language: dict[str, dict[str, Any]] = {}
-    for lang, own_runs in targets.rows.items():
+    cells: dict[str, LanguageCell] = {}
+    floors: dict[str, str] = {}
+    for lang in targets.rows:
         value = log_perplexity(lang)
-        own = values_of(own_runs, value)
-        others = {other: values_of(r, value) for other, r in targets.rows.items() if other != lang}
-        others = {other: v for other, v in others.items() if v}
-        if not own or not others:
+        rows = {row: row_values(r, value) for row, r in targets.rows.items()}
+        own, own_diverged = rows[lang]
+        others = {row: v for row, (v, d) in rows.items() if row != lang and (v or d)}
+        if not (own or own_diverged) or not others:
             continue
-        best = min(others, key=lambda other: statistics.fmean(others[other]))
-        c = contrast(own, [others[best]], floor_over_recipes(runs, value), higher_is_better=False)
-        per_language[lang] = {"best_other": best, "effect": c.effect, "se": c.se, "outcome": c.outcome}
-        per_language[lang]["text"] = f"{lang} vs {best} {_percent(c)}"
-    if len(targets.rows) < 2 or not per_language:
-        return _finding("C1", NO_DATA, "Needs runs calibrated on two or more single languages, evaluated on them.")
-    outcomes = [v["outcome"] for v in per_language.values()]
-    verdict = combine(outcomes)
+        floor = target_floor(targets, value)
+        diverged = {row: d for row, (_, d) in rows.items()}
+        cells[lang] = versus_each(lang, own, others, floor, False, diverged)
+        floors[lang] = floor.text("%", 100)
+    if len(targets.rows) < 2 or not cells:
+        return Finding("C1", NO_DATA, "Needs runs calibrated on two or more single languages, evaluated on them.")
+    verdict, decision = decide_languages(cells, GENERALLY)
+    per_language = {lang: {**cell.to_dict(), "floor": floors[lang]} for lang, cell in cells.items()}
+    lines = [f"{lang} vs {c.versus} {ratio_text(c.estimate)}, {floors[lang]}" for lang, c in cells.items()]
     evidence = (
-        "Own-language calibration's perplexity margin over the best other language on that language "
-        f"(Z = {Z:g}): {'; '.join(v['text'] for v in per_language.values())}."
+        "Own-language calibration's perplexity on that language against its closest competitor "
+        f"(own / competitor - 1; each competitor tested): {'; '.join(lines)}. Decision: {decision}."
     )
-    if NO_FLOOR in outcomes:
-        evidence += " No repeats (calibration seeds) of any recipe, so no noise floor: at most inconclusive."
-    return _finding("C1", verdict, f"{evidence} {targets.note()}".strip(), {"languages": per_language})
+    return Finding("C1", verdict, _with_note(evidence, targets), {"languages": per_language})
 
 
-def c7_related_languages(runs: Sequence[Run]) -> Finding:
-    """Per target T and relation (similar, outlier): those calibration rows' perplexity on T against
-    the remaining non-target rows ('other' and the other relation). A relation gives a consistent
-    advantage when every cell of it is better beyond noise: then not supported. Supported when each
-    relation has a cell that rules an advantage out (upper bound below MIN_ADVANTAGE); otherwise
-    inconclusive."""
+def c7_related_languages(runs: Sequence[Run], margin: float = C7_MARGIN) -> Finding:
+    """Per relation (similar, outlier): calibrating on a target's related languages against its neutral
+    ones (neither similar nor outlier), on the target's perplexity; cells are targets, pooled over
+    them. "No advantage" is the non-superiority half of the two one-sided tests: an advantage of
+    `margin` or more ruled out (a disadvantage is no advantage). Supported when every relation rules
+    it out (intersection-union); not supported when a relation's advantage beyond the margin is shown
+    (Holm over the relations); otherwise inconclusive, with the margin the data could have ruled out."""
     targets = target_rows(runs)
-    cells: dict[str, dict[str, Any]] = {}
+    log_margin = -math.log(1 - margin)  # advantage in log perplexity that a margin-% lower perplexity is
+    by_kind: dict[str, dict[str, Estimate]] = {"similar": {}, "outlier": {}}
+    named: dict[str, dict[str, Any]] = {}
     for target in targets.rows:
         value = log_perplexity(target)
-        calibrations = {c: values_of(r, value) for c, r in targets.rows.items() if c != target}
-        calibrations = {c: v for c, v in calibrations.items() if v}
-        for kind in ("similar", "outlier"):
-            related = [v for c, v in calibrations.items() if relation(target, c) == kind]
-            rest = [v for c, v in calibrations.items() if relation(target, c) != kind]
-            if not related or not rest:
+        rows = {c: row_values(r, value) for c, r in targets.rows.items() if c != target}
+        neutral = [_worst_if_diverged(v, d) for c, (v, d) in rows.items() if relation(target, c) == "other"]
+        for kind, cells in by_kind.items():
+            related = [_worst_if_diverged(v, d) for c, (v, d) in rows.items() if relation(target, c) == kind]
+            if not related or not neutral or not all(related) or not all(neutral):
                 continue
-            pooled_related = [x for v in related for x in v]  # the related rows' repeats together
-            c = contrast(pooled_related, rest, floor_over_recipes(runs, value), higher_is_better=False)
-            names = [c_ for c_ in calibrations if relation(target, c_) == kind]
-            cells[f"{target} {kind}"] = {
-                "calibrations": names,
-                "effect": c.effect,
-                "se": c.se,
-                "outcome": c.outcome,
-                "ruled_out": is_finite(c.se) and c.effect + Z * c.se < MIN_ADVANTAGE,
-                "text": f"{target} from {kind} ({', '.join(names)}): {_percent(c)}",
-            }
-    if not cells:
-        return _finding("C7", NO_DATA, "Needs a target with similar or outlier calibration languages and others.")
-    outcomes = [v["outcome"] for v in cells.values()]
-    verdict = _c7_verdict(cells)
-    ruled = [k for k, v in cells.items() if v["ruled_out"]]
+            floor = target_floor(targets, value)
+            cells[target] = group_contrast(related, neutral, floor, higher_is_better=False)
+            names = [c for c in rows if relation(target, c) == kind]
+            named[f"{target} {kind}"] = {"calibrations": names, "text": f"{target} from {', '.join(names)}"}
+    pooled = {kind: _pooled(cells) for kind, cells in by_kind.items() if cells}
+    if not pooled:
+        return Finding("C7", NO_DATA, "Needs targets with similar or outlier calibration languages and neutral ones.")
+    refuted = holm([e.p_greater(log_margin) for e in pooled.values()])
+    ruled_out = {kind: e.below(log_margin) for kind, e in pooled.items()}
+    if all(ruled_out.values()):
+        verdict = SUPPORTED
+    elif any(refuted):
+        verdict = NOT_SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+    parts = []
+    for (kind, e), shown in zip(pooled.items(), refuted, strict=True):
+        state = "advantage ruled out" if ruled_out[kind] else "advantage shown" if shown else "cannot tell"
+        cells = "; ".join(f"{t} {ratio_text(c)}" for t, c in by_kind[kind].items())
+        bound = 100 * (1 - math.exp(-e.interval(1 - 2 * ALPHA)[1])) if e.judged else math.nan
+        parts.append(
+            f"{kind} vs neutral languages, pooled over {len(by_kind[kind])} targets: {ratio_text(e)} -> {state} "
+            f"(could rule out {bound:.1f}% or more; per target: {cells})"
+        )
     evidence = (
-        "Perplexity margin on the target of calibrating on its similar / outlier languages over its other "
-        f"languages: {'; '.join(v['text'] for v in cells.values())}. An advantage of "
-        f"{100 * (math.exp(MIN_ADVANTAGE) - 1):.0f}% or more is ruled out in {len(ruled)} of {len(cells)}"
-        + (f" ({', '.join(ruled)})." if ruled else ".")
+        f"Perplexity on the target when calibrating on its related languages against its neutral ones; no "
+        f"advantage means an advantage of {100 * margin:g}% or more is ruled out (one-sided t at {ALPHA:g}; "
+        f"every relation must rule it out, and a shown advantage is Holm-corrected over the relations): "
+        f"{'. '.join(parts)}."
     )
-    if NO_FLOOR in outcomes:
-        evidence += " No repeats (calibration seeds), so no noise floor: at most inconclusive."
-    return _finding("C7", verdict, f"{evidence} {targets.note()}".strip(), {"cells": cells})
+    details = {
+        "margin": margin,
+        "relations": {kind: {"effect": e.effect, "se": e.se, "df": e.df} for kind, e in pooled.items()},
+        "cells": named,
+    }
+    return Finding("C7", verdict, _with_note(evidence, targets), details)
 
 
-def _c7_verdict(cells: dict[str, dict[str, Any]]) -> str:
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for key, cell in cells.items():
-        by_kind.setdefault(key.split(" ")[1], []).append(cell)
-    if any(cell["outcome"] == NO_FLOOR for cell in cells.values()):
-        return INCONCLUSIVE
-    if any(all(cell["outcome"] == "better" for cell in kind) for kind in by_kind.values()):
-        return NOT_SUPPORTED
-    if all(any(cell["ruled_out"] for cell in kind) for kind in by_kind.values()):
-        return SUPPORTED
-    return INCONCLUSIVE
+def _worst_if_diverged(values: list[float], diverged: list[str]) -> list[float]:
+    """A row with a diverged draw: as bad as can be (+inf log perplexity), so it never shows an advantage."""
+    return [math.inf] if diverged else values
 
 
-def _finding(claim: str, verdict: str, evidence: str, details: dict[str, Any] | None = None) -> Finding:
-    return Finding(claim, verdict, evidence, details or {})
+def _pooled(cells: dict[str, Estimate]) -> Estimate:
+    """The mean effect over targets; its variance the mean of the cells' variances over their count
+    (cells treated as independent), at the smallest df of the cells (conservative)."""
+    estimates = list(cells.values())
+    effect = math.fsum(e.effect for e in estimates) / len(estimates)
+    if not all(e.judged for e in estimates):
+        return Estimate(effect, math.nan, 0)
+    se = math.sqrt(math.fsum(e.se**2 for e in estimates)) / len(estimates)
+    return Estimate(effect, se, min(e.df for e in estimates))
+
+
+def _with_note(evidence: str, targets: TargetRows) -> str:
+    return f"{evidence} {targets.note()}".strip()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lp_prune.analysis.compare.stats import is_finite
 from lp_prune.analysis.compare.verdicts import Floor, repeat_floor
 from lp_prune.languages import LANGUAGES
 
@@ -96,15 +97,33 @@ def target_rows(runs: Iterable[Row]) -> TargetRows:
     return TargetRows(rows, source, left_out)
 
 
-def floor_over_recipes(runs: Iterable[Row], value: Callable[[Any], float | None]) -> Floor:
-    """The pooled repeat SD of `value` over every recipe of the setting (mixes count: same noise)."""
-    groups: dict[str, list[float]] = defaultdict(list)
+def target_floor(targets: TargetRows, value: Callable[[Any], float | None]) -> Floor:
+    """The repeat floor of `value` pooled over the target-language rows only (a mix's spread is
+    another recipe's noise); diverged draws add nothing to it."""
+    return repeat_floor(row_values(runs, value)[0] for runs in targets.rows.values())
+
+
+def row_values(runs: Sequence[Any], value: Callable[[Any], float | None]) -> tuple[list[float], list[str]]:
+    """A row's finite values over its draws, and the names of the draws whose value is not finite
+    (a diverged run: NaN, inf or null where a number should be). `value` returns None for "not
+    measured" and a non-finite float for "diverged"."""
+    finite, diverged = [], []
     for run in runs:
         v = value(run)
-        if v is not None:
-            groups[run.recipe].append(v)
-    return repeat_floor(groups.values())
+        if v is None:
+            continue
+        if is_finite(v):
+            finite.append(float(v))
+        else:
+            diverged.append(run_name(run))
+    return finite, diverged
 
 
 def values_of(runs: Sequence[Any], value: Callable[[Any], float | None]) -> list[float]:
-    return [v for v in (value(run) for run in runs) if v is not None]
+    return row_values(runs, value)[0]
+
+
+def run_name(run: Any) -> str:
+    """A run's name in evidence: its folder (compare's runs) or its key (analysis.json's)."""
+    path = getattr(run, "path", None)
+    return path.name if path is not None else str(getattr(run, "key", run))
