@@ -16,7 +16,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-DEFAULT_CONFIG = REPO / "src" / "lp_prune" / "config_hub" / "configs" / "default.yaml"  # `configs/default.yaml`
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 PEER_VENV = BENCH_DIR / ".venv-llmc"
 
 

@@ -45,7 +45,7 @@ from _common import (
 from _common import write_report as write_results
 from downstream_scoring import items_of
 
-STUDY = REPO / "src" / "lp_prune" / "config_hub" / "sweeps" / "study.yaml"
+STUDY = REPO / "sweeps" / "study.yaml"
 PER_RUN = ("prepare_data", "load_model", "prune", "eval_pruned", "downstream_pruned", "save")
 DENSE = ("eval_dense", "downstream_dense")
 

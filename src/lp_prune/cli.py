@@ -3,7 +3,7 @@
     lp-prune run --config configs/default.yaml --prune.method wanda --data.calibration_language sw
 
 `configs/...` and `sweeps/...` paths name the files that ship in the package (config.hub) unless
-such a file exists in the working folder.
+such a file exists in the working folder; `lp-prune configs` lists them.
 
 `run` and `estimate` also take `key=value` words (`prune.method=wanda`), the form of W&B's
 `${args_no_hyphens}` sweep macro. `lp-prune --version` prints the installed version.
@@ -37,8 +37,10 @@ from lp_prune.errors import Interrupted, UserError
 from lp_prune.safe_yaml import load_yaml_file
 
 EXIT_USER_ERROR = 2
-COMMANDS = ("run", "sweep", "compare", "analyze", "study", "eval", "estimate")  # modules in lp_prune.commands
+# modules in lp_prune.commands
+COMMANDS = ("run", "sweep", "compare", "analyze", "study", "eval", "estimate", "configs")
 RUN_CONFIG_COMMANDS = ("run", "estimate")  # their options are RunConfig's keys
+LIBRARY_FREE_COMMANDS = ("configs",)  # load no ML library: their logging is left alone (seconds of imports)
 
 
 def build_parser() -> ArgumentParser:
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     argv = with_hyphens(argv)
     debug = "--debug" in argv
-    _quiet_libraries()
+    if next((word for word in argv if not word.startswith("-")), None) not in LIBRARY_FREE_COMMANDS:
+        _quiet_libraries()
     parser = build_parser()
     try:
         with stop_on_signals():
