@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import PretrainedConfig
 
-from lp_prune.config import RunConfig
+from lp_prune.config import PruneConfig, RunConfig
 from lp_prune.errors import ConfigError
 from lp_prune.models.loading import check_weight_files, model_source
 from lp_prune.pruning.method import get_method
@@ -18,14 +18,18 @@ GIB = 1024**3
 
 
 def preflight(config: RunConfig, model_config: PretrainedConfig) -> None:
-    check_n_m_fits(config, model_config)
-    prune = config.prune
-    sizes = tuple(sorted(linear_input_sizes(model_config)))
-    known = replace(prune.settings, input_sizes=sizes, heads=attention_heads(model_config))
-    get_method(prune.method).check(known)  # what only it knows
+    check_method_fits(config.prune, model_config)
     check_weight_files(config.model)
     check_disk_space(config)
     resolve_mode(config.wandb)  # refuses a WANDB_MODE that wandb.init would reject after the run has begun
+
+
+def check_method_fits(prune: PruneConfig, model_config: PretrainedConfig) -> None:
+    """The pattern and the method's own checks, against the model's Linear sizes and attention shape."""
+    check_n_m_fits(prune, model_config)
+    sizes = tuple(sorted(linear_input_sizes(model_config)))
+    known = replace(prune.settings, input_sizes=sizes, heads=attention_heads(model_config))
+    get_method(prune.method).check(known)  # what only it knows
 
 
 def linear_input_sizes(model_config: PretrainedConfig) -> set[int]:
@@ -48,14 +52,14 @@ def attention_heads(model_config: PretrainedConfig) -> tuple[int, int, int] | No
     return heads, kv_heads, head_dim
 
 
-def check_n_m_fits(config: RunConfig, model_config: PretrainedConfig) -> None:
-    n_m = config.prune.n_m
+def check_n_m_fits(prune: PruneConfig, model_config: PretrainedConfig) -> None:
+    n_m = prune.n_m
     if n_m is None:
         return
     sizes = sorted(linear_input_sizes(model_config))
     if any(size % n_m[1] for size in sizes):
         raise ConfigError(
-            f"prune.pattern {config.prune.pattern}: M={n_m[1]} must divide every Linear input size of this model "
+            f"prune.pattern {prune.pattern}: M={n_m[1]} must divide every Linear input size of this model "
             f"({', '.join(map(str, sizes))}); try 2:4"
         )
 

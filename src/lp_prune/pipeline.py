@@ -7,7 +7,6 @@ RunWriter (tracking.run_writer); the wall time of each phase through a PhaseTime
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ import lightning as L
 import torch
 
 from lp_prune.calibration.checkpoint import load_layer_results
-from lp_prune.calibration.module import CalibrationOptions, LayerwiseCalibration
-from lp_prune.calibration.observers import CalibrationRecorder, LayerProgressBar, PruningMetricsLogger
-from lp_prune.calibration.pruner import LayerPruner
-from lp_prune.calibration.schedule import Mode
-from lp_prune.checks import attention_heads, preflight
+from lp_prune.calibration.loop import PruningLoop
+from lp_prune.calibration.loop import trainer_kwargs as loop_trainer_kwargs
+from lp_prune.calibration.observers import CalibrationRecorder
+from lp_prune.checks import preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
 from lp_prune.data.generated import cached_generate_calibration_mix
@@ -29,8 +27,6 @@ from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_per
 from lp_prune.launcher import apply_launcher_environment
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
-from lp_prune.pruning.owl import owl_sparsities
-from lp_prune.pruning.statistics import window_weights
 from lp_prune.runtime import release_memory
 from lp_prune.tracking.phase_timer import PhaseTimer
 from lp_prune.tracking.run_writer import RunWriter
@@ -121,7 +117,7 @@ def _prune_and_measure(
 ) -> None:
     """Dense baseline, layer-by-layer pruning, pruned evaluation, and the run directory's results."""
     run_dir = writer.run_dir
-    trainer_kwargs = _trainer_kwargs(config, writer.loggers)
+    trainer_kwargs = loop_trainer_kwargs(config, writer.loggers)
     evaluate = partial(
         evaluate_perplexity, model, data, trainer_kwargs, config.offload_layers, compile_layers=config.compile_layers
     )
@@ -138,26 +134,17 @@ def _prune_and_measure(
                 perplexity["dense"] = evaluate()
     writer.evaluate_downstream(downstream, "dense", model, timer)  # before any layer is pruned or restored
 
-    options = CalibrationOptions(
-        mode=Mode.of(config.prune.true_sequential, config.prune.single_pass),
-        batch_size=config.data.batch_size,
-        offload_layers=config.offload_layers,
-        activations=config.activations,
+    loop = PruningLoop.from_config(
+        config,
+        model,
+        data.calibration.ids,
+        data.calibration_languages,
+        loggers=writer.loggers,
+        callbacks=writer.checkpoint_callbacks(),
         activation_dir=run_dir.root / "activations",
-        outlier_threshold=config.prune.owl_threshold,
-        compile_layers=config.compile_layers,
+        restored=load_layer_results(run_dir.root, model) if resume else None,
     )
-    owl = _owl_layer_sparsity(config, model, data, trainer_kwargs, options, timer) if config.prune.owl else None
-    weights = window_weights(data.calibration_languages, config.prune.statistics, config.prune.language_weights)
-    layer_sparsity = owl["sparsity"] if owl else None
-    heads = attention_heads(model.config)
-    pruner = LayerPruner(config.prune, layer_sparsity, data.calibration.ids.numel(), weights, heads)
-    restored = load_layer_results(run_dir.root, model) if resume else []
-    recorder = CalibrationRecorder()
-    callbacks = [recorder, PruningMetricsLogger(), LayerProgressBar(), *writer.checkpoint_callbacks()]
-    with timer.phase("prune"):
-        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": callbacks})
-        trainer.validate(LayerwiseCalibration(model, data.calibration.ids, options, pruner, restored), verbose=False)
+    recorder = loop.run(timer.phase)
     for phase, seconds in recorder.seconds.items():
         timer.record(f"prune_{phase}", seconds)
     release_memory()  # the solves' freed temporaries lie between the kept pruned weights on the heap
@@ -168,7 +155,7 @@ def _prune_and_measure(
     # The other ranks have contributed their share: rank 0 evaluates downstream and saves.
     writer.evaluate_downstream(downstream, "pruned", model, timer)
     writer.save_pruned(model, recorder.masks, timer, recorder.grids)
-    writer.complete(partial(_summary, config, recorder, perplexity, timer, data, trainer, owl), downstream)
+    writer.complete(partial(_summary, config, recorder, perplexity, timer, data, loop), downstream)
 
 
 def _summary(
@@ -177,47 +164,12 @@ def _summary(
     perplexity: dict[str, dict[str, dict[str, float]]],
     timer: PhaseTimer,
     data: PruningDataModule,
-    trainer: L.Trainer,
-    owl: dict[str, list[float]] | None,
+    loop: PruningLoop,
 ) -> RunSummary:
     """summary.json's record, once every phase is timed."""
     summary = build_summary(config, recorder.records, perplexity, timer.seconds, data.calibration.ids.numel())
     summary.resumed_from_layer = recorder.replayed_layers
-    summary.world_size = trainer.world_size
-    if owl:
-        summary.owl = owl
+    summary.world_size = loop.trainer.world_size if loop.trainer else 1
+    if loop.owl:
+        summary.owl = loop.owl
     return summary
-
-
-def _owl_layer_sparsity(
-    config: RunConfig,
-    model: torch.nn.Module,
-    data: PruningDataModule,
-    trainer_kwargs: dict[str, Any],
-    options: CalibrationOptions,
-    timer: PhaseTimer,
-) -> dict[str, list[float]]:
-    """OWL's pass over the unpruned model: outlier ratio per layer -> sparsity per layer."""
-    recorder = CalibrationRecorder()
-    with timer.phase("owl_scan"):
-        trainer = L.Trainer(**{**trainer_kwargs, "callbacks": [recorder, LayerProgressBar()]})
-        scan = LayerwiseCalibration(model, data.calibration.ids, replace(options, mode=Mode.SCAN))
-        trainer.validate(scan, verbose=False)
-    ratios = [recorder.outlier_ratios[layer] for layer in sorted(recorder.outlier_ratios)]
-    sparsity = owl_sparsities(ratios, config.prune.sparsity, config.prune.owl_lambda)
-    return {"outlier_ratio": ratios, "sparsity": sparsity}
-
-
-def _trainer_kwargs(config: RunConfig, loggers: list) -> dict[str, Any]:
-    return {
-        "accelerator": config.accelerator,
-        "devices": config.devices,
-        "num_nodes": config.num_nodes,
-        "strategy": config.strategy,
-        "use_distributed_sampler": False,  # the calibration schedule is not data; windows are sharded by us
-        "logger": loggers or False,
-        "inference_mode": False,  # plain no_grad: tensors made during calibration stay usable after
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-        "callbacks": [LayerProgressBar()],
-    }

@@ -6,4 +6,5 @@ pruner.py      LayerPruner: statistics in, pruned Linears out (no Lightning)
 results.py     StepOutput, LayerResult, LinearResult, ModuleRecord: what travels to observers
 observers.py   callbacks that only read the outputs: recorder, metrics logger, progress bar
 checkpoint.py  per-layer progress files and their replay after a crash
+loop.py        PruningLoop: the pieces above built from a RunConfig (lp-prune run and lp_prune.prune)
 """
