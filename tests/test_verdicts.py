@@ -13,7 +13,6 @@ from lp_prune.analysis.compare import findings as fd
 from lp_prune.analysis.compare.claims_analysis import c2_highest_snr, c5_specific_only, c6_low_probability_shifts
 from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains, sign_test
 from lp_prune.analysis.compare.claims_lape import c8_lape_survival
-from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
 from lp_prune.analysis.compare.tables import Comparison
 from lp_prune.analysis.compare.targets import AnalysedRun, target_rows
@@ -370,40 +369,6 @@ def test_c3_leaves_out_probe_tasks_at_chance():
     stderr = {"dense": {task: 0.05}}
     found = c3_downstream_gains(target_rows(runs), accuracy, stderr, {}, {}, lambda t: "en")
     assert found.verdict == fd.NO_DATA and task in found.evidence
-
-
-# --- C4: the first-layer half --------------------------------------------------------------------------------
-
-
-def _iou(cross, floor):
-    return {"projection_layer": cross, "floor_projection_layer": floor, "chance": 1 / 3}
-
-
-def test_c4_checks_the_first_layer_qkv():
-    floor = {p: [0.9] * 6 for p in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")}
-    cross = {
-        "q_proj": [0.88, 0.88, 0.88, 0.88, 0.88, 0.88],
-        "k_proj": [0.88, 0.87, 0.88, 0.87, 0.88, 0.87],
-        "v_proj": [0.87, 0.88, 0.87, 0.88, 0.87, 0.88],
-        "gate_proj": [0.86, 0.85, 0.86, 0.85, 0.86, 0.85],
-        "o_proj": [0.50, 0.52, 0.70, 0.71, 0.72, 0.70],
-        "down_proj": [0.52, 0.50, 0.71, 0.70, 0.70, 0.72],
-    }
-    found = c4_least_consistent_masks(_iou(cross, floor))
-    assert found.verdict == fd.SUPPORTED, found.evidence
-    for proj in ("q_proj", "k_proj", "v_proj"):  # the first layer's q/k/v far off the floor
-        cross[proj] = [0.40, *cross[proj][1:]]
-    found = c4_least_consistent_masks(_iou(cross, floor))
-    assert found.verdict == fd.NOT_SUPPORTED and found.details["parts"]["first_layer"] == "fails"
-    for proj in ("q_proj", "k_proj", "v_proj"):
-        cross[proj] = [0.88, *cross[proj][1:]]
-    cross["o_proj"] = [0.70, 0.72, 0.50, 0.52, 0.71, 0.70]  # o_proj no longer worst early
-    assert c4_least_consistent_masks(_iou(cross, floor)).details["parts"]["early"] != "holds"
-
-
-def test_c4_without_floor_is_inconclusive():
-    found = c4_least_consistent_masks(_iou({"q_proj": [0.8, 0.8], "o_proj": [0.7, 0.8]}, {}))
-    assert found.verdict == fd.INCONCLUSIVE and "No same-language floor" in found.evidence
 
 
 # --- C7: similar and outlier calibration languages ------------------------------------------------------------
