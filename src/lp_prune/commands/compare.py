@@ -13,13 +13,18 @@ directory: --out, else ./compare/<name>, the name made of the compared folders' 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
 from lp_prune.errors import UserError
+
+if TYPE_CHECKING:
+    from lp_prune.analysis.compare.verdicts import Margins
 
 HELP = "Compare runs (run or sweep directories, W&B sweeps or groups): perplexity, mask IoU, SNR; report + W&B."
 
@@ -42,6 +47,23 @@ class CompareOptions:
     """Group of the analysis run (default: the runs')."""
     no_wandb: bool = False
     """Do not log an analysis run to W&B."""
+    c3_margin: float = 0.02
+    """C3: a downstream gain smaller than this (accuracy) is no improvement (the equivalence margin)."""
+    c5_margin: float = 0.005
+    """C5: agnostic relative errors closer than this are similar (the equivalence margin)."""
+    c7_margin: float = 0.02
+    """C7: a perplexity advantage smaller than this fraction (0.02 = 2%) is no advantage."""
+
+    def margins(self) -> Margins:
+        from lp_prune.analysis.compare.verdicts import Margins
+
+        for key in ("c3_margin", "c5_margin", "c7_margin"):
+            value = getattr(self, key)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise UserError(f"--{key} must be a positive number, got {value}")
+        if self.c7_margin >= 1:
+            raise UserError(f"--c7_margin is a fraction of the perplexity below 1, got {self.c7_margin}")
+        return Margins(c3=self.c3_margin, c5=self.c5_margin, c7=self.c7_margin)
 
 
 OPTIONS = CompareOptions
@@ -64,6 +86,7 @@ def execute(options: CompareOptions) -> int:
     from lp_prune.reporting import format_report_paths
     from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
+    margins = options.margins()
     sources = [parse_source(p) for p in options.runs if is_wandb_source(p)]  # bad forms fail before any download
     if options.out:
         check_outside_runs(Path(options.out), "--out")
@@ -77,7 +100,7 @@ def execute(options: CompareOptions) -> int:
         out = writable_folder(check_outside_runs(DEFAULT_ROOT / name, "the default report folder"))
     result = compare(runs)
     figures = comparison_figures(result, out)
-    findings = comparison_findings(result, analysis)
+    findings = comparison_findings(result, analysis, margins)
     reports = write_reports(result, figures, out, findings, comparison_recipes(result))
     for setting, found in findings.items():
         print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))

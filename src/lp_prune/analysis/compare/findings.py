@@ -42,6 +42,7 @@ from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7
 from lp_prune.analysis.compare.groups import by_setting
 from lp_prune.analysis.compare.targets import target_rows
 from lp_prune.analysis.compare.verdicts import (
+    DEFAULT_MARGINS,
     DOES_NOT_APPLY,
     INCONCLUSIVE,
     NO_DATA,
@@ -49,6 +50,7 @@ from lp_prune.analysis.compare.verdicts import (
     STATEMENTS,
     SUPPORTED,
     Finding,
+    Margins,
 )
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.pruning.method import structured
@@ -90,13 +92,15 @@ def _c8(runs: list[Any], analysed: dict[str, Finding]) -> Finding:
     return analysed.get("C8") or Finding("C8", NO_DATA, NO_ANALYSIS)
 
 
-def analysis_findings(analysis: AnalysisResult, compared: list[Any] | None = None) -> dict[str, list[Finding]]:
+def analysis_findings(
+    analysis: AnalysisResult, compared: list[Any] | None = None, margins: Margins = DEFAULT_MARGINS
+) -> dict[str, list[Finding]]:
     """C2, C5, C6 and C8 per setting of an analysis (`lp-prune analyze`'s analysis.json); with `compared`
     (compare's runs), the runs it holds are grouped and labelled as compare does."""
     return {
         setting: [
             c2_highest_snr(analysis, runs),
-            c5_specific_only(analysis, runs),
+            c5_specific_only(analysis, runs, margins.c5),
             c6_low_probability_shifts(analysis, runs),
             c8_lape_survival(analysis, runs),
         ]
@@ -104,11 +108,13 @@ def analysis_findings(analysis: AnalysisResult, compared: list[Any] | None = Non
     }
 
 
-def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None) -> dict[str, list[Finding]]:
+def comparison_findings(
+    comparison: Any, analysis: AnalysisResult | None = None, margins: Margins = DEFAULT_MARGINS
+) -> dict[str, list[Finding]]:
     """C1-C8 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else 'no data')."""
     from lp_prune.config.tasks import task_language
 
-    from_analysis = analysis_findings(analysis, comparison.runs) if analysis else {}
+    from_analysis = analysis_findings(analysis, comparison.runs, margins) if analysis else {}
     groups = by_setting(comparison.runs)
     out = {}
     for setting in comparison.perplexity:
@@ -129,7 +135,7 @@ def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None)
             _c4(comparison.iou.get(setting, {}), runs),
             analysed.get("C5") or missing["C5"],
             analysed.get("C6") or missing["C6"],
-            c7_related_languages(runs),
+            c7_related_languages(runs, margins.c7),
             _c8(runs, analysed),
         ]
     return out

@@ -53,12 +53,14 @@ def compare(runs: list[Run]) -> Comparison:
 
 
 def perplexity_matrix(runs: list[Run]) -> dict[str, dict[str, float]]:
-    """{calibration language or 'dense': {evaluation language: perplexity}} (means over repeats)."""
+    """{calibration language or 'dense': {evaluation language: perplexity}} (means over repeats). A
+    diverged run (NaN, inf or null) counts as the worst value, inf, so its row reads inf, not a mean
+    of the others."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for stage, row in (("pruned", run.recipe), ("dense", "dense")):
             for lang, value in run.summary.perplexity.get(stage, {}).items():
-                rows[row][lang].append(value)
+                rows[row][lang].append(_perplexity(value))
     order = ["dense", *recipe_order(runs)]
     return {row: {lang: statistics.fmean(v) for lang, v in rows[row].items()} for row in order if row in rows}
 
@@ -155,6 +157,12 @@ def layer_metrics(runs: list[Run]) -> dict[str, dict[str, dict[str, list[float]]
             for proj, layers in per_proj.items():
                 out[metric].setdefault(proj, {})[run.recipe] = [layers[i] for i in sorted(layers)]
     return out
+
+
+def _perplexity(value: Any) -> float:
+    """A perplexity as a float: anything but a finite positive number is a diverged run (inf)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else math.inf
 
 
 def _number(value: Any) -> float:

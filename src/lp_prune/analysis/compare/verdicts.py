@@ -27,7 +27,6 @@ INCONCLUSIVE = "inconclusive"
 NO_DATA = "no data"
 DOES_NOT_APPLY = "does not apply"  # the claim is about something the method does not do (masks of quantization)
 
-NO_FLOOR = "no floor"
 
 STATEMENTS = {
     "C1": "Calibrating on the target language generally gives the lowest perplexity on that language.",
@@ -60,6 +59,19 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "statement": self.statement}
+
+
+@dataclass(frozen=True)
+class Margins:
+    """The margins of the "no difference" claims: a difference smaller than this is no difference worth
+    the name (compare's --c3_margin, --c5_margin, --c7_margin)."""
+
+    c3: float = 0.02  # accuracy (two points)
+    c5: float = 0.005  # relative error of the language-agnostic part
+    c7: float = 0.02  # perplexity, relative (2%)
+
+
+DEFAULT_MARGINS = Margins()
 
 
 NO_FLOOR = "no floor"
