@@ -17,6 +17,7 @@ from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7
 from lp_prune.analysis.compare.stats import Estimate, holm
 from lp_prune.analysis.compare.verdicts import repeat_floor
 from lp_prune.analysis.runs import load_runs
+from lp_prune.analysis.study_report import cell_text, languages_held
 from lp_prune.cli import main
 from test_findings import SETTING, _plant_run
 from test_verdicts import analysis_of, run
@@ -123,6 +124,8 @@ def test_c1_generally_names_its_exceptions():
     found = c1_lowest_perplexity(runs)
     assert found.verdict == fd.SUPPORTED
     assert "holds in 6 of 7" in found.evidence and "exceptions: sw (undecided" in found.evidence
+    cell = {"verdict": found.verdict, "agreement": "agrees", **languages_held(found.to_dict())}
+    assert cell_text(cell) == "supported (agrees; 6 of 7, exceptions: sw undecided)"
 
 
 def test_ratio_labels_say_the_perplexity_ratio():

@@ -24,8 +24,10 @@ from lp_prune.config.tasks import task_language
 
 # What the study reports on Llama-3-8B and Aya-23-8B (50% SparseGPT and Wanda, mC4 calibration).
 STUDY_REPORTS = {
-    "C1": "Own-language calibration gives the lowest perplexity on that language, for both models and methods.",
-    "C2": "Own-language calibration gives the highest SNR of the pruned model's hidden states on that language.",
+    "C1": "Own-language calibration generally gives the lowest perplexity on that language, with exceptions "
+    "(languages where another calibration language is as good or better).",
+    "C2": "Own-language calibration generally gives the highest SNR of the pruned model's hidden states on that "
+    "language, across the layers.",
     "C3": "Downstream accuracy (Belebele, ARC, HellaSwag, MMLU, MKQA) does not consistently improve with "
     "target-language calibration; the best calibration language varies by task and language.",
     "C4": "Attention output (o_proj) and FFN down projections have the lowest mask IoU across calibration "
@@ -61,9 +63,30 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
             found = next((f for f in findings.get(setting, []) if f["claim"] == claim), None)
             verdict = found["verdict"] if found else NO_DATA
             agreement = "beyond the study" if claim in BEYOND_THE_STUDY else AGREEMENT[verdict]
-            row["tool"][setting] = {"verdict": verdict, "agreement": agreement}
+            row["tool"][setting] = {"verdict": verdict, "agreement": agreement, **languages_held(found)}
         rows.append(row)
     return rows
+
+
+def languages_held(finding: dict[str, Any] | None) -> dict[str, Any]:
+    """For a claim judged language by language: in how many it holds, and the exceptions by name."""
+    per_language = ((finding or {}).get("details") or {}).get("languages") or {}
+    outcomes = {lang: cell.get("outcome") for lang, cell in per_language.items() if isinstance(cell, dict)}
+    if not outcomes or not all(isinstance(o, str) for o in outcomes.values()):
+        return {}
+    held = [lang for lang, outcome in outcomes.items() if outcome == "holds"]
+    exceptions = {lang: outcome for lang, outcome in outcomes.items() if outcome != "holds"}
+    return {"held": len(held), "languages": len(outcomes), "exceptions": exceptions}
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """'supported (agrees; 6 of 7, exceptions: sw undecided)' for the claims table."""
+    text = f"{cell['verdict']} ({cell['agreement']}"
+    if "held" in cell:
+        text += f"; {cell['held']} of {cell['languages']}"
+        if cell["exceptions"]:
+            text += ", exceptions: " + ", ".join(f"{lang} {o}" for lang, o in cell["exceptions"].items())
+    return text + ")"
 
 
 def study_settings(runs: list[Run]) -> list[str]:
@@ -189,7 +212,7 @@ def study_markdown(record: dict[str, Any]) -> str:
     ]
     for row in record["claims"]:
         study = row["study"] + (f" *Here: {row['limits']}*" if row["limits"] else "")
-        cells = [f"{row['tool'][s]['verdict']} ({row['tool'][s]['agreement']})" for s in settings]
+        cells = [cell_text(row["tool"][s]) for s in settings]
         lines.append(f"| {row['claim']} | {study} | " + " | ".join(cells) + " |")
     lines += ["", "## The findings with their numbers", ""]
     for setting, found in record["findings"].items():
