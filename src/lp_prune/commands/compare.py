@@ -42,6 +42,9 @@ class CompareOptions:
     """Group of the analysis run (default: the runs')."""
     no_wandb: bool = False
     """Do not log an analysis run to W&B."""
+    c3_margin: float = 0.02
+    """Accuracy margin of the downstream verdicts (C3, Q1): an own-language gain, or a difference between
+    task types, smaller than this is none worth the name (equivalence tests against +-margin)."""
 
 
 OPTIONS = CompareOptions
@@ -64,6 +67,8 @@ def execute(options: CompareOptions) -> int:
     from lp_prune.reporting import format_report_paths
     from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
+    if not 0.0 < options.c3_margin < 1.0:
+        raise UserError(f"--c3_margin must lie in (0, 1) (an accuracy difference), got {options.c3_margin}")
     sources = [parse_source(p) for p in options.runs if is_wandb_source(p)]  # bad forms fail before any download
     if options.out:
         check_outside_runs(Path(options.out), "--out")
@@ -77,7 +82,7 @@ def execute(options: CompareOptions) -> int:
         out = writable_folder(check_outside_runs(DEFAULT_ROOT / name, "the default report folder"))
     result = compare(runs)
     figures = comparison_figures(result, out)
-    findings = comparison_findings(result, analysis)
+    findings = comparison_findings(result, analysis, options.c3_margin)
     reports = write_reports(result, figures, out, findings, comparison_recipes(result))
     for setting, found in findings.items():
         print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))

@@ -18,6 +18,7 @@ C8 for methods that remove no channel whole; verdicts.py).
     C7  a similar or an outlier calibration language gives no consistent advantage   claims_perplexity
     C8  (structured pruning, beyond the study) own-language calibration removes fewer
         of that language's LAPE neurons than other calibrations do                    claims_lape
+    Q1  (the study's open question) does the calibration effect depend on the task type  claims_task_type
 
 Rows: a run's target language is its calibration language whatever the text source; mixes, 'all',
 generated text and other statistics rules are recipes, never the target language (targets.py).
@@ -35,10 +36,11 @@ from lp_prune.analysis.compare.claims_analysis import (
     c5_specific_only,
     c6_low_probability_shifts,
 )
-from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains
+from lp_prune.analysis.compare.claims_downstream import C3_MARGIN, c3_downstream_gains
 from lp_prune.analysis.compare.claims_lape import NOT_STRUCTURED, c8_lape_survival
 from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
+from lp_prune.analysis.compare.claims_task_type import q1_task_type
 from lp_prune.analysis.compare.groups import by_setting
 from lp_prune.analysis.compare.targets import target_rows
 from lp_prune.analysis.compare.verdicts import (
@@ -104,8 +106,11 @@ def analysis_findings(analysis: AnalysisResult, compared: list[Any] | None = Non
     }
 
 
-def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None) -> dict[str, list[Finding]]:
-    """C1-C8 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else 'no data')."""
+def comparison_findings(
+    comparison: Any, analysis: AnalysisResult | None = None, c3_margin: float = C3_MARGIN
+) -> dict[str, list[Finding]]:
+    """C1-C8 and Q1 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else
+    'no data'); `c3_margin`: the accuracy margin of C3's and Q1's equivalence tests."""
     from lp_prune.config.tasks import task_language
 
     from_analysis = analysis_findings(analysis, comparison.runs) if analysis else {}
@@ -118,18 +123,12 @@ def comparison_findings(comparison: Any, analysis: AnalysisResult | None = None)
         out[setting] = [
             c1_lowest_perplexity(runs),
             analysed.get("C2") or missing["C2"],
-            c3_downstream_gains(
-                target_rows(runs),
-                comparison.accuracy.get(setting, {}),
-                comparison.accuracy_stderr.get(setting, {}),
-                comparison.items.get(setting, {}),
-                comparison.metrics.get(setting, {}),
-                task_language,
-            ),
+            c3_downstream_gains(target_rows(runs), task_language, c3_margin),
             _c4(comparison.iou.get(setting, {}), runs),
             analysed.get("C5") or missing["C5"],
             analysed.get("C6") or missing["C6"],
             c7_related_languages(runs),
             _c8(runs, analysed),
+            q1_task_type(target_rows(runs), task_language, c3_margin),
         ]
     return out
