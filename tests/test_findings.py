@@ -4,6 +4,8 @@ import itertools
 import json
 import math
 import zlib
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,22 +36,27 @@ def test_c3_falls_back_to_unpaired_stderrs_without_items():
     from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains
     from lp_prune.analysis.compare.targets import TargetRows
 
-    targets = TargetRows({lang: [_Row(lang)] for lang in ("de", "en", "sw")}, "packaged", [])
-    accuracy = {"en": {"lp_prune_proxy_en": 0.8}, "sw": {"lp_prune_proxy_en": 0.5}, "de": {"lp_prune_proxy_en": 0.6}}
-    stderr = {"en": {"lp_prune_proxy_en": 0.04}, "sw": {"lp_prune_proxy_en": 0.05}, "de": {"lp_prune_proxy_en": 0.05}}
-    found = c3_downstream_gains(targets, accuracy, stderr, {}, {}, task_language)
+    scores = {"en": (0.8, 0.04), "sw": (0.5, 0.05), "de": (0.6, 0.05)}  # one draw each, no per-item scores
+    rows = {lang: [_Row(lang, {"lp_prune_proxy_en": {"acc": a, "acc_stderr": se}})] for lang, (a, se) in scores.items()}
+    found = c3_downstream_gains(TargetRows(rows, "packaged", []), task_language)
     task = found.details["cells"]["lp_prune_proxy_en"]
     # 0.8 - 0.55 = 0.25; stderr sqrt(0.04^2 + (0.05^2 + 0.05^2) / 4)
-    assert task["mean"] == pytest.approx(0.25) and not task["paired"]
-    assert task["stderr"] == pytest.approx(math.sqrt(0.0016 + 0.005 / 4))
-    assert found.verdict == fd.NOT_SUPPORTED  # the only task gains: consistent
-    assert c3_downstream_gains(targets, {}, {}, {}, {}, task_language).verdict == fd.NO_DATA
+    assert task["effect"] == pytest.approx(0.25) and not task["paired"]
+    assert task["se"] == pytest.approx(math.sqrt(0.0016 + 0.005 / 4))
+    # the gain lies beyond the margin on item noise alone (one draw per row), and the evidence says so
+    assert found.verdict == fd.NOT_SUPPORTED and "item noise only" in found.evidence
+    empty = TargetRows({lang: [_Row(lang, {})] for lang in scores}, "packaged", [])
+    assert c3_downstream_gains(empty, task_language).verdict == fd.NO_DATA
 
 
 class _Row:
-    def __init__(self, lang):
+    """A target-language run as C3 reads it: its row labels and its downstream results."""
+
+    def __init__(self, lang, pruned):
         self.recipe = self.target_language = lang
         self.source = "packaged"
+        self.path = Path(f"/planted/{lang}")
+        self.summary = SimpleNamespace(downstream={"pruned": pruned})
 
 
 # --- C2, C5, C6 from analysis.json ----------------------------------------------------------------------

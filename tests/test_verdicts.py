@@ -302,72 +302,60 @@ def _claim(findings, setting, claim):
     return next(f for f in findings[setting] if f.claim == claim)
 
 
-# --- C3 under low power, in both directions --------------------------------------------------------------
+# --- C3 under low power, in both directions (the rules: claims_downstream; more in test_c3_verdicts.py) ------------
 
 
-def _downstream_rows(effect: float, n: int = 40):
-    """Three tasks; own language answers `effect` x n more (or fewer) items right than the others."""
-    accuracy, items = {}, {}
+def _downstream_runs(effect: float, n: int = 40, seeds=(0, 1)) -> list[Run]:
+    """Three tasks; own language answers `effect` x n more (or fewer) items right than the others, in
+    every calibration draw (the draws alike)."""
     extra = round(abs(effect) * n)
-    for lang in LANGS:
-        accuracy[lang], items[lang] = {}, {}
+    runs = []
+    for lang, seed in itertools.product(LANGS, seeds):
+        pruned = {}
         for task_lang in LANGS:
-            task = f"lp_prune_proxy_{task_lang}"
-            scores = {i: int(i % 2 == 0) for i in range(n)}  # half right
+            scores = [int(i % 2 == 0) for i in range(n)]  # half right
             if lang == task_lang:  # shift `extra` items: right ones wrong or wrong ones right
                 flip = [i for i in range(n) if scores[i] == (0 if effect > 0 else 1)][:extra]
-                scores.update({i: 1 - scores[i] for i in flip})
-            items[lang][task] = scores
-            accuracy[lang][task] = statistics.fmean(scores.values())
-    return accuracy, items
+                scores = [1 - s if i in flip else s for i, s in enumerate(scores)]
+            items = {"ids": list(range(n)), "acc": scores}
+            pruned[f"lp_prune_proxy_{task_lang}"] = {"acc": statistics.fmean(scores), "items": items}
+        runs.append(run(lang, seed, downstream={"pruned": pruned}))
+    return runs
 
 
-@pytest.mark.parametrize("effect, verdict", [(0.075, fd.INCONCLUSIVE), (0.5, fd.NOT_SUPPORTED)])
+@pytest.mark.parametrize("effect, verdict", [(0.05, fd.INCONCLUSIVE), (0.5, fd.NOT_SUPPORTED)])
 def test_c3_low_power_gain_is_inconclusive_and_a_large_gain_refutes(effect, verdict):
-    runs = [run(lang) for lang in LANGS]
-    accuracy, items = _downstream_rows(effect)
-    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
-    assert found.verdict == verdict
+    """Two of 40 items in each of three cells: the mean over cells cannot tell a gain of 0.02 from none."""
+    found = c3_downstream_gains(target_rows(_downstream_runs(effect)), task_language)
+    assert found.verdict == verdict, found.evidence
     if verdict == fd.INCONCLUSIVE:
-        assert "detect gains of" in found.evidence
+        assert "could confirm a margin of" in found.evidence and "detect" in found.evidence
 
 
-def test_c3_a_loss_rules_improvement_out():
-    runs = [run(lang) for lang in LANGS]
-    accuracy, items = _downstream_rows(-0.2)
-    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
-    assert found.verdict == fd.SUPPORTED and all(c["ruled_out"] for c in found.details["cells"].values())
+def test_c3_a_loss_rules_improvement_out_only_with_repeats():
+    found = c3_downstream_gains(target_rows(_downstream_runs(-0.2)), task_language)
+    assert found.verdict == fd.SUPPORTED and "ruled out" in found.evidence
+    single = c3_downstream_gains(target_rows(_downstream_runs(-0.2, seeds=(0,))), task_language)
+    assert single.verdict == fd.INCONCLUSIVE and "no repeated draws of their own" in single.evidence
 
 
 @pytest.mark.parametrize("n, verdict", [(20, fd.INCONCLUSIVE), (400, fd.SUPPORTED)])
 def test_c3_unchanged_items_rule_out_a_gain_only_when_there_are_enough(n, verdict):
     """No item changes with the calibration language: the paired differences are all zero (sd 0), yet
     20 items cannot exclude a gain of 0.02 (one changed item is 0.05); 400 items can."""
-    runs = [run(lang) for lang in LANGS]
-    accuracy, items = _downstream_rows(0.0, n)
-    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
+    found = c3_downstream_gains(target_rows(_downstream_runs(0.0, n)), task_language)
     assert found.verdict == verdict, found.evidence
-    assert all(cell["stderr"] == pytest.approx(1 / n) for cell in found.details["cells"].values())
-
-
-def test_c3_one_low_cell_among_several_is_judged_with_the_family_bound():
-    """Each of three cells loses 2 of 40 items: mean + 2 stderr lies just below 0.02 (ruled out with one
-    cell), but three cells are three chances for noise: Bonferroni's z = 2.39 leaves it open."""
-    runs = [run(lang) for lang in LANGS]
-    accuracy, items = _downstream_rows(-0.05)
-    found = c3_downstream_gains(target_rows(runs), accuracy, {}, items, {}, task_language)
-    cells = found.details["cells"].values()
-    assert all(c["mean"] + 2 * c["stderr"] < 0.02 for c in cells)
-    assert found.details["bound_z"] == pytest.approx(statistics.NormalDist().inv_cdf(1 - 0.025 / 3))
-    assert found.verdict == fd.INCONCLUSIVE and not any(c["ruled_out"] for c in cells), found.evidence
+    assert all(cell["se"] == pytest.approx(1 / n) for cell in found.details["cells"].values())
 
 
 def test_c3_leaves_out_probe_tasks_at_chance():
-    runs = [run(lang) for lang in LANGS]
     task = "lp_prune_probe_capitals_en"
-    accuracy = {lang: {task: 0.9 if lang == "en" else 0.3} for lang in LANGS} | {"dense": {task: 0.26}}
-    stderr = {"dense": {task: 0.05}}
-    found = c3_downstream_gains(target_rows(runs), accuracy, stderr, {}, {}, lambda t: "en")
+    dense = {task: {"acc": 0.26, "acc_stderr": 0.05}}
+    runs = [
+        run(lang, downstream={"pruned": {task: {"acc": 0.9 if lang == "en" else 0.3}}, "dense": dense})
+        for lang in LANGS
+    ]
+    found = c3_downstream_gains(target_rows(runs), lambda t: "en")
     assert found.verdict == fd.NO_DATA and task in found.evidence
 
 

@@ -37,8 +37,10 @@ STUDY_REPORTS = {
     "C6": "Pruning shifts the activation probabilities of language-specific neurons with low activation probability.",
     "C7": "A linguistically similar language, or an outlier one, as calibration gives no consistent advantage.",
     "C8": "Not reported: the study prunes weight by weight, so no LAPE neuron is removed whole.",
+    "Q1": "Posed as an open question: whether the effect of the calibration language depends on the task type.",
 }
 BEYOND_THE_STUDY = {"C8"}  # claims the tool checks that the study does not make: no agreement to read
+OPEN_QUESTIONS = {"Q1"}  # questions the study leaves open: the tool's answer, no agreement to read
 LIMITS_HERE = {
     "C3": "Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
     "(those need the Hugging Face Hub).",
@@ -62,7 +64,13 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
         for setting in settings:
             found = next((f for f in findings.get(setting, []) if f["claim"] == claim), None)
             verdict = found["verdict"] if found else NO_DATA
-            agreement = "beyond the study" if claim in BEYOND_THE_STUDY else AGREEMENT[verdict]
+            agreement = (
+                "beyond the study"
+                if claim in BEYOND_THE_STUDY
+                else "open question in the study"
+                if claim in OPEN_QUESTIONS
+                else AGREEMENT[verdict]
+            )
             row["tool"][setting] = {"verdict": verdict, "agreement": agreement, **languages_held(found)}
         rows.append(row)
     return rows

@@ -18,6 +18,7 @@ C8 for methods that remove no channel whole; verdicts.py).
     C7  a similar or an outlier calibration language gives no consistent advantage   claims_perplexity
     C8  (structured pruning, beyond the study) own-language calibration removes fewer
         of that language's LAPE neurons than other calibrations do                    claims_lape
+    Q1  (the study's open question) does the calibration effect depend on the task type  claims_task_type
 
 Rows: a run's target language is its calibration language whatever the text source; mixes, 'all',
 generated text and other statistics rules are recipes, never the target language (targets.py).
@@ -39,6 +40,7 @@ from lp_prune.analysis.compare.claims_downstream import c3_downstream_gains
 from lp_prune.analysis.compare.claims_lape import NOT_STRUCTURED, c8_lape_survival
 from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
+from lp_prune.analysis.compare.claims_task_type import q1_task_type
 from lp_prune.analysis.compare.groups import by_setting
 from lp_prune.analysis.compare.targets import target_rows
 from lp_prune.analysis.compare.verdicts import (
@@ -111,7 +113,8 @@ def analysis_findings(
 def comparison_findings(
     comparison: Any, analysis: AnalysisResult | None = None, margins: Margins = DEFAULT_MARGINS
 ) -> dict[str, list[Finding]]:
-    """C1-C8 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else 'no data')."""
+    """C1-C8 and Q1 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else
+    'no data'); `margins`: the margins of the "no difference" tests (C3 and Q1 read margins.c3)."""
     from lp_prune.config.tasks import task_language
 
     from_analysis = analysis_findings(analysis, comparison.runs, margins) if analysis else {}
@@ -124,18 +127,12 @@ def comparison_findings(
         out[setting] = [
             c1_lowest_perplexity(runs),
             analysed.get("C2") or missing["C2"],
-            c3_downstream_gains(
-                target_rows(runs),
-                comparison.accuracy.get(setting, {}),
-                comparison.accuracy_stderr.get(setting, {}),
-                comparison.items.get(setting, {}),
-                comparison.metrics.get(setting, {}),
-                task_language,
-            ),
+            c3_downstream_gains(target_rows(runs), task_language, margins.c3),
             _c4(comparison.iou.get(setting, {}), runs),
             analysed.get("C5") or missing["C5"],
             analysed.get("C6") or missing["C6"],
             c7_related_languages(runs, margins.c7),
             _c8(runs, analysed),
+            q1_task_type(target_rows(runs), task_language, margins.c3),
         ]
     return out

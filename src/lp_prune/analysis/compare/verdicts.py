@@ -40,6 +40,7 @@ STATEMENTS = {
     "C7": "Calibrating on a linguistically similar or an outlier language gives no consistent advantage.",
     "C8": "Under structured pruning, calibrating on a language removes fewer of its language-specific (LAPE) "
     "neurons than calibrating on the other languages does.",
+    "Q1": "Does the calibration-language effect on downstream accuracy depend on the task type?",
 }
 
 
