@@ -278,7 +278,12 @@ def pool(noises: Sequence[Noise], draw_df_cap: float = math.inf, spread: tuple[f
     variance: the larger of the model's (items and draws, sum of var / k^2, Satterthwaite's df per
     part, the draw part's df at most `draw_df_cap`: every task's draw noise is read off the same runs)
     and the cells' own dispersion / k (`spread`, else dispersion() of these cells; its df), which holds
-    what the cells' true effects differ by (Hartung-Knapp's floor, with equal weights)."""
+    what the cells' true effects differ by (Hartung-Knapp's floor, with equal weights).
+
+    Why not inverse-variance weights: they favour cells where few items changed. Measured on planted
+    cells, fixed-effect weights let one unchanged cell (se 1/3000) outweigh twelve at +6 points and
+    read "supported"; random-effects weights gave 8.8% false "supported" at the margin (equal weights
+    6.0%) with cells varying by 3 points, over 1,000 plants."""
     kept = [n for n in noises if is_finite(n.var) and n.var > 0]
     if not kept:
         return Noise(math.nan, math.nan, 0, 0.0, 0)
