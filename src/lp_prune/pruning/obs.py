@@ -141,9 +141,7 @@ class _Sweep:
             for i in range(sub_start, sub_end):
                 if n_m is not None and i % n_m[1] == 0:
                     group = slice(i, i + n_m[1])
-                    pruned = n_m_mask((Wt[group].square() / d[group, None].square()).t(), *n_m)
-                    mask[:, start + i : start + i + n_m[1]] = pruned
-                    mask_t[group] = pruned.t()
+                    mask_t[group] = n_m_mask((Wt[group].square() / d[group, None].square()).t(), *n_m).t()
                     if scale_t is not None:
                         scale_t[group] = mask_t[group].to(Wt.dtype) / d[group, None]
                     else:
@@ -152,7 +150,7 @@ class _Sweep:
                     err = torch.mul(Wt[i], scale_t[i], out=errors_t[i])
                 else:
                     if quantizer.group_size is not None and (start + i) % quantizer.group_size == 0:
-                        self._start_group(Wt, errors_t, start, end, sub_start, sub_end, i)
+                        self._start_group(Wt, errors_t, mask_t, start, end, sub_start, sub_end, i)
                     kept = Wt[i] if keep_t is None else Wt[i] * keep_t[i]
                     q = quantize(kept, self.grid.scale, self.grid.zero, quantizer.bits)
                     err = torch.div(Wt[i] - q, d[i], out=errors_t[i])
@@ -161,8 +159,10 @@ class _Sweep:
                 if quantizer is not None:
                     Wt[i] = q  # exactly on the grid
             Wt[sub_end:].addmm_(U_block[sub_start:sub_end, sub_end:].T, errors_t[sub_start:sub_end], alpha=-1.0)
+        if scale_t is not None:  # pruning alone left the pruned entries as they were; quantized ones are 0
+            Wt.masked_fill_(mask_t, 0.0)
         if mask_t is not None:
-            Wt.masked_fill_(mask_t, 0.0)  # exact zeros, not rounding residue
+            mask[:, start:end] = mask_t.t()
         self.W[:, start:end] = Wt.t()
         self.loss += errors_t.square().sum(dim=0) / 2
         return errors_t.t()
@@ -177,15 +177,26 @@ class _Sweep:
             self.mask[rows, start:end] = lowest_mask(part.reshape(1, -1), count).view_as(part)
 
     def _start_group(
-        self, Wt: torch.Tensor, errors_t: torch.Tensor, start: int, end: int, sub_start: int, sub_end: int, i: int
+        self,
+        Wt: torch.Tensor,
+        errors_t: torch.Tensor,
+        mask_t: torch.Tensor | None,
+        start: int,
+        end: int,
+        sub_start: int,
+        sub_end: int,
+        i: int,
     ) -> None:
         """The grid of the group starting at block column i, from its updated weights; entries known
-        to be pruned by now count as 0."""
+        to be pruned by now (in this block: no later block's mask is chosen yet) count as 0."""
         assert self.quantizer is not None and self.quantizer.group_size is not None
         size = self.quantizer.group_size
         weights = _group_weights(self.W, self.U, Wt, errors_t, start, end, sub_start, sub_end, i, size)
-        if self.mask is not None:
-            weights = weights * ~self.mask[:, start + i : start + i + size]
+        if mask_t is not None:
+            known = torch.ones_like(weights, dtype=torch.bool)
+            inside = mask_t[i : i + size]
+            known[:, : inside.shape[0]] = ~inside.t()
+            weights = weights * known
         self.grid = _row_grid(weights, self.quantizer)
         self.grids.append(self.grid)
 
