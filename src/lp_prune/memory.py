@@ -8,7 +8,7 @@ down), while the accumulators of the groups after it wait; a SparseGPT solve of 
 width c and r stacked rows holds 12 c^2 bytes (the float64 Gram with its float32 copy, then the
 float32 Gram, the Hessian-turned-factor and the Cholesky factor L) plus its float32 rows, mask and
 new weights. These terms follow what the code keeps alive (`calibration/pruner.py`,
-`pruning/sparsegpt.py`); benchmarks/study_shapes.py checks them against measured peaks.
+`pruning/obs.py`); benchmarks/study_shapes.py checks them against measured peaks.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from lp_prune.errors import NumericalError
 from lp_prune.metrics.pruning_error import error_from_sums, error_sums, local_error, sparsity
 from lp_prune.models.layers import projection
 from lp_prune.pruning.grid import QuantGrid
+from lp_prune.pruning.hessian import all_finite
 from lp_prune.pruning.masks import PackedMask, packed_mask
 from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime, get_method
-from lp_prune.pruning.sparsegpt import all_finite
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import factor_threads, single_thread
 

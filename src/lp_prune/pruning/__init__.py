@@ -5,6 +5,7 @@ Nothing here imports Lightning, W&B or transformers, so each piece can be tested
 """
 
 from lp_prune.pruning.gptq import GPTQResult, gptq_quantize
+from lp_prune.pruning.hessian import inverse_hessian_factor
 from lp_prune.pruning.magnitude import magnitude_mask
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, score_mask, unstructured_mask
 from lp_prune.pruning.method import (
@@ -19,7 +20,7 @@ from lp_prune.pruning.method import (
     register,
 )
 from lp_prune.pruning.quantize import round_to_nearest
-from lp_prune.pruning.sparsegpt import SparseGPTResult, inverse_hessian_factor, sparsegpt_prune
+from lp_prune.pruning.sparsegpt import SparseGPTResult, sparsegpt_prune
 from lp_prune.pruning.statistics import InputStatistics, gram
 from lp_prune.pruning.wanda import wanda_mask, wanda_scores
 
