@@ -33,6 +33,7 @@ from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
 from lp_prune.pruning.method import get_method, structured
+from lp_prune.tracking.cache_lock import cache_dir, cache_folder
 from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,11 @@ _SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qw
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header
 
 
-def cache_dir() -> Path:
-    """Where converted models live: $LP_PRUNE_CACHE, else ~/.cache/lp_prune."""
-    return Path(os.environ.get("LP_PRUNE_CACHE", Path.home() / ".cache" / "lp_prune"))
-
-
 def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
     """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
-    (read-only, or a file in its place) costs a warning, not the run."""
+    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        cache_folder(folder)
         write()
     except OSError as err:
         log.warning(
@@ -255,7 +251,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
+    cache_folder(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
         model.save_pretrained(staging)

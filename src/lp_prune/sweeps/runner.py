@@ -30,6 +30,7 @@ from lp_prune.errors import ConfigError, Interrupted
 from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
+from lp_prune.tracking.files import PlantedLink, checked_folder, open_no_follow, refuse_link
 from lp_prune.tracking.run_dir import STATUS_RUNNING
 
 ENV = "/usr/bin/env"  # what ${env} becomes
@@ -208,7 +209,8 @@ def execute_stream(
 ) -> list[RunOutcome]:
     """`execute` for runs chosen one at a time (a bayes sweep): the next run is taken from `todo` only
     when a slot is free, so it is chosen knowing every run finished by then; `live` holds the names of
-    the runs running meanwhile. A ConfigError while choosing lets the running runs end first."""
+    the runs running meanwhile. A ConfigError while choosing (or a planted link where the next run
+    would write) lets the running runs end first."""
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     progress = _Progress(total, parallel)
     running: list[_Started] = []
@@ -221,17 +223,16 @@ def execute_stream(
                 time.sleep(0.2)
             try:
                 run = next(todo, None)
-            except ConfigError:
+                if run is None:
+                    break
+                argv = launch_argv(run, sweep)
+                log_path = run.out.parent / f"{run.name}.log"
+                log = _open_log(run, log_path)  # closed in _reap
+            except (ConfigError, PlantedLink):
                 while running:
                     outcomes += _reap(running, progress, live)
                     time.sleep(0.2)
                 raise
-            if run is None:
-                break
-            argv = launch_argv(run, sweep)
-            run.out.parent.mkdir(parents=True, exist_ok=True)
-            log_path = run.out.parent / f"{run.name}.log"
-            log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
             resumes = " (resumes)" if run.resumable else ""
             print(f"start {index}/{total}: {run.name}{resumes} (log: {log_path})", flush=True)
             process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
@@ -244,6 +245,15 @@ def execute_stream(
         _pass_on(stop.signum, running)
         raise
     return outcomes
+
+
+def _open_log(run: PlannedRun, log_path: Path) -> Any:
+    """The run's log file in its sweep folder. The sweep folder, the run's folder and the log are never
+    symbolic links (a received sweep folder may hold planted ones): PlantedLink instead."""
+    sweep_dir = run.out.parent
+    checked_folder(sweep_dir, sweep_dir.parent)
+    refuse_link(run.out)
+    return os.fdopen(open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w")
 
 
 def _pass_on(signum: int, running: list[_Started]) -> None:
