@@ -284,13 +284,16 @@ def _hub_unreachable(message: str) -> bool:
     return os.environ.get("HF_HUB_OFFLINE") == "1" or any(m in message.lower() for m in markers)
 
 
-def load_run_model(run_dir: str | Path, full_shape: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_run_model(
+    run_dir: str | Path, full_shape: bool = False, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The pruned model of a saved run: its saved weights, or the dense model with its masks applied.
 
     Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
     updates the kept weights, so its runs need `--save_model true`. A structured run saves a smaller
     model; `full_shape=True` gives it at the dense shapes instead (its masks on the dense model: the
     same outputs), for analyses that compare it with the dense model neuron by neuron.
+    `trust_remote_code` comes from the caller's command line, never from the run's config.yaml.
     """
     from lp_prune.tracking import RunDirectory, iter_masks
 
@@ -298,7 +301,7 @@ def load_run_model(run_dir: str | Path, full_shape: bool = False) -> tuple[PreTr
     if not run.is_complete():
         raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
     config = run.read_config()
-    model_config = config.model
+    model_config = replace(config.model, trust_remote_code=trust_remote_code)
     cut = structured(config.prune.method)
     if (run.model / "config.json").exists() and not (full_shape and cut):
         saved = replace(model_config, name=str(run.model))

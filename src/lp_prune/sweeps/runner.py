@@ -26,6 +26,7 @@ from typing import Any
 
 import lp_prune
 from lp_prune.config import RunConfig
+from lp_prune.config.code_options import without_code_words
 from lp_prune.errors import ConfigError, Interrupted
 from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
@@ -91,10 +92,14 @@ def run_name(params: dict[str, Any]) -> str:
 
 
 def plan(sweep: Sweep, combinations: list[dict[str, Any]], root: Path) -> list[PlannedRun]:
+    """The runs of `combinations`; their commands never carry an option that runs code (a sweep file
+    does not ask for code: config.code_options), only the sweep's own code_flags are added when they start."""
     check_parameters(sweep)
     sweep_dir = root / sweep.name
     return [
-        PlannedRun(run_name(params), params, agent_command(sweep, params), sweep_dir / run_name(params))
+        PlannedRun(
+            run_name(params), params, without_code_words(agent_command(sweep, params))[0], sweep_dir / run_name(params)
+        )
         for params in combinations
     ]
 
@@ -115,13 +120,13 @@ def local_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
     project = [f"--wandb.project={sweep.project}"] if sweep.project else []  # as in a W&B sweep
     options = run_options(run.argv, sweep)
     extras = [f"--out={run.out}", *project, f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
-    return [*LOCAL_LAUNCHER, "run", *options, *extras]
+    return [*LOCAL_LAUNCHER, "run", *options, *extras, *sweep.code_flags]
 
 
 def launch_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
     """What starts `run` here: an interrupted run resumes in its folder, any other starts afresh."""
     if run.resumable:
-        return [*LOCAL_LAUNCHER, "run", "--resume", str(run.out)]
+        return [*LOCAL_LAUNCHER, "run", "--resume", str(run.out), *sweep.code_flags]
     return local_argv(run, sweep)
 
 

@@ -286,11 +286,22 @@ class RunDirectory:
     def is_complete(self) -> bool:
         return self.status() == STATUS_COMPLETE
 
-    def read_config(self) -> RunConfig:
-        """The configuration the run was started with (config.yaml), parsed like the command line's."""
-        from lp_prune.config import read_run_config
+    def read_config(self, as_written: bool = False) -> RunConfig:
+        """The configuration the run was started with (config.yaml), parsed like the command line's.
 
-        return read_run_config(self.config)
+        Options that run code (config.code_options) are off: a run folder is not the one to ask for
+        code. `as_written`: as the file says, for the checks of --resume and warnings only."""
+        from lp_prune.config import read_run_config
+        from lp_prune.config.code_options import without_code
+
+        config = read_run_config(self.config)
+        return config if as_written else without_code(config)
+
+    def code_requests(self) -> dict[str, Any]:
+        """The options that run code which config.yaml turns on, with their values."""
+        from lp_prune.config.code_options import requests
+
+        return requests(self.read_config(as_written=True))
 
     def _remove_artefacts(self) -> None:
         # Status first: if removal stops halfway, the folder no longer claims to be complete.
