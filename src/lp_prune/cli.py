@@ -8,7 +8,8 @@ such a file exists in the working folder; `lp-prune configs` lists them.
 `run` and `estimate` also take `key=value` words (`prune.method=wanda`), the form of W&B's
 `${args_no_hyphens}` sweep macro. `lp-prune --version` prints the installed version.
 Every problem the user can fix is reported as one line on stderr with a non-zero exit; `--debug`
-shows the traceback instead.
+shows the traceback instead. Options that run code (model.trust_remote_code, eval.include_path) count
+only as flags of this command line, never from a --config file (config.code_options).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lp_prune.cli_support import (
     options_from,
     stop_on_signals,
 )
+from lp_prune.config.code_options import flags_only
 from lp_prune.config.hub import resolve
 from lp_prune.errors import Interrupted, UserError
 from lp_prune.safe_yaml import load_yaml_file
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             parsed = parser.instantiate_classes(parser.parse_args(argv))
             command = importlib.import_module(f"lp_prune.commands.{parsed.command}")
             options = parsed[parsed.command]
+            if parsed.command in RUN_CONFIG_COMMANDS:  # code only where these flags ask (config.code_options)
+                flags_only(options, argv[argv.index(parsed.command) + 1 :], parsed.command)
             if hasattr(command, "OPTIONS"):  # run and estimate read their namespace with run_config_from
                 options = options_from(options, command.OPTIONS)
             return command.execute(options)

@@ -31,6 +31,9 @@ class AnalyzeOptions:
     """Percentile of all activation probabilities."""
     include_bos: bool = False
     """Count the BOS position in the statistics."""
+    trust_remote_code: bool = False
+    """Let transformers run the model folder's own Python code; only this flag allows it, never a run's
+    config.yaml."""
     out: str | None = None
     """Report folder, never inside a run directory (default: <first>/analysis for a sweep folder, else
     ./analysis/<names of the analysed folders>)."""

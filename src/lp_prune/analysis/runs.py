@@ -199,6 +199,20 @@ def _digest(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def warn_code_requests(
+    runs: list[Run], flags: dict[str, str] | None = None, given: dict[str, bool] | None = None
+) -> None:
+    """A warning line for each option that runs code which a run's config.yaml asks for and this command
+    line does not (config.code_options): `flags` are the command's own flags for them, `given` what
+    the command line asked for."""
+    from lp_prune.config.code_options import warn_not_asked
+
+    for run in runs:
+        folder = RunDirectory(run.path)
+        asked = {key: value for key, value in folder.code_requests().items() if not (given or {}).get(key)}
+        warn_not_asked(str(folder.config), asked, flags)
+
+
 def load_runs(paths: list[str | Path]) -> list[Run]:
     runs = [load_run(p) for p in find_runs(paths)]
     if len(runs) < 1:

@@ -5,7 +5,8 @@
 ("scale.<module>", "zero.<module>", "g_idx.<module>" with act_order groups) and, in its metadata,
 the mask shapes, the grids' settings and the metric records. `progress/state.json` says how many
 layers are done. The layer file is written before the state that points to it, both atomically, so
-the state never names a missing or half-written layer. The inputs of the next layer are not stored:
+the state never names a missing or half-written layer. A symbolic link in progress/'s place or in it
+is refused, never written through (tracking.files). The inputs of the next layer are not stored:
 resuming replays the saved layers (`load_layer_results`), which recomputes them and gives the same
 bits as the uninterrupted run on CPU.
 
@@ -33,6 +34,7 @@ from lp_prune.models.layers import decoder_layers, layer_prefix, prunable_linear
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 from lp_prune.tracking import atomic_output, write_json
+from lp_prune.tracking.files import checked_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class LayerCheckpoint(StepObserver):
     """Writes every layer the loop finishes (replayed layers are on disk already)."""
 
     def __init__(self, run_root: Path) -> None:
+        self.run_root = Path(run_root)
         self.folder = progress_dir(run_root)
 
     def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
@@ -78,7 +81,7 @@ class LayerCheckpoint(StepObserver):
             self.save(output.layer)
 
     def save(self, result: LayerResult) -> None:
-        self.folder.mkdir(exist_ok=True)
+        checked_folder(self.folder, self.run_root)  # never through a link planted in the run folder
         tensors: dict[str, torch.Tensor] = {}
         for linear in result.linears:
             tensors[f"weight.{linear.name}"] = linear.weight.detach().cpu().contiguous()

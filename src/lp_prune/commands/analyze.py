@@ -42,12 +42,14 @@ def execute(options: AnalyzeOptions) -> int:
     from lp_prune.analysis.analyze.pipeline import analyze
     from lp_prune.analysis.analyze.plots import analysis_figures
     from lp_prune.analysis.analyze.report import wandb_tables, write_analysis_reports
-    from lp_prune.analysis.runs import load_runs
+    from lp_prune.analysis.runs import load_runs, warn_code_requests
     from lp_prune.commands.compare import comparison_name
 
     paths = list(options.runs)
     options.validate()  # before any run or model is read
     runs = load_runs(paths)
+    trust = {"model.trust_remote_code": "trust_remote_code"}  # the one option that runs code here
+    warn_code_requests(runs, trust, {"model.trust_remote_code": options.trust_remote_code})
     out = report_folder(options.out, paths)
     result = analyze(runs, options)
     figures = analysis_figures(result, out)

@@ -82,7 +82,7 @@ def execute(options: CompareOptions) -> int:
     from lp_prune.analysis.compare.recipes import comparison_recipes
     from lp_prune.analysis.compare.report import iou_rows, perplexity_rows, write_reports
     from lp_prune.analysis.compare.tables import compare
-    from lp_prune.analysis.runs import load_analysis, load_runs, wandb_destination
+    from lp_prune.analysis.runs import load_analysis, load_runs, wandb_destination, warn_code_requests
     from lp_prune.reporting import format_report_paths
     from lp_prune.tracking.wandb_runs import is_wandb_source, parse_source, resolve_sources
 
@@ -92,6 +92,7 @@ def execute(options: CompareOptions) -> int:
         check_outside_runs(Path(options.out), "--out")
     paths = resolve_sources(list(options.runs), Path(options.download_dir))
     runs = load_runs(paths)
+    warn_code_requests(runs)  # compare loads no model and runs no task: nothing of the kind is done
     analysis = load_analysis(options.analysis, paths)  # a damaged analysis.json fails before anything is written
     name = comparison_name(paths)
     if options.out:

@@ -12,7 +12,7 @@ run of job type `eval` in the run's project and group; they are printed as a tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ class EvalOptions:
     tasks: list[str] | str = field(default_factory=lambda: ["proxy"])
     """Task names or shorthands (proxy, belebele, ...): a list, or comma-separated as lm-eval's --tasks."""
     include_path: list[str] | str | None = None
-    """Your own lm-eval task folders."""
+    """Your own lm-eval task folders (their !function entries are Python code: only this flag names them,
+    never a run's config.yaml)."""
     limit: int | None = None
     """At most this many items per task."""
     num_fewshot: int = 0
@@ -46,6 +47,9 @@ class EvalOptions:
     """Languages of shorthands (default: the run's): the seven, or Belebele configs such as fra_Latn."""
     dense: bool = False
     """Run directory: also evaluate the dense model."""
+    trust_remote_code: bool = False
+    """Let transformers run the model folder's own Python code; only this flag allows it, never a run's
+    config.yaml."""
     no_wandb: bool = False
     """Do not log an eval run to W&B."""
 
@@ -60,6 +64,7 @@ class EvalOptions:
 
 
 OPTIONS = EvalOptions
+CODE_FLAGS = {"model.trust_remote_code": "trust_remote_code", "eval.include_path": "include_path"}  # this command's
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -77,10 +82,11 @@ def execute(options: EvalOptions) -> int:
     for lang in options.languages or []:
         check_task_language(lang, "--languages")
     run_dir = Path(options.target) if is_run_directory(options.target) else None
+    trust = options.trust_remote_code
     if run_dir is not None:
-        downstream = evaluate_run(run_dir, eval_config, options.languages, options.dense)
+        downstream = evaluate_run(run_dir, eval_config, options.languages, options.dense, trust)
     else:
-        downstream = {"model": evaluate_model(options.target, eval_config, options.languages)}
+        downstream = {"model": evaluate_model(options.target, eval_config, options.languages, trust)}
     from lp_prune.evaluation.downstream import format_table
 
     print(format_table(downstream))
@@ -112,21 +118,29 @@ def log_eval_run(downstream: dict[str, dict[str, Any]], run_dir: Path | None, ta
 
 
 def evaluate_run(
-    run_dir: Path, eval_config: EvalConfig, languages: list[str] | None, dense: bool
+    run_dir: Path, eval_config: EvalConfig, languages: list[str] | None, dense: bool, trust_remote_code: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate the run's pruned (and with `dense`, its dense) model; merge into its summary.json."""
+    """Evaluate the run's pruned (and with `dense`, its dense) model; merge into its summary.json.
+
+    Code runs only where this command line asks (config.code_options): what the run's config.yaml asks
+    for gets a warning line and is not done."""
+    from lp_prune.config.code_options import warn_not_asked
     from lp_prune.evaluation.downstream import parse_output, write_lm_eval_results
     from lp_prune.models.loading import load_model, load_run_model, load_tokenizer_and_config
     from lp_prune.tracking import RunDirectory, read_json, write_json
 
     run = RunDirectory.open(run_dir)
+    given = {"model.trust_remote_code": trust_remote_code, "eval.include_path": eval_config.include_paths}
+    asked = {key: value for key, value in run.code_requests().items() if not given[key]}
+    warn_not_asked(str(run.config), asked, CODE_FLAGS)
     run_config = run.read_config()  # proxies split the text as the run did
+    model_config = replace(run_config.model, trust_remote_code=trust_remote_code)
     languages = languages or run_config.eval.languages or run_config.data.eval_languages
     plan = _plan(eval_config, languages, run_config.data.eval_fraction)
-    outputs = {"pruned": _evaluate(*load_run_model(run.root), plan, eval_config)}
+    outputs = {"pruned": _evaluate(*load_run_model(run.root, trust_remote_code=trust_remote_code), plan, eval_config)}
     if dense:
-        tokenizer, _ = load_tokenizer_and_config(run_config.model)
-        outputs["dense"] = _evaluate(load_model(run_config.model), tokenizer, plan, eval_config)
+        tokenizer, _ = load_tokenizer_and_config(model_config)
+        outputs["dense"] = _evaluate(load_model(model_config), tokenizer, plan, eval_config)
     results = {stage: parse_output(output) for stage, output in outputs.items()}
     summary = read_json(run.summary) if run.summary.is_file() else {}
     stored = summary.setdefault("downstream", {})
@@ -138,11 +152,13 @@ def evaluate_run(
     return results
 
 
-def evaluate_model(name: str, eval_config: EvalConfig, languages: list[str] | None) -> dict[str, Any]:
+def evaluate_model(
+    name: str, eval_config: EvalConfig, languages: list[str] | None, trust_remote_code: bool = False
+) -> dict[str, Any]:
     from lp_prune.evaluation.downstream import parse_output
     from lp_prune.models.loading import load_model, load_tokenizer_and_config
 
-    model_config = ModelConfig(name=name)
+    model_config = ModelConfig(name=name, trust_remote_code=trust_remote_code)
     plan = _plan(eval_config, languages or list(LANGUAGES), DataConfig().eval_fraction)
     tokenizer, _ = load_tokenizer_and_config(model_config)
     return parse_output(_evaluate(load_model(model_config), tokenizer, plan, eval_config))

@@ -32,8 +32,8 @@ def execute(namespace: Namespace) -> int:
 
 
 def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
-    """The run's saved config, checked against the flags given beside --resume; code execution only
-    if this command line asks for it."""
+    """The run's saved config, checked against the flags given beside --resume; an option that runs code
+    only where this command line asks for it as well (config.code_options)."""
     from lp_prune.tracking.fingerprint import check_resume_flags
 
     if run_dir.is_complete():
@@ -42,10 +42,9 @@ def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
         raise UserError(f"--resume {run_dir.root}: no config.yaml there; not a run directory")
     if not run_dir.is_marked():
         raise UserError(f"--resume {run_dir.root}: not an lp_prune run directory (no valid {MARKER_FILE})")
-    config = run_dir.read_config()
+    config = run_dir.read_config(as_written=True)
     check_resume_flags(run_dir, config, given, RunConfig())
     config.out = str(run_dir.root)
-    config.model.trust_remote_code = given.model.trust_remote_code
     return config
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,18 @@ class SweepOptions:
     """List the runs and their commands, run nothing."""
     where: bool = False
     """Print where FILE is (a packaged one: its full path) and exit, for `wandb sweep "$(lp-prune sweep F --where)"`."""
+    trust_remote_code: bool = False
+    """Let every run's transformers run the model folder's own Python code (a sweep file cannot ask for it)."""
+    include_path: list[str] | str | None = None
+    """Your own lm-eval task folders for every run (their !function entries are Python code; a sweep file
+    cannot name them)."""
+
+    def code_flags(self) -> tuple[str, ...]:
+        """The options that run code, as every run's command line gets them from this one."""
+        flags = ["--model.trust_remote_code=true"] if self.trust_remote_code else []
+        paths = [self.include_path] if isinstance(self.include_path, str) else list(self.include_path or [])
+        flags += [f"--eval.include_path={json.dumps(paths)}"] if paths else []
+        return tuple(flags)
 
 
 OPTIONS = SweepOptions
@@ -49,7 +62,7 @@ def execute(options: SweepOptions) -> int:
     from lp_prune.sweeps.runner import execute as run_all
     from lp_prune.sweeps.runner import plan, validate_runs
 
-    sweep = load_sweep(options.file)
+    sweep = replace(load_sweep(options.file), code_flags=options.code_flags())
     if options.where:
         print(sweep.path.resolve())
         return 0

@@ -46,7 +46,8 @@ class ModelConfig:
     revision: str | None = None
     """Hub revision (branch, tag or commit) of a hub model."""
     trust_remote_code: bool = False
-    """Let transformers run the model repository's own code."""
+    """Let transformers run the model repository's own code. Only this flag on the command line turns it on,
+    never a --config file, a run folder's config.yaml or a sweep file."""
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
@@ -220,7 +221,9 @@ class EvalConfig:
     batch_size: int = 8
     """lm-eval requests per forward pass."""
     include_path: str | list[str] | None = None
-    """Folder(s) of your own lm-eval task YAMLs (lm-eval's TaskManager include_path)."""
+    """Folder(s) of your own lm-eval task YAMLs (lm-eval's TaskManager include_path). Their !function entries are
+    Python code: only this flag on the command line names them, never a --config file, a run folder's config.yaml
+    or a sweep file."""
 
     def __post_init__(self) -> None:
         self.tasks = split_list(self.tasks)

@@ -14,7 +14,7 @@ from typing import Any
 
 from lp_prune.errors import ConfigError
 from lp_prune.languages import LANGUAGE_TABLE
-from lp_prune.tracking.cache_lock import cache_lock
+from lp_prune.tracking.cache_lock import cache_folder, cache_lock
 from lp_prune.tracking.files import atomic_write_text
 
 
@@ -54,7 +54,7 @@ def write_task_files(folder: Path, tasks: Iterable[tuple[str, Iterable[Any], str
     a ConfigError naming the cache when it cannot be written (lm-eval reads tasks from files only).
     Under the folder's cache lock: runs started together write it once, the others find it written."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        cache_folder(folder)
         with cache_lock(folder, what):
             for name, items, yaml in tasks:
                 lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)

@@ -33,6 +33,7 @@ from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
 from lp_prune.pruning.method import get_method, structured
+from lp_prune.tracking.cache_lock import cache_dir, cache_folder
 from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,11 @@ _SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qw
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header
 
 
-def cache_dir() -> Path:
-    """Where converted models live: $LP_PRUNE_CACHE, else ~/.cache/lp_prune."""
-    return Path(os.environ.get("LP_PRUNE_CACHE", Path.home() / ".cache" / "lp_prune"))
-
-
 def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
     """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
-    (read-only, or a file in its place) costs a warning, not the run."""
+    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        cache_folder(folder)
         write()
     except OSError as err:
         log.warning(
@@ -255,7 +251,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
+    cache_folder(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
         model.save_pretrained(staging)
@@ -288,13 +284,16 @@ def _hub_unreachable(message: str) -> bool:
     return os.environ.get("HF_HUB_OFFLINE") == "1" or any(m in message.lower() for m in markers)
 
 
-def load_run_model(run_dir: str | Path, full_shape: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_run_model(
+    run_dir: str | Path, full_shape: bool = False, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The pruned model of a saved run: its saved weights, or the dense model with its masks applied.
 
     Masks alone reproduce Wanda and magnitude runs exactly (they only zero weights); SparseGPT also
     updates the kept weights, so its runs need `--save_model true`. A structured run saves a smaller
     model; `full_shape=True` gives it at the dense shapes instead (its masks on the dense model: the
     same outputs), for analyses that compare it with the dense model neuron by neuron.
+    `trust_remote_code` comes from the caller's command line, never from the run's config.yaml.
     """
     from lp_prune.tracking import RunDirectory, iter_masks
 
@@ -302,7 +301,7 @@ def load_run_model(run_dir: str | Path, full_shape: bool = False) -> tuple[PreTr
     if not run.is_complete():
         raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
     config = run.read_config()
-    model_config = config.model
+    model_config = replace(config.model, trust_remote_code=trust_remote_code)
     cut = structured(config.prune.method)
     if (run.model / "config.json").exists() and not (full_shape and cut):
         saved = replace(model_config, name=str(run.model))

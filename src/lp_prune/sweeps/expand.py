@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import random
 import re
@@ -42,6 +43,8 @@ from lp_prune.config.hub import resolve
 from lp_prune.errors import ConfigError
 from lp_prune.safe_yaml import load_yaml_file
 from lp_prune.sweeps import wandb_search
+
+log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")  # a folder name that cannot climb out of the root
@@ -64,6 +67,8 @@ class Sweep:
     project: str | None = None  # the W&B project of the sweep's runs (`wandb sweep` reads the same key)
     path: Path = Path()  # the file read (a packaged one for a sweeps/ path not found here)
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dotted key -> its keys in the file
+    # Options that run code, as `lp-prune sweep`'s own command line asks (never the file's: config.code_options)
+    code_flags: tuple[str, ...] = ()
 
     def path_of(self, key: str) -> tuple[str, ...]:
         return self.paths.get(key, (key,))
@@ -108,7 +113,27 @@ def load_sweep(path: str | Path) -> Sweep:
     problems = wandb_search.schema_problems({**raw, "method": method})  # after lp_prune's own, more precise checks
     if problems:
         raise ConfigError(f"sweep file {path} does not follow W&B's sweep schema: {'; '.join(problems)}")
+    _warn_code_options(sweep)
     return sweep
+
+
+def _warn_code_options(sweep: Sweep) -> None:
+    """One warning line for each option that runs code which the file sets (a parameter or a word of its
+    command): its runs go without it (sweeps.runner.plan drops it); lp-prune sweep's own flags allow it."""
+    from lp_prune.config.code_options import CODE_OPTIONS, NOT_HONOURED, without_code_words
+
+    dropped = without_code_words([str(part) for part in sweep.command])[1]
+    named = [key for key in CODE_OPTIONS if key in sweep.parameters or any(key in word for word in dropped)]
+    flags = {"model.trust_remote_code": "--trust_remote_code true", "eval.include_path": "--include_path DIR"}
+    for key in named:
+        log.warning(
+            "sweep file %s sets %s, which %s; %s, so its runs go without it (pass %s to lp-prune sweep to allow it)",
+            sweep.path,
+            key,
+            CODE_OPTIONS[key],
+            NOT_HONOURED,
+            flags[key],
+        )
 
 
 def _read_sweep_file(path: Path) -> Any:

@@ -26,10 +26,12 @@ from typing import Any
 
 import lp_prune
 from lp_prune.config import RunConfig
+from lp_prune.config.code_options import without_code_words
 from lp_prune.errors import ConfigError, Interrupted
 from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
+from lp_prune.tracking.files import PlantedLink, checked_folder, open_no_follow, refuse_link
 from lp_prune.tracking.run_dir import STATUS_RUNNING
 
 ENV = "/usr/bin/env"  # what ${env} becomes
@@ -90,10 +92,14 @@ def run_name(params: dict[str, Any]) -> str:
 
 
 def plan(sweep: Sweep, combinations: list[dict[str, Any]], root: Path) -> list[PlannedRun]:
+    """The runs of `combinations`; their commands never carry an option that runs code (a sweep file
+    does not ask for code: config.code_options), only the sweep's own code_flags are added when they start."""
     check_parameters(sweep)
     sweep_dir = root / sweep.name
     return [
-        PlannedRun(run_name(params), params, agent_command(sweep, params), sweep_dir / run_name(params))
+        PlannedRun(
+            run_name(params), params, without_code_words(agent_command(sweep, params))[0], sweep_dir / run_name(params)
+        )
         for params in combinations
     ]
 
@@ -114,13 +120,13 @@ def local_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
     project = [f"--wandb.project={sweep.project}"] if sweep.project else []  # as in a W&B sweep
     options = run_options(run.argv, sweep)
     extras = [f"--out={run.out}", *project, f"--wandb.group={sweep.name}", f"--wandb.tags={tags}"]
-    return [*LOCAL_LAUNCHER, "run", *options, *extras]
+    return [*LOCAL_LAUNCHER, "run", *options, *extras, *sweep.code_flags]
 
 
 def launch_argv(run: PlannedRun, sweep: Sweep) -> list[str]:
     """What starts `run` here: an interrupted run resumes in its folder, any other starts afresh."""
     if run.resumable:
-        return [*LOCAL_LAUNCHER, "run", "--resume", str(run.out)]
+        return [*LOCAL_LAUNCHER, "run", "--resume", str(run.out), *sweep.code_flags]
     return local_argv(run, sweep)
 
 
@@ -208,7 +214,8 @@ def execute_stream(
 ) -> list[RunOutcome]:
     """`execute` for runs chosen one at a time (a bayes sweep): the next run is taken from `todo` only
     when a slot is free, so it is chosen knowing every run finished by then; `live` holds the names of
-    the runs running meanwhile. A ConfigError while choosing lets the running runs end first."""
+    the runs running meanwhile. A ConfigError while choosing (or a planted link where the next run
+    would write) lets the running runs end first."""
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     progress = _Progress(total, parallel)
     running: list[_Started] = []
@@ -221,17 +228,16 @@ def execute_stream(
                 time.sleep(0.2)
             try:
                 run = next(todo, None)
-            except ConfigError:
+                if run is None:
+                    break
+                argv = launch_argv(run, sweep)
+                log_path = run.out.parent / f"{run.name}.log"
+                log = _open_log(run, log_path)  # closed in _reap
+            except (ConfigError, PlantedLink):
                 while running:
                     outcomes += _reap(running, progress, live)
                     time.sleep(0.2)
                 raise
-            if run is None:
-                break
-            argv = launch_argv(run, sweep)
-            run.out.parent.mkdir(parents=True, exist_ok=True)
-            log_path = run.out.parent / f"{run.name}.log"
-            log = open(log_path, "w")  # noqa: SIM115 - closed in _reap
             resumes = " (resumes)" if run.resumable else ""
             print(f"start {index}/{total}: {run.name}{resumes} (log: {log_path})", flush=True)
             process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
@@ -244,6 +250,15 @@ def execute_stream(
         _pass_on(stop.signum, running)
         raise
     return outcomes
+
+
+def _open_log(run: PlannedRun, log_path: Path) -> Any:
+    """The run's log file in its sweep folder. The sweep folder, the run's folder and the log are never
+    symbolic links (a received sweep folder may hold planted ones): PlantedLink instead."""
+    sweep_dir = run.out.parent
+    checked_folder(sweep_dir, sweep_dir.parent)
+    refuse_link(run.out)
+    return os.fdopen(open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w")
 
 
 def _pass_on(signum: int, running: list[_Started]) -> None:

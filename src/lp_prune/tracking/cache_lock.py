@@ -6,7 +6,8 @@ probe task files, the converted packaged model. Each entry is computed under an 
 `<entry>.lock` beside it (tracking.run_lock's lock, waiting instead of refusing), and the cache is
 read again once the lock is held, so the second process takes the first one's result instead of
 computing it too. The writes themselves stay atomic (temporary file, then rename): a reader without
-the lock sees the old entry or the new one, never half of one.
+the lock sees the old entry or the new one, never half of one. A symbolic link planted in the cache
+(an entry's lock, an entry, a folder below the cache root) is refused, never followed (tracking.files).
 
 A cache folder that cannot be written costs the lock, not the run (as it costs the entry itself).
 Only for work that is not collective: a data-parallel computation would deadlock if one rank waited
@@ -22,12 +23,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from lp_prune.tracking.files import checked_folder
 from lp_prune.tracking.run_lock import lock_file, unlock_file
 
 T = TypeVar("T")
 LOCK_SUFFIX = ".lock"
 
 log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where the cache lives: $LP_PRUNE_CACHE, else ~/.cache/lp_prune."""
+    return Path(os.environ.get("LP_PRUNE_CACHE", Path.home() / ".cache" / "lp_prune"))
+
+
+def cache_folder(folder: str | os.PathLike[str]) -> Path:
+    """A folder of the cache, made where missing, with no symbolic link below the cache root (PlantedLink)."""
+    return checked_folder(folder, cache_dir())
 
 
 def lock_path(entry: str | os.PathLike[str]) -> Path:
@@ -40,7 +52,7 @@ def cache_lock(entry: str | os.PathLike[str], what: str = "cache entry") -> Iter
     """Hold the exclusive lock of cache `entry` (a file or folder) for the block, waiting for another holder."""
     path = lock_path(entry)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        cache_folder(path.parent)
         try:
             fd = lock_file(path, wait=False)
         except BlockingIOError:

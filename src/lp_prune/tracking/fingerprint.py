@@ -103,16 +103,23 @@ def check_resumable(run_dir: RunDirectory, config: RunConfig, model_config: Any)
 def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig, defaults: RunConfig) -> None:
     """Flags beside --resume may repeat the run's values but not change them (the run goes on as it started).
 
-    A flag counts as given when its value differs from the default; code execution is the exception:
-    `model.trust_remote_code` is never taken from a file read back, only from this command line.
+    A flag counts as given when its value differs from the default. Options that run code are the
+    exception (config.code_options): never taken from the run folder, only from this command line, so a
+    run started with one is refused unless the command line asks for the same again.
     """
+    from lp_prune.config.code_options import CODE_OPTIONS, describe, flag, normal, requests, value_of
+
     given_keys = changed_keys(defaults.to_dict(), given.to_dict())
     wanted, had = flat(to_jsonable(given.to_dict())), flat(to_jsonable(saved.to_dict()))
     contradicted = [
         f"{key} {wanted[key]!r} (run: {had.get(key)!r})"
         for key in given_keys
-        if key not in ("model.trust_remote_code", "out") and wanted[key] != had.get(key)
+        if key not in ("out", *CODE_OPTIONS) and wanted[key] != had.get(key)
     ]
+    for key in CODE_OPTIONS:
+        asked, started = normal(key, value_of(given, key)), normal(key, value_of(saved, key))
+        if asked and asked != started:
+            contradicted.append(f"{key} {asked!r} (run: {started!r})")
     if given.out is not None and str(given.out) != str(run_dir.root):
         contradicted.append(f"out {given.out!r} (run: {str(run_dir.root)!r})")
     if contradicted:
@@ -120,8 +127,10 @@ def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig
             f"--resume {run_dir.root} continues the run as it was started; these flags differ from it: "
             f"{', '.join(sorted(contradicted))}"
         )
-    if saved.model.trust_remote_code and not given.model.trust_remote_code:
-        raise UserError(
-            f"--resume {run_dir.root}: the run was started with model.trust_remote_code true, which runs the "
-            "model folder's own Python code; pass --model.trust_remote_code true to allow it in this invocation"
-        )
+    for key, value in requests(saved).items():
+        if normal(key, value_of(given, key)) != normal(key, value):
+            raise UserError(
+                f"--resume {run_dir.root}: the run was started with {describe(key, value)}, which "
+                f"{CODE_OPTIONS[key]}; a run folder does not ask for code: pass {flag(key, value)} to allow it "
+                "in this invocation"
+            )

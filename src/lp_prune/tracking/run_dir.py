@@ -23,8 +23,11 @@ Layout of a run directory::
                             config.json, a card
 
 A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
-user's folder and is refused before a file is written. `--overwrite` removes only what a run writes.
-Every file in it is written atomically, with the mode a plain open() gives (tracking.files).
+user's folder and is refused before a file is written. `--overwrite` removes only what a run writes
+(a symbolic link among it is removed itself, never what it points to). Every file in it is written
+atomically, with the mode a plain open() gives, and never through a symbolic link (tracking.files): a
+link planted where a run writes (its files, its folders, anything in model/, model-compressed/ or
+progress/) is refused in one line naming it before any work starts, and again at each write.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lp_prune.errors import DataError, UserError
-from lp_prune.tracking.files import atomic_write_text, read_json, write_json
+from lp_prune.tracking.files import atomic_write_text, checked_folder, read_json, refuse_link, write_json
 from lp_prune.tracking.run_lock import LOCK_FILE, RunLock
 from lp_prune.tracking.saved_model import WEIGHTS_FILE, weight_files
 
@@ -60,6 +63,9 @@ MARKER_FILE = "lp_prune_run.json"
 MARKER_FORMAT = "lp_prune-run/1"
 # What a run writes besides the files named above; --overwrite removes exactly these.
 RUN_OUTPUTS = ("lm_eval_results.json", "calibration_generated.json", "progress", "activations", "wandb")
+# Folders a run writes whole files into: a link inside them is refused as well. (wandb/ is W&B's own,
+# which keeps links of its own in it.)
+FILLED_FOLDERS = (MODEL_DIR, COMPRESSED_MODEL_DIR, "progress")
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_output's names (mkstemp's 8 characters)
 
 STATUS_RUNNING = "RUNNING"
@@ -100,6 +106,23 @@ class RunDirectory:
         """The single weight file; a model saved in shards has none: see weight_files()."""
         return self.model / WEIGHTS_FILE
 
+    def writable_folder(self, name: str, make: bool = True) -> Path:
+        """The folder `name` of the run (model, progress, ...), made where missing (`make`); a symbolic
+        link on the way is refused (PlantedLink)."""
+        return checked_folder(self.root / name, self.root, make)
+
+    def refuse_planted_links(self) -> None:
+        """PlantedLink naming the first symbolic link where a run writes: any of its files and folders
+        at the top, anything inside the folders it fills."""
+        names = (MARKER_FILE, STATUS_FILE, CONFIG_FILE, SUMMARY_FILE, MASKS_FILE, CALIBRATION_RECORD_FILE)
+        for name in (*names, CALIBRATION_TOKENS_FILE, MODEL_DIR, COMPRESSED_MODEL_DIR, *RUN_OUTPUTS):
+            refuse_link(self.root / name)
+        for name in FILLED_FOLDERS:
+            folder = self.root / name
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    refuse_link(path)
+
     def weight_files(self) -> list[Path]:
         """The saved model's safetensors files (one, or its shards)."""
         return weight_files(self.model)
@@ -135,6 +158,7 @@ class RunDirectory:
             if run.is_complete():
                 run._remove_artefacts()
             run.root.mkdir(parents=True, exist_ok=True)
+            run.refuse_planted_links()
             _probe_writable(run.root)
             if not run.is_marked():
                 run.write_marker({})
@@ -223,14 +247,19 @@ class RunDirectory:
                 path.unlink()
 
     def remove_temporaries(self) -> list[Path]:
-        """Half-written files of an attempt that was killed while writing (atomic_output's temporaries)."""
+        """Half-written files of an attempt that was killed while writing (the temporaries of
+        atomic_output and staged_into); a link of such a name is removed itself."""
         removed = []
         for folder in (self.root, self.model, self.compressed_model, self.root / "progress"):
             if folder.is_dir() and not folder.is_symlink():
                 for path in folder.iterdir():
-                    if _TEMPORARY.match(path.name) and path.is_file():
+                    if not _TEMPORARY.match(path.name):
+                        continue
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
                         path.unlink()
-                        removed.append(path)
+                    removed.append(path)
         return removed
 
     @classmethod
@@ -257,11 +286,22 @@ class RunDirectory:
     def is_complete(self) -> bool:
         return self.status() == STATUS_COMPLETE
 
-    def read_config(self) -> RunConfig:
-        """The configuration the run was started with (config.yaml), parsed like the command line's."""
-        from lp_prune.config import read_run_config
+    def read_config(self, as_written: bool = False) -> RunConfig:
+        """The configuration the run was started with (config.yaml), parsed like the command line's.
 
-        return read_run_config(self.config)
+        Options that run code (config.code_options) are off: a run folder is not the one to ask for
+        code. `as_written`: as the file says, for the checks of --resume and warnings only."""
+        from lp_prune.config import read_run_config
+        from lp_prune.config.code_options import without_code
+
+        config = read_run_config(self.config)
+        return config if as_written else without_code(config)
+
+    def code_requests(self) -> dict[str, Any]:
+        """The options that run code which config.yaml turns on, with their values."""
+        from lp_prune.config.code_options import requests
+
+        return requests(self.read_config(as_written=True))
 
     def _remove_artefacts(self) -> None:
         # Status first: if removal stops halfway, the folder no longer claims to be complete.

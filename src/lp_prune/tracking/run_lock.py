@@ -6,6 +6,7 @@ recognised as stale by simply being free: the next run takes it over and says wh
 is removed on release; a second process that opened it just before is caught by comparing the
 inode it locked with the one the path names now (then it tries again). lock_file / unlock_file
 are that lock alone, also taken (waiting) around each shared cache entry (tracking.cache_lock).
+A symbolic link in the lock file's place is never followed: it is refused (tracking.files.PlantedLink).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lp_prune.errors import UserError
+from lp_prune.tracking.files import open_no_follow
 
 LOCK_FILE = ".lp_prune.lock"
 
@@ -69,9 +71,9 @@ class RunLock:
 def lock_file(path: Path, wait: bool) -> int:
     """An open descriptor of `path` (created if missing) holding its exclusive flock. `wait`: block
     until the holder lets go; else BlockingIOError at once. A file its holder removed just as it was
-    opened here is dropped and the new one locked instead."""
+    opened here is dropped and the new one locked instead. A link in its place: PlantedLink."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BaseException:
@@ -90,7 +92,7 @@ def unlock_file(path: Path, fd: int) -> None:
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
+        return os.lstat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
 
@@ -115,8 +117,14 @@ def _write_holder(fd: int) -> None:
 def describe_holder(path: Path) -> str:
     """'pid 123 on host h since 2026-12-02 10:00:00', or 'another process' when the file says nothing."""
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        fd = open_no_follow(path, os.O_RDONLY)
+    except (OSError, UserError):
+        return "another process"
+    with os.fdopen(fd, "rb") as handle:
+        raw = handle.read(4096)
+    try:
+        holder = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
         return "another process"
     return _holder_text(holder) if isinstance(holder, dict) else "another process"
 

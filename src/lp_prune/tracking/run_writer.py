@@ -30,11 +30,11 @@ from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.models.shrink import kept_structures, shrink, unpacked
 from lp_prune.pruning.method import get_method, prunes, quantizes, structured
-from lp_prune.tracking.files import atomic_write_text, write_json
+from lp_prune.tracking.files import atomic_write_text, copy_file, staged_into, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.model_card import write_model_card
 from lp_prune.tracking.quantized_checkpoint import read_quantization_config, save_quantized_streaming
-from lp_prune.tracking.run_dir import RunDirectory
+from lp_prune.tracking.run_dir import COMPRESSED_MODEL_DIR, MODEL_DIR, RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
 from lp_prune.tracking.sparse_checkpoint import read_sparsity_config, save_compressed_streaming
@@ -156,7 +156,8 @@ class RunWriter:
     def save_tokenizer(self, tokenizer: Any) -> None:
         """With --save_model, the tokenizer beside the weights: now, so that it need not stay in memory."""
         if self.config.save_model and self.writes:
-            tokenizer.save_pretrained(self.run_dir.model)
+            with staged_into(self.run_dir.writable_folder(MODEL_DIR)) as staging:  # never through a planted link
+                tokenizer.save_pretrained(staging)
 
     @contextmanager
     def tracking(self) -> Iterator[list[Logger]]:
@@ -207,10 +208,10 @@ class RunWriter:
                 cut = structured(method)  # removed heads and channels cut out: a smaller, dense model
                 if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
-                save_model_streaming(model, self.run_dir.model, shard_size)
+                save_model_streaming(model, self.run_dir.writable_folder(MODEL_DIR), shard_size)
                 if not self.config.save_compressed or cut:
                     return
-                folder = self.run_dir.compressed_model
+                folder = self.run_dir.writable_folder(COMPRESSED_MODEL_DIR, make=False)  # made by what saves there
                 if quantizes(method):  # joint pruning: the zeros are codes too
                     if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
                         copy_tokenizer(self.run_dir.model, folder)
@@ -259,12 +260,13 @@ class RunWriter:
 
 
 def copy_tokenizer(source: Path, target: Path) -> None:
-    """The tokenizer files save_tokenizer put beside the dense weights, into another model folder."""
+    """The tokenizer files save_tokenizer put beside the dense weights, into another model folder
+    (links are neither read nor written through)."""
     skip = {"config.json", "generation_config.json", "README.md"}
     for path in source.iterdir():
         weights = path.name.endswith((".safetensors", ".safetensors.index.json"))
-        if path.is_file() and path.name not in skip and not weights:
-            shutil.copyfile(path, target / path.name)
+        if path.is_file() and not path.is_symlink() and path.name not in skip and not weights:
+            copy_file(path, target / path.name)
 
 
 def layer_rows(modules: list[dict[str, Any]]) -> list[dict[str, float]]:

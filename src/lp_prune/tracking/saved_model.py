@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lp_prune.errors import DataError
-from lp_prune.tracking.files import read_json, write_json
+from lp_prune.tracking.files import read_json, staged_into, write_json
 from lp_prune.tracking.safetensors_writer import LazyTensor, nbytes, write_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
@@ -79,10 +79,12 @@ def write_weights(
 
 
 def save_model_config(model: torch.nn.Module, folder: Path) -> None:
-    """config.json, and generation_config.json where the model has one."""
-    model.config.save_pretrained(folder)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(folder)
+    """config.json, and generation_config.json where the model has one; transformers writes them with
+    plain open(), so into a staging folder first, then moved in without following a link (tracking.files)."""
+    with staged_into(folder) as staging:
+        model.config.save_pretrained(staging)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(staging)
 
 
 def _plan_shards(tensors: Mapping[str, torch.Tensor | LazyTensor], max_shard_size: int) -> list[list[str]]:

@@ -24,7 +24,6 @@ import math
 import netrc
 import os
 import re
-import shutil
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lp_prune.config import WandbConfig
+from lp_prune.tracking.files import checked_folder, copy_file
 
 log = logging.getLogger(__name__)
 
@@ -293,9 +293,8 @@ def _artifact_companions(run_root: Path) -> list[Path]:
     copies = []
     for source in (run_root / "summary.json", run_root / "config.yaml"):
         if source.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            copy = folder / source.name
-            shutil.copyfile(source, copy)
+            copy = checked_folder(folder, run_root) / source.name  # never through a link planted in the run
+            copy_file(source, copy)
             copies.append(copy)
     return copies
 

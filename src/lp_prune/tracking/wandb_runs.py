@@ -19,10 +19,10 @@ the public API's objects with wandb 0.31's signatures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,14 @@ import yaml
 from lp_prune.config import DataConfig, PruneConfig
 from lp_prune.errors import ConfigError, DataError, UserError
 from lp_prune.safe_yaml import load_yaml_file
-from lp_prune.tracking.files import atomic_write_text, read_json, write_json
+from lp_prune.tracking.files import (
+    atomic_write_text,
+    checked_folder,
+    read_json,
+    refuse_link,
+    remove_tree,
+    write_json,
+)
 from lp_prune.tracking.run_dir import CONFIG_FILE, MASKS_FILE, SUMMARY_FILE, RunDirectory
 from lp_prune.tracking.summary import RunSummary
 from lp_prune.tracking.wandb_logger import DOWNLOADED_RUN_FILE, MASKS_ARTIFACT_TYPE, nested_config
@@ -138,9 +145,9 @@ def fetch_run(run: Any, out: Path, source: WandbSource) -> str | None:
     out.mkdir(parents=True, exist_ok=True)
     target.status_file.unlink(missing_ok=True)  # not complete until everything below is in place
     staging = out / ".download"
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)  # a link there goes itself: the download never lands where it points
     try:
-        artifact.download(root=str(staging))
+        artifact.download(root=str(checked_folder(staging, out)))
         if not (staging / MASKS_FILE).is_file():
             return f"its {MASKS_ARTIFACT_TYPE} artifact holds no {MASKS_FILE}"
         config = _config(run, staging, source)
@@ -150,13 +157,15 @@ def fetch_run(run: Any, out: Path, source: WandbSource) -> str | None:
             summary = summary_from_wandb(config, dict(run.summary), _modules_table(run, staging))
         atomic_write_text(target.config, yaml.safe_dump(config, sort_keys=False))
         write_json(target.summary, summary.to_json())
+        refuse_link(target.masks)
         (staging / MASKS_FILE).replace(target.masks)
         record = {"path": _run_path(run, source), "name": run.name, "url": _url(run)}
         record["masks_artifact"] = _qualified_name(artifact)  # what compare and analyze mark as their input
         write_json(out / SOURCE_FILE, record)
         target.mark_complete()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(staging)
     return None
 
 

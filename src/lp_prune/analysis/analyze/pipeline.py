@@ -21,7 +21,7 @@ import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 import torch
@@ -130,11 +130,15 @@ def analyze(
     from lp_prune.models import loading
 
     options.validate()
-    load_pruned = load_pruned or (lambda run: loading.load_run_model(run.path, full_shape=True)[0])
+    trust = options.trust_remote_code  # this command line's, never a run's config.yaml (config.code_options)
+    load_pruned = load_pruned or (
+        lambda run: loading.load_run_model(run.path, full_shape=True, trust_remote_code=trust)[0]
+    )
     usable = rebuildable_runs(runs)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    dense = prepare_dense(usable[0], shared_model_config(runs), options, load_dense or loading.load_model)
+    model_config = replace(shared_model_config(runs), trust_remote_code=trust)
+    dense = prepare_dense(usable[0], model_config, options, load_dense or loading.load_model)
     timings["dense"] = time.perf_counter() - start
     result = base_result(runs, usable, dense, options)
     for run in usable:
