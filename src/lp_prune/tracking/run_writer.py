@@ -37,7 +37,8 @@ from lp_prune.tracking.quantized_checkpoint import read_quantization_config, sav
 from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
-from lp_prune.tracking.sparse_checkpoint import read_sparsity_config, save_compressed_streaming
+from lp_prune.tracking.sparse_checkpoint import SPARSE_BITMASK, read_sparsity_config, save_compressed_streaming
+from lp_prune.tracking.sparsity_config import read_dense_sparsity, record_dense_sparsity
 from lp_prune.tracking.summary import log_results
 from lp_prune.tracking.wandb_logger import (
     finish,
@@ -194,9 +195,10 @@ class RunWriter:
         timer: PhaseTimer,
         grids: Mapping[str, QuantGrid] | None = None,
     ) -> None:
-        """The masks, and with --save_model the pruned model (loadable with from_pretrained); with
-        save_compressed as well the compressed checkpoint beside it: pack-quantized for a method that
-        quantizes (from its `grids`), sparse bitmask for one that only prunes."""
+        """The masks, and with --save_model the pruned model (loadable with from_pretrained; for a method
+        that zeroes weights its config.json records the sparsity, format dense); with save_compressed as
+        well the compressed checkpoint beside it: pack-quantized for a method that quantizes (from its
+        `grids`), and with save_compressed sparse-bitmask the bitmask layout for one that only prunes."""
         if not self.writes:
             return
         with timer.phase("save"), self._one_line_on_write_error():
@@ -208,13 +210,16 @@ class RunWriter:
                 if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
                 save_model_streaming(model, self.run_dir.model, shard_size)
+                pruned = prunes(get_method(method))
+                if pruned and not cut:
+                    record_dense_sparsity(model, self.run_dir.model, masks, self.config.prune.pattern)
                 if not self.config.save_compressed or cut:
                     return
                 folder = self.run_dir.compressed_model
                 if quantizes(method):  # joint pruning: the zeros are codes too
                     if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
                         copy_tokenizer(self.run_dir.model, folder)
-                elif prunes(get_method(method)):
+                elif pruned and self.config.save_compressed == SPARSE_BITMASK:
                     save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
                     copy_tokenizer(self.run_dir.model, folder)
 
@@ -237,7 +242,7 @@ class RunWriter:
     def _write_model_cards(self, summary: RunSummary) -> None:
         """README.md in the saved model folders, now that the summary's numbers are known."""
         if self.run_dir.model.is_dir():
-            write_model_card(self.run_dir.model, summary, self.config)
+            write_model_card(self.run_dir.model, summary, self.config, dense=read_dense_sparsity(self.run_dir.model))
         compressed = self.run_dir.compressed_model
         if compressed.is_dir():
             stored = read_quantization_config(compressed) or read_sparsity_config(compressed)
