@@ -123,6 +123,25 @@ def test_masks_artifact_files_stay_in_the_run_directory_and_travel_with_it(tiny_
         assert digest == entry.digest, entry.path
 
 
+def test_masks_artifact_paths_are_absolute_for_a_relative_out(tiny_model_dir, tmp_path, monkeypatch):
+    """`wandb sync` and the artifact's references read the files from wherever they run: a relative
+    --out must not leave `runs/smoke-en/masks.safetensors` in the manifest. wandb's service may have
+    started in another folder (an earlier run of this process): nothing may land there either."""
+    started_in = Path.cwd()
+    monkeypatch.chdir(tmp_path)
+    out = Path("runs") / "smoke-en"
+    assert main(["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL, "--wandb.mode", "offline"]) == 0
+    (run,) = find_offline_runs(tmp_path / out / "wandb")
+    entries = masks_artifact_entries(run)
+    assert {Path(entry.path).name for entry in entries} >= {"masks.safetensors", "summary.json", "config.yaml"}
+    for entry in entries:
+        local = Path(entry.local_path)
+        assert local.is_absolute() and local.is_file(), entry.local_path
+        assert local.is_relative_to(tmp_path / out), entry.local_path
+        assert entry.ref == "" or Path(entry.ref.removeprefix("file://")).is_absolute(), entry.ref
+    assert not (started_in / out).exists()
+
+
 # --- resume: the same W&B run -------------------------------------------------------------------------
 
 

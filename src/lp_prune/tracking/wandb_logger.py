@@ -173,6 +173,7 @@ def make_wandb_logger(
     mode = resolve_mode(config)
     if mode == "disabled":
         return None
+    save_dir = Path(save_dir).resolve()  # wandb's service may run in another folder than this process
     settings = dict(
         project=config.project,
         name=config.name,
@@ -266,11 +267,13 @@ def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -
     Every file the artifact names lies in the run directory: the masks file by immutable reference (W&B
     would otherwise stage a copy in $HOME, ~0.9 GB for an 8B model), the companions as they were when
     logged in wandb/artifact-files/ (`lp-prune eval` rewrites summary.json later). An offline run
-    directory therefore syncs with everything it logged."""
+    directory therefore syncs with everything it logged. The paths are absolute: a relative --out would
+    otherwise leave paths in the manifest that only resolve from the folder the run started in."""
     import wandb
 
     from lp_prune.tracking.run_dir import RunDirectory
 
+    masks_path = Path(masks_path).resolve()
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             artifact = wandb.Artifact(name=name, type=MASKS_ARTIFACT_TYPE)
@@ -392,7 +395,7 @@ def log_analysis_run(
         return "W&B: disabled"
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
-    folder = str(save_dir) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
+    folder = str(save_dir.resolve()) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
     run = wandb.init(
         entity=entity,
         project=project,
