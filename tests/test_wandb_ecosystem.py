@@ -17,7 +17,8 @@ import pytest
 from lp_prune.cli import build_parser, main, with_hyphens
 from lp_prune.config import run_config_from
 from lp_prune.tracking.run_dir import RunDirectory
-from lp_prune.tracking.wandb_logger import artifact_name, layer_summary, panel_key, panel_keys, use_artifacts
+from lp_prune.tracking.wandb_analysis import panel_key, panel_keys, use_artifacts
+from lp_prune.tracking.wandb_logger import artifact_name, layer_summary
 from wandb_offline import closed_log, find_offline_runs, iter_records, read_config, read_history, read_summary
 
 SMALL = ["--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "2"]
@@ -121,25 +122,6 @@ def test_masks_artifact_files_stay_in_the_run_directory_and_travel_with_it(tiny_
         copy = moved / Path(entry.local_path).resolve().relative_to(out.resolve())
         digest = base64.b64encode(hashlib.md5(copy.read_bytes()).digest()).decode()
         assert digest == entry.digest, entry.path
-
-
-def test_masks_artifact_paths_are_absolute_for_a_relative_out(tiny_model_dir, tmp_path, monkeypatch):
-    """`wandb sync` and the artifact's references read the files from wherever they run: a relative
-    --out must not leave `runs/smoke-en/masks.safetensors` in the manifest. wandb's service may have
-    started in another folder (an earlier run of this process): nothing may land there either."""
-    started_in = Path.cwd()
-    monkeypatch.chdir(tmp_path)
-    out = Path("runs") / "smoke-en"
-    assert main(["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL, "--wandb.mode", "offline"]) == 0
-    (run,) = find_offline_runs(tmp_path / out / "wandb")
-    entries = masks_artifact_entries(run)
-    assert {Path(entry.path).name for entry in entries} >= {"masks.safetensors", "summary.json", "config.yaml"}
-    for entry in entries:
-        local = Path(entry.local_path)
-        assert local.is_absolute() and local.is_file(), entry.local_path
-        assert local.is_relative_to(tmp_path / out), entry.local_path
-        assert entry.ref == "" or Path(entry.ref.removeprefix("file://")).is_absolute(), entry.ref
-    assert not (started_in / out).exists()
 
 
 # --- resume: the same W&B run -------------------------------------------------------------------------

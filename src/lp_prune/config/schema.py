@@ -255,11 +255,11 @@ class WandbConfig:
     mode: WandbMode = "auto"
     """auto: online with an API key, else offline (synced later with wandb sync); or online, offline, disabled."""
     group: str | None = None
-    """W&B group (sweeps set it to the sweep's name)."""
+    """W&B group (default: the run's setting, e.g. gemma3-270m-wanda-0.5; sweeps set the sweep's name)."""
     tags: list[str] = field(default_factory=list)
-    """W&B tags."""
+    """W&B tags (the setting, method and calibration recipe are added)."""
     name: str | None = None
-    """W&B run name (default: W&B's own)."""
+    """W&B run name (default: from the recipe, e.g. wanda-0.5-en-d0: method, sparsity, calibration, draw)."""
 
     def validate(self) -> None:
         if self.mode not in WANDB_MODES:

@@ -35,6 +35,7 @@ from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.model_card import write_model_card
 from lp_prune.tracking.quantized_checkpoint import read_quantization_config, save_quantized_streaming
 from lp_prune.tracking.run_dir import RunDirectory
+from lp_prune.tracking.run_labels import labelled
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
 from lp_prune.tracking.sparse_checkpoint import SPARSE_BITMASK, read_sparsity_config, save_compressed_streaming
@@ -167,7 +168,8 @@ class RunWriter:
         logger = None
         if self.writes:
             previous = self.run_dir.wandb_record().get("id") if self._resume else None
-            logger = make_wandb_logger(self.config.wandb, self.run_dir.root, self.config.to_dict(), run_id=previous)
+            wandb = labelled(self.config)  # name, group and tags from the recipe where not given
+            logger = make_wandb_logger(wandb, self.run_dir.root, self.config.to_dict(), run_id=previous)
         self.loggers = [logger] if logger else []
         current = run_id(self.loggers)
         if current is not None:
