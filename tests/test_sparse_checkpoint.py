@@ -1,4 +1,5 @@
-"""The compressed sparse checkpoint (RUN_DIR/model-compressed) and the model cards, on tiny random models."""
+"""The opt-in compressed sparse checkpoint (RUN_DIR/model-compressed with save_compressed: sparse-bitmask)
+and the model cards, on tiny random models."""
 
 import json
 import re
@@ -14,6 +15,7 @@ from lp_prune.cli import main
 from lp_prune.errors import DataError
 from lp_prune.tracking.saved_model import load_weights, save_model_streaming
 from lp_prune.tracking.sparse_checkpoint import (
+    SPARSE_BITMASK,
     is_two_four,
     load_compressed_model,
     load_decompressed,
@@ -25,7 +27,7 @@ from tiny_models import tiny_model
 SMALL = [
     *("--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2"),
     *("--data.eval_windows", "2", "--data.eval_seqlen", "32", "--data.eval_languages", "[en, sw]"),
-    *("--save_model", "true"),
+    *("--save_model", "true", "--save_compressed", "sparse-bitmask"),
 ]
 RUNS = {
     "unstructured": ["--save_shard_size", "100KB"],  # shards: a module's compressed parts may span two files
@@ -38,6 +40,11 @@ def run(request, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("sparse-run") / "run"
     assert main(["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL, *RUNS[request.param]]) == 0
     return request.param, out
+
+
+def stored_weights(folder):
+    """The tensors of a compressed folder as they are stored (sparse-bitmask*.safetensors)."""
+    return load_weights(folder, SPARSE_BITMASK)
 
 
 def pruned_weights(out):
@@ -53,7 +60,7 @@ def test_compressed_checkpoint_decompresses_to_the_dense_weights(run):
     assert set(decompressed) == set(dense)
     for name, tensor in dense.items():
         assert decompressed[name].dtype == tensor.dtype and torch.equal(decompressed[name], tensor), name
-    stored = load_weights(out / "model-compressed")  # the pruned Linears are stored compressed, not dense
+    stored = stored_weights(out / "model-compressed")  # the pruned Linears are stored compressed, not dense
     for module in lp_prune.load_masks(out):
         assert f"{module}.weight" not in stored and f"{module}.bitmask" in stored
     assert "lm_head.weight" in stored
@@ -76,12 +83,13 @@ def test_compressed_folder_carries_the_sparsity_config(run):
     assert sparsity["global_sparsity"] == pytest.approx(zeros, abs=1e-9)
     summary = json.loads((out / "summary.json").read_text())
     assert sparsity["global_sparsity"] == pytest.approx(summary["sparsity"], abs=1e-6)
-    assert "quantization_config" not in json.loads((out / "model" / "config.json").read_text())  # model/ stays plain
+    recorded = json.loads((out / "model" / "config.json").read_text())["quantization_config"]["sparsity_config"]
+    assert recorded == {**sparsity, "format": "dense"}  # model/: the same record, stored dense
 
 
 def test_masks_say_what_the_bitmask_keeps(run):
     pattern, out = run
-    stored = load_weights(out / "model-compressed")
+    stored = stored_weights(out / "model-compressed")
     from compressed_tensors.utils import unpack_bitmasks
 
     for module, pruned in lp_prune.load_masks(out).items():
@@ -101,13 +109,30 @@ def test_decompressed_model_gives_the_dense_logits(run):
         assert torch.equal(model(ids).logits, dense(ids).logits)
 
 
-def test_transformers_from_pretrained_does_not_decompress_sparse_bitmask(run):
-    """transformers 5 + compressed-tensors >= 0.15 read the folder without decompressing it (the model
-    card says so): the pruned Linears come up newly initialised. Should this start to fail, from_pretrained
-    has learned the format again and the card and README can say so."""
+def test_transformers_refuses_the_bitmask_folder_loudly(run):
+    """transformers 5 + compressed-tensors >= 0.15 would read the bitmask layout as a plain model with the
+    pruned Linears initialised at random; its weight files carry a name from_pretrained does not look for,
+    so it raises instead. The same weights under transformers' own name load silently wrong: the renaming
+    is what makes the difference."""
     _, out = run
+    with pytest.raises(OSError, match=r"model\.safetensors"):
+        AutoModelForCausalLM.from_pretrained(out / "model-compressed")
+    assert not list((out / "model-compressed").glob("model*.safetensors*"))
+
+
+def test_a_bitmask_folder_of_the_older_layout_still_decompresses_and_loads_silently_wrong(run, tmp_path):
+    _, out = run
+    old = tmp_path / "old"
+    shutil.copytree(out / "model-compressed", old)
+    for path in old.glob("sparse-bitmask*"):
+        path.rename(old / path.name.replace("sparse-bitmask", "model"))
+    index = old / "model.safetensors.index.json"
+    if index.is_file():
+        index.write_text(index.read_text().replace("sparse-bitmask-", "model-"))
+    dense = load_weights(out / "model")
+    assert all(torch.equal(load_decompressed(old)[name], tensor) for name, tensor in dense.items())
     module = next(iter(lp_prune.load_masks(out)))
-    loaded = AutoModelForCausalLM.from_pretrained(out / "model-compressed")
+    loaded = AutoModelForCausalLM.from_pretrained(old)  # why the files are named otherwise now
     assert not torch.equal(loaded.get_submodule(module).weight, pruned_weights(out)[module])
 
 
@@ -198,12 +223,12 @@ def test_damage_is_refused(tmp_path):
     save_model_streaming(model, tmp_path / "dense")
     flipped = tmp_path / "flipped"
     shutil.copytree(folder, flipped)
-    weights = load_weights(flipped)
+    weights = stored_weights(flipped)
     bitmask = weights[f"{targets[0]}.bitmask"]
     bitmask[0, 0] ^= 1  # one weight more or less than the values say
     from safetensors.torch import save_file
 
-    save_file(weights, flipped / "model.safetensors")
+    save_file(weights, flipped / "sparse-bitmask.safetensors")
     with pytest.raises(DataError, match="bitmask keeps"):
         load_decompressed(flipped)
     config = json.loads((folder / "config.json").read_text())

@@ -12,6 +12,7 @@ from lp_prune.cli import main
 from lp_prune.errors import ConfigError
 from lp_prune.sweeps.expand import Sweep, agent_command, expand, load_sweep, sample
 from lp_prune.sweeps.runner import plan, run_name, validate_runs
+from wandb_offline import closed_log, find_offline_runs, iter_records
 
 
 def write_sweep(tmp_path, body: dict):
@@ -146,6 +147,10 @@ def test_local_sweep_runs_offline_and_resumes(tiny_model_dir, tmp_path, capsys):
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["calibration_language"] == run
         assert yaml.safe_load((run_dir / "config.yaml").read_text())["wandb"]["group"] == "t"
+        (logged,) = find_offline_runs(run_dir / "wandb")  # named from its recipe, grouped by the sweep
+        info = next(r.run for r in iter_records(closed_log(logged)) if r.WhichOneof("record_type") == "run")
+        assert (info.display_name, info.run_group) == (f"sparsegpt-0.5-{run}-d0", "t")
+        assert list(info.tags) == ["t", f"{tiny_model_dir.name}-sparsegpt-0.5", "sparsegpt", f"cal:{run}"]
     capsys.readouterr()
     assert main(["sweep", str(path), "--root", str(root), "--dry-run"]) == 0
     assert "2 complete, 0 to run" in capsys.readouterr().out

@@ -17,7 +17,8 @@ import pytest
 from lp_prune.cli import build_parser, main, with_hyphens
 from lp_prune.config import run_config_from
 from lp_prune.tracking.run_dir import RunDirectory
-from lp_prune.tracking.wandb_logger import artifact_name, layer_summary, panel_key, panel_keys, use_artifacts
+from lp_prune.tracking.wandb_analysis import panel_key, panel_keys, use_artifacts
+from lp_prune.tracking.wandb_logger import artifact_name, layer_summary
 from wandb_offline import closed_log, find_offline_runs, iter_records, read_config, read_history, read_summary
 
 SMALL = ["--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "2"]

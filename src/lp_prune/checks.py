@@ -11,7 +11,7 @@ from transformers import PretrainedConfig
 from lp_prune.config import PruneConfig, RunConfig
 from lp_prune.errors import ConfigError
 from lp_prune.models.loading import check_weight_files, model_source
-from lp_prune.pruning.method import get_method
+from lp_prune.pruning.method import get_method, quantizes
 from lp_prune.tracking.wandb_logger import resolve_mode
 
 GIB = 1024**3
@@ -65,15 +65,17 @@ def check_n_m_fits(prune: PruneConfig, model_config: PretrainedConfig) -> None:
 
 
 def check_disk_space(config: RunConfig) -> None:
-    """Saved model and layer checkpoints each take about the model's size, the compressed copy about 0.6
-    of it; masks 1/32 of it (fp32)."""
+    """Saved model and layer checkpoints each take about the model's size, the compressed copy (where one
+    is written) at most about 0.6 of it; masks 1/32 of it (fp32)."""
     source = Path(model_source(config.model))
     if not source.is_dir():
         return  # a hub model's size is unknown before download; the download itself will complain
     model_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors")) or sum(
         f.stat().st_size for f in source.glob("*.bin")
     )
-    compressed = 0.6 * int(config.save_model and config.save_compressed)  # kept values + bitmask at 50%
+    bitmask = config.save_compressed == "sparse-bitmask"  # kept values + bitmask at 50%
+    packed = bool(config.save_compressed) and quantizes(config.prune.method)
+    compressed = 0.6 * int(config.save_model and (bitmask or packed))
     needed = model_bytes * (int(config.save_model) + compressed + int(config.checkpoint)) + model_bytes / 32
     out = Path(config.out or "runs").absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())

@@ -232,7 +232,9 @@ def wandb_destination(runs: list[Run], project: str | None = None, group: str | 
     """The W&B project and group of an analysis run about `runs`: the ones the runs logged to (their
     config.yaml's wandb section), unless given. Runs of several projects: the first run's project;
     runs of several groups: no group. Either way a warning says so."""
-    sections = [run.config.wandb for run in runs]
+    from lp_prune.tracking.run_labels import labelled
+
+    sections = [labelled(run.config) for run in runs]  # the group a run logged to: given, else its setting
     projects = list(dict.fromkeys(section.project or WandbConfig().project for section in sections))
     groups = list(dict.fromkeys(section.group for section in sections))
     if project is None:

@@ -56,20 +56,29 @@ def execute(options: AnalyzeOptions) -> int:
     reports = write_analysis_reports(result, figures, out)
     location = None
     if not options.no_wandb:
+        from lp_prune.analysis.compare.findings import analysis_findings
         from lp_prune.analysis.runs import wandb_destination
-        from lp_prune.tracking.wandb_logger import log_analysis_run, masks_artifacts, panel_keys
+        from lp_prune.tracking.wandb_analysis import (
+            VERDICTS_KEY,
+            log_analysis_run,
+            masks_artifacts,
+            panel_keys,
+            verdicts_table,
+        )
 
         project, group = wandb_destination(runs, options.wandb_project, options.wandb_group)
+        tables = {VERDICTS_KEY: verdicts_table(analysis_findings(result)), **wandb_tables(result)}
         location = log_analysis_run(
             project,
             group,
             f"analyze-{comparison_name(paths)}",
-            panel_keys(wandb_tables(result)),
+            panel_keys(tables),
             panel_keys(figures),
             out,
             job_type=JOB_TYPE,
             config=asdict(options),
             inputs=masks_artifacts(run.path for run in runs),
+            report=reports["html"],
         )
     from lp_prune.reporting import format_report_paths
 

@@ -107,9 +107,15 @@ def execute(options: CompareOptions) -> int:
         print(f"{setting}:\n" + "\n".join(f"  {f.claim} {f.verdict}: {f.evidence}" for f in found))
     location = None
     if not options.no_wandb:
-        from lp_prune.tracking.wandb_logger import log_analysis_run, masks_artifacts, panel_keys
+        from lp_prune.tracking.wandb_analysis import (
+            VERDICTS_KEY,
+            log_analysis_run,
+            masks_artifacts,
+            panel_keys,
+            verdicts_table,
+        )
 
-        tables = {}
+        tables = {VERDICTS_KEY: verdicts_table(findings)}
         for setting, matrix in result.perplexity.items():
             tables[f"perplexity/{setting}"] = perplexity_rows(matrix)
             if result.accuracy.get(setting):
@@ -129,6 +135,7 @@ def execute(options: CompareOptions) -> int:
             entity=entity,
             config=asdict(options),
             inputs=masks_artifacts(run.path for run in runs),
+            report=reports["html"],
         )
     written = {**reports, "figures": f"{out}/*.png ({len(figures)})"} if figures else dict(reports)
     print(format_report_paths(f"Comparison of {len(runs)} runs", written, location))

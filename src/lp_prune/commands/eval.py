@@ -100,9 +100,10 @@ def log_eval_run(downstream: dict[str, dict[str, Any]], run_dir: Path | None, ta
     `downstream` table, in the run's project and group (a model: the default project)."""
     from lp_prune.evaluation.downstream_step import TABLE_COLUMNS, summary_values, table_rows
     from lp_prune.tracking import RunDirectory
-    from lp_prune.tracking.wandb_logger import log_analysis_run
+    from lp_prune.tracking.run_labels import labelled
+    from lp_prune.tracking.wandb_analysis import log_analysis_run
 
-    wandb = RunDirectory(run_dir).read_config().wandb if run_dir else WandbConfig()
+    wandb = labelled(RunDirectory(run_dir).read_config()) if run_dir else WandbConfig()  # the run's group
     name = f"eval-{(run_dir or Path(target)).name}"
     tables = {"downstream": (TABLE_COLUMNS, table_rows(downstream))}
     return log_analysis_run(

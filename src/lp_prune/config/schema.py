@@ -258,11 +258,11 @@ class WandbConfig:
     mode: WandbMode = "auto"
     """auto: online with an API key, else offline (synced later with wandb sync); or online, offline, disabled."""
     group: str | None = None
-    """W&B group (sweeps set it to the sweep's name)."""
+    """W&B group (default: the run's setting, e.g. gemma3-270m-wanda-0.5; sweeps set the sweep's name)."""
     tags: list[str] = field(default_factory=list)
-    """W&B tags."""
+    """W&B tags (the setting, method and calibration recipe are added)."""
     name: str | None = None
-    """W&B run name (default: W&B's own)."""
+    """W&B run name (default: from the recipe, e.g. wanda-0.5-en-d0: method, sparsity, calibration, draw)."""
 
     def validate(self) -> None:
         if self.mode not in WANDB_MODES:
@@ -287,10 +287,11 @@ class RunConfig:
     """Run directory (default: runs/<model>-<method>-<language>-<time>)."""
     save_model: bool = False
     """Save the pruned model (safetensors) and tokenizer in RUN_DIR/model."""
-    save_compressed: bool = True
-    """With --save_model, also RUN_DIR/model-compressed: for a method that prunes, the pruned Linears in
-    compressed-tensors' sparse-bitmask format (sparse-24-bitmask for 2:4), about half the dense size; for
-    one that quantizes, their integer codes in compressed-tensors' pack-quantized format."""
+    save_compressed: bool | Literal["sparse-bitmask"] = True
+    """With --save_model, also RUN_DIR/model-compressed for a method that quantizes: its integer codes in
+    compressed-tensors' pack-quantized format. 'sparse-bitmask': for a method that only prunes, the
+    pruned Linears in compressed-tensors' legacy bitmask formats, which only lp_prune reads (transformers
+    refuses the folder)."""
     save_shard_size: int | str = "50GB"
     """Largest weight file of a saved model: bytes, or 5GB / 500MB / 2GiB; above it the model is written in
     shards with an index, as transformers' save_pretrained does (whose default this is)."""
@@ -333,6 +334,8 @@ class RunConfig:
         if recipe.total < self.world_size:
             raise ConfigError(f"{recipe.total} calibration windows cannot be shared by {self.world_size} processes")
         size_in_bytes(self.save_shard_size, "save_shard_size")
+        if not isinstance(self.save_compressed, bool) and self.save_compressed != "sparse-bitmask":
+            raise ConfigError(f"save_compressed '{self.save_compressed}' is not one of: true, false, sparse-bitmask")
         missing = recipe.missing_weights()
         if missing:
             raise ConfigError(f"prune.language_weights has no weight for calibration language {', '.join(missing)}")

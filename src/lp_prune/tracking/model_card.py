@@ -58,10 +58,15 @@ def pattern_text(summary: RunSummary) -> str:
 
 
 def model_card(
-    summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None, dense_dir: str = "model"
+    summary: RunSummary,
+    config: RunConfig,
+    compressed: Mapping[str, Any] | None = None,
+    dense_dir: str = "model",
+    dense: Mapping[str, Any] | None = None,
 ) -> str:
-    """The card of model/ (`compressed` None) or of model-compressed/ (`compressed`: its sparsity_config, or
-    its quantization_config when it is pack-quantized)."""
+    """The card of model/ (`compressed` None; `dense`: the sparsity_config its config.json records) or of
+    model-compressed/ (`compressed`: its sparsity_config, or its quantization_config when it is
+    pack-quantized)."""
     method = METHOD_NAMES.get(summary.method, summary.method)
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
@@ -87,7 +92,7 @@ def model_card(
         "",
         f"# {title}, {'pruned' if sparse else 'quantized'} with {method}",
         "",
-        _what_folder(compressed),
+        _what_folder(compressed, dense is not None),
         "",
         "## Pruning",
         "",
@@ -101,10 +106,11 @@ def model_card(
     ]
     if is_pack_quantized(compressed):
         lines += _stored_quantized(compressed, summary.sparsity if sparse else None)
-    elif compressed is not None:
+    elif compressed is not None or dense is not None:
+        stored = compressed if compressed is not None else dense
         lines.append(
-            f"- Stored as: compressed-tensors `{compressed.get('format')}`, sparsity_structure "
-            f"`{compressed.get('sparsity_structure')}`, global_sparsity {compressed.get('global_sparsity', 0.0):.4f}"
+            f"- Stored as: compressed-tensors `{stored.get('format')}`, sparsity_structure "
+            f"`{stored.get('sparsity_structure')}`, global_sparsity {stored.get('global_sparsity', 0.0):.4f}"
         )
     lines += [
         "",
@@ -122,7 +128,7 @@ def model_card(
         "",
         "## How to load",
         "",
-        *_loading(compressed, dense_dir),
+        *_loading(compressed, dense_dir, dense is not None),
         "",
         "## Produced by",
         "",
@@ -152,7 +158,7 @@ def _stored_quantized(compressed: Mapping[str, Any], sparsity: float | None) -> 
     return lines
 
 
-def _what_folder(compressed: Mapping[str, Any] | None) -> str:
+def _what_folder(compressed: Mapping[str, Any] | None, recorded: bool = False) -> str:
     if is_pack_quantized(compressed):
         return (
             "This folder holds the quantized model as a compressed checkpoint in compressed-tensors' "
@@ -162,14 +168,20 @@ def _what_folder(compressed: Mapping[str, Any] | None) -> str:
             "config under `quantization_config`. The run directory's model/ holds the same weights dequantized."
         )
     if compressed is None:
+        record = (
+            " config.json records the sparsity as llm-compressor does for a sparse model saved dense: "
+            "`quantization_config.sparsity_config` with format `dense`, the global sparsity and the structure."
+            if recorded
+            else ""
+        )
         return (
             "This folder holds the pruned model as a dense checkpoint: every weight stored in full, the pruned "
-            "ones as exact zeros (transformers' layout: config.json and safetensors weights)."
+            "ones as exact zeros (transformers' layout: config.json and safetensors weights)." + record
         )
     return (
-        "This folder holds the pruned model as a compressed sparse checkpoint in compressed-tensors' "
-        f"`{compressed.get('format')}` format (the layout llm-compressor writes for sparse models): every pruned "
-        "Linear stores its kept values and a bitmask; config.json carries the sparsity config under "
+        "This folder holds the pruned model as a compressed sparse checkpoint in compressed-tensors' legacy "
+        f"`{compressed.get('format')}` format: every pruned Linear stores its kept values and a bitmask, in "
+        "sparse-bitmask*.safetensors; config.json carries the sparsity config under "
         "`quantization_config.sparsity_config`. The run directory's model/ holds the same weights dense."
     )
 
@@ -192,16 +204,24 @@ def _perplexity_table(summary: RunSummary, config: RunConfig) -> list[str]:
     return rows
 
 
-def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
+def _loading(compressed: Mapping[str, Any] | None, dense_dir: str, recorded: bool = False) -> list[str]:
     if is_pack_quantized(compressed):
         return _loading_quantized(dense_dir)
     if compressed is None:
+        record = [
+            "",
+            "Because of the sparsity record, transformers reads the folder through compressed-tensors (which must "
+            "be installed) and changes no weight; the loaded model refuses `.half()` / `.float()`: pass "
+            "`dtype=` to `from_pretrained` instead. Without the record (delete `quantization_config` from "
+            "config.json) it is a plain dense checkpoint.",
+        ]
         return [
             "```python",
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
             'model = AutoModelForCausalLM.from_pretrained("path/to/model")',
             'tokenizer = AutoTokenizer.from_pretrained("path/to/model")',
             "```",
+            *(record if recorded else []),
             "",
             "vLLM serves it as any dense model (`vllm serve path/to/model`); the zeros take no less memory or "
             "time there. llm-compressor can take it as its input model (for quantization on top of the sparsity).",
@@ -213,11 +233,11 @@ def _loading(compressed: Mapping[str, Any] | None, dense_dir: str) -> list[str]:
         'weights = load_decompressed("path/to/model-compressed")  # or only the dense state dict',
         "```",
         "",
-        "transformers 5 with compressed-tensors 0.15 or later does not decompress the sparse bitmask formats: "
-        "`from_pretrained` on this folder reports the pruned Linears' weights as MISSING and initialises them "
-        f"at random. Load the dense {dense_dir}/ folder with transformers instead, or this folder as above. "
-        "compressed-tensors 0.14 and earlier shipped the sparse compressors that `from_pretrained` used for "
-        "these formats; later releases removed them.",
+        "No current reader decompresses the sparse bitmask formats (compressed-tensors 0.15 and later removed "
+        "their compressors), and transformers 5 would load such a folder with the pruned Linears initialised "
+        "at random. The weight files are therefore named so that `from_pretrained` does not find them: it "
+        f"refuses this folder with an error. Load the dense {dense_dir}/ folder with transformers instead, or "
+        "this folder as above.",
         "",
         "vLLM: recent releases refuse sparse compressed checkpoints (Sparse24 support was removed, "
         '"Sparse24 models are no longer supported by vLLM"); serve the dense folder instead.',
@@ -251,9 +271,13 @@ def compressed_version() -> str:
 
 
 def write_model_card(
-    folder: Path, summary: RunSummary, config: RunConfig, compressed: Mapping[str, Any] | None = None
+    folder: Path,
+    summary: RunSummary,
+    config: RunConfig,
+    compressed: Mapping[str, Any] | None = None,
+    dense: Mapping[str, Any] | None = None,
 ) -> Path:
     """README.md in `folder`, written atomically."""
     path = folder / CARD_FILE
-    atomic_write_text(path, model_card(summary, config, compressed))
+    atomic_write_text(path, model_card(summary, config, compressed, dense=dense))
     return path

@@ -13,14 +13,15 @@ Layout of a run directory::
         masks.safetensors   the pruning masks, bit-packed (format: tracking.saved_masks)
         calibration.json    which text every calibration window came from (lp_prune.data.record)
         calibration_tokens.pt  the calibration windows' token ids, [n, seqlen] (a data.source tokens file)
-        model/              the pruned model (--save_model): config.json and model.safetensors, or for
-                            models above save_shard_size model-0000k-of-0000n.safetensors shards and
+        model/              the pruned model (--save_model): config.json (with the sparsity recorded,
+                            tracking.sparsity_config) and model.safetensors, or for models above
+                            save_shard_size model-0000k-of-0000n.safetensors shards and
                             model.safetensors.index.json (the transformers layout); README.md, its card
         model-compressed/   the same model as a compressed checkpoint (--save_model with save_compressed):
-                            for methods that prune compressed-tensors' sparse-bitmask or sparse-24-bitmask
-                            format (tracking.sparse_checkpoint), for methods that quantize its
-                            pack-quantized format (tracking.quantized_checkpoint); its config in
-                            config.json, a card
+                            for methods that quantize compressed-tensors' pack-quantized format
+                            (tracking.quantized_checkpoint); with save_compressed sparse-bitmask, for
+                            methods that prune, the bitmask layout (tracking.sparse_checkpoint); its
+                            config in config.json, a card
 
 A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
 user's folder and is refused before a file is written. `--overwrite` removes only what a run writes

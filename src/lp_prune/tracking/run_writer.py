@@ -35,9 +35,11 @@ from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.model_card import write_model_card
 from lp_prune.tracking.quantized_checkpoint import read_quantization_config, save_quantized_streaming
 from lp_prune.tracking.run_dir import COMPRESSED_MODEL_DIR, MODEL_DIR, RunDirectory
+from lp_prune.tracking.run_labels import labelled
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming
-from lp_prune.tracking.sparse_checkpoint import read_sparsity_config, save_compressed_streaming
+from lp_prune.tracking.sparse_checkpoint import SPARSE_BITMASK, read_sparsity_config, save_compressed_streaming
+from lp_prune.tracking.sparsity_config import read_dense_sparsity, record_dense_sparsity
 from lp_prune.tracking.summary import log_results
 from lp_prune.tracking.wandb_logger import (
     finish,
@@ -167,7 +169,8 @@ class RunWriter:
         logger = None
         if self.writes:
             previous = self.run_dir.wandb_record().get("id") if self._resume else None
-            logger = make_wandb_logger(self.config.wandb, self.run_dir.root, self.config.to_dict(), run_id=previous)
+            wandb = labelled(self.config)  # name, group and tags from the recipe where not given
+            logger = make_wandb_logger(wandb, self.run_dir.root, self.config.to_dict(), run_id=previous)
         self.loggers = [logger] if logger else []
         current = run_id(self.loggers)
         if current is not None:
@@ -195,9 +198,10 @@ class RunWriter:
         timer: PhaseTimer,
         grids: Mapping[str, QuantGrid] | None = None,
     ) -> None:
-        """The masks, and with --save_model the pruned model (loadable with from_pretrained); with
-        save_compressed as well the compressed checkpoint beside it: pack-quantized for a method that
-        quantizes (from its `grids`), sparse bitmask for one that only prunes."""
+        """The masks, and with --save_model the pruned model (loadable with from_pretrained; for a method
+        that zeroes weights its config.json records the sparsity, format dense); with save_compressed as
+        well the compressed checkpoint beside it: pack-quantized for a method that quantizes (from its
+        `grids`), and with save_compressed sparse-bitmask the bitmask layout for one that only prunes."""
         if not self.writes:
             return
         with timer.phase("save"), self._one_line_on_write_error():
@@ -209,13 +213,16 @@ class RunWriter:
                 if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
                 save_model_streaming(model, self.run_dir.writable_folder(MODEL_DIR), shard_size)
+                pruned = prunes(get_method(method))
+                if pruned and not cut:
+                    record_dense_sparsity(model, self.run_dir.model, masks, self.config.prune.pattern)
                 if not self.config.save_compressed or cut:
                     return
                 folder = self.run_dir.writable_folder(COMPRESSED_MODEL_DIR, make=False)  # made by what saves there
                 if quantizes(method):  # joint pruning: the zeros are codes too
                     if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
                         copy_tokenizer(self.run_dir.model, folder)
-                elif prunes(get_method(method)):
+                elif pruned and self.config.save_compressed == SPARSE_BITMASK:
                     save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
                     copy_tokenizer(self.run_dir.model, folder)
 
@@ -238,7 +245,7 @@ class RunWriter:
     def _write_model_cards(self, summary: RunSummary) -> None:
         """README.md in the saved model folders, now that the summary's numbers are known."""
         if self.run_dir.model.is_dir():
-            write_model_card(self.run_dir.model, summary, self.config)
+            write_model_card(self.run_dir.model, summary, self.config, dense=read_dense_sparsity(self.run_dir.model))
         compressed = self.run_dir.compressed_model
         if compressed.is_dir():
             stored = read_quantization_config(compressed) or read_sparsity_config(compressed)

@@ -3,6 +3,8 @@ second copy of its weights, and its weight files read back.
 
 model/ holds config.json and model.safetensors, or for models above the shard size
 model-0000k-of-0000n.safetensors shards and model.safetensors.index.json; from_pretrained loads either.
+A folder whose weights from_pretrained must not read (the sparse bitmask layout) names them after
+another stem: <stem>.safetensors, <stem>-0000k-of-0000n.safetensors, <stem>.safetensors.index.json.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from lp_prune.errors import DataError
 from lp_prune.tracking.files import read_json, staged_into, write_json
 from lp_prune.tracking.safetensors_writer import LazyTensor, nbytes, write_safetensors
 
+MODEL_STEM = "model"  # transformers' own weight file names
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 DEFAULT_SHARD_SIZE = 50 * 10**9  # transformers 5's save_pretrained max_shard_size ("50GB")
-_SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+_WEIGHTS_NAME = re.compile(r"(model|sparse-bitmask)(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
 
 
 def save_model_streaming(
@@ -62,27 +65,36 @@ def unique_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_weights(
-    folder: Path, tensors: Mapping[str, torch.Tensor | LazyTensor], max_shard_size: int = DEFAULT_SHARD_SIZE
+    folder: Path,
+    tensors: Mapping[str, torch.Tensor | LazyTensor],
+    max_shard_size: int = DEFAULT_SHARD_SIZE,
+    stem: str = MODEL_STEM,
 ) -> list[Path]:
-    """`tensors` as model.safetensors, or as shards with their index above `max_shard_size`; weight files
-    of an earlier save into `folder` are removed. Returns the weight files written."""
+    """`tensors` as <stem>.safetensors, or as shards with their index above `max_shard_size`; weight
+    files of an earlier save into `folder` are removed. Returns the weight files written."""
     shards = _plan_shards(tensors, max_shard_size)
-    files = _shard_names(len(shards))
+    files = _shard_names(len(shards), stem)
     for shard, file in zip(shards, files, strict=True):
         write_safetensors(folder / file, {name: tensors[name] for name in shard})
+    index = _index_name(stem)
     if len(shards) > 1:
         weight_map = {name: file for shard, file in zip(shards, files, strict=True) for name in shard}
         total = sum(nbytes(tensor) for tensor in tensors.values())
-        write_json(folder / WEIGHTS_INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
-    _remove_stale_weights(folder, keep=set(files) | ({WEIGHTS_INDEX_FILE} if len(shards) > 1 else set()))
+        write_json(folder / index, {"metadata": {"total_size": total}, "weight_map": weight_map})
+    _remove_stale_weights(folder, keep=set(files) | ({index} if len(shards) > 1 else set()))
     return [folder / file for file in files]
 
 
 def save_model_config(model: torch.nn.Module, folder: Path) -> None:
     """config.json, and generation_config.json where the model has one; transformers writes them with
-    plain open(), so into a staging folder first, then moved in without following a link (tracking.files)."""
+    plain open(), so into a staging folder first, then moved in without following a link (tracking.files).
+    A sparsity record the model was loaded with (a pruned model pruned again) is left out: the run
+    writes its own."""
+    from lp_prune.tracking.sparsity_config import drop_sparsity_record
+
     with staged_into(folder) as staging:
         model.config.save_pretrained(staging)
+        drop_sparsity_record(staging)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(staging)
 
@@ -111,39 +123,42 @@ def _plan_shards(tensors: Mapping[str, torch.Tensor | LazyTensor], max_shard_siz
     return shards
 
 
-def _shard_names(n_shards: int) -> list[str]:
+def _shard_names(n_shards: int, stem: str = MODEL_STEM) -> list[str]:
     if n_shards == 1:
-        return [WEIGHTS_FILE]
-    return [f"model-{k:05d}-of-{n_shards:05d}.safetensors" for k in range(1, n_shards + 1)]
+        return [f"{stem}.safetensors"]
+    return [f"{stem}-{k:05d}-of-{n_shards:05d}.safetensors" for k in range(1, n_shards + 1)]
+
+
+def _index_name(stem: str) -> str:
+    return f"{stem}.safetensors.index.json"
 
 
 def _remove_stale_weights(folder: Path, keep: set[str]) -> None:
-    """Weight files of an earlier save into the same folder that this save did not write: from_pretrained
-    would otherwise find an old single file beside a new index, or old shards."""
+    """Weight files of an earlier save into the same folder that this save did not write (under either
+    stem): from_pretrained would otherwise find an old single file beside a new index, or old shards."""
     for path in folder.iterdir():
-        is_weights = path.name in (WEIGHTS_FILE, WEIGHTS_INDEX_FILE) or _SHARD_NAME.fullmatch(path.name)
-        if is_weights and path.name not in keep and path.is_file():
+        if _WEIGHTS_NAME.fullmatch(path.name) and path.name not in keep and path.is_file():
             path.unlink()
 
 
-def weight_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The safetensors files of a saved model: the shards its index names, else model.safetensors."""
+def weight_files(folder: str | os.PathLike[str], stem: str = MODEL_STEM) -> list[Path]:
+    """The safetensors files of a saved model: the shards its index names, else <stem>.safetensors."""
     folder = Path(folder)
-    index = folder / WEIGHTS_INDEX_FILE
+    index = folder / _index_name(stem)
     if index.is_file():
         weight_map = read_json(index).get("weight_map", {})
         return [folder / file for file in dict.fromkeys(weight_map.values())]
-    single = folder / WEIGHTS_FILE
+    single = folder / f"{stem}.safetensors"
     if not single.is_file():
-        raise DataError(f"{folder} holds no saved weights ({WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE})")
+        raise DataError(f"{folder} holds no saved weights ({single.name} or {index.name})")
     return [single]
 
 
-def load_weights(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_weights(folder: str | os.PathLike[str], stem: str = MODEL_STEM) -> dict[str, torch.Tensor]:
     """Every tensor of a saved model (single file or shards) by name, as safetensors stores them."""
     from safetensors.torch import load_file
 
     weights: dict[str, torch.Tensor] = {}
-    for file in weight_files(folder):
+    for file in weight_files(folder, stem):
         weights.update(load_file(file))
     return weights

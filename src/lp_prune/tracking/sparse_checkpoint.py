@@ -1,9 +1,10 @@
 """The pruned model as a compressed sparse checkpoint in compressed-tensors' bitmask formats, and back.
 
-RUN_DIR/model-compressed/ holds the same model as model/, with every pruned Linear's weight stored
-compressed the way llm-compressor stores a sparse model (compressed-tensors' "sparse-bitmask" and
-"sparse-24-bitmask" formats); every other tensor (embeddings, norms, lm_head) is stored as it is.
-For a pruned weight `<module>.weight` of shape [rows, cols]:
+With `save_compressed: sparse-bitmask`, RUN_DIR/model-compressed/ holds the same model as model/, with
+every pruned Linear's weight stored compressed the way llm-compressor used to store a sparse model
+(compressed-tensors' "sparse-bitmask" and "sparse-24-bitmask" formats); every other tensor
+(embeddings, norms, lm_head) is stored as it is. For a pruned weight `<module>.weight` of shape
+[rows, cols]:
 
     sparse-bitmask (unstructured):
         <module>.shape        int64 [2]              the dense shape
@@ -15,20 +16,19 @@ For a pruned weight `<module>.weight` of shape [rows, cols]:
         <module>.compressed   weight dtype [rows, cols/2]  exactly 2 values per group of 4 (the 2 largest |w|)
         <module>.bitmask      uint8 [rows, cols/8]
 
-config.json carries the sparsity config under the key transformers and vLLM read for
-compressed-tensors checkpoints::
-
-    "quantization_config": {"quant_method": "compressed-tensors", "version": "<compressed-tensors>",
-        "sparsity_config": {"format": "sparse-bitmask" | "sparse-24-bitmask", "sparsity_structure":
-        "unstructured" | "2:4", "global_sparsity": <zero fraction of the pruned weights>,
-        "targets": ["Linear"], "ignore": [<Linear modules left dense, e.g. lm_head>],
-        "registry_requires_subclass": false}}
+config.json carries the sparsity config (tracking.sparsity_config) with format "sparse-bitmask" or
+"sparse-24-bitmask". No current reader decompresses these formats: compressed-tensors 0.15 and later
+ship neither the compressors nor a loader for them, and transformers 5 reads such a folder as a
+plain model with the pruned Linears missing, which it initialises at random. So that nothing loads
+the folder silently wrong, its weights are named sparse-bitmask.safetensors (shards
+sparse-bitmask-0000k-of-0000n.safetensors with sparse-bitmask.safetensors.index.json), names
+from_pretrained does not look for: it refuses the folder with an OSError. `load_compressed_model`
+reads it (and folders of the older layout, whose weights were named model*.safetensors).
 
 The bit packing and the config objects are compressed-tensors' own (pack_bitmasks / unpack_bitmasks,
-BitmaskConfig / Sparse24BitMaskConfig). compressed-tensors 0.15 and later no longer ship the sparse
-compressors themselves (their ModelCompressor writes an empty sparsity_config), so the layout above
-is produced here, one weight at a time: a weight's compressed tensors are made when the writer reaches
-them, and the process never holds a second copy of the model.
+BitmaskConfig / Sparse24BitMaskConfig). The layout is produced here one weight at a time: a weight's
+compressed tensors are made when the writer reaches them, and the process never holds a second copy
+of the model.
 """
 
 from __future__ import annotations
@@ -43,20 +43,27 @@ import torch
 
 from lp_prune.errors import DataError
 from lp_prune.runtime import trim_heap
-from lp_prune.tracking.files import read_json, write_json
+from lp_prune.tracking.files import read_json
 from lp_prune.tracking.safetensors_writer import LazyTensor
 from lp_prune.tracking.saved_model import (
     DEFAULT_SHARD_SIZE,
+    MODEL_STEM,
     save_model_config,
     unique_tensors,
     weight_files,
     write_weights,
 )
+from lp_prune.tracking.sparsity_config import (
+    CONFIG_FILE,
+    QUANTIZATION_CONFIG,
+    SPARSITY_CONFIG,
+    UNSTRUCTURED,
+    quantization_config,
+    sparsity_config,
+    write_quantization_config,
+)
 
-CONFIG_FILE = "config.json"
-QUANTIZATION_CONFIG = "quantization_config"  # compressed_tensors.base.QUANTIZATION_CONFIG_NAME
-SPARSITY_CONFIG = "sparsity_config"  # compressed_tensors.base.SPARSITY_CONFIG_NAME
-UNSTRUCTURED = "unstructured"
+SPARSE_BITMASK = "sparse-bitmask"  # the save_compressed value, and the stem of the weight files
 TWO_FOUR = "2:4"
 _PARTS = ("shape", "compressed", "bitmask", "row_offsets")
 
@@ -79,10 +86,10 @@ def save_compressed_streaming(
     """Save `model` with the weights of the `targets` modules (the pruned Linears) compressed.
 
     The format is sparse-24-bitmask when `pattern` is "2:4" and every target weight is 2:4 sparse,
-    else sparse-bitmask. Shards and index follow save_model_streaming's layout. Returns the
-    quantization_config block written into config.json.
+    else sparse-bitmask. Shards and index follow save_model_streaming's layout under the stem
+    sparse-bitmask. Returns the quantization_config block written into config.json.
     """
-    from compressed_tensors.config import BitmaskConfig, Sparse24BitMaskConfig
+    from compressed_tensors.config import CompressionFormat
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +102,6 @@ def save_compressed_streaming(
     weights = [tensors[name] for name in tensors if name in target_weights]
     structure = TWO_FOUR if pattern == TWO_FOUR and all(is_two_four(w) for w in weights) else UNSTRUCTURED
     entries: dict[str, torch.Tensor | LazyTensor] = {}
-    zeros = total = 0
     for name, tensor in tensors.items():
         if name not in target_weights:
             entries[name] = tensor
@@ -103,35 +109,13 @@ def save_compressed_streaming(
         prefix = name.removesuffix(".weight")
         parts = _two_four_parts(tensor) if structure == TWO_FOUR else _bitmask_parts(tensor)
         entries.update({f"{prefix}.{part}": value for part, value in parts.items()})
-        total += tensor.numel()
-        zeros += tensor.numel() - int(torch.count_nonzero(tensor))
         trim_heap()  # the masks counted here go back to the OS before the next weight's
-    write_weights(folder, entries, max_shard_size)
+    write_weights(folder, entries, max_shard_size, stem=SPARSE_BITMASK)
     save_model_config(model, folder)
-    config_class = Sparse24BitMaskConfig if structure == TWO_FOUR else BitmaskConfig
-    sparsity = config_class(
-        global_sparsity=zeros / total if total else 0.0,
-        sparsity_structure=structure,
-        targets=sorted({type(module).__name__ for name, module in model.named_modules() if name in targets}),
-        ignore=left_dense(model, targets),
-    )
-    block = _quantization_config(sparsity.model_dump())
-    config = read_json(folder / CONFIG_FILE)
-    config[QUANTIZATION_CONFIG] = block
-    write_json(folder / CONFIG_FILE, config)
+    form = CompressionFormat.sparse_24_bitmask if structure == TWO_FOUR else CompressionFormat.sparse_bitmask
+    block = quantization_config(sparsity_config(form.value, model, targets, structure))
+    write_quantization_config(folder, block)
     return block
-
-
-def _quantization_config(sparsity: dict[str, Any]) -> dict[str, Any]:
-    import compressed_tensors
-
-    return {"quant_method": "compressed-tensors", "version": compressed_tensors.__version__, SPARSITY_CONFIG: sparsity}
-
-
-def left_dense(model: torch.nn.Module, targets: set[str]) -> list[str]:
-    """Modules of the targets' classes that were not pruned (lm_head): compressed-tensors' `ignore`."""
-    classes = {type(module) for name, module in model.named_modules() if name in targets}
-    return [name for name, module in model.named_modules() if type(module) in classes and name not in targets]
 
 
 def _bitmask_parts(weight: torch.Tensor) -> dict[str, torch.Tensor | LazyTensor]:
@@ -199,7 +183,7 @@ def iter_decompressed(folder: str | os.PathLike[str]) -> Iterator[tuple[str, tor
     if form not in known:
         raise DataError(f"{folder}: sparsity format '{form}' is not one of {', '.join(known)}")
     with ExitStack() as stack:
-        handles = [stack.enter_context(safe_open(file, framework="pt")) for file in weight_files(folder)]
+        handles = [stack.enter_context(safe_open(file, framework="pt")) for file in compressed_files(folder)]
         where = {name: handle for handle in handles for name in list(handle.keys())}  # parts may span shards
         compressed = {name.removesuffix(".shape") for name in where if name.endswith(".shape")}
         for name, handle in where.items():
@@ -210,6 +194,15 @@ def iter_decompressed(folder: str | os.PathLike[str]) -> Iterator[tuple[str, tor
                 names = {p: f"{prefix}.{p}" for p in _PARTS if f"{prefix}.{p}" in where}
                 stored = {p: where[full].get_tensor(full) for p, full in names.items()}
                 yield f"{prefix}.weight", _decompress(prefix, stored, form)
+
+
+def compressed_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The weight files of a compressed folder: sparse-bitmask*.safetensors, or model*.safetensors in a
+    folder of the older layout."""
+    try:
+        return weight_files(folder, SPARSE_BITMASK)
+    except DataError:
+        return weight_files(folder, MODEL_STEM)
 
 
 def load_decompressed(folder: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -240,7 +233,7 @@ def _decompress(prefix: str, stored: Mapping[str, torch.Tensor], form: str) -> t
 def load_compressed_model(folder: str | os.PathLike[str]) -> torch.nn.Module:
     """The causal LM of a compressed folder, decompressed: its architecture from config.json (without the
     sparsity config) and its dense weights from `iter_decompressed`. transformers' own from_pretrained
-    does not decompress the sparse bitmask formats (see the README)."""
+    does not decompress the sparse bitmask formats and refuses the folder (see the module's doc)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     read_sparsity_config(folder)  # a DataError for a folder that is not compressed

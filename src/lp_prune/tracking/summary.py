@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import resource
+import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import torch
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import UserError
+from lp_prune.pruning.method import calibrates
 from lp_prune.tracking import wandb_logger
 from lp_prune.tracking.files import check_record_fields
 
@@ -125,15 +129,61 @@ def library_versions() -> dict[str, str]:
 
 
 def headline_numbers(summary: RunSummary) -> dict[str, Any]:
-    """The run's numbers under their W&B summary names (sparsity, ppl/<stage>/<lang>, bpb/..., time/...):
-    what log_results sends and what a sweep's `metric: {name: ...}` names."""
+    """The run's numbers under their W&B summary names (sparsity, ppl/<stage>/<lang>, bpb/..., time/...,
+    and the comparison axes of `comparison_numbers`): what log_results sends and what a sweep's
+    `metric: {name: ...}` names."""
     flat: dict[str, Any] = {"sparsity": summary.sparsity, "dense_zeros": summary.dense_zeros}
     for stage, values in summary.perplexity.items():
         flat.update({f"ppl/{stage}/{lang}": v for lang, v in values.items()})
     for stage, values in summary.bits_per_byte.items():
         flat.update({f"bpb/{stage}/{lang}": v for lang, v in values.items()})
     flat.update({f"time/{k}": v for k, v in summary.timings_s.items()})
+    flat.update(comparison_numbers(summary))
     return flat
+
+
+def comparison_numbers(summary: RunSummary) -> dict[str, float]:
+    """One value per run for the runs table and parallel coordinates, whatever the languages:
+
+    perplexity/own          pruned perplexity in the calibration language (a mix: geometric mean over
+                            its languages; none for a method that reads no calibration data)
+    perplexity/own_ratio    the same, pruned / dense
+    perplexity/geo_mean     geometric mean of the pruned perplexity over the evaluated languages
+    perplexity/geo_mean_ratio  the same, pruned / dense, over the languages both stages measured
+    accuracy/mean           mean downstream accuracy (`acc`) of the pruned model over its tasks
+    accuracy/mean_dense     the same for the dense model
+
+    A perplexity that diverged (infinite or NaN) makes its mean infinite: the worst value, not a gap."""
+    pruned, dense = summary.perplexity.get("pruned", {}), summary.perplexity.get("dense", {})
+    numbers: dict[str, float] = {}
+    own = [lang for lang in summary.calibration_mix or {summary.calibration_language: 0} if lang in pruned]
+    if own and calibrates(summary.method):
+        numbers["perplexity/own"] = geometric_mean(pruned[lang] for lang in own)
+        if all(lang in dense for lang in own):
+            numbers["perplexity/own_ratio"] = numbers["perplexity/own"] / geometric_mean(dense[lang] for lang in own)
+    if pruned:
+        numbers["perplexity/geo_mean"] = geometric_mean(pruned.values())
+        both = [lang for lang in pruned if lang in dense]
+        if both:
+            ratio = geometric_mean(pruned[lang] for lang in both) / geometric_mean(dense[lang] for lang in both)
+            numbers["perplexity/geo_mean_ratio"] = ratio
+    for stage, key in (("pruned", "accuracy/mean"), ("dense", "accuracy/mean_dense")):
+        scores = [r["acc"] for r in (summary.downstream or {}).get(stage, {}).values() if _is_number(r.get("acc"))]
+        if scores:
+            numbers[key] = statistics.fmean(scores)
+    return numbers
+
+
+def geometric_mean(values: Iterable[float | None]) -> float:
+    """exp(mean log value); infinite when any value is missing, not finite or not positive (diverged)."""
+    values = list(values)
+    if not all(_is_number(v) and math.isfinite(v) and v > 0 for v in values):
+        return math.inf
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def log_results(loggers: list, summary: RunSummary, masks_file: Path) -> None:

@@ -173,6 +173,7 @@ def make_wandb_logger(
     mode = resolve_mode(config)
     if mode == "disabled":
         return None
+    save_dir = Path(save_dir).resolve()  # wandb's service may run in another folder than this process
     settings = dict(
         project=config.project,
         name=config.name,
@@ -266,11 +267,13 @@ def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -
     Every file the artifact names lies in the run directory: the masks file by immutable reference (W&B
     would otherwise stage a copy in $HOME, ~0.9 GB for an 8B model), the companions as they were when
     logged in wandb/artifact-files/ (`lp-prune eval` rewrites summary.json later). An offline run
-    directory therefore syncs with everything it logged."""
+    directory therefore syncs with everything it logged. The paths are absolute: a relative --out would
+    otherwise leave paths in the manifest that only resolve from the folder the run started in."""
     import wandb
 
     from lp_prune.tracking.run_dir import RunDirectory
 
+    masks_path = Path(masks_path).resolve()
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             artifact = wandb.Artifact(name=name, type=MASKS_ARTIFACT_TYPE)
@@ -306,126 +309,9 @@ def finish(loggers: Sequence[Logger], status: str = "success") -> None:
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
 
 
-_PANEL_UNSAFE = re.compile(r"[^\w+-]+")
-
-
-def panel_key(key: str) -> str:
-    """A W&B key that panels and the runs table take as it is: '/' separates sections, and inside a
-    section anything but letters, digits, '_', '+' and '-' (spaces, '=', '.') becomes '_'
-    ('perplexity/wanda_unstructured_s0.5' -> 'perplexity/wanda_unstructured_s0_5')."""
-    return "/".join(_PANEL_UNSAFE.sub("_", part).strip("_") or "_" for part in key.split("/"))
-
-
-def panel_keys(values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` under `panel_key` names; a key that would land on another's name keeps a short hash
-    of its own name, so that nothing is overwritten."""
-    safe: dict[str, Any] = {}
-    for key, value in values.items():
-        name = panel_key(key)
-        if name in safe:
-            name = f"{name}_{hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]}"
-        safe[name] = value
-    return safe
-
-
-def masks_artifacts(run_dirs: Iterable[Path]) -> list[str]:
-    """The masks artifacts the runs in `run_dirs` logged, as use_artifact names them: a local run's
-    (recorded in its marker when it was logged), a downloaded run's (recorded when it was fetched)."""
-    from lp_prune.tracking.run_dir import RunDirectory
-
-    names = []
-    for folder in run_dirs:
-        logged = RunDirectory(folder).wandb_record().get("masks_artifact") or _downloaded_artifact(folder)
-        if logged:
-            names.append(logged if ":" in logged else f"{logged}:latest")
-    return list(dict.fromkeys(names))
-
-
-def _downloaded_artifact(folder: Path) -> str | None:
-    import json
-
-    try:
-        record = json.loads((Path(folder) / DOWNLOADED_RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    name = record.get("masks_artifact") if isinstance(record, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-def use_artifacts(run: Any, names: Sequence[str]) -> None:
-    """Mark `names` as inputs of `run` (lineage). They are always in its config (`input_artifacts`);
-    wandb 0.31 refuses use_artifact offline, so there they stay in the config alone."""
-    if not names:
-        return
-    run.config.update({"input_artifacts": list(names)}, allow_val_change=True)
-    if getattr(run, "offline", False):
-        return
-    for name in names:
-        try:
-            run.use_artifact(name, type=MASKS_ARTIFACT_TYPE)
-        except Exception as error:  # a run whose artifact never reached the server (logged offline, not synced)
-            log.warning("W&B: cannot mark %s as an input of this run (%s)", name, error)
-
-
-def log_analysis_run(
-    project: str,
-    group: str | None,
-    name: str,
-    tables: Mapping[str, tuple[list[str], list[list[Any]]]],
-    images: Mapping[str, Path],
-    save_dir: Path | None,
-    job_type: str = "analysis",
-    summary: Mapping[str, Any] | None = None,
-    entity: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    inputs: Sequence[str] = (),
-) -> str:
-    """A W&B run of `job_type` ('compare', 'analyze', 'eval') holding tables, figures and summary values
-    beside the runs it is about, its options as `config` and the masks artifacts it read as `inputs`.
-    Keys go as they are given (`panel_keys` makes names built from run settings safe). Returns where
-    it is (see `run_location`)."""
-    import wandb
-
-    mode = resolve_mode(WandbConfig(project=project))
-    if mode == "disabled":
-        return "W&B: disabled"
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    folder = str(save_dir) if save_dir is not None else None  # None: WANDB_DIR, else ./wandb
-    run = wandb.init(
-        entity=entity,
-        project=project,
-        group=group,
-        name=name,
-        job_type=job_type,
-        dir=folder,
-        mode=mode,
-        config=dict(config) if config else None,
-    )
-    try:
-        use_artifacts(run, inputs)
-        for key, (columns, rows) in tables.items():
-            run.log({key: wandb.Table(columns=columns, data=rows)})
-        if images:
-            run.log({key: wandb.Image(str(path)) for key, path in images.items()})
-        if summary:
-            run.summary.update(dict(summary))
-        location = run_location(run)
-    finally:
-        run.finish()
-    return location
-
-
 def online_url(loggers: Sequence[Logger]) -> str | None:
     """The URL of the run's W&B page when it logs online; None offline or without W&B."""
     for logger in loggers:
         if isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True):
             return logger.experiment.url
     return None
-
-
-def run_location(run: Any) -> str:
-    """One line saying where a W&B run is: its URL online, the `wandb sync` command offline."""
-    if getattr(run, "offline", False) or not getattr(run, "url", None):
-        return f"W&B (offline): wandb sync {run.settings.sync_dir}"
-    return f"W&B: {run.url}"
