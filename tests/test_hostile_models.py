@@ -119,9 +119,8 @@ def test_estimate_of_a_million_layers_is_computed_from_shapes(tiny_model_dir, tm
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_a_shape_built_from_fewer_layers_counts_as_the_full_model(arch):
-    from tiny_models import ARCHITECTURES
-
     from lp_prune.memory import ModelShape, with_layers
+    from tiny_models import ARCHITECTURES
 
     full = ARCHITECTURES[arch]()
     three = ModelShape.from_config(full)
