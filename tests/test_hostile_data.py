@@ -69,3 +69,13 @@ def test_an_infinite_embedding_weight_stops_the_run(method, tiny_model_dir, tmp_
     err = refusal(capsys, ["run", "--model.name", str(folder), "--out", str(out), *SMALL, "--prune.method", method])
     assert "the model's weights hold NaN or inf: model.embed_tokens.weight" in err
     assert not (out / "summary.json").exists()
+
+
+def test_a_token_file_with_pickled_objects_is_one_short_line(tiny_model_dir, tmp_path, capsys):
+    token_file, out = tmp_path / "ids.pt", tmp_path / "out"
+    torch.save({"ids": torch.zeros(4, 32, dtype=torch.long), "made_in": Path(".")}, token_file)
+    argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL]
+    err = refusal(capsys, [*argv, "--data.source", "tokens", "--data.token_file", str(token_file)])
+    assert f"token file {token_file} holds pickled Python objects (pathlib.PosixPath), which are not loaded" in err
+    assert "\x1b[" not in err and "trust" not in err and len(err) < 300
+    assert not out.exists()
