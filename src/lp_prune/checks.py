@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import torch
 from transformers import PretrainedConfig
 
 from lp_prune.config import PruneConfig, RunConfig
-from lp_prune.errors import ConfigError
+from lp_prune.errors import ConfigError, DataError, NumericalError
 from lp_prune.models.loading import check_weight_files, model_source
 from lp_prune.pruning.method import get_method, quantizes
 from lp_prune.tracking.wandb_logger import resolve_mode
@@ -85,3 +87,29 @@ def check_disk_space(config: RunConfig) -> None:
             f"the run needs about {needed / GIB:.1f} GiB in {existing} but {free / GIB:.1f} GiB are free; "
             "free space, choose another --out, or set --checkpoint false / --save_model false"
         )
+
+
+def check_token_ids(windows: dict[str, Any], model_config: PretrainedConfig, source: str) -> None:
+    """Every token id of the windows indexes the model's embedding: an id past the vocabulary (a token
+    file made with another tokenizer, a tokenizer larger than the model's embedding) would read
+    another row, or fail on the GPU, instead of being refused."""
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    vocab = text.vocab_size
+    for name, tokens in windows.items():
+        if tokens is None or tokens.ids.numel() == 0:
+            continue
+        low, high = (int(value) for value in torch.aminmax(tokens.ids))
+        if low < 0 or high >= vocab:
+            bad = low if low < 0 else high
+            raise DataError(
+                f"{name} windows (data.source {source}) hold token id {bad}, outside the model's vocabulary of "
+                f"{vocab} (ids 0 to {vocab - 1}); were they made with another tokenizer?"
+            )
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Every parameter of the loaded model (embeddings, norms and head too, not only the Linears that
+    are pruned, which the pruner checks) is finite."""
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(torch.stack(torch.aminmax(parameter.detach()))).all()):
+            raise NumericalError(f"the model's weights hold NaN or inf: {name}")

@@ -35,7 +35,7 @@ from lp_prune.cli_support import (
 )
 from lp_prune.config.code_options import flags_only
 from lp_prune.config.hub import resolve
-from lp_prune.errors import Interrupted, UserError
+from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.safe_yaml import load_yaml_file
 
 EXIT_USER_ERROR = 2
@@ -103,9 +103,11 @@ def with_hyphens(argv: list[str]) -> list[str]:
 
 
 def check_config_files(argv: list[str]) -> None:
-    """Every `--config FILE` (a packaged one for a `configs/...` path not found here) is readable UTF-8
-    YAML within safe_yaml's limits, said with its path (jsonargparse would raise a decoding traceback
-    on a binary file)."""
+    """Every `--config FILE` (a packaged one for a `configs/...` path not found here) is a regular file of
+    readable UTF-8 YAML within safe_yaml's limits, said with its path (jsonargparse would raise a
+    decoding traceback on a binary file, and wait forever on a FIFO); for run and estimate, its groups
+    of settings are mappings."""
+    command = next((word for word in argv if not word.startswith("-")), None)
     for index, arg in enumerate(argv):
         if arg == "--config" and index + 1 < len(argv):
             path = argv[index + 1]
@@ -114,8 +116,15 @@ def check_config_files(argv: list[str]) -> None:
         else:
             continue
         path = resolve(path)
-        if os.path.isfile(path):  # a missing file is jsonargparse's to report, as before
-            load_yaml_file(path)
+        if not os.path.exists(path):
+            continue  # a missing file is jsonargparse's to report, as before
+        if not os.path.isfile(path):
+            raise ConfigError(f"--config {path} is not a regular file (a folder, FIFO or device); expected YAML")
+        values = load_yaml_file(path)
+        if command in RUN_CONFIG_COMMANDS:
+            from lp_prune.config.io import check_groups
+
+            check_groups(values, path)
 
 
 def _quiet_libraries() -> None:

@@ -13,6 +13,7 @@ new weights. These terms follow what the code keeps alive (`calibration/pruner.p
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,21 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 FLOAT32 = 4
 CPU_RUNTIME = int(0.9 * GIB)  # python, torch, transformers, lightning, tokenizer, text: 0.90 GiB RSS measured
 CUDA_CONTEXT = int(0.5 * GIB)
+MAX_BUILT_LAYERS = 128  # the study's largest model has 80
+
+
+def with_layers(config: PretrainedConfig, n_layers: int) -> PretrainedConfig:
+    """A copy of `config` with `n_layers` decoder layers (per-layer lists such as layer_types cut to match)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if text.num_hidden_layers == n_layers:
+        return config
+    config = copy.deepcopy(config)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key, value in list(vars(text).items()):
+        if isinstance(value, list) and len(value) == text.num_hidden_layers:
+            setattr(text, key, value[:n_layers])
+    text.num_hidden_layers = n_layers
+    return config
 
 
 @dataclass
@@ -47,22 +63,27 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: PretrainedConfig) -> ModelShape:
-        """Exact parameter counts from a model built on the meta device (no memory, no download)."""
+        """Exact parameter counts from a model built on the meta device (no memory, no download). A model
+        of more than MAX_BUILT_LAYERS layers is built with that many and counted as if its other layers
+        were alike (building a million layers, even weightless, would take hours)."""
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        n_layers = text.num_hidden_layers
+        built = min(n_layers, MAX_BUILT_LAYERS)
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            model = AutoModelForCausalLM.from_config(with_layers(config, built))
         from lp_prune.models.layers import decoder_layers  # the one place that knows architectures
 
         layers = decoder_layers(model)
         head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
         untied = head is not None and head.weight is not embeddings.weight
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
         kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        layer_params = max(sum(p.numel() for p in layer.parameters()) for layer in layers)
         return cls(
-            total_params=sum(p.numel() for p in model.parameters()),
-            layer_params=max(sum(p.numel() for p in layer.parameters()) for layer in layers),
-            n_layers=len(layers),
+            total_params=sum(p.numel() for p in model.parameters()) + (n_layers - built) * layer_params,
+            layer_params=layer_params,
+            n_layers=n_layers,
             hidden=text.hidden_size,
             intermediate=text.intermediate_size,
             attention_width=heads * head_dim,

@@ -18,7 +18,7 @@ from lp_prune.calibration.checkpoint import load_layer_results
 from lp_prune.calibration.loop import PruningLoop
 from lp_prune.calibration.loop import trainer_kwargs as loop_trainer_kwargs
 from lp_prune.calibration.observers import CalibrationRecorder
-from lp_prune.checks import preflight
+from lp_prune.checks import check_finite_weights, check_token_ids, preflight
 from lp_prune.config import RunConfig
 from lp_prune.data import PruningDataModule
 from lp_prune.data.generated import cached_generate_calibration_mix
@@ -50,6 +50,8 @@ def run(config: RunConfig, resume: bool = False) -> Path:
         tokenizer, model_config = load_tokenizer_and_config(config.model)
         data = PruningDataModule(config.data, tokenizer, max_positions(model_config))
         data.setup()
+        windows = {"calibration": data.calibration, **data.evaluation}
+        check_token_ids(windows, model_config, config.data.source)
         preflight(config, model_config)
         downstream = DownstreamStep(config, tokenizer)  # eval.tasks via lm-eval; no-op if empty
         _check_memory(config, model_config, writer)
@@ -79,6 +81,7 @@ def _run_in(
     L.seed_everything(config.seed, verbose=False)
     with timer.phase("load_model"):
         model = load_model(config.model)
+        check_finite_weights(model)
     if generated:
         with timer.phase("generate_calibration"):
             _generate_calibration(config, model, data, writer)

@@ -8,12 +8,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
 from lp_prune.config import RunConfig, run_config_from
 from lp_prune.config.hub import resolve
 from lp_prune.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 HELP = "Estimate a run's memory per process from the model's config (no weights load)."
 
@@ -26,18 +32,13 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def execute(namespace: Namespace) -> int:
-    from transformers import AutoConfig
-
     from lp_prune.memory import ModelShape, available_bytes, device_kind, estimate_memory, gib
     from lp_prune.models.loading import load_tokenizer_and_config
 
     config = run_config_from(namespace)
     config.validate()
-    if namespace.shape:
-        try:
-            model_config = AutoConfig.from_pretrained(resolve(namespace.shape))
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(f"--shape {namespace.shape}: not a readable model config.json ({err})") from None
+    if namespace.shape is not None:
+        model_config = shape_config(namespace.shape)
     else:
         model_config = load_tokenizer_and_config(config.model)[1]
     kind = device_kind(config.accelerator)
@@ -47,3 +48,31 @@ def execute(namespace: Namespace) -> int:
     if free is not None:
         print(f"  free here ({kind}):{gib(free):>26}")
     return 0
+
+
+def shape_config(given: str) -> PretrainedConfig:
+    """The config.json of --shape, checked as a model folder's is (sizes present and positive), of an
+    architecture transformers ships (a config naming its own code, auto_map, is refused: nothing of it
+    is imported) that lp_prune prunes: a decoder-only causal LM of Linear layers."""
+    from transformers import AutoConfig
+
+    from lp_prune.config import ModelConfig
+    from lp_prune.memory import MAX_BUILT_LAYERS, with_layers
+    from lp_prune.models.config_check import read_config_json
+    from lp_prune.models.loading import check_prunable_causal_lm
+
+    what = f"--shape {given}"
+    path = Path(resolve(given))
+    values = read_config_json(path / "config.json" if path.is_dir() else path, what)
+    if values.get("auto_map"):
+        raise ModelLoadError(
+            f"{what}: the config names modelling code of its own (auto_map); estimate plans with the "
+            "architectures transformers ships and never imports a model's code"
+        )
+    try:
+        model_config = AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelLoadError(f"{what}: not a readable model config.json ({err})") from None
+    layers = model_config.get_text_config().num_hidden_layers
+    check_prunable_causal_lm(ModelConfig(name=given), with_layers(model_config, min(layers, MAX_BUILT_LAYERS)))
+    return model_config

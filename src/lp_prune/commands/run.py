@@ -23,12 +23,27 @@ def add_arguments(parser: ArgumentParser) -> None:
 def execute(namespace: Namespace) -> int:
     from lp_prune.pipeline import run  # heavy imports only when needed
 
-    if namespace.resume:
-        out = run(resume_config(RunDirectory(Path(namespace.resume)), run_config_from(namespace)), resume=True)
+    if namespace.resume is not None:
+        folder = resume_folder(namespace.resume)
+        out = run(resume_config(RunDirectory(folder), run_config_from(namespace)), resume=True)
     else:
         out = run(run_config_from(namespace))
     print_results(out)
     return 0
+
+
+def resume_folder(given: str) -> Path:
+    """The folder of --resume: named, and reachable (a symbolic-link loop is one line, not a traceback)."""
+    if not given.strip():
+        raise UserError("--resume '' names no folder: give the run directory to continue")
+    path = Path(given)
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass  # said below as 'not a run directory', with the path
+    except (OSError, RuntimeError) as err:
+        raise UserError(f"--resume {given}: {getattr(err, 'strerror', None) or err}") from None
+    return path
 
 
 def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:

@@ -34,6 +34,8 @@ class SweepOptions:
     """Runs at a time."""
     dry_run: bool = False
     """List the runs and their commands, run nothing."""
+    max_runs: int = 10_000
+    """Refuse a sweep of more runs than this (counted before any is listed, --dry-run too)."""
     where: bool = False
     """Print where FILE is (a packaged one: its full path) and exit, for `wandb sweep "$(lp-prune sweep F --where)"`."""
     trust_remote_code: bool = False
@@ -58,6 +60,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 
 def execute(options: SweepOptions) -> int:
+    from lp_prune.sweeps.count import check_sweep_size
     from lp_prune.sweeps.expand import expand, load_sweep
     from lp_prune.sweeps.runner import execute as run_all
     from lp_prune.sweeps.runner import plan, validate_runs
@@ -66,6 +69,8 @@ def execute(options: SweepOptions) -> int:
     if options.where:
         print(sweep.path.resolve())
         return 0
+    check_root(Path(options.root))
+    check_sweep_size(sweep, options.count, options.max_runs)
     folder = Path(options.root) / sweep.name
     if sweep.method == "bayes":
         return execute_bayes(sweep, options, folder)
@@ -76,6 +81,17 @@ def execute(options: SweepOptions) -> int:
         return 0
     outcomes = run_all(runs, sweep, max(1, options.parallel))
     return report(sweep, runs, outcomes, folder)
+
+
+def check_root(root: Path) -> None:
+    """--root is a folder, or a path where one can be made (not a file, nor under one)."""
+    from lp_prune.errors import ConfigError
+
+    for path in (root, *root.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise ConfigError(f"--root {root}: {path} is not a folder")
+            return
 
 
 def execute_bayes(sweep: Sweep, options: SweepOptions, folder: Path) -> int:

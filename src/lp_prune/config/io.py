@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +45,23 @@ def read_run_config(path: str | Path) -> RunConfig:
     except Exception as err:  # jsonargparse reports type errors as several exception types
         detail = " ".join(str(err).split())
         raise DataError(f"{path} is not a valid lp_prune run config: {detail}") from None
+
+
+def check_groups(values: Any, source: str, options: type = RunConfig, prefix: str = "") -> None:
+    """Every group of settings in a YAML config (`prune:`, `data.generation:`) is a mapping of its keys;
+    jsonargparse would fail on `prune: 3` with a TypeError from deep inside it."""
+    if not isinstance(values, dict):
+        return
+    for item in fields(options):
+        group = item.default_factory if item.default_factory is not MISSING else None  # type: ignore[misc]
+        if not (isinstance(group, type) and is_dataclass(group)) or item.name not in values:
+            continue
+        value = values[item.name]
+        if value is None or isinstance(value, dict):
+            check_groups(value, source, group, f"{prefix}{item.name}.")
+            continue
+        keys = ", ".join(f.name for f in fields(group)[:3])
+        raise ConfigError(
+            f"{source}: {prefix}{item.name} is a group of settings ({keys}, ...), a mapping such as "
+            f"'{item.name}: {{{fields(group)[0].name}: ...}}', not {value!r:.40}"
+        )

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 from lp_prune.config.data_schema import DataConfig
 from lp_prune.config.recipe import CalibrationRecipe
 from lp_prune.config.tasks import check_task_language, check_task_name, split_list
-from lp_prune.config.values import check_seed, parse_pattern, size_in_bytes
+from lp_prune.config.values import check_finite, check_seed, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
 from lp_prune.pruning.method import PruneSettings, get_method, prunes
@@ -33,6 +33,7 @@ ACTIVATION_PLACES: tuple[str, ...] = get_args(ActivationPlace)
 WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
 
 PACKAGED_MODEL = "gemma3-270m"
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"  # wandb.Settings refuses a project name with any of these
 
 
 @dataclass
@@ -267,6 +268,15 @@ class WandbConfig:
     def validate(self) -> None:
         if self.mode not in WANDB_MODES:
             raise ConfigError(f"wandb.mode '{self.mode}' is not one of: {', '.join(WANDB_MODES)}")
+        bad = sorted(set(self.project) & set(WANDB_PROJECT_FORBIDDEN))
+        if bad or not 0 < len(self.project) <= 128:
+            raise ConfigError(
+                f"wandb.project '{self.project[:40]}' must be 1 to 128 characters without any of "
+                f"{' '.join(WANDB_PROJECT_FORBIDDEN)} (W&B's rule)" + (f"; it has {' '.join(bad)}" if bad else "")
+            )
+        for index, tag in enumerate(self.tags):
+            if not 1 <= len(tag) <= 64:
+                raise ConfigError(f"wandb.tags[{index}] is {len(tag)} characters; W&B takes tags of 1 to 64")
 
 
 @dataclass
@@ -322,6 +332,9 @@ class RunConfig:
     """Seed of Lightning's random generators."""
 
     def validate(self) -> None:
+        check_finite(self)
+        if self.out is not None and not self.out.strip():
+            raise ConfigError("--out '' names no folder: give a run directory, or leave --out out for the default")
         self.model.validate()
         self.data.validate()
         self.prune.validate()

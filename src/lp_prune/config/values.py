@@ -1,12 +1,16 @@
-"""Checks and parsers of single config values: seeds, N:M patterns, sizes in bytes."""
+"""Checks and parsers of single config values: seeds, N:M patterns, sizes in bytes, finite numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+from fractions import Fraction
 from typing import Any
 
 from lp_prune.errors import ConfigError
 
+MAX_FILE_SIZE = 2**63 - 1  # a file offset is a signed 64-bit integer
 SEED_LIMIT = 2**32  # numpy's seeds, and so L.seed_everything's, lie in [0, 2**32)
 
 
@@ -45,7 +49,30 @@ def size_in_bytes(size: int | str, key: str = "size") -> int:
         if match is None:
             raise ConfigError(f"{key} '{size}' is not a size such as '5GB', '500MB', '2GiB' or a number of bytes")
         number, unit = match.groups()
-        size = int(float(number) * _SIZE_UNITS[unit.upper()] if unit else float(number))
+        size = int(Fraction(number) * (_SIZE_UNITS[unit.upper()] if unit else 1))  # exact, however many digits
     if size < 1:
         raise ConfigError(f"{key} must be at least 1 byte, got {size}")
+    if size > MAX_FILE_SIZE:
+        shown = str(size) if size < 10**30 else f"(a {len(str(size))}-digit number)"
+        raise ConfigError(f"{key} {shown} exceeds the largest file size, 2**63 - 1 bytes")
     return size
+
+
+def check_finite(options: Any, prefix: str = "") -> None:
+    """Every float in a dataclass of settings (in its nested dataclasses, lists and dicts too) is a
+    finite number: NaN passes every `x < bound` check unseen, and infinity breaks arithmetic."""
+    for item in dataclasses.fields(options):
+        _check_finite_value(getattr(options, item.name), f"{prefix}{item.name}")
+
+
+def _check_finite_value(value: Any, key: str) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        check_finite(value, f"{key}.")
+    elif isinstance(value, dict):
+        for name, inner in value.items():
+            _check_finite_value(inner, f"{key}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, inner in enumerate(value):
+            _check_finite_value(inner, f"{key}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")

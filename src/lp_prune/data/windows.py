@@ -7,6 +7,7 @@ predicted tokens (all after the first) cover, for bits per byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -270,6 +271,13 @@ def load_token_file(path: str | Path, seqlen: int | None = None, vocab_size: int
     return TokenWindows(ids=ids.contiguous(), n_bytes=torch.zeros(ids.shape[0], dtype=torch.long))
 
 
+# What torch.load(weights_only=True) names when it refuses a pickled object (its message explains at length).
+_WEIGHTS_ONLY_REFUSAL = (
+    re.compile(r"Unsupported global: GLOBAL (\S+)"),
+    re.compile(r"WeightsUnpickler error: ([^.\n]+)"),
+)
+
+
 def _read_token_tensor(path: Path) -> torch.Tensor:
     suffix = path.suffix.lower()
     if suffix not in (".pt", ".npy"):
@@ -277,6 +285,13 @@ def _read_token_tensor(path: Path) -> torch.Tensor:
     try:
         data = torch.load(path, weights_only=True) if suffix == ".pt" else np.load(path, allow_pickle=False)
     except Exception as err:  # corrupt files raise pickle, zip, value or OS errors alike
+        pickled = next(filter(None, (pattern.search(str(err)) for pattern in _WEIGHTS_ONLY_REFUSAL)), None)
+        if pickled:
+            raise DataError(
+                f"token file {path} holds pickled Python objects ({pickled.group(1)}), "
+                "which are not loaded: "
+                f"save the token ids alone, torch.save(ids, '{path.name}')"
+            ) from None
         detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise DataError(f"token file {path} cannot be read ({type(err).__name__}: {detail})") from err
     if isinstance(data, np.ndarray):

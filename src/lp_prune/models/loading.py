@@ -31,6 +31,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
+from lp_prune.models.config_check import check_weight_shapes, read_config_json
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
 from lp_prune.pruning.method import get_method, structured
 from lp_prune.tracking.cache_lock import cache_dir, cache_folder
@@ -71,18 +72,28 @@ def load_tokenizer_and_config(config: ModelConfig) -> tuple[PreTrainedTokenizerB
     refused before any data is read or any file is written.
     """
     source = model_source(config)
+    local = Path(source).is_dir()
+    if local and (Path(source) / "config.json").exists():
+        read_config_json(Path(source) / "config.json", f"model '{config.name}'")
     kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model_config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelLoadError(_describe_load_failure(config.name, err)) from err
-    check_prunable_causal_lm(config, model_config)
+    skeleton = check_prunable_causal_lm(config, model_config)
+    if local:
+        try:
+            weight_files = _weight_files(config.name, Path(source))
+        except ModelLoadError:
+            weight_files = []  # said by check_weight_files, with the other checks of the files
+        check_weight_shapes(config.name, weight_files, skeleton)
     return tokenizer, model_config
 
 
-def check_prunable_causal_lm(config: ModelConfig, model_config: PretrainedConfig) -> None:
-    """A decoder-only causal LM whose decoder layers are made of torch Linears, or a ModelLoadError."""
+def check_prunable_causal_lm(config: ModelConfig, model_config: PretrainedConfig) -> PreTrainedModel:
+    """A decoder-only causal LM whose decoder layers are made of torch Linears, or a ModelLoadError; returns
+    the model's module tree on the meta device."""
     saved_as = getattr(model_config, "architectures", None) or []
     if saved_as and not any(_is_causal_lm_class(name, model_config) for name in saved_as):
         raise ModelLoadError(f"model '{config.name}' is a {saved_as[0]}, not a causal LM; {_SUPPORTED}")
@@ -104,6 +115,7 @@ def check_prunable_causal_lm(config: ModelConfig, model_config: PretrainedConfig
         )
     if not prunable_linears(layers[0]):
         raise ModelLoadError(f"model '{config.name}' ({kind}) has no Linear layers in its decoder layers to prune")
+    return skeleton
 
 
 def _reads_token_ids(body: torch.nn.Module) -> bool:

@@ -145,7 +145,8 @@ def resolve_mode(config: WandbConfig) -> str:
     """auto -> WANDB_MODE if the user set it, else online with credentials and offline without.
 
     wandb.init rejects an unknown WANDB_MODE even when it is given a mode of its own, so one is
-    refused here whenever W&B will be used.
+    refused here whenever W&B will be used; so is online without an API key (wandb.init would stop the run
+    after the model has loaded).
     """
     from lp_prune.errors import ConfigError
 
@@ -155,9 +156,14 @@ def resolve_mode(config: WandbConfig) -> str:
         return config.mode
     if variable is not None and variable not in known:  # wandb rejects an empty one as well
         raise ConfigError(f"WANDB_MODE '{variable}' (environment) is not one of: {', '.join(known)}")
-    if config.mode != "auto":
-        return config.mode
-    return variable or ("online" if has_wandb_credentials() else "offline")
+    mode = config.mode if config.mode != "auto" else variable or ("online" if has_wandb_credentials() else "offline")
+    if mode == "online" and not has_wandb_credentials():
+        where = "wandb.mode" if config.mode == "online" else "WANDB_MODE (environment)"
+        raise ConfigError(
+            f"{where} online needs a W&B API key and none is set up: run wandb login or set WANDB_API_KEY, "
+            "or use --wandb.mode offline (wandb sync later)"
+        )
+    return mode
 
 
 def make_wandb_logger(

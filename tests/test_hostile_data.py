@@ -1,0 +1,81 @@
+"""Data and weights that once gave a result without a word: token ids past the model's vocabulary, and
+an infinite weight outside the pruned Linears. Each is one line on stderr and exit 2."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lp_prune.cli import main
+
+SMALL = [
+    *("--data.nsamples", "4", "--data.seqlen", "32"),
+    *("--data.eval_windows", "1", "--data.eval_seqlen", "32", "--data.eval_languages", "[en]"),
+    *("--wandb.mode", "disabled"),
+]
+
+
+def refusal(capsys, argv: list[str]) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in err)
+    errors = [line for line in err if line.startswith("lp-prune:")]
+    assert len(errors) == 1 and errors[0].startswith("lp-prune: error:"), err
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def small_vocab_model(tmp_path_factory) -> Path:
+    """A tiny model whose embedding has 1,000 rows, saved with the 2,061-token character tokenizer."""
+    from conftest import build_char_tokenizer
+    from tiny_models import tiny_model
+
+    folder = tmp_path_factory.mktemp("small-vocab")
+    tiny_model("llama", vocab_size=1000, attention="sdpa").save_pretrained(folder)
+    build_char_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_token_ids_past_the_models_vocabulary_are_refused(small_vocab_model, tmp_path, capsys):
+    token_file, out = tmp_path / "ids.pt", tmp_path / "out"
+    torch.save(torch.full((4, 32), 1500, dtype=torch.long), token_file)  # the tokenizer has it; the model not
+    argv = ["run", "--model.name", str(small_vocab_model), "--out", str(out), *SMALL]
+    argv += ["--data.source", "tokens", "--data.token_file", str(token_file), "--prune.method", "magnitude"]
+    err = refusal(capsys, argv)
+    assert "calibration windows (data.source tokens) hold token id 1500, outside the model's vocabulary of 1000" in err
+    assert not out.exists()
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused(small_vocab_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    chinese = ["--data.calibration_language", "zh", "--data.eval_languages", "[zh]"]  # characters past id 1000
+    err = refusal(capsys, ["run", "--model.name", str(small_vocab_model), "--out", str(out), *SMALL, *chinese])
+    assert "calibration windows (data.source packaged) hold token id" in err
+    assert "outside the model's vocabulary of 1000 (ids 0 to 999)" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["magnitude", "sparsegpt"])
+def test_an_infinite_embedding_weight_stops_the_run(method, tiny_model_dir, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    weights = load_file(folder / "model.safetensors")
+    weights["model.embed_tokens.weight"][7, 3] = float("inf")  # a row the calibration text never reads
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "out"
+    err = refusal(capsys, ["run", "--model.name", str(folder), "--out", str(out), *SMALL, "--prune.method", method])
+    assert "the model's weights hold NaN or inf: model.embed_tokens.weight" in err
+    assert not (out / "summary.json").exists()
+
+
+def test_a_token_file_with_pickled_objects_is_one_short_line(tiny_model_dir, tmp_path, capsys):
+    token_file, out = tmp_path / "ids.pt", tmp_path / "out"
+    torch.save({"ids": torch.zeros(4, 32, dtype=torch.long), "made_in": Path(".")}, token_file)
+    argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), *SMALL]
+    err = refusal(capsys, [*argv, "--data.source", "tokens", "--data.token_file", str(token_file)])
+    assert f"token file {token_file} holds pickled Python objects (pathlib.PosixPath), which are not loaded" in err
+    assert "\x1b[" not in err and "trust" not in err and len(err) < 300
+    assert not out.exists()
