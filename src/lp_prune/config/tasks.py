@@ -11,6 +11,8 @@ lp_prune.evaluation.downstream expands and runs them.
 - The offline proxies `lp_prune_proxy_<lang>` (lp_prune.evaluation.proxy_tasks): every language.
 - The offline knowledge-and-reasoning probe `lp_prune_probe_<family>_<lang>` (lp_prune.evaluation.probe):
   every family in every language, the same items in all seven.
+- The offline CLDR probe `lp_prune_cldr_<family>_<lang>` (lp_prune.evaluation.probe_cldr): parallel
+  items from the Unicode CLDR's human-translated names, every family in every language.
 
 Missing tasks are None in STUDY_TASKS, never replaced by something else.
 """
@@ -25,11 +27,14 @@ from lp_prune.languages import BELEBELE_CONFIGS, LANGUAGE_TABLE, LANGUAGES, MC4_
 
 PROXY_PREFIX = "lp_prune_proxy_"
 PROBE_PREFIX = "lp_prune_probe_"
+CLDR_PREFIX = "lp_prune_cldr_"
 MKQA_PREFIX = "mkqa_"
 BELEBELE_PREFIX = "belebele_"
 _FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")  # language_Script, Belebele's config names
 # The probe's item families (lp_prune.evaluation.probe builds one task per family and language).
 PROBE_FAMILIES: tuple[str, ...] = ("capitals", "continents", "arithmetic", "ordering", "comparison")
+# The CLDR probe's item families (lp_prune.evaluation.probe_cldr: one task per family and language).
+CLDR_FAMILIES: tuple[str, ...] = ("continent", "currency", "language", "month", "weekday")
 _NAMED_PER_LANGUAGE = (PROXY_PREFIX, MKQA_PREFIX)  # lp_prune's own tasks: <prefix><language>
 
 # lm-eval task names of the study's benchmarks per language; None: lm-eval has no such task.
@@ -44,14 +49,19 @@ STUDY_TASKS: dict[str, dict[str, str | None]] = {
 # eval.tasks shorthands, expanded per language by expand_tasks.
 # proxy_calibration: the proxy tasks of the run's calibration languages only (sweeps over targets).
 # probe: every probe family in every evaluation language; probe_<family>: one family;
-# probe_calibration: every family in the calibration languages only.
+# probe_calibration: every family in the calibration languages only. cldr, cldr_<family> and
+# cldr_calibration alike for the CLDR probe.
 _PROBE_SHORTHANDS = {f"probe_{family}": family for family in PROBE_FAMILIES}
+_CLDR_SHORTHANDS = {f"cldr_{family}": family for family in CLDR_FAMILIES}
 TASK_SHORTHANDS: tuple[str, ...] = (
     "proxy",
     "proxy_calibration",
     "probe",
     "probe_calibration",
     *_PROBE_SHORTHANDS,
+    "cldr",
+    "cldr_calibration",
+    *_CLDR_SHORTHANDS,
     *STUDY_TASKS,
     "study",
 )
@@ -74,11 +84,23 @@ def probe_task_name(family: str, lang: str) -> str:
     return f"{PROBE_PREFIX}{family}_{lang}"
 
 
-def _probe_parts(task: str) -> tuple[str, str] | None:
-    family, underscore, lang = task.removeprefix(PROBE_PREFIX).rpartition("_")
-    if task.startswith(PROBE_PREFIX) and underscore and family in PROBE_FAMILIES and lang in LANGUAGES:
+def cldr_task_name(family: str, lang: str) -> str:
+    return f"{CLDR_PREFIX}{family}_{lang}"
+
+
+def _family_parts(task: str, prefix: str, families: Sequence[str]) -> tuple[str, str] | None:
+    family, underscore, lang = task.removeprefix(prefix).rpartition("_")
+    if task.startswith(prefix) and underscore and family in families and lang in LANGUAGES:
         return family, lang
     return None
+
+
+def _probe_parts(task: str) -> tuple[str, str] | None:
+    return _family_parts(task, PROBE_PREFIX, PROBE_FAMILIES)
+
+
+def _cldr_parts(task: str) -> tuple[str, str] | None:
+    return _family_parts(task, CLDR_PREFIX, CLDR_FAMILIES)
 
 
 def probe_language(task: str) -> str | None:
@@ -93,10 +115,36 @@ def probe_family(task: str) -> str | None:
     return parts[0] if parts else None
 
 
+def cldr_language(task: str) -> str | None:
+    """'lp_prune_cldr_currency_sw' -> 'sw'; None for any other name."""
+    parts = _cldr_parts(task)
+    return parts[1] if parts else None
+
+
+def cldr_family(task: str) -> str | None:
+    """'lp_prune_cldr_currency_sw' -> 'currency'; None for any other name."""
+    parts = _cldr_parts(task)
+    return parts[0] if parts else None
+
+
+def choice_probe_family(task: str) -> str | None:
+    """The family of a task of either offline probe, both four-choice (chance 0.25): the hand-written
+    probe's by name ('capitals'), the CLDR probe's prefixed ('cldr_currency'); None for other tasks."""
+    if family := cldr_family(task):
+        return f"cldr_{family}"
+    return probe_family(task)
+
+
 def task_language(task: str) -> str | None:
     """The language a task tests, for lp_prune's tasks and the study's table (the seven's codes), and
     for Belebele's other configs their FLORES-200 code; None otherwise."""
-    return proxy_language(task) or probe_language(task) or _LANGUAGE_OF_TASK.get(task) or _belebele_config(task)
+    return (
+        proxy_language(task)
+        or probe_language(task)
+        or cldr_language(task)
+        or _LANGUAGE_OF_TASK.get(task)
+        or _belebele_config(task)
+    )
 
 
 def belebele_task_name(lang: str) -> str | None:
@@ -124,8 +172,8 @@ def check_task_language(lang: str, key: str) -> None:
 
 
 def is_local(task: str) -> bool:
-    """A task lp_prune writes at run time from its own data (proxy, probe): no Hub, no lm-eval index."""
-    return proxy_language(task) is not None or probe_language(task) is not None
+    """A task lp_prune writes at run time from its own data (proxy, probe, CLDR probe): no Hub, no lm-eval index."""
+    return any(reader(task) is not None for reader in (proxy_language, probe_language, cldr_language))
 
 
 def is_packaged(task: str) -> bool:
@@ -139,7 +187,8 @@ def expand_tasks(
     """Shorthands -> task names for `languages` (languages a task lacks are skipped); order kept, no repeats.
 
     proxy_calibration: the proxies of `calibration_languages` (the run's calibration mix) only.
-    probe / probe_calibration: the probe families, family by family, over the same languages.
+    probe / probe_calibration: the probe families, family by family, over the same languages; cldr /
+    cldr_calibration alike for the CLDR probe.
     The proxies and the probe exist for the seven only; a Belebele config (fra_Latn) expands belebele
     alone.
     """
@@ -157,6 +206,12 @@ def expand_tasks(
             expanded += [probe_task_name(family, lang) for family in PROBE_FAMILIES for lang in calibration_languages]
         elif name in _PROBE_SHORTHANDS:
             expanded += [probe_task_name(_PROBE_SHORTHANDS[name], lang) for lang in seven]
+        elif name == "cldr":
+            expanded += [cldr_task_name(family, lang) for family in CLDR_FAMILIES for lang in seven]
+        elif name == "cldr_calibration":
+            expanded += [cldr_task_name(family, lang) for family in CLDR_FAMILIES for lang in calibration_languages]
+        elif name in _CLDR_SHORTHANDS:
+            expanded += [cldr_task_name(_CLDR_SHORTHANDS[name], lang) for lang in seven]
         elif name == "study":
             expanded += expand_tasks(list(STUDY_TASKS), languages)
         elif name == "belebele":
@@ -182,14 +237,15 @@ def check_task_name(name: str) -> None:
         lang = name.removeprefix(prefix)
         if name.startswith(prefix) and lang not in LANGUAGES:
             raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
-    if name.startswith(PROBE_PREFIX) and _probe_parts(name) is None:
-        family, _, lang = name.removeprefix(PROBE_PREFIX).rpartition("_")
-        if family not in PROBE_FAMILIES:
-            raise ConfigError(
-                f"eval.tasks: '{name}' names no probe family; valid: {PROBE_PREFIX}<family>_<language> with "
-                f"family one of {', '.join(PROBE_FAMILIES)}"
-            )
-        raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
+    for prefix, families, what in ((PROBE_PREFIX, PROBE_FAMILIES, "probe"), (CLDR_PREFIX, CLDR_FAMILIES, "CLDR probe")):
+        if name.startswith(prefix) and _family_parts(name, prefix, families) is None:
+            family, _, lang = name.removeprefix(prefix).rpartition("_")
+            if family not in families:
+                raise ConfigError(
+                    f"eval.tasks: '{name}' names no {what} family; valid: {prefix}<family>_<language> with "
+                    f"family one of {', '.join(families)}"
+                )
+            raise ConfigError(f"eval.tasks: unknown language '{lang}' in '{name}'; valid: {', '.join(LANGUAGES)}")
     config = name.removeprefix(BELEBELE_PREFIX)
     if name.startswith(BELEBELE_PREFIX) and _FLORES_CODE.match(config):
         check_belebele_config(config, "eval.tasks")

@@ -7,7 +7,8 @@
 Which tasks the shorthands name per language, and which languages a task lacks, are the task rules
 of lp_prune.config.tasks. The study's tasks run by name and need the Hugging Face Hub for their
 data; the offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) and the offline probe
-(`lp_prune_probe_<family>_<lang>`, see probe.py) run anywhere: when every task is local the Hub is
+(`lp_prune_probe_<family>_<lang>`, see probe.py) and CLDR probe (`lp_prune_cldr_<family>_<lang>`,
+see probe_cldr.py) run anywhere: when every task is local the Hub is
 switched off for the evaluation (lp_prune.evaluation.hub), so nothing tries to reach it.
 
 A user's own lm-eval task folders come in through `include_path` (lm-eval's TaskManager
@@ -30,6 +31,7 @@ from typing import Any
 
 from lp_prune.config.tasks import (
     TASK_SHORTHANDS,
+    cldr_language,
     expand_tasks,
     is_local,
     is_packaged,
@@ -41,6 +43,7 @@ from lp_prune.config.tasks import (
 from lp_prune.errors import ConfigError, DataError
 from lp_prune.evaluation.hub import hub_offline
 from lp_prune.evaluation.probe import write_probe_tasks
+from lp_prune.evaluation.probe_cldr import write_cldr_tasks
 from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, write_proxy_tasks
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
@@ -83,6 +86,8 @@ def plan_tasks(
     include: list[Path] = [write_proxy_tasks(proxies, eval_fraction, n_items)] if proxies else []
     if any(probe_language(task) for task in tasks):
         include.append(write_probe_tasks())
+    if any(cldr_language(task) for task in tasks):
+        include.append(write_cldr_tasks())
     if any(is_packaged(task) for task in tasks):
         include.append(PACKAGED_TASKS)
     user_paths = tuple(Path(path).expanduser().absolute() for path in include_path)

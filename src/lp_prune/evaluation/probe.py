@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lp_prune.config.tasks import PROBE_FAMILIES, probe_family, probe_task_name
+from lp_prune.config.tasks import PROBE_FAMILIES, choice_probe_family, probe_task_name
 from lp_prune.errors import ConfigError
 from lp_prune.evaluation import probe_facts as facts
 from lp_prune.evaluation.local_tasks import multiple_choice_yaml, write_task_files
@@ -324,10 +324,11 @@ def at_chance(acc: float, stderr: float | None, n_choices: int = N_CHOICES, z: f
 
 
 def tasks_at_chance(results: Mapping[str, Mapping[str, Any]], metric: str = "acc", z: float = 2.0) -> list[str]:
-    """The probe tasks of one stage's results ({task: {acc, acc_stderr, ...}}) whose `metric` is at chance."""
+    """The probe and CLDR probe tasks of one stage's results ({task: {acc, acc_stderr, ...}}) whose
+    `metric` is at chance (both have N_CHOICES choices)."""
     return [
         task
         for task, result in results.items()
-        if probe_family(task) and isinstance(result.get(metric), int | float)
+        if choice_probe_family(task) and isinstance(result.get(metric), int | float)
         if at_chance(result[metric], result.get(f"{metric}_stderr"), N_CHOICES, z)
     ]

@@ -55,7 +55,7 @@ from lp_prune.analysis.compare.differences import (
 from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm
 from lp_prune.analysis.compare.targets import TargetRows
 from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, NOT_SUPPORTED, SUPPORTED, Finding
-from lp_prune.config.tasks import probe_family
+from lp_prune.config.tasks import choice_probe_family
 from lp_prune.evaluation.probe import CHANCE
 
 C3_MARGIN = 0.02  # two points of accuracy: a smaller gain is no improvement worth the name
@@ -117,9 +117,9 @@ class Cell:
 
 
 def not_above_chance(task: str, dense: float | None, stderr: float | None) -> bool:
-    """A probe task where the dense model does not score above guessing by Z stderrs (or below it):
+    """A probe or CLDR probe task where the dense model does not score above guessing by Z stderrs (or below it):
     it cannot show what pruning or calibration costs. Other tasks: False (their chance is not ours)."""
-    if probe_family(task) is None or not is_finite(dense):
+    if choice_probe_family(task) is None or not is_finite(dense):
         return False
     return dense - CHANCE <= Z * (stderr if is_finite(stderr) else 0.0)
 

@@ -3,7 +3,8 @@ on the task type?
 
 The cells are C3's (claims_downstream: own-language row minus the mean of the others, per task and
 language, with item and draw noise). Each task has a type (task_type, the one mapping): the probe's
-families by name, the proxies and HellaSwag 'next sentence', Belebele 'reading', ARC and MMLU
+families by name, the CLDR probe's families by CLDR_TYPES (knowledge and ordering types of their own,
+'knowledge (CLDR): currency'), the proxies and HellaSwag 'next sentence', Belebele 'reading', ARC and MMLU
 'knowledge/reasoning', MKQA 'open QA'. Per type, the mean of its cells over languages (differences.pool:
 each cell once; its variance the larger of the items' and draws' and the dispersion of the cells
 about their type's mean, pooled over the types (df cells - types) / the type's cells).
@@ -30,7 +31,7 @@ from lp_prune.analysis.compare.differences import dispersion, heterogeneity, poo
 from lp_prune.analysis.compare.stats import ALPHA, EQUIVALENT, Estimate
 from lp_prune.analysis.compare.targets import TargetRows
 from lp_prune.analysis.compare.verdicts import INCONCLUSIVE, NO_DATA, Finding
-from lp_prune.config.tasks import BELEBELE_PREFIX, STUDY_TASKS, probe_family, proxy_language
+from lp_prune.config.tasks import BELEBELE_PREFIX, CLDR_FAMILIES, STUDY_TASKS, cldr_family, probe_family, proxy_language
 
 DIFFERS = "differs by task type"
 NO_DIFFERENCE = "no difference shown"
@@ -42,16 +43,28 @@ BENCHMARK_TYPES = {
     "hellaswag": "next sentence",
     "mkqa": "open QA",
 }
+# The CLDR probe's families (lp_prune.evaluation.probe_cldr): knowledge of countries, and the calendar's order.
+CLDR_TYPES = {
+    "continent": "knowledge (CLDR): continent",
+    "currency": "knowledge (CLDR): currency",
+    "language": "knowledge (CLDR): official language",
+    "month": "ordering (CLDR): month",
+    "weekday": "ordering (CLDR): weekday",
+}
+assert set(CLDR_TYPES) == set(CLDR_FAMILIES), "every CLDR probe family has a task type"
 _BENCHMARK_OF_TASK = {name: key for key, table in STUDY_TASKS.items() for name in table.values() if name}
 
 
 def task_type(task: str) -> str | None:
-    """The type of a downstream task: the probe's family, 'next sentence' for the proxies, the study's
-    benchmarks by BENCHMARK_TYPES (any Belebele config: 'reading'); None for other tasks."""
+    """The type of a downstream task: the probe's family, the CLDR probe's by CLDR_TYPES, 'next sentence'
+    for the proxies, the study's benchmarks by BENCHMARK_TYPES (any Belebele config: 'reading'); None for
+    other tasks."""
     if proxy_language(task):
         return "next sentence"
     if family := probe_family(task):
         return family
+    if family := cldr_family(task):
+        return CLDR_TYPES[family]
     if task in _BENCHMARK_OF_TASK:
         return BENCHMARK_TYPES[_BENCHMARK_OF_TASK[task]]
     return "reading" if task.startswith(BELEBELE_PREFIX) else None
