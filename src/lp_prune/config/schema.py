@@ -198,9 +198,10 @@ class EvalConfig:
     model: lm-eval task names, or shorthands expanded over data.eval_languages (TASK_SHORTHANDS:
     proxy = the offline proxy tasks, proxy_calibration = those of the calibration languages only,
     probe = the offline knowledge-and-reasoning probe (every family; probe_<family> one of them,
-    probe_calibration the calibration languages only), belebele / arc / hellaswag / mmlu / mkqa =
-    the study's tasks, study = all five). Empty: no downstream evaluation. See
-    lp_prune.evaluation.downstream and lp_prune.evaluation.probe.
+    probe_calibration the calibration languages only), cldr = the offline CLDR probe (human-translated
+    names from the Unicode CLDR; cldr_<family>, cldr_calibration alike), belebele / arc / hellaswag /
+    mmlu / mkqa = the study's tasks, study = all five). Empty: no downstream evaluation. See
+    lp_prune.evaluation.downstream, lp_prune.evaluation.probe and lp_prune.evaluation.probe_cldr.
     """
 
     perplexity: bool = True
@@ -210,8 +211,8 @@ class EvalConfig:
     cache_dense: bool = True
     """Reuse the dense results of an identical model and windows or tasks (sweeps evaluate the dense model once)."""
     tasks: list[str] | str = field(default_factory=list)
-    """Downstream tasks via lm-eval: task names or shorthands (proxy, probe, belebele, arc, hellaswag, mmlu, mkqa,
-    study), as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
+    """Downstream tasks via lm-eval: task names or shorthands (proxy, probe, cldr, belebele, arc, hellaswag, mmlu,
+    mkqa, study), as a list or comma-separated like lm-eval's --tasks (belebele,arc)."""
     languages: list[str] = field(default_factory=list)
     """Languages the task shorthands expand over (empty: data.eval_languages): the seven, or Belebele configs
     such as fra_Latn, hin_Deva (belebele then runs belebele_fra_Latn; the other shorthands skip them)."""
