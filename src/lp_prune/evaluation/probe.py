@@ -19,6 +19,11 @@ takes the same random N facts in every language). A prompt is "Question: <q>\nAn
 language; each choice is scored by its log-likelihood after it (lm-eval multiple_choice, acc and
 byte-normalised acc_norm), exactly as the proxy tasks are.
 
+HAND-TRANSLATED: every name and phrasing here was translated by the project. Where the Unicode CLDR
+has human-translated names (countries, continents, months, weekdays) the larger CLDR probe
+(probe_cldr.py, tasks lp_prune_cldr_<family>_<lang>) asks the same kinds of question from them;
+arithmetic and comparison have no CLDR source and exist only here.
+
 What it is not: the items are few (37-60 per family and language), short and written from
 templates by the project, not by native speakers of every language, and not checked against a
 published benchmark; four choices make chance 0.25, and at n items a language's stderr is about
