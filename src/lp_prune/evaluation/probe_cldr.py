@@ -1,13 +1,14 @@
 """Offline CLDR probe: parallel multiple-choice items in all seven languages from human-translated names.
 
 The names are the Unicode CLDR's (shipped by `babel`): CLDR's names of countries, world regions,
-currencies, languages, months and weekdays are written and reviewed by native speakers of each
-language. The facts come from CLDR too (a country's current legal tender, its official language,
-the order of months and days), except a country's world region, which is the UN M49 table (m49.py:
-babel's CLDR has no territory containment). THE ONLY TEXT WRITTEN BY THE PROJECT is the question
-around the names: one short template per family and language (QUESTIONS below; the month and
-weekday ones, one for "next" and one for "previous", are the hand-written probe's, probe_facts.py)
-and the probe's prompt frame "Question: ...\\nAnswer:" (probe_facts.FRAMES). Five families:
+currencies, languages, months and weekdays are contributed and vetted by speakers of each language
+(CLDR's Survey Tool), not translated by the project. The facts come from CLDR too (a country's
+current legal tender, its official language, the order of months and days), except a country's
+world region, which is the UN M49 table (m49.py: babel's CLDR has no territory containment).
+THE ONLY TEXT WRITTEN BY THE PROJECT is the question around the names: one short template per
+family and language (QUESTIONS below; the month and weekday ones, one for "next" and one for
+"previous", are the hand-written probe's, probe_facts.py) and the probe's prompt frame
+"Question: ...\\nAnswer:" (probe_facts.FRAMES). Five families:
 
     continent  "In which part of the world is the country Kenya?"   Africa / Americas / Asia / Europe / Oceania
     currency   "What is the currency of the country Kenya?"         Kenyan Shilling and 3 other currencies
