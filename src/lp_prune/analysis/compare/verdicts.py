@@ -28,38 +28,19 @@ NO_DATA = "no data"
 DOES_NOT_APPLY = "does not apply"  # the claim is about something the method does not do (masks of quantization)
 
 
-STATEMENTS = {
-    "C1": "Calibrating on the target language generally gives the lowest perplexity on that language.",
-    "C2": "Calibrating on the target language generally gives the highest SNR of the hidden states on that language.",
-    "C3": "Target-language calibration does not consistently improve downstream accuracy on that language.",
-    "C4": "o_proj and down_proj have the least consistent masks across calibration languages, especially in "
-    "early layers, while q/k/v of the first layer stay consistent.",
-    "C5": "Target-language calibration lowers the error on the language-specific part only: the error on "
-    "language-agnostic features is similar whatever the calibration language.",
-    "C6": "Pruning shifts the activation probabilities of low-probability language-specific neurons.",
-    "C7": "Calibrating on a linguistically similar or an outlier language gives no consistent advantage.",
-    "C8": "Under structured pruning, calibrating on a language removes fewer of its language-specific (LAPE) "
-    "neurons than calibrating on the other languages does.",
-    "Q1": "Does the calibration-language effect on downstream accuracy depend on the task type?",
-}
-
-
 @dataclass
 class Finding:
-    claim: str  # "C1" ... "C8"
+    claim: str  # "C1" ... "C8", "Q1"
     verdict: str  # SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NO_DATA or DOES_NOT_APPLY
     evidence: str  # the effect, the noise it is judged against, the decision
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def statement(self) -> str:
-        return STATEMENTS[self.claim]
+    statement: str = ""  # the claim's statement, set from the claims table (findings.CLAIMS)
 
     def line(self) -> str:
         return f"{self.claim} {self.statement} Verdict: {self.verdict}. {self.evidence}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "statement": self.statement}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
