@@ -309,3 +309,20 @@ def test_a_claim_declared_once_reaches_compare_and_the_study_report(monkeypatch)
         "verdict": "supported",
         "agreement": "beyond the study",
     }
+
+
+def test_compare_refuses_a_run_whose_masks_belong_to_another_model(tmp_path, capsys):
+    import json
+
+    root = tmp_path / "runs"
+    for lang in ("de", "en"):
+        _plant(root, lang, 0, {"de": 10.0, "en": 10.0})
+    for lang, numel in (("de", 32 * 32), ("en", 64 * 32)):  # en's summary names a model twice as wide
+        path = root / f"{lang}-s0" / "summary.json"
+        summary = json.loads(path.read_text())
+        for record in summary["modules"]:
+            record["numel"] = numel
+        path.write_text(json.dumps(summary))
+    assert main(["compare", str(root), "--out", str(tmp_path / "r"), "--no_wandb"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not belong to the model its summary.json records" in err
