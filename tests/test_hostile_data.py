@@ -79,3 +79,31 @@ def test_a_token_file_with_pickled_objects_is_one_short_line(tiny_model_dir, tmp
     assert f"token file {token_file} holds pickled Python objects (pathlib.PosixPath), which are not loaded" in err
     assert "\x1b[" not in err and "trust" not in err and len(err) < 300
     assert not out.exists()
+
+
+def test_a_gigabyte_of_nul_bytes_as_calibration_text_is_refused_at_its_first_chunk(tmp_path):
+    import resource
+
+    from lp_prune.data.text import file_documents
+    from lp_prune.errors import DataError
+
+    path = tmp_path / "nul.txt"
+    with path.open("wb") as handle:
+        handle.truncate(2**30)  # sparse: no disk used
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match="holds NUL bytes at byte 0: not text"):
+        file_documents(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: far below the file
+
+
+def test_text_is_read_in_chunks_up_to_a_limit(tmp_path, monkeypatch, caplog):
+    from lp_prune.data import text
+
+    monkeypatch.setattr(text, "TEXT_CHUNK_BYTES", 7)  # chunks that cut the two-byte characters apart
+    path = tmp_path / "t.txt"
+    path.write_text("ñandú " * 50, encoding="utf-8")
+    assert text.file_documents(path) == [("ñandú " * 50).strip()]
+    monkeypatch.setattr(text, "MAX_TEXT_BYTES", 40)
+    (doc,) = text.file_documents(path)
+    assert ("ñandú " * 50).startswith(doc) and 30 < len(doc.encode()) <= 40
+    assert "only its first" in caplog.text
