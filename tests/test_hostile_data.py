@@ -107,3 +107,23 @@ def test_text_is_read_in_chunks_up_to_a_limit(tmp_path, monkeypatch, caplog):
     (doc,) = text.file_documents(path)
     assert ("ñandú " * 50).startswith(doc) and 30 < len(doc.encode()) <= 40
     assert "only its first" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_a_reference_file_of_the_wrong_shape_is_one_line_and_nothing_else(tmp_path, capfd, kind):
+    import pandas as pd
+
+    from lp_prune.data.reference import load_reference_rows, reference_set, reference_text
+    from lp_prune.errors import DataError
+
+    path = tmp_path / f"bad.{kind}"
+    if kind == "parquet":
+        pd.DataFrame({"foo": ["a b c"] * 3}).to_parquet(path)  # no text column
+    else:
+        path.write_text('{"text": "a"}\n{"text": [1, 2]}\nnot json\n')  # a broken row
+    ref = reference_set("wikitext2")
+    with pytest.raises(DataError) as error:
+        reference_text(ref, load_reference_rows(ref, path), str(path))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no progress bar, no logged parse error beside the refusal
+    assert len(str(error.value).splitlines()) == 1 and "wikitext2" in str(error.value)
