@@ -127,3 +127,15 @@ def test_a_reference_file_of_the_wrong_shape_is_one_line_and_nothing_else(tmp_pa
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # no progress bar, no logged parse error beside the refusal
     assert len(str(error.value).splitlines()) == 1 and "wikitext2" in str(error.value)
+
+
+def test_choices_longer_than_a_short_context_model_window_are_one_line(tiny_model_dir, tmp_path, capsys):
+    # the tiny model's window is 128 tokens; a proxy choice is a sentence of one token per character
+    args = ["run", "--model.name", str(tiny_model_dir), "--out", str(tmp_path / "run"), "--data.nsamples", "4",
+            "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "1", "--data.eval_seqlen", "32",
+            "--eval.tasks", "proxy", "--eval.limit", "3", "--eval.languages", "[en]", "--wandb.mode", "disabled",
+            "--eval.dense_baseline", "false"]  # fmt: skip
+    assert main(args) == 2
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()  # progress bars redraw with \r
+    errors = [line for line in lines if line.startswith("lp-prune: error:")]
+    assert len(errors) == 1 and "longer than the model's window of 128" in errors[0]
