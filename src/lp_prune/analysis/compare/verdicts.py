@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm, is_finite
+from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm, is_finite, pooled_sd
 
 # The four verdicts (DESIGN: a verdict is the effect against its noise).
 SUPPORTED = "supported"
@@ -56,8 +56,6 @@ class Margins:
 DEFAULT_MARGINS = Margins()
 
 
-NO_FLOOR = "no floor"
-DIVERGED = "diverged"
 EVERY, GENERALLY = "every", "generally"  # a claim that must hold in every language, or in most of them
 
 
@@ -85,10 +83,8 @@ class Floor:
 def repeat_floor(groups: Iterable[Sequence[float]]) -> Floor:
     """Pooled SD over groups (one group per row: its draws' finite values); groups of one add nothing."""
     finite = [[v for v in group if is_finite(v)] for group in groups]
-    with_repeats = [values for values in finite if len(values) >= 2]
-    squares = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in with_repeats)
-    df = sum(len(g) - 1 for g in with_repeats)
-    return Floor(math.sqrt(squares / df) if df else math.nan, df, len(with_repeats))
+    sd, df = pooled_sd(finite)
+    return Floor(sd, df, sum(len(values) >= 2 for values in finite))
 
 
 def _mean(values: Sequence[float]) -> float:
