@@ -100,12 +100,18 @@ def weights_fingerprint(model_config: Any) -> dict[str, str]:
 
 
 def run_key(run_dir: RunDirectory) -> str:
-    """A short key of what the run was started with: saved layers carry it, so that another run's
-    layer of the same shapes is never replayed into this one ('' outside a run directory)."""
+    """A short key of what decides the run's pruned layers (its start's config less the runtime keys and
+    the evaluation section, its model's shape and weight files): saved layers carry it, so that another
+    run's layer of the same shapes is never replayed into this one ('' outside a run directory)."""
     if not run_dir.is_marked():
         return ""
-    started = run_dir.read_marker().get("started_with") or {}
-    return hashlib.sha256(json.dumps(to_jsonable(started), sort_keys=True).encode()).hexdigest()[:16]
+    started = to_jsonable(run_dir.read_marker().get("started_with") or {})
+    config = {key: value for key, value in (started.get("config") or {}).items() if key not in (*RUNTIME_KEYS, "eval")}
+    if isinstance(config.get("model"), dict):  # whether code may run is this invocation's to say, not the run's
+        config["model"] = {key: value for key, value in config["model"].items() if key != "trust_remote_code"}
+    model = {key: value for key, value in started.items() if key != "config"}
+    text = json.dumps({"config": config, **model}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
