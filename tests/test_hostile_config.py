@@ -7,30 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lp_prune.cli import main
 from lp_prune.config import RunConfig
 from lp_prune.config.values import check_finite, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.safe_yaml import MAX_DEPTH, YamlLimitError, load_yaml_text
-
-SMALL = [
-    *("--data.nsamples", "4", "--data.seqlen", "32"),
-    *("--data.eval_windows", "1", "--data.eval_seqlen", "32", "--data.eval_languages", "[en]"),
-]
-
-
-def run_argv(model: Path, out: Path, *flags: str) -> list[str]:
-    return ["run", "--model.name", str(model), "--out", str(out), *SMALL, *flags]
-
-
-def refusal(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1 and err.startswith("lp-prune: error:"), err
-    return err
-
+from test_input_refusals import SMALL, refusal, run_argv
 
 # --- non-finite numbers ------------------------------------------------------------------------------
 

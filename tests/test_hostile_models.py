@@ -9,20 +9,7 @@ from pathlib import Path
 import pytest
 
 from lp_prune.cli import main
-
-SMALL = [
-    *("--data.nsamples", "4", "--data.seqlen", "32"),
-    *("--data.eval_windows", "1", "--data.eval_seqlen", "32", "--data.eval_languages", "[en]"),
-]
-
-
-def refusal(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1 and err.startswith("lp-prune: error:"), err
-    return err
+from test_input_refusals import SMALL, refusal
 
 
 def model_with_config(tiny_model_dir: Path, tmp_path: Path, edit) -> Path:

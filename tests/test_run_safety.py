@@ -259,8 +259,49 @@ def test_resume_refuses_another_model(unfinished):
     saved = RunDirectory(unfinished).read_config()
     other = read_json(Path(saved.model.name) / "config.json") | {"num_hidden_layers": 5}
     model_config = type("Config", (), other)
-    with pytest.raises(UserError, match=r"not the one the run started with \(num_hidden_layers: 3 -> 5\)"):
+    with pytest.raises(UserError, match=r"not the one the run started with \(num_hidden_layers: 3 -> 5[;)]"):
         check_resumable(RunDirectory(unfinished), saved, model_config)
+
+
+def test_resume_refuses_a_model_folder_whose_weights_were_replaced(unfinished, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+
+    saved = RunDirectory(unfinished).read_config()
+    copy = tmp_path / "model-copy"
+    shutil.copytree(saved.model.name, copy)
+    check_resumable(RunDirectory(unfinished), saved, AutoConfig.from_pretrained(copy))  # same bytes: fine
+    weights = load_file(copy / "model.safetensors")
+    save_file({name: tensor + 1 for name, tensor in weights.items()}, copy / "model.safetensors", {"format": "pt"})
+    with pytest.raises(UserError, match="its weight files differ from the ones the run started with"):
+        check_resumable(RunDirectory(unfinished), saved, AutoConfig.from_pretrained(copy))
+
+
+def test_a_saved_layer_of_another_run_of_the_same_shapes_is_refused(unfinished):
+    from transformers import AutoModelForCausalLM
+
+    marker = read_json(unfinished / "lp_prune_run.json")
+    marker["started_with"]["config"]["data"]["seed"] = 7  # the layers now belong to another run's start
+    (unfinished / "lp_prune_run.json").write_text(json.dumps(marker))
+    model = AutoModelForCausalLM.from_pretrained(RunDirectory(unfinished).read_config().model.name)
+    with pytest.raises(UserError, match=r"saved layer 0 .* was written by another run"):
+        load_layer_results(unfinished, model)
+
+
+def test_a_truncated_packed_mask_is_recomputed_not_replayed(unfinished, caplog):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    path = unfinished / "progress" / "layer_000.safetensors"
+    with safe_open(path, framework="pt") as saved:
+        metadata, tensors = saved.metadata(), {name: saved.get_tensor(name) for name in saved.keys()}  # noqa: SIM118
+    name = next(name for name in tensors if name.startswith("mask."))
+    tensors[name] = tensors[name][:-1].clone()  # one packed byte short
+    save_file(tensors, path, metadata)
+    model = AutoModelForCausalLM.from_pretrained(RunDirectory(unfinished).read_config().model.name)
+    assert load_layer_results(unfinished, model) == []
+    assert "packed bytes, not" in caplog.text and "recomputing from layer 0" in caplog.text
 
 
 def test_saved_layers_of_other_dimensions_are_refused_in_one_line(unfinished):

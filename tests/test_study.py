@@ -5,7 +5,8 @@ import json
 import pytest
 import yaml
 
-from lp_prune.analysis.compare.verdicts import NO_DATA, STATEMENTS
+from lp_prune.analysis.compare.findings import CLAIMS
+from lp_prune.analysis.compare.verdicts import NO_DATA
 from lp_prune.analysis.study_report import spread_text
 from lp_prune.cli import main
 from lp_prune.sweeps.study import compare_repeat
@@ -47,13 +48,16 @@ def test_study_runs_the_grid_and_reports_every_claim_with_data(eval_model_dir, t
     record = json.loads((out / "study.json").read_text())
     (setting,) = record["settings"]
     assert setting.startswith("wanda")
-    assert [row["claim"] for row in record["claims"]] == list(STATEMENTS)
+    assert [row["claim"] for row in record["claims"]] == [claim.id for claim in CLAIMS]
     findings = {f["claim"]: f for f in record["findings"][setting]}
-    assert set(findings) == set(STATEMENTS)
+    assert set(findings) == {claim.id for claim in CLAIMS}
     # C7 needs a third language (similar or outlier) beside two; Q1 two task types (the proxy is one)
     for claim, finding in findings.items():
         assert (finding["verdict"] == NO_DATA) == (claim in ("C7", "Q1")), f"{claim}: {finding['evidence']}"
-        assert record["claims"][list(STATEMENTS).index(claim)]["tool"][setting]["verdict"] == finding["verdict"]
+        assert (
+            record["claims"][[claim.id for claim in CLAIMS].index(claim)]["tool"][setting]["verdict"]
+            == finding["verdict"]
+        )
     # Two draws of each language: a spread per headline number, from the runs' own summaries.
     spreads = {(row["language"], row["number"]): row for row in record["draw_spreads"]}
     assert set(spreads) == {(lang, number) for lang in ("en", "sw") for number in ("perplexity", "accuracy")}

@@ -287,3 +287,42 @@ def test_c6_null_no_excess_shift():
             c6_low_probability_shifts(*analysis_of({k: {} for k in lape}, {}, lape)).verdict == fd.SUPPORTED
         )
     assert _rate(supported) <= NOMINAL
+
+
+def test_a_claim_declared_once_reaches_compare_and_the_study_report(monkeypatch):
+    from lp_prune.analysis.compare.findings import CLAIMS, Claim, SettingData, comparison_findings
+    from lp_prune.analysis.compare.tables import Comparison
+    from lp_prune.analysis.compare.verdicts import Finding
+    from lp_prune.analysis.study_report import claims_table
+
+    def judge(data: SettingData) -> Finding:
+        return Finding("X1", fd.SUPPORTED, f"{len(data.runs)} runs")
+
+    extra = Claim("X1", "A planted claim.", "Not in the study.", judge, standing="beyond the study")
+    monkeypatch.setattr(fd, "CLAIMS", (*CLAIMS, extra))
+    runs = [run(lang, s, {"de": 10.0, "en": 10.0}) for lang, s in itertools.product(("de", "en"), (0, 1))]
+    setting = runs[0].setting
+    found = comparison_findings(Comparison("m", runs, perplexity={setting: {}}))
+    assert found[setting][-1].claim == "X1" and found[setting][-1].statement == "A planted claim."
+    table = claims_table({setting: [f.to_dict() for f in found[setting]]}, [setting])
+    assert table[-1]["claim"] == "X1" and table[-1]["tool"][setting] == {
+        "verdict": "supported",
+        "agreement": "beyond the study",
+    }
+
+
+def test_compare_refuses_a_run_whose_masks_belong_to_another_model(tmp_path, capsys):
+    import json
+
+    root = tmp_path / "runs"
+    for lang in ("de", "en"):
+        _plant(root, lang, 0, {"de": 10.0, "en": 10.0})
+    for lang, numel in (("de", 32 * 32), ("en", 64 * 32)):  # en's summary names a model twice as wide
+        path = root / f"{lang}-s0" / "summary.json"
+        summary = json.loads(path.read_text())
+        for record in summary["modules"]:
+            record["numel"] = numel
+        path.write_text(json.dumps(summary))
+    assert main(["compare", str(root), "--out", str(tmp_path / "r"), "--no_wandb"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not belong to the model its summary.json records" in err

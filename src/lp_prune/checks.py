@@ -108,8 +108,8 @@ def check_token_ids(windows: dict[str, Any], model_config: PretrainedConfig, sou
 
 
 def check_finite_weights(model: torch.nn.Module) -> None:
-    """Every parameter of the loaded model (embeddings, norms and head too, not only the Linears that
-    are pruned, which the pruner checks) is finite."""
+    """Every parameter of the model is finite: embeddings, norms and head too, not only the Linears the
+    pruner checks (it sees an embedding only through the rows the calibration windows read)."""
     for name, parameter in model.named_parameters():
         if not bool(torch.isfinite(torch.stack(torch.aminmax(parameter.detach()))).all()):
-            raise NumericalError(f"the model's weights hold NaN or inf: {name}")
+            raise NumericalError(f"{name}: the weights hold NaN or inf (checked after pruning)")

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, argparse.ArgumentError) as err:
         if debug:
             raise
+        close_progress_bars()  # the error starts a line of its own, not the end of a bar's
         print(f"lp-prune: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Interrupted as stop:
@@ -156,3 +157,10 @@ def _one_handler_per_line(names: tuple[str, ...]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def close_progress_bars() -> None:
+    """Close the progress bars a failed command left open (tqdm's, which Lightning's and lm-eval's are)."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        bar.close()

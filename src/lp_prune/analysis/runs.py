@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,30 @@ def load_run(path: Path) -> Run:
         raise UserError(f"{path} is not a complete run (status: {run.status() or 'missing'}); rerun or resume it")
     if not run.masks.exists():
         raise UserError(f"{path} is marked complete but has no masks.safetensors; the run directory is damaged")
-    return Run(path, run.read_config(), read_summary(run.summary))
+    summary = read_summary(run.summary)
+    check_masks_fit(path, summary)
+    return Run(path, run.read_config(), summary)
+
+
+def check_masks_fit(path: Path, summary: RunSummary) -> None:
+    """Refuse a run whose masks file does not belong to the model its summary records: a mask must hold
+    as many weights as the summary's module of its name, and no mask may name a module the summary lacks."""
+    from lp_prune.tracking.saved_masks import mask_shapes
+
+    sizes = {r["module"]: r["numel"] for r in summary.modules if isinstance(r.get("numel"), int)}
+    if not sizes:
+        return  # a summary without module sizes (hand-made or old) has nothing to check against
+    shapes = mask_shapes(path)
+    foreign = sorted(set(shapes) - set(sizes))
+    wrong = [name for name in sizes if name in shapes and math.prod(shapes[name]) != sizes[name]]
+    if foreign or wrong:
+        name = (wrong or foreign)[0]
+        what = (
+            f"its mask {name} holds {math.prod(shapes[name])} weights, the summary's module {sizes[name]}"
+            if wrong
+            else f"a mask names {name}, which the summary does not prune"
+        )
+        raise UserError(f"{path}: masks.safetensors does not belong to the model its summary.json records ({what})")
 
 
 def read_summary(path: Path) -> RunSummary:

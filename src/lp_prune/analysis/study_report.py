@@ -11,40 +11,17 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from lp_prune.analysis.compare import findings as claims_registry
 from lp_prune.analysis.compare.verdicts import (
     DOES_NOT_APPLY,
     INCONCLUSIVE,
     NO_DATA,
     NOT_SUPPORTED,
-    STATEMENTS,
     SUPPORTED,
 )
 from lp_prune.analysis.runs import Run
 from lp_prune.config.tasks import task_language
 
-# What the study reports on Llama-3-8B and Aya-23-8B (50% SparseGPT and Wanda, mC4 calibration).
-STUDY_REPORTS = {
-    "C1": "Own-language calibration generally gives the lowest perplexity on that language, with exceptions "
-    "(languages where another calibration language is as good or better).",
-    "C2": "Own-language calibration generally gives the highest SNR of the pruned model's hidden states on that "
-    "language, across the layers.",
-    "C3": "Downstream accuracy (Belebele, ARC, HellaSwag, MMLU, MKQA) does not consistently improve with "
-    "target-language calibration; the best calibration language varies by task and language.",
-    "C4": "Attention output (o_proj) and FFN down projections have the lowest mask IoU across calibration "
-    "languages, most of all in early layers; the first layer's q/k/v masks stay consistent.",
-    "C5": "Target-language calibration lowers the error on the language-specific part of the hidden states; "
-    "the error on the language-agnostic part is similar whatever the calibration language.",
-    "C6": "Pruning shifts the activation probabilities of language-specific neurons with low activation probability.",
-    "C7": "A linguistically similar language, or an outlier one, as calibration gives no consistent advantage.",
-    "C8": "Not reported: the study prunes weight by weight, so no LAPE neuron is removed whole.",
-    "Q1": "Posed as an open question: whether the effect of the calibration language depends on the task type.",
-}
-BEYOND_THE_STUDY = {"C8"}  # claims the tool checks that the study does not make: no agreement to read
-OPEN_QUESTIONS = {"Q1"}  # questions the study leaves open: the tool's answer, no agreement to read
-LIMITS_HERE = {
-    "C3": "Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
-    "(those need the Hugging Face Hub).",
-}
 AGREEMENT = {
     SUPPORTED: "agrees",
     NOT_SUPPORTED: "disagrees",
@@ -55,22 +32,17 @@ AGREEMENT = {
 
 
 def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str]) -> list[dict[str, Any]]:
-    """One row per claim: the study's statement, and per setting the tool's verdict and whether they agree."""
+    """One row per claim: the study's statement, and per setting the tool's verdict and whether they agree
+    (a claim beyond the study, or the study's open question, has no agreement to read)."""
     rows = []
-    for claim in STATEMENTS:
-        row: dict[str, Any] = {"claim": claim, "statement": STATEMENTS[claim], "study": STUDY_REPORTS[claim]}
-        row["limits"] = LIMITS_HERE.get(claim)
+    for claim in claims_registry.CLAIMS:
+        row: dict[str, Any] = {"claim": claim.id, "statement": claim.statement, "study": claim.study}
+        row["limits"] = claim.limits
         row["tool"] = {}
         for setting in settings:
-            found = next((f for f in findings.get(setting, []) if f["claim"] == claim), None)
+            found = next((f for f in findings.get(setting, []) if f["claim"] == claim.id), None)
             verdict = found["verdict"] if found else NO_DATA
-            agreement = (
-                "beyond the study"
-                if claim in BEYOND_THE_STUDY
-                else "open question in the study"
-                if claim in OPEN_QUESTIONS
-                else AGREEMENT[verdict]
-            )
+            agreement = AGREEMENT[verdict] if claim.standing == claims_registry.STUDY else claim.standing
             row["tool"][setting] = {"verdict": verdict, "agreement": agreement, **languages_held(found)}
         rows.append(row)
     return rows

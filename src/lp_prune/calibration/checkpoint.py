@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 from lp_prune.tracking import atomic_output, write_json
 from lp_prune.tracking.files import checked_folder
+from lp_prune.tracking.fingerprint import run_key
+from lp_prune.tracking.run_dir import RunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class LayerCheckpoint(StepObserver):
             "shapes": json.dumps({linear.name: list(linear.mask.shape) for linear in result.linears}),
             "records": json.dumps([asdict(record) for record in result.records]),
             "grids": json.dumps({linear.name: _grid_settings(linear.grid) for linear in result.linears if linear.grid}),
+            "run": run_key(RunDirectory(self.run_root)),
         }
         with atomic_output(self.folder / layer_file(result.layer)) as tmp:
             save_file(tensors, tmp, metadata=metadata)
@@ -130,6 +134,9 @@ def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResu
         raise DamagedLayer(
             f"saved layer {layer} ({path.name}) cannot be read: {' '.join(str(error).split())}"
         ) from None
+    written_by = metadata.get("run")
+    if written_by and written_by != run_key(RunDirectory(run_root)):
+        raise UserError(f"{run_root}: saved layer {layer} ({path.name}) was written by another run; wrong run?")
     modules = dict(_layer_linears(model, layer))
     if sorted(modules) != sorted(shapes):
         raise UserError(f"{run_root}: saved layer {layer} does not match the model's modules; wrong run?")
@@ -153,6 +160,13 @@ def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResu
         ]
     except (KeyError, TypeError) as error:
         raise DamagedLayer(f"saved layer {layer} ({path.name}) is incomplete: {error}") from None
+    for linear in linears:
+        expected = (math.prod(linear.mask.shape) + 7) // 8
+        if linear.mask.bits.dtype != torch.uint8 or linear.mask.bits.numel() != expected:
+            raise DamagedLayer(
+                f"saved layer {layer} ({path.name}): the mask of {linear.name} holds {linear.mask.bits.numel()} "
+                f"packed bytes, not {expected}"
+            )
     return LayerResult(layer, linears, replayed=True)
 
 

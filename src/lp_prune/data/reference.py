@@ -18,7 +18,8 @@ dataset repository; either goes through `datasets` with the Hub switched off.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,34 +81,60 @@ def load_reference_rows(ref: ReferenceSet, local: str | Path | None = None) -> A
     """The set's split as a `datasets.Dataset`: from the Hub, or from a local file or repository folder."""
     import datasets
 
-    from lp_prune.evaluation.hub import hub_offline
-
     where = ref.dataset if local is None else str(local)
     try:
-        if local is None:
-            return datasets.load_dataset(ref.dataset, ref.config, data_files=ref.data_files, split=ref.split)
-        path = Path(local).expanduser()
-        with hub_offline():
-            if path.is_dir():  # a copy of the dataset repository: the Hub's arguments apply
-                return datasets.load_dataset(str(path), ref.config, data_files=ref.data_files, split=ref.split)
-            if not path.is_file():
-                raise DataError(f"data.reference_files.{ref.name}: {path} does not exist")
-            builder = _LOCAL_BUILDERS.get(path.suffix.lower())
-            if builder is None:
-                raise DataError(
-                    f"data.reference_files.{ref.name}: {path} is neither .parquet nor .json(.gz)/.jsonl; "
-                    "give the Hub's file or a folder holding the dataset"
-                )
-            return datasets.load_dataset(builder, data_files={ref.split: str(path)}, split=ref.split)
+        with _quiet(datasets):
+            return _load_rows(datasets, ref, local)
     except DataError:
         raise
     except Exception as err:  # hub, network, file-format errors come in many types
-        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        detail = _innermost(err)
         hint = "" if local is not None else f"; offline, point data.reference_files.{ref.name} at a local copy"
-        raise DataError(
-            f"reference set {ref.name} could not be read from {where} ({type(err).__name__}"
-            f"{': ' + detail if detail else ''}){hint}"
-        ) from err
+        raise DataError(f"reference set {ref.name} could not be read from {where} ({detail}){hint}") from err
+
+
+@contextlib.contextmanager
+def _quiet(datasets: Any) -> Iterator[None]:
+    """datasets' progress bars and its logged parse errors off while a set loads: a refusal is one line."""
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    level = datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _innermost(err: BaseException) -> str:
+    """The deepest cause's type and first line ('ArrowInvalid: JSON parse error: ... in row 2'): the
+    outer errors of datasets say only that generating the dataset failed."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    text = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    return f"{type(err).__name__}{': ' + text if text else ''}"
+
+
+def _load_rows(datasets: Any, ref: ReferenceSet, local: str | Path | None) -> Any:
+    from lp_prune.evaluation.hub import hub_offline
+
+    if local is None:
+        return datasets.load_dataset(ref.dataset, ref.config, data_files=ref.data_files, split=ref.split)
+    path = Path(local).expanduser()
+    with hub_offline():
+        if path.is_dir():  # a copy of the dataset repository: the Hub's arguments apply
+            return datasets.load_dataset(str(path), ref.config, data_files=ref.data_files, split=ref.split)
+        if not path.is_file():
+            raise DataError(f"data.reference_files.{ref.name}: {path} does not exist")
+        builder = _LOCAL_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise DataError(
+                f"data.reference_files.{ref.name}: {path} is neither .parquet nor .json(.gz)/.jsonl; "
+                "give the Hub's file or a folder holding the dataset"
+            )
+        return datasets.load_dataset(builder, data_files={ref.split: str(path)}, split=ref.split)
 
 
 def reference_text(ref: ReferenceSet, rows: Any, where: str = "") -> str:

@@ -8,7 +8,9 @@ calibration reads the train split shuffled with the seed, evaluation the validat
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from typing import Any
 from lp_prune import languages
 from lp_prune.errors import DataError
 from lp_prune.languages import LANGUAGE_TABLE, check_source_language
+
+log = logging.getLogger(__name__)
 
 # The project's language -> the dataset-build folder of its packaged text (ISO 639-3).
 PACKAGED_CODES: dict[str, str] = {code: lang.packaged for code, lang in LANGUAGE_TABLE.items()}
@@ -86,16 +90,40 @@ def packaged_documents(lang: str) -> list[str]:
     return [doc for doc in docs if doc]
 
 
+MAX_TEXT_BYTES = 256 * 2**20  # more than any calibration or evaluation draws from one language's file
+TEXT_CHUNK_BYTES = 2**20
+
+
 def file_documents(path: str | Path) -> list[str]:
-    """A local UTF-8 text file as one document (newlines normalised, kept otherwise as it is)."""
+    """A local UTF-8 text file as one document (newlines normalised, kept otherwise as it is). Read in
+    chunks of 1 MiB: a file with NUL bytes is refused at its first chunk that holds one (binary, not
+    text), and at most MAX_TEXT_BYTES are read (a warning says the rest is not used)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"text file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"text file {path} is not UTF-8 ({err.reason} at byte {err.start})") from err
-    text = normalise_newlines(text).strip()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    read = 0
+    with path.open("rb") as handle:
+        while read < MAX_TEXT_BYTES and (chunk := handle.read(min(TEXT_CHUNK_BYTES, MAX_TEXT_BYTES - read))):
+            if b"\x00" in chunk:
+                raise DataError(f"text file {path} holds NUL bytes at byte {read + chunk.index(0)}: not text")
+            try:
+                parts.append(decoder.decode(chunk))
+            except UnicodeDecodeError as err:
+                raise DataError(f"text file {path} is not UTF-8 ({err.reason} at byte {read + err.start})") from None
+            read += len(chunk)
+        more = bool(handle.read(1))
+    if more:
+        limit = MAX_TEXT_BYTES >> 20
+        log.warning("text file %s is over %d MiB: only its first %d MiB are read", path, limit, limit)
+        parts.append(decoder.decode(b"", final=False))  # a character cut at the limit is dropped
+    else:
+        try:
+            parts.append(decoder.decode(b"", final=True))
+        except UnicodeDecodeError as err:
+            raise DataError(f"text file {path} is not UTF-8 ({err.reason} at its end)") from None
+    text = normalise_newlines("".join(parts)).strip()
     if not text:
         raise DataError(f"text file {path} is empty")
     return [text]

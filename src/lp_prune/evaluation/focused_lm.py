@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from lp_prune.errors import DataError
 from lp_prune.evaluation.shared_context import ChoiceItem, PackedBatch, batches, pack
 from lp_prune.metrics.language_modeling import target_log_probs
 from lp_prune.models.layers import decoder_body, head_logits, linear_head
@@ -154,7 +155,15 @@ class FocusedHFLM(HFLM):
 
     def _score(self, batch: Sequence[Request]) -> list[tuple[float, bool]]:
         """(sum of continuation log-probs, whether greedy decoding reproduces it) for each request."""
-        # As HFLM: keep the last max_length + 1 tokens; the last one is predicted, never input.
+        # As HFLM: keep the last max_length + 1 tokens; the last one is predicted, never input. A
+        # continuation longer than that cannot be scored whole (HFLM asserts): refused in one line.
+        longest = max(len(continuation) for _, _, continuation in batch)
+        if longest > self.max_length:
+            raise DataError(
+                f"a downstream choice is {longest} tokens, longer than the model's window of {self.max_length}: "
+                "it cannot be scored whole (lm-eval refuses it too); evaluate tasks with shorter choices "
+                "(eval.tasks) or a model with a longer context"
+            )
         sequences = [(context + continuation)[-(self.max_length + 1) :] for _, context, continuation in batch]
         lengths = [len(continuation) for _, _, continuation in batch]
         width = max(len(seq) for seq in sequences) - 1

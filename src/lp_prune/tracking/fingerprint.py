@@ -8,7 +8,10 @@ naming what differs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lp_prune.errors import UserError
@@ -61,7 +64,54 @@ def model_shape(model_config: Any) -> dict[str, Any]:
 
 
 def started_with(config: RunConfig, model_config: Any) -> dict[str, Any]:
-    return {"config": to_jsonable(config.to_dict()), "model": model_shape(model_config)}
+    return {
+        "config": to_jsonable(config.to_dict()),
+        "model": model_shape(model_config),
+        "weights": weights_fingerprint(model_config),
+    }
+
+
+SAMPLE_BYTES = 1 << 16  # bytes read at the start, middle and end of each weight file
+
+
+def weights_fingerprint(model_config: Any) -> dict[str, str]:
+    """Per weight file of a local model folder: a SHA-256 of its size, its safetensors header (names,
+    shapes, dtypes, offsets) and three 64 KiB samples of its data, so that weights replaced by others
+    of the same shapes are told apart without reading the whole model. {} for a Hub id or a folder
+    without safetensors files."""
+    folder = Path(str(getattr(model_config, "_name_or_path", "") or ""))
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        digest = hashlib.sha256()
+        size = path.stat().st_size
+        digest.update(str(size).encode())
+        with path.open("rb") as handle:
+            header = handle.read(8)
+            digest.update(header)
+            if len(header) == 8:
+                digest.update(handle.read(min(int.from_bytes(header, "little"), size)))
+            for offset in (0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)):
+                handle.seek(offset)
+                digest.update(handle.read(SAMPLE_BYTES))
+        out[path.name] = digest.hexdigest()
+    return out
+
+
+def run_key(run_dir: RunDirectory) -> str:
+    """A short key of what decides the run's pruned layers (its start's config less the runtime keys and
+    the evaluation section, its model's shape and weight files): saved layers carry it, so that another
+    run's layer of the same shapes is never replayed into this one ('' outside a run directory)."""
+    if not run_dir.is_marked():
+        return ""
+    started = to_jsonable(run_dir.read_marker().get("started_with") or {})
+    config = {key: value for key, value in (started.get("config") or {}).items() if key not in (*RUNTIME_KEYS, "eval")}
+    if isinstance(config.get("model"), dict):  # whether code may run is this invocation's to say, not the run's
+        config["model"] = {key: value for key, value in config["model"].items() if key != "trust_remote_code"}
+    model = {key: value for key, value in started.items() if key != "config"}
+    text = json.dumps({"config": config, **model}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
@@ -93,6 +143,8 @@ def check_resumable(run_dir: RunDirectory, config: RunConfig, model_config: Any)
             f"({'; '.join(changed)}); restore config.yaml, or start a new run"
         )
     other_model = differences(saved.get("model", {}), model_shape(model_config))
+    if "weights" in saved and saved["weights"] != weights_fingerprint(model_config):
+        other_model.append("its weight files differ from the ones the run started with")
     if other_model:
         raise UserError(
             f"--resume {run_dir.root}: model {config.model.name} is not the one the run started with "

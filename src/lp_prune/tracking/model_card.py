@@ -169,8 +169,8 @@ def _what_folder(compressed: Mapping[str, Any] | None, recorded: bool = False) -
         )
     if compressed is None:
         record = (
-            " config.json records the sparsity as llm-compressor does for a sparse model saved dense: "
-            "`quantization_config.sparsity_config` with format `dense`, the global sparsity and the structure."
+            " config.json records the sparsity in compressed-tensors' sparsity config for a sparse model saved "
+            "dense: `quantization_config.sparsity_config` with format `dense`, the global sparsity and the structure."
             if recorded
             else ""
         )

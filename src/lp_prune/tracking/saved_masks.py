@@ -68,6 +68,12 @@ def mask_names(run_dir: RunDirLike) -> list[str]:
         return list(shapes)
 
 
+def mask_shapes(run_dir: RunDirLike) -> dict[str, tuple[int, ...]]:
+    """Each saved mask's shape, from the file's header alone (nothing is unpacked)."""
+    with _open_masks(as_run_directory(run_dir).masks) as (_, shapes):
+        return shapes
+
+
 def packed_masks(
     run_dir: RunDirLike, names: Iterable[str] | None = None
 ) -> Iterator[tuple[str, torch.Tensor, tuple[int, ...]]]:

@@ -1,7 +1,9 @@
 """The sparsity of a saved model as compressed-tensors records it in config.json.
 
-llm-compressor saves a pruned model whose weights are stored in full ("dense") with a sparsity
-config that says so, under the key transformers and vLLM read for compressed-tensors checkpoints::
+A pruned model whose weights are stored in full is recorded with compressed-tensors' sparsity config
+of format "dense" (DenseSparsityConfig: what llm-compressor wrote for a sparse model saved dense until
+compressed-tensors 0.15 stopped writing sparsity configs), under the key transformers and vLLM read
+for compressed-tensors checkpoints::
 
     "quantization_config": {"quant_method": "compressed-tensors", "version": "<compressed-tensors>",
         "sparsity_config": {"format": "dense", "sparsity_structure": "unstructured" | "2:4" | "N:M",

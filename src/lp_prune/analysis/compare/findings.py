@@ -20,6 +20,11 @@ C8 for methods that remove no channel whole; verdicts.py).
         of that language's LAPE neurons than other calibrations do                    claims_lape
     Q1  (the study's open question) does the calibration effect depend on the task type  claims_task_type
 
+Every claim is declared once, in CLAIMS: its id, what the tool tests, the study's own wording, where
+it stands (the study's claim, beyond the study, or the study's open question), what it reads (the
+runs, or `lp-prune analyze`'s analysis.json) and the function that judges it. The report, compare,
+analyze and the study report all read that table; adding a claim is one entry here plus its function.
+
 Rows: a run's target language is its calibration language whatever the text source; mixes, 'all',
 generated text and other statistics rules are recipes, never the target language (targets.py).
 Repeats of a recipe are averaged, never overwritten.
@@ -27,6 +32,8 @@ Repeats of a recipe are averaged, never overwritten.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lp_prune.analysis.compare.claims_analysis import (
@@ -42,97 +49,198 @@ from lp_prune.analysis.compare.claims_masks import c4_least_consistent_masks
 from lp_prune.analysis.compare.claims_perplexity import c1_lowest_perplexity, c7_related_languages
 from lp_prune.analysis.compare.claims_task_type import q1_task_type
 from lp_prune.analysis.compare.groups import by_setting
-from lp_prune.analysis.compare.targets import target_rows
+from lp_prune.analysis.compare.targets import AnalysedRun, target_rows
 from lp_prune.analysis.compare.verdicts import (
     DEFAULT_MARGINS,
     DOES_NOT_APPLY,
     INCONCLUSIVE,
     NO_DATA,
     NOT_SUPPORTED,
-    STATEMENTS,
     SUPPORTED,
     Finding,
     Margins,
 )
 from lp_prune.analysis.result import AnalysisResult
+from lp_prune.config.tasks import task_language
 from lp_prune.pruning.method import structured
 
 __all__ = [
+    "CLAIMS",
     "DOES_NOT_APPLY",
     "INCONCLUSIVE",
     "NOT_SUPPORTED",
     "NO_DATA",
-    "STATEMENTS",
     "SUPPORTED",
+    "Claim",
     "Finding",
     "analysis_findings",
     "comparison_findings",
 ]
 
-ANALYSIS_CLAIMS = ("C2", "C5", "C6", "C8")
 NO_MASKS = "The method prunes nothing (it quantizes): every mask keeps every weight, so mask IoU does not apply."
 STRUCTURED_MASKS = (
     "The method removes whole channels and heads: only down_proj's and o_proj's masks hold them (the rows that "
     "write them go when the model is cut), so the ranking of projections does not apply; their IoU is in the tables."
 )
+STUDY, BEYOND, OPEN = "the study's claim", "beyond the study", "open question in the study"
 
 
-def _c4(iou: dict[str, Any], runs: list[Any]) -> Finding:
+@dataclass(frozen=True)
+class SettingData:
+    """What one setting's claims read: compare's runs and IoU tables, and (for the analysis claims)
+    analysis.json with its analysed runs of the setting."""
+
+    runs: list[Any]
+    iou: dict[str, Any]
+    margins: Margins
+    analysis: AnalysisResult | None = None
+    analysed: list[AnalysedRun] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str  # "C1", ..., "Q1"
+    statement: str  # what the tool tests
+    study: str  # what the study reports, in its words
+    judge: Callable[[SettingData], Finding]
+    standing: str = STUDY  # STUDY, BEYOND (the study does not make it) or OPEN (the study leaves it open)
+    reads_analysis: bool = False  # judged from analysis.json (`lp-prune analyze`)
+    limits: str | None = None  # what differs from the study here
+
+    def finding(self, data: SettingData) -> Finding:
+        if self.reads_analysis and data.analysis is None:
+            found = Finding(self.id, NO_DATA, NO_ANALYSIS)
+            if self.id == "C8" and data.runs and not all(structured(run.summary.method) for run in data.runs):
+                found = Finding(self.id, DOES_NOT_APPLY, NOT_STRUCTURED)
+        else:
+            found = self.judge(data)
+        found.statement = self.statement
+        return found
+
+
+def _c4(data: SettingData) -> Finding:
     """C4 where the setting's runs prune Linears weight by weight; not for quantization (target sparsity 0)
     or structured runs (masks on down_proj and o_proj only)."""
+    runs = data.runs
     if runs and all(structured(run.summary.method) for run in runs):
         return Finding("C4", DOES_NOT_APPLY, STRUCTURED_MASKS)
     if any(run.summary.target_sparsity > 0 for run in runs):
-        return c4_least_consistent_masks(iou)
+        return c4_least_consistent_masks(data.iou)
     return Finding("C4", DOES_NOT_APPLY, NO_MASKS)
 
 
-def _c8(runs: list[Any], analysed: dict[str, Finding]) -> Finding:
-    """C8 for structured runs (from the analysis, else 'no data'); the other methods remove no channel."""
-    if runs and not all(structured(run.summary.method) for run in runs):
+def _c8(data: SettingData) -> Finding:
+    """C8 for structured runs; the other methods remove no channel."""
+    if data.runs and not all(structured(run.summary.method) for run in data.runs):
         return Finding("C8", DOES_NOT_APPLY, NOT_STRUCTURED)
-    return analysed.get("C8") or Finding("C8", NO_DATA, NO_ANALYSIS)
+    return c8_lape_survival(data.analysis, data.analysed or [])
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "C1",
+        "Calibrating on the target language generally gives the lowest perplexity on that language.",
+        "Own-language calibration generally gives the lowest perplexity on that language, with exceptions "
+        "(languages where another calibration language is as good or better).",
+        lambda d: c1_lowest_perplexity(d.runs),
+    ),
+    Claim(
+        "C2",
+        "Calibrating on the target language generally gives the highest SNR of the hidden states on that language.",
+        "Own-language calibration generally gives the highest SNR of the pruned model's hidden states on that "
+        "language, across the layers.",
+        lambda d: c2_highest_snr(d.analysis, d.analysed or []),
+        reads_analysis=True,
+    ),
+    Claim(
+        "C3",
+        "Target-language calibration does not consistently improve downstream accuracy on that language.",
+        "Downstream accuracy (Belebele, ARC, HellaSwag, MMLU, MKQA) does not consistently improve with "
+        "target-language calibration; the best calibration language varies by task and language.",
+        lambda d: c3_downstream_gains(target_rows(d.runs), task_language, d.margins.c3),
+        limits="Offline: the packaged probe and proxy tasks of the seven languages, not the study's benchmarks "
+        "(those need the Hugging Face Hub).",
+    ),
+    Claim(
+        "C4",
+        "o_proj and down_proj have the least consistent masks across calibration languages, especially in "
+        "early layers, while q/k/v of the first layer stay consistent.",
+        "Attention output (o_proj) and FFN down projections have the lowest mask IoU across calibration "
+        "languages, most of all in early layers; the first layer's q/k/v masks stay consistent.",
+        _c4,
+    ),
+    Claim(
+        "C5",
+        "Target-language calibration lowers the error on the language-specific part only: the error on "
+        "language-agnostic features is similar whatever the calibration language.",
+        "Target-language calibration lowers the error on the language-specific part of the hidden states; "
+        "the error on the language-agnostic part is similar whatever the calibration language.",
+        lambda d: c5_specific_only(d.analysis, d.analysed or [], d.margins.c5),
+        reads_analysis=True,
+    ),
+    Claim(
+        "C6",
+        "Pruning shifts the activation probabilities of low-probability language-specific neurons.",
+        "Pruning shifts the activation probabilities of language-specific neurons with low activation probability.",
+        lambda d: c6_low_probability_shifts(d.analysis, d.analysed or []),
+        reads_analysis=True,
+    ),
+    Claim(
+        "C7",
+        "Calibrating on a linguistically similar or an outlier language gives no consistent advantage.",
+        "A linguistically similar language, or an outlier one, as calibration gives no consistent advantage.",
+        lambda d: c7_related_languages(d.runs, d.margins.c7),
+    ),
+    Claim(
+        "C8",
+        "Under structured pruning, calibrating on a language removes fewer of its language-specific (LAPE) "
+        "neurons than calibrating on the other languages does.",
+        "Not reported: the study prunes weight by weight, so no LAPE neuron is removed whole.",
+        _c8,
+        standing=BEYOND,
+        reads_analysis=True,
+    ),
+    Claim(
+        "Q1",
+        "Does the calibration-language effect on downstream accuracy depend on the task type?",
+        "Posed as an open question: whether the effect of the calibration language depends on the task type.",
+        lambda d: q1_task_type(target_rows(d.runs), task_language, d.margins.c3),
+        standing=OPEN,
+    ),
+)
+CLAIMS_BY_ID = {claim.id: claim for claim in CLAIMS}
 
 
 def analysis_findings(
     analysis: AnalysisResult, compared: list[Any] | None = None, margins: Margins = DEFAULT_MARGINS
 ) -> dict[str, list[Finding]]:
-    """C2, C5, C6 and C8 per setting of an analysis (`lp-prune analyze`'s analysis.json); with `compared`
+    """The claims read from an analysis (`lp-prune analyze`'s analysis.json), per setting; with `compared`
     (compare's runs), the runs it holds are grouped and labelled as compare does."""
-    return {
-        setting: [
-            c2_highest_snr(analysis, runs),
-            c5_specific_only(analysis, runs, margins.c5),
-            c6_low_probability_shifts(analysis, runs),
-            c8_lape_survival(analysis, runs),
-        ]
-        for setting, runs in analysed_runs(analysis, compared or ()).items()
-    }
+    groups = by_setting(list(compared or ()))
+    out = {}
+    for setting, analysed in analysed_runs(analysis, compared or ()).items():
+        data = SettingData(groups.get(setting, []), {}, margins, analysis, analysed)
+        out[setting] = [claim.finding(data) for claim in CLAIMS if claim.reads_analysis]
+    return out
 
 
 def comparison_findings(
     comparison: Any, analysis: AnalysisResult | None = None, margins: Margins = DEFAULT_MARGINS
 ) -> dict[str, list[Finding]]:
-    """C1-C8 and Q1 per setting of a compare result (C2, C5, C6, C8 from `analysis` when given, else
-    'no data'); `margins`: the margins of the "no difference" tests (C3 and Q1 read margins.c3)."""
-    from lp_prune.config.tasks import task_language
-
-    from_analysis = analysis_findings(analysis, comparison.runs, margins) if analysis else {}
+    """Every claim per setting of a compare result (the analysis claims from `analysis` when given, else
+    'no data'); `margins`: the margins of the "no difference" tests."""
+    analysed = analysed_runs(analysis, comparison.runs) if analysis else {}
     groups = by_setting(comparison.runs)
     out = {}
     for setting in comparison.perplexity:
         runs = groups.get(setting, [])
-        analysed = {f.claim: f for f in from_analysis.get(setting, [])}
-        missing = {claim: Finding(claim, NO_DATA, NO_ANALYSIS) for claim in ANALYSIS_CLAIMS}
-        out[setting] = [
-            c1_lowest_perplexity(runs),
-            analysed.get("C2") or missing["C2"],
-            c3_downstream_gains(target_rows(runs), task_language, margins.c3),
-            _c4(comparison.iou.get(setting, {}), runs),
-            analysed.get("C5") or missing["C5"],
-            analysed.get("C6") or missing["C6"],
-            c7_related_languages(runs, margins.c7),
-            _c8(runs, analysed),
-            q1_task_type(target_rows(runs), task_language, margins.c3),
-        ]
+        has_analysis = analysis is not None and setting in analysed
+        data = SettingData(
+            runs,
+            comparison.iou.get(setting, {}),
+            margins,
+            analysis if has_analysis else None,
+            analysed.get(setting),
+        )
+        out[setting] = [claim.finding(data) for claim in CLAIMS]
     return out

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm, is_finite
+from lp_prune.analysis.compare.stats import ALPHA, Estimate, holm, is_finite, pooled_sd
 
 # The four verdicts (DESIGN: a verdict is the effect against its noise).
 SUPPORTED = "supported"
@@ -28,38 +28,19 @@ NO_DATA = "no data"
 DOES_NOT_APPLY = "does not apply"  # the claim is about something the method does not do (masks of quantization)
 
 
-STATEMENTS = {
-    "C1": "Calibrating on the target language generally gives the lowest perplexity on that language.",
-    "C2": "Calibrating on the target language generally gives the highest SNR of the hidden states on that language.",
-    "C3": "Target-language calibration does not consistently improve downstream accuracy on that language.",
-    "C4": "o_proj and down_proj have the least consistent masks across calibration languages, especially in "
-    "early layers, while q/k/v of the first layer stay consistent.",
-    "C5": "Target-language calibration lowers the error on the language-specific part only: the error on "
-    "language-agnostic features is similar whatever the calibration language.",
-    "C6": "Pruning shifts the activation probabilities of low-probability language-specific neurons.",
-    "C7": "Calibrating on a linguistically similar or an outlier language gives no consistent advantage.",
-    "C8": "Under structured pruning, calibrating on a language removes fewer of its language-specific (LAPE) "
-    "neurons than calibrating on the other languages does.",
-    "Q1": "Does the calibration-language effect on downstream accuracy depend on the task type?",
-}
-
-
 @dataclass
 class Finding:
-    claim: str  # "C1" ... "C8"
+    claim: str  # "C1" ... "C8", "Q1"
     verdict: str  # SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NO_DATA or DOES_NOT_APPLY
     evidence: str  # the effect, the noise it is judged against, the decision
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def statement(self) -> str:
-        return STATEMENTS[self.claim]
+    statement: str = ""  # the claim's statement, set from the claims table (findings.CLAIMS)
 
     def line(self) -> str:
         return f"{self.claim} {self.statement} Verdict: {self.verdict}. {self.evidence}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "statement": self.statement}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -75,8 +56,6 @@ class Margins:
 DEFAULT_MARGINS = Margins()
 
 
-NO_FLOOR = "no floor"
-DIVERGED = "diverged"
 EVERY, GENERALLY = "every", "generally"  # a claim that must hold in every language, or in most of them
 
 
@@ -104,10 +83,8 @@ class Floor:
 def repeat_floor(groups: Iterable[Sequence[float]]) -> Floor:
     """Pooled SD over groups (one group per row: its draws' finite values); groups of one add nothing."""
     finite = [[v for v in group if is_finite(v)] for group in groups]
-    with_repeats = [values for values in finite if len(values) >= 2]
-    squares = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in with_repeats)
-    df = sum(len(g) - 1 for g in with_repeats)
-    return Floor(math.sqrt(squares / df) if df else math.nan, df, len(with_repeats))
+    sd, df = pooled_sd(finite)
+    return Floor(sd, df, sum(len(values) >= 2 for values in finite))
 
 
 def _mean(values: Sequence[float]) -> float:
