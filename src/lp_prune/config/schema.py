@@ -312,7 +312,7 @@ class RunConfig:
     """Save every pruned layer, so that --resume can continue after a crash."""
     accelerator: Accelerator = "auto"
     """Lightning accelerator (auto also honours fabric run's LT_ACCELERATOR)."""
-    # Scale (README "Scaling up"): data-parallel calibration over devices x num_nodes processes
+    # Scale (docs/scaling.md): data-parallel calibration over devices x num_nodes processes
     # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
     # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
     devices: int = 1
@@ -328,7 +328,7 @@ class RunConfig:
     check_memory: bool = True
     """Stop before loading weights if the memory estimate exceeds free memory."""
     compile_layers: bool = False
-    """torch.compile the decoder layers for the passes without hooks (propagate, perplexity); see README."""
+    """torch.compile the decoder layers for the passes without hooks (propagate, perplexity); see docs/scaling.md."""
     seed: int = 0
     """Seed of Lightning's random generators."""
 
