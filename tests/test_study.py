@@ -78,6 +78,18 @@ def test_study_runs_the_grid_and_reports_every_claim_with_data(eval_model_dir, t
     assert "| C1 |" in markdown and "Repeatability" in markdown and "bit for bit" in markdown
     shown = record["figures"]
     assert any(f.startswith("analysis/") for f in shown) and any("/" not in f for f in shown)
+
+    # The record is the next study's pilot: the grid's sizes, the phase times, C3's noise in parts.
+    assert record["sizes"]["draws"] == 2 and record["sizes"]["items_per_cell"] == 2
+    assert record["sizes"]["families"] == {"proxy": 2} and record["sizes"]["items_per_run"] == 2 * 2
+    assert sum(record["resources"]["phase_s"].values()) == pytest.approx(record["resources"]["runs_time_s"], abs=0.5)
+    c3 = findings["C3"]["details"]["cells"]
+    assert all(cell["item_sd"] is not None and cell["draw_sd"] is not None for cell in c3.values())
+    runs_before = sorted((root / "tiny-study").iterdir())
+    assert main([*argv[:7], "--plan"]) == 0
+    plan = capsys.readouterr().out
+    assert f"Power plan from the pilot {out / 'study.json'}" in plan and "C3 pooled" in plan, plan
+    assert "Projected time here" in plan and sorted((root / "tiny-study").iterdir()) == runs_before
     assert all((out / figure).is_file() and f"]({figure})" in markdown for figure in shown)
 
     # Again: nothing runs or is analysed again; the report is made anew from what is kept.

@@ -13,6 +13,7 @@ probability of rejecting (scipy.stats.nct), not the normal approximation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from scipy import stats as sps
 
@@ -45,14 +46,14 @@ def detectable_effect(se: float, df: float, alpha: float = ALPHA, target: float 
     return high
 
 
-def _smallest(enough) -> int | None:
-    """The smallest n >= 2 for which enough(n) holds (enough is monotone), or None past MAX_SIZE."""
-    high = 2
+def smallest_size(enough: Callable[[int], bool], limit: int = MAX_SIZE) -> int | None:
+    """The smallest n >= 2 for which enough(n) holds (enough is monotone in n), or None when even
+    `limit` is not enough."""
+    if not enough(limit):
+        return None
+    low, high = 1, min(2, limit)
     while not enough(high):
-        high *= 2
-        if high > MAX_SIZE:
-            return None
-    low = high // 2 if high > 2 else 1
+        low, high = high, min(2 * high, limit)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle, high)
@@ -67,7 +68,7 @@ def draws_for(effect: float, sd: float, rows: int, alpha: float = ALPHA, target:
     def enough(draws: int) -> bool:
         return power(effect, sd * math.sqrt(2 / draws), rows * (draws - 1), alpha) >= target
 
-    return _smallest(enough)
+    return smallest_size(enough)
 
 
 def items_for(
@@ -89,4 +90,4 @@ def items_for(
 
     if draw_var > 0 and power(effect, math.sqrt(draw_var / cells), math.inf, alpha) < target:
         return None  # the draws alone hide the effect: more items cannot help, more draws or cells can
-    return _smallest(enough)
+    return smallest_size(enough)

@@ -129,11 +129,16 @@ def mean_accuracy(run: Run, language: str) -> float | None:
 
 def grid_resources(runs: list[Run], analysis: dict[str, Any]) -> dict[str, Any]:
     """Summed phase times of the runs and the analysis, and the peak memory of any one process."""
-    run_seconds = sum(sum(top_level_phases(run.summary.timings_s).values()) for run in runs)
+    phases: dict[str, float] = {}
+    for run in runs:
+        for phase, seconds in top_level_phases(run.summary.timings_s).items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
+    run_seconds = sum(phases.values())
     peaks = [run.summary.peak_rss_mb for run in runs if run.summary.peak_rss_mb] + [analysis.get("peak_rss_mb") or 0]
     return {
         "runs": len(runs),
         "runs_time_s": round(run_seconds, 1),
+        "phase_s": {phase: round(seconds, 1) for phase, seconds in phases.items()},
         "analysis_time_s": round(sum((analysis.get("timings_s") or {}).values()), 1),
         "peak_rss_mb": round(max(peaks), 1),
     }
@@ -151,12 +156,14 @@ def study_record(
     made: dict[str, Any],
     repeat: dict[str, Any] | None,
     figures: list[str] | None = None,
+    sizes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     settings = study_settings(runs)
     return {
         "model": tables.get("model"),
         "provenance": made,
         "resources": grid_resources(runs, analysis),
+        "sizes": sizes or {},
         "settings": settings,
         "claims": claims_table(tables.get("findings", {}), settings),
         "findings": {setting: tables.get("findings", {}).get(setting, []) for setting in settings},

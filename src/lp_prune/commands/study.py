@@ -21,7 +21,7 @@ OPTIONS = StudyOptions
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    add_options(parser, StudyOptions, switches=("--repeat", "--no_wandb"))
+    add_options(parser, StudyOptions, switches=("--repeat", "--no_wandb", "--plan"))
 
 
 def execute(options: StudyOptions) -> int:

@@ -6,15 +6,19 @@ HF folder in the cache), a local folder, or a Hugging Face Hub id (needs network
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from transformers import (
@@ -65,6 +69,36 @@ def model_source(config: ModelConfig) -> str | Path:
     return packaged_model_dir() if config.name == PACKAGED_MODEL else config.name
 
 
+def hub_kwargs(config: ModelConfig, source: str | Path) -> dict[str, Any]:
+    """from_pretrained's keywords for `source`: a hub id when the Hub cannot be reached reads the local
+    cache only (a model downloaded before still loads; any other fails at once)."""
+    kwargs: dict[str, Any] = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    if not Path(source).is_dir() and not hub_reachable():
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """Whether the Hub's host name resolves (always True behind a proxy, which resolves it itself).
+
+    Why ask first: huggingface_hub retries an unreachable host five times with backoff, about 23 s per
+    file (measured), so an offline run would wait about 50 s for its one-line error; a failed name
+    lookup answers at once.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname or "huggingface.co", 443)
+    except OSError:
+        return False
+    return True
+
+
 def load_tokenizer_and_config(config: ModelConfig) -> tuple[PreTrainedTokenizerBase, PretrainedConfig]:
     """The cheap part of a model: enough to validate data sizes before loading any weights.
 
@@ -75,7 +109,7 @@ def load_tokenizer_and_config(config: ModelConfig) -> tuple[PreTrainedTokenizerB
     local = Path(source).is_dir()
     if local and (Path(source) / "config.json").exists():
         read_config_json(Path(source) / "config.json", f"model '{config.name}'")
-    kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    kwargs = hub_kwargs(config, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model_config = AutoConfig.from_pretrained(source, **kwargs)
@@ -207,9 +241,9 @@ def safetensors_problem(path: Path) -> str | None:
 
 def load_model(config: ModelConfig) -> PreTrainedModel:
     """Load the weights in eval mode, with the KV cache off (calibration needs none)."""
-    kwargs = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    source = model_source(config)
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_source(config), dtype=DTYPES[config.dtype], **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype], **hub_kwargs(config, source))
     except (OSError, ValueError) as err:
         raise ModelLoadError(_describe_load_failure(config.name, err)) from err
     model.eval()

@@ -184,20 +184,29 @@ def _not_lp_prune_run(sweep: Sweep, reason: str) -> ConfigError:
     return ConfigError(f"sweep command [{command}] is refused: {reason}; it must be {ACCEPTED_COMMANDS}")
 
 
-def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
-    """Check every run's command and config before the first one starts."""
+def run_configs(runs: list[PlannedRun], sweep: Sweep) -> list[Any]:
+    """Every run's RunConfig as its command would build it, checked, before the first run starts."""
     from lp_prune.cli_support import command_parser, one_line
     from lp_prune.commands import run as run_command
     from lp_prune.config import run_config_from
 
     parser = command_parser(run_command)
+    configs = []
     for run in runs:
         arguments = local_argv(run, sweep)[len(LOCAL_LAUNCHER) + 1 :]  # the options after `run`
         try:
             parsed = parser.instantiate_classes(parser.parse_args(arguments))
         except Exception as err:  # jsonargparse raises several types; all mean a bad value
             raise ConfigError(f"sweep run {run.name}: {one_line(err)}") from None
-        run_config_from(parsed).validate()
+        config = run_config_from(parsed)
+        config.validate()
+        configs.append(config)
+    return configs
+
+
+def validate_runs(runs: list[PlannedRun], sweep: Sweep) -> None:
+    """Check every run's command and config before the first one starts."""
+    run_configs(runs, sweep)
 
 
 def execute(runs: list[PlannedRun], sweep: Sweep, parallel: int = 1) -> list[RunOutcome]:

@@ -28,7 +28,7 @@ import torch
 from lp_prune.analysis.options import AnalyzeOptions
 from lp_prune.errors import ConfigError, UserError
 from lp_prune.sweeps.expand import Sweep, expand, load_sweep
-from lp_prune.sweeps.runner import PlannedRun, execute, plan, validate_runs
+from lp_prune.sweeps.runner import PlannedRun, execute, plan, run_configs
 from lp_prune.tracking import RunDirectory, read_json
 
 DEFAULT_SWEEPS = ("sweeps/study.yaml", "sweeps/study-magnitude.yaml")
@@ -57,6 +57,11 @@ class StudyOptions:
     """Run the grid's first run once more in ROOT/<sweep name>-repeat and report whether it is bit-identical."""
     no_wandb: bool = False
     """Do not log the analysis and comparison runs to W&B (the grid's runs log offline unless WANDB_MODE says)."""
+    plan: bool = False
+    """Print the power plan (what each claim's test could detect at the grid's sizes, what it needs, the
+    projected time) from the pilot, and stop."""
+    pilot: str | None = None
+    """A previous study.json to plan from (default: OUT/study.json when it exists)."""
 
     def validate(self) -> None:
         if not self.sweeps:
@@ -64,6 +69,11 @@ class StudyOptions:
         if self.parallel < 1:
             raise ConfigError(f"--parallel must be at least 1, got {self.parallel}")
         self.analyze_options([]).validate()
+
+    @property
+    def lape_tokens(self) -> int:
+        """Tokens per language analyze counts (each window's first token predicts nothing)."""
+        return self.windows * (self.seqlen - 1)
 
     def analyze_options(self, folders: list[Path]) -> AnalyzeOptions:
         """`lp-prune analyze` of the runs in `folders`, into OUT/analysis."""
@@ -83,6 +93,11 @@ class StudyGrid:
 
     sweeps: list[Sweep]
     runs: list[list[PlannedRun]]  # per sweep
+    configs: list[list[Any]]  # per sweep: each run's RunConfig
+
+    @property
+    def run_count(self) -> int:
+        return sum(map(len, self.runs))
 
     @property
     def folders(self) -> list[Path]:
@@ -91,16 +106,16 @@ class StudyGrid:
 
 
 def plan_grid(options: StudyOptions) -> StudyGrid:
-    sweeps, planned = [], []
+    sweeps, planned, configs = [], [], []
     for file in options.sweeps:
         sweep = load_sweep(file)
         if sweep.method != "grid":
             raise ConfigError(f"{file}: the study runs grid sweeps, found method '{sweep.method}'")
         runs = plan(sweep, expand(sweep), Path(options.root))
-        validate_runs(runs, sweep)
+        configs.append(run_configs(runs, sweep))
         sweeps.append(sweep)
         planned.append(runs)
-    return StudyGrid(sweeps, planned)
+    return StudyGrid(sweeps, planned, configs)
 
 
 def run_grid(grid: StudyGrid, parallel: int) -> list[str]:
@@ -224,11 +239,18 @@ def run_study(options: StudyOptions) -> int:
     from lp_prune.analysis.study_report import report_figures, study_record, write_study_report
     from lp_prune.commands import analyze, compare
     from lp_prune.commands.compare import CompareOptions, check_outside_runs, writable_folder
+    from lp_prune.sweeps.study_plan import grid_sizes, print_plan
 
     started, clock = time.time(), time.monotonic()
     options.validate()
     out = writable_folder(check_outside_runs(Path(options.out), "--out"))
     grid = plan_grid(options)  # every sweep file and run config checked before the first run starts
+    pilot = Path(options.pilot) if options.pilot else out / "study.json"
+    sizes = grid_sizes(grid.configs[0], options.lape_tokens)
+    if options.plan or pilot.is_file():
+        status = print_plan(pilot, sizes, grid.run_count, measure_matmul_rate())
+        if options.plan:
+            return status
     failed = run_grid(grid, options.parallel)
     if failed:
         print(f"Failed: {', '.join(failed)}; the finished runs are kept: rerun the same command to retry")
@@ -248,7 +270,7 @@ def run_study(options: StudyOptions) -> int:
     repeat = repeat_first_run(grid) if options.repeat else None
     made = provenance(started, time.monotonic() - clock)
     tables, analysis = read_json(out / "tables.json"), read_json(analysis_path)
-    record = study_record(load_runs(folders), tables, analysis, made, repeat, report_figures(out))
+    record = study_record(load_runs(folders), tables, analysis, made, repeat, report_figures(out), sizes.to_dict())
     paths = write_study_report(out, record)
     print(f"Study report: {paths['study']} ({paths['record']})")
     return 0

@@ -111,6 +111,8 @@ class Cell:
             "own_draws": self.own_draws,
             "draw_effects": self.draw_effects(),
             "item_noise_only": self.noise.item_only,
+            "item_sd": math.sqrt(self.noise.item_var * self.scores.n) if self.scores.paired else None,
+            "draw_sd": math.sqrt(self.scores.draw_var) if self.scores.draw_df else None,
             "diverged": self.scores.diverged,
             "text": self.text(),
         }
