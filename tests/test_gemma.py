@@ -16,7 +16,9 @@ QUICK = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("method", ["sparsegpt", "wanda"])
+# One method: the packaged model's path (conversion, loading, layer walk, perplexity) is the same for
+# every method, and each method's maths is tested on tiny models; this run costs ~40 s of CI.
+@pytest.mark.parametrize("method", ["sparsegpt"])
 def test_packaged_gemma_half_sparse_with_finite_perplexity(tmp_path, method):
     out = tmp_path / method
     assert main(["run", "--config", "configs/default.yaml", "--out", str(out), "--prune.method", method, *QUICK]) == 0

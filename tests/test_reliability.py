@@ -87,7 +87,8 @@ def logged_layers(out) -> int:
     return sum("layer" in row for row in read_history(run_file(runs[0])))
 
 
-@pytest.mark.parametrize(("method", "layer"), [("sparsegpt", 0), ("sparsegpt", 1), ("wanda", 1)])
+# Both methods, and a kill after the first and after a later layer (each case ~20 s of CI).
+@pytest.mark.parametrize(("method", "layer"), [("sparsegpt", 0), ("wanda", 1)])
 def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, reference_runs, tmp_path, capsys, method, layer):
     out = tmp_path / "killed"
     start_and_kill_after(layer, run_args(tiny_model_dir, out, method), out)
