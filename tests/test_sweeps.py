@@ -10,7 +10,8 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
 from lp_prune.cli import main
 from lp_prune.errors import ConfigError
-from lp_prune.sweeps.expand import Sweep, agent_command, expand, load_sweep, sample
+from lp_prune.sweeps.expand import Sweep, agent_command, expand, load_sweep
+from lp_prune.sweeps.parameters import sample
 from lp_prune.sweeps.runner import plan, run_name, validate_runs
 from wandb_offline import closed_log, find_offline_runs, iter_records
 

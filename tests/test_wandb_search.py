@@ -13,7 +13,8 @@ from lp_prune.config.hub import HUB
 from lp_prune.errors import ConfigError
 from lp_prune.sweeps import expand as expand_module
 from lp_prune.sweeps import runner, wandb_search
-from lp_prune.sweeps.expand import DISTRIBUTIONS, expand, grid_axes, load_sweep
+from lp_prune.sweeps.expand import expand, grid_axes, load_sweep
+from lp_prune.sweeps.parameters import DISTRIBUTIONS
 
 library = wandb_search.load()
 needs_sweeps = pytest.mark.skipif(
