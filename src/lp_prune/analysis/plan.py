@@ -202,7 +202,8 @@ def c3_draws_note(pilot: Pilot, sizes: GridSizes, targets: Targets, most: int = 
         family = max(c3_detectable(pilot, trial, [f]) for f in large)
         if pooled <= targets.c3_pooled and family <= targets.c3_family:
             return (
-                f"C3 reaches its targets with every family's items and {draws} draws per row "
+                f"C3 reaches its targets with {draws} draws per row and every item of the families large "
+                "enough for a cell "
                 f"(pooled {pooled:.3f}, worst family {family:.3f})."
             )
     return f"C3 does not reach its targets with every family's items and up to {most} draws per row."
@@ -278,6 +279,11 @@ def make_plan(
     )
     if grid_runs:
         plan.phases = project_phases(pilot, sizes, grid_runs, matmul_gflops)
+        if not pilot.sizes.get("items_per_run"):
+            plan.notes.append(
+                "The pilot records no phase times or items per run: its whole run time is scaled by runs "
+                "only, not by the grid's downstream items or analysis tokens."
+            )
     return plan
 
 
