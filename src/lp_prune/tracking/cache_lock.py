@@ -2,11 +2,12 @@
 
 Runs of a sweep (`lp-prune sweep --parallel N`) share the cache (LP_PRUNE_CACHE, ~/.cache/lp_prune):
 the dense model's perplexity and downstream results, generated calibration text, the proxy and
-probe task files, the converted packaged model. Each entry is computed under an exclusive flock on
-`<entry>.lock` beside it (tracking.run_lock's lock, waiting instead of refusing), and the cache is
-read again once the lock is held, so the second process takes the first one's result instead of
-computing it too. The writes themselves stay atomic (temporary file, then rename): a reader without
-the lock sees the old entry or the new one, never half of one. A symbolic link planted in the cache
+probe task files, the converted packaged model. Each entry is computed under an exclusive lock on
+`<entry>.lock` beside it (filelock's, as the Hugging Face libraries lock their caches; it opens the
+file without following a link), and the cache is read again once the lock is held, so the second
+process takes the first one's result instead of computing it too (the lock file stays, as in the
+Hugging Face caches). The writes themselves stay atomic (temporary file, then rename): a reader
+without the lock sees the old entry or the new one, never half of one. A symbolic link planted in the cache
 (an entry's lock, an entry, a folder below the cache root) is refused, never followed (tracking.files).
 
 A cache folder that cannot be written costs the lock, not the run (as it costs the entry itself).
@@ -17,14 +18,16 @@ for the lock while the others went on without it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from lp_prune.tracking.files import checked_folder
-from lp_prune.tracking.run_lock import lock_file, unlock_file
+from filelock import FileLock, Timeout
+
+from lp_prune.tracking.files import checked_folder, planted_link, refuse_link
 
 T = TypeVar("T")
 LOCK_SUFFIX = ".lock"
@@ -51,21 +54,26 @@ def lock_path(entry: str | os.PathLike[str]) -> Path:
 def cache_lock(entry: str | os.PathLike[str], what: str = "cache entry") -> Iterator[None]:
     """Hold the exclusive lock of cache `entry` (a file or folder) for the block, waiting for another holder."""
     path = lock_path(entry)
+    lock: FileLock | None = FileLock(path)
     try:
         cache_folder(path.parent)
+        refuse_link(path)
         try:
-            fd = lock_file(path, wait=False)
-        except BlockingIOError:
+            lock.acquire(timeout=0)
+        except Timeout:
             log.info("Waiting for another process to finish the %s %s", what, Path(entry).name)
-            fd = lock_file(path, wait=True)
-    except OSError as err:  # a read-only cache: nothing will be written, so there is nothing to guard
+            lock.acquire()
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a link planted between the check and the open
+            raise planted_link(path) from None
+        # a read-only cache: nothing will be written, so there is nothing to guard
         log.debug("%s %s not locked: %s", what, entry, err.strerror or err)
-        fd = None
+        lock = None
     try:
         yield
     finally:
-        if fd is not None:
-            unlock_file(path, fd)
+        if lock is not None:
+            lock.release()
 
 
 def compute_once(

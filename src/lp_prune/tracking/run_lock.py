@@ -4,8 +4,9 @@ The lock is `flock` on `RUN_DIR/.lp_prune.lock`, which names its holder (pid, ho
 kernel drops a flock when its process dies, however it dies, so a lock left by a killed run is
 recognised as stale by simply being free: the next run takes it over and says whose it was. The file
 is removed on release; a second process that opened it just before is caught by comparing the
-inode it locked with the one the path names now (then it tries again). lock_file / unlock_file
-are that lock alone, also taken (waiting) around each shared cache entry (tracking.cache_lock).
+inode it locked with the one the path names now (then it tries again). Hand-written rather than
+filelock's (which the cache uses): a busy run directory's error names the process that holds it, and
+a stale lock taken over says whose it was; filelock writes nothing into its lock file.
 A symbolic link in the lock file's place is never followed: it is refused (tracking.files.PlantedLink).
 """
 
