@@ -144,7 +144,7 @@ def _prune_and_measure(
         loggers=writer.loggers,
         callbacks=writer.checkpoint_callbacks(),
         activation_dir=run_dir.root / "activations",
-        restored=load_layer_results(run_dir.root, model) if resume else None,
+        restored=load_layer_results(run_dir.root, model, config.prune.linear_targets) if resume else None,
     )
     recorder = loop.run(timer.phase)
     check_finite_weights(model)  # the pruner checked its Linears; an embedding row no window reads it did not

@@ -86,6 +86,7 @@ class PruningLoop:
             activation_dir=activation_dir,
             outlier_threshold=prune.owl_threshold,
             compile_layers=config.compile_layers,
+            targets=prune.linear_targets,
         )
         recorder = CalibrationRecorder()
         observers = [recorder, PruningMetricsLogger(), *([LayerProgressBar()] if progress else []), *callbacks]

@@ -69,7 +69,7 @@ class PruningMetricsLogger(StepObserver):
     """One row per finished layer: per-projection sparsity, error, relative error and SNR, layer means."""
 
     def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
-        if output.layer is not None:
+        if output.layer is not None and output.layer.records:  # a layer prune.targets leaves whole has none
             log_layer(trainer, output.layer.layer, output.layer.records)
 
 

@@ -18,6 +18,7 @@ from lp_prune.config.tasks import check_task_language, check_task_name, split_li
 from lp_prune.config.values import check_finite, check_seed, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
+from lp_prune.models.layers import LinearTargets, check_patterns
 from lp_prune.pruning.method import PruneSettings, get_method, prunes
 
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -113,6 +114,12 @@ class PruneConfig:
     """OWL: a score above this many times its layer's mean is an outlier."""
     owl_lambda: float = 0.08
     """OWL: layer sparsities span 2 x owl_lambda around prune.sparsity."""
+    targets: list[str] | str = field(default_factory=lambda: ["Linear"])
+    """Which Linears of the decoder layers are pruned, as llm-compressor names modules: a class (Linear), a module
+    name or its last parts (down_proj, mlp.down_proj), or re:<regex> matched from the start of the full module
+    name (re:.*self_attn.*)."""
+    ignore: list[str] | str = field(default_factory=list)
+    """Linears left as they are although a target names them, in the same patterns (e.g. [re:.*down_proj])."""
 
     def validate(self) -> None:
         method = get_method(self.method)  # one line naming the known methods
@@ -139,6 +146,11 @@ class PruneConfig:
                 raise ConfigError(f"prune.language_weights.{lang} must be positive, got {weight}")
         if self.statistics == "weighted" and not self.language_weights:
             raise ConfigError("prune.statistics weighted needs prune.language_weights, e.g. {en: 0.5, sw: 0.5}")
+        self.targets, self.ignore = _pattern_list(self.targets), _pattern_list(self.ignore)
+        if not self.targets:
+            raise ConfigError("prune.targets is empty, so nothing would be pruned; the default is [Linear]")
+        check_patterns(self.targets, "prune.targets")
+        check_patterns(self.ignore, "prune.ignore")
 
     def _validate_owl(self) -> None:
         if self.n_m is not None:
@@ -156,6 +168,11 @@ class PruneConfig:
     @property
     def n_m(self) -> tuple[int, int] | None:
         return parse_pattern(self.pattern)
+
+    @property
+    def linear_targets(self) -> LinearTargets:
+        """The Linears this config prunes (prune.targets less prune.ignore)."""
+        return LinearTargets(tuple(_pattern_list(self.targets)), tuple(_pattern_list(self.ignore)))
 
     @property
     def local_error_mode(self) -> str:
@@ -188,6 +205,11 @@ class PruneConfig:
             return 0.0
         nm = self.n_m
         return nm[0] / nm[1] if nm else self.sparsity
+
+
+def _pattern_list(patterns: list[str] | str | None) -> list[str]:
+    """A list of module patterns; one pattern may be given alone (`--prune.ignore re:.*down_proj`)."""
+    return [patterns] if isinstance(patterns, str) else list(patterns or [])
 
 
 @dataclass
