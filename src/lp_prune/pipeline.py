@@ -105,7 +105,7 @@ def _check_memory(config: RunConfig, model_config: Any, writer: RunWriter) -> No
     estimate = estimate_memory(config, ModelShape.from_config(model_config), device_kind(config.accelerator))
     writer.show(estimate.table(config.world_size))
     if config.check_memory:
-        check_fits(estimate, processes_per_machine=config.devices)
+        check_fits(estimate, processes_per_machine=config.processes_per_machine)
 
 
 def _prune_and_measure(

@@ -137,7 +137,7 @@ def trainer_kwargs(config: RunConfig, loggers: Sequence[Any] = (), progress: boo
     """The Trainer settings of the loop (and of the pipeline's perplexity passes)."""
     return {
         "accelerator": config.accelerator,
-        "devices": config.devices,
+        "devices": config.trainer_devices,
         "num_nodes": config.num_nodes,
         "strategy": config.strategy,
         "use_distributed_sampler": False,  # the calibration schedule is not data; windows are sharded by us

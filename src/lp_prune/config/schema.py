@@ -15,13 +15,13 @@ from typing import Any, Literal, get_args
 from lp_prune.config.data_schema import DataConfig
 from lp_prune.config.recipe import CalibrationRecipe
 from lp_prune.config.tasks import check_task_language, check_task_name, split_list
-from lp_prune.config.values import check_finite, check_seed, parse_pattern, size_in_bytes
+from lp_prune.config.values import check_finite, check_seed, parse_devices, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
 from lp_prune.models.layers import LinearTargets, check_patterns
 from lp_prune.pruning.method import PruneSettings, get_method, prunes
 
-Dtype = Literal["float32", "bfloat16", "float16"]
+Dtype = Literal["float32", "bfloat16", "float16", "float64"]
 ActivationPlace = Literal["device", "cpu", "disk"]
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
@@ -207,6 +207,13 @@ class PruneConfig:
         return nm[0] / nm[1] if nm else self.sparsity
 
 
+def _uses_cuda(accelerator: str) -> bool:
+    """Whether Lightning runs on CUDA GPUs with this accelerator (auto: when one is visible)."""
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _pattern_list(patterns: list[str] | str | None) -> list[str]:
     """A list of module patterns; one pattern may be given alone (`--prune.ignore re:.*down_proj`)."""
     return [patterns] if isinstance(patterns, str) else list(patterns or [])
@@ -337,8 +344,9 @@ class RunConfig:
     # Scale (README "Scaling up"): data-parallel calibration over devices x num_nodes processes
     # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
     # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
-    devices: int = 1
-    """Processes per machine (data-parallel calibration with strategy ddp)."""
+    devices: int | list[int] | str = 1
+    """Devices per machine, one process each (data-parallel calibration with strategy ddp), as Lightning spells
+    them: a number, auto (every GPU here with a GPU accelerator, else 1), or device ids ([0,1] or 0,1)."""
     num_nodes: int = 1
     """Machines."""
     strategy: Strategy = "auto"
@@ -364,8 +372,9 @@ class RunConfig:
         self.eval.validate()
         self.wandb.validate()
         check_seed(self.seed, "seed")
-        if self.devices < 1 or self.num_nodes < 1:
-            raise ConfigError(f"devices and num_nodes must be at least 1, got {self.devices} and {self.num_nodes}")
+        self.devices = parse_devices(self.devices)
+        if isinstance(self.num_nodes, bool) or not isinstance(self.num_nodes, int) or self.num_nodes < 1:
+            raise ConfigError(f"num_nodes must be a whole number of at least 1, got {self.num_nodes!r}")
         recipe = self.recipe()
         if recipe.total < self.world_size:
             raise ConfigError(f"{recipe.total} calibration windows cannot be shared by {self.world_size} processes")
@@ -380,7 +389,28 @@ class RunConfig:
 
     @property
     def world_size(self) -> int:
-        return self.devices * self.num_nodes
+        return self.processes_per_machine * self.num_nodes
+
+    @property
+    def processes_per_machine(self) -> int:
+        """How many devices `devices` names: its count, its ids, or for auto Lightning's choice (every
+        visible GPU with a GPU accelerator, else 1)."""
+        devices = parse_devices(self.devices)
+        if isinstance(devices, list):
+            return len(devices)
+        if devices == "auto":
+            import torch
+
+            return max(torch.cuda.device_count(), 1) if _uses_cuda(self.accelerator) else 1
+        return devices
+
+    @property
+    def trainer_devices(self) -> int | list[int] | str:
+        """`devices` as Lightning's Trainer takes it for this accelerator (device ids on the CPU: their count)."""
+        devices = parse_devices(self.devices)
+        if isinstance(devices, list) and not _uses_cuda(self.accelerator):
+            return len(devices)
+        return devices
 
     def recipe(self) -> CalibrationRecipe:
         """The calibration recipe: data.calibration_language, data.nsamples and data.source with
