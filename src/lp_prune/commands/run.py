@@ -9,7 +9,7 @@ from jsonargparse import ArgumentParser, Namespace
 from lp_prune.cli_support import ConfigFile
 from lp_prune.commands import COMMANDS
 from lp_prune.config import RunConfig, run_config_from
-from lp_prune.errors import UserError
+from lp_prune.errors import ConfigError, UserError
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
 HELP = COMMANDS["run"]
@@ -46,6 +46,28 @@ def run_config_of(namespace: Namespace) -> RunConfig:
     from lp_prune.launcher import with_precision
 
     return with_precision(run_config_from(namespace), namespace.precision)
+
+
+def load_run_config(path: str) -> RunConfig:
+    """The RunConfig `lp-prune run --config PATH` builds before it runs: the same parser, the same checks
+    of the file, and code options dropped as from any file (lp_prune.load_config)."""
+    import argparse
+
+    from lp_prune.cli import check_config_files
+    from lp_prune.cli_support import configure_parsing, one_line
+    from lp_prune.config.code_options import flags_only
+
+    argv = ["--config", path]
+    check_config_files(["run", *argv])
+    configure_parsing()
+    parser = ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    try:
+        namespace = parser.instantiate_classes(parser.parse_args(argv))
+    except argparse.ArgumentError as err:
+        raise ConfigError(one_line(err)) from None
+    flags_only(namespace, [], "run")
+    return run_config_of(namespace)
 
 
 def resume_folder(given: str) -> Path:
