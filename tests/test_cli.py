@@ -142,6 +142,22 @@ def test_config_short_flag_is_checked_as_config(tmp_path, capsys):
     assert "is not a regular file" in capsys.readouterr().err
 
 
+def test_eval_asks_git_quietly_outside_a_repository(tmp_path, monkeypatch, capfd):
+    """lm-eval records the git commit with `git describe`, whose stderr said `fatal: not a git repository`
+    outside one; inside lp_prune's lm-eval calls the question is asked quietly."""
+    import lm_eval.evaluator
+
+    from lp_prune.evaluation.downstream import _quiet_lm_eval
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # never the repository above
+    original = lm_eval.evaluator.get_git_commit_hash
+    with _quiet_lm_eval():
+        assert lm_eval.evaluator.get_git_commit_hash() is None
+    assert lm_eval.evaluator.get_git_commit_hash is original
+    assert "fatal" not in capfd.readouterr().err
+
+
 def test_launcher_devices_say_what_is_wrong():
     with pytest.raises(ConfigError, match=r"fabric run --devices 'many' is not one of"):
         apply_launcher_environment(RunConfig(), {"LT_DEVICES": "many"})
