@@ -281,6 +281,8 @@ def test_bad_patterns_and_a_selection_of_nothing_are_one_line(char_tokenizer):
         lp_prune.prune(model, char_tokenizer, calibration=Dataset.from_dict({"content": ["x"]}))
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         lp_prune.prune(model, calibration=["some text"])
+    with pytest.raises(ConfigError, match="calibration given twice"):
+        lp_prune.prune(model, ids, calibration="sw")
 
 
 def test_prune_shows_a_bar_over_layers_and_no_lightning_banners(char_tokenizer, capfd):

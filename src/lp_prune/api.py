@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from lp_prune.config import DataConfig, RunConfig
 
+DEFAULT_LANGUAGE = "en"  # the calibration language when none is given
 DEFAULT_LANGUAGE_WINDOWS = 32  # windows drawn from a language's text when `nsamples` is not given
 TEXT_COLUMN = "text"  # the column of a datasets.Dataset that holds the calibration texts
 
@@ -52,7 +53,7 @@ def prune(
     model: nn.Module,
     tokenizer: Any = None,
     *,
-    calibration: Any = "en",
+    calibration: Any = None,
     method: str = "sparsegpt",
     sparsity: float = 0.5,
     targets: Sequence[str] | str = ("Linear",),
@@ -68,7 +69,7 @@ def prune(
     """Prune `model` (an HF causal LM) in place, layer by layer, and say what was pruned.
 
     calibration: what the model reads while it is pruned, one of
-      - a language or mix of the packaged text ("sw", "en+sw", "all", "en:16,sw:16"): `nsamples`
+      - a language or mix of the packaged text ("sw", "en+sw", "all", "en:16,sw:16"; default en): `nsamples`
         windows (default 32) of `seqlen` tokens drawn with `seed`, the windows `lp-prune run` draws;
       - texts: a list of strings, or a datasets.Dataset with a "text" column. They are tokenized and
         packed into windows of `seqlen` tokens as `lp-prune run` packs its calibration text (back to
@@ -91,7 +92,11 @@ def prune(
     from lp_prune.checks import check_method_fits
 
     if isinstance(tokenizer, torch.Tensor):  # prune(model, ids): the ids are the calibration
+        if calibration is not None:
+            raise ConfigError("calibration given twice: token ids in the tokenizer's place, and calibration=")
         tokenizer, calibration = None, tokenizer
+    if calibration is None:
+        calibration = DEFAULT_LANGUAGE
     prune_options.update(targets=_patterns(targets), ignore=_patterns(ignore))
     config = run_config(method, sparsity, calibration, nsamples, seqlen, seed, batch_size, **prune_options)
     config.prune.validate()
