@@ -13,6 +13,7 @@ from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.results import StepOutput
 from lp_prune.calibration.schedule import Mode, Step, StepKind, build_schedule
 from lp_prune.config import PruneConfig
+from lp_prune.errors import UserError
 from lp_prune.models.layers import decoder_layers, prunable_linears
 from tiny_models import tiny_model
 
@@ -44,8 +45,10 @@ class OutputCapture(L.Callback):
 
 def calibrate(model, callbacks, method="sparsegpt", mode=Mode.TWO_PASS, restored=None, loggers=None, **prune):
     ids = torch.randint(3, 96, (4, 16), generator=torch.Generator().manual_seed(0))
-    pruner = LayerPruner(PruneConfig(method=method, **prune), calibration_tokens=ids.numel())
-    module = LayerwiseCalibration(model, ids, CalibrationOptions(mode=mode, batch_size=2), pruner, restored)
+    config = PruneConfig(method=method, **prune)
+    pruner = LayerPruner(config, calibration_tokens=ids.numel())
+    options = CalibrationOptions(mode=mode, batch_size=2, targets=config.linear_targets)
+    module = LayerwiseCalibration(model, ids, options, pruner, restored)
     trainer = L.Trainer(
         accelerator="cpu",
         logger=loggers or False,
@@ -139,6 +142,28 @@ def test_resume_replays_saved_layers_to_the_uninterrupted_result(tmp_path):
     assert all(torch.equal(resumed.masks[n].bits, recorder.masks[n].bits) for n in recorder.masks)
     for (name, a), b in zip(full_model.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_resume_with_a_layer_left_whole_replays_to_the_uninterrupted_result(tmp_path):
+    """prune.ignore leaves layer 0 whole and layer 1's MLP: layer 0 is still saved (empty) and counted,
+    so a resume after two layers replays both and ends as the uninterrupted run."""
+    ignore = ["re:model\\.layers\\.0\\.", "re:model\\.layers\\.1\\.mlp"]
+    full_model, recorder, capture = tiny_model("llama"), CalibrationRecorder(), OutputCapture()
+    calibrate(full_model, [recorder, LayerCheckpoint(tmp_path), capture], ignore=ignore)
+    assert [len(out.layer.linears) for out in capture.outputs if out.layer is not None] == [0, 4, 7]
+    assert len(load_file(progress_dir(tmp_path) / "layer_000.safetensors")) == 0
+    (progress_dir(tmp_path) / "state.json").write_text('{"layers_done": 2}')
+
+    fresh = tiny_model("llama")
+    restored = load_layer_results(tmp_path, fresh, PruneConfig(ignore=ignore).linear_targets)
+    assert [len(r.linears) for r in restored] == [0, 4]
+    resumed = CalibrationRecorder()
+    calibrate(fresh, [resumed], restored=restored, ignore=ignore)
+    assert resumed.records == recorder.records and resumed.masks.keys() == recorder.masks.keys()
+    for (name, a), b in zip(full_model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(UserError, match="does not match the model's modules"):
+        load_layer_results(tmp_path, fresh)  # every Linear: not the run's selection
 
 
 @pytest.mark.parametrize("method", ["sparsegpt", "wanda"])

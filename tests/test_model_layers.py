@@ -5,8 +5,10 @@ import torch
 
 from lp_prune.models.layers import (
     InputCollector,
+    LinearTargets,
     capture_layer_inputs,
     decoder_layers,
+    matches,
     prunable_linears,
     run_layer,
     sequential_groups,
@@ -215,3 +217,36 @@ def test_head_logits_reproduce_the_models_logits(arch):
         chunked, chunked_tokens = fused_token_nll(hidden, ids, *parts, position_chunk=7, vocab_chunk=10)
     assert chunked_tokens == tokens == 27
     assert float(chunked) == pytest.approx(float(full), rel=1e-5)
+
+
+class QuantLinear(torch.nn.Linear):
+    """A Linear subclass, as quantization libraries make them."""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "named"),
+    [
+        ("Linear", True),  # a class, its subclasses too
+        ("QuantLinear", True),
+        ("down_proj", True),  # the last part of the name
+        ("mlp.down_proj", True),  # its last parts
+        ("model.layers.3.mlp.down_proj", True),  # the whole name
+        ("own_proj", False),  # a suffix only at a dot
+        ("mlp", False),  # a parent module names none of its Linears
+        ("re:.*down_proj", True),  # a regular expression, from the start of the full name
+        ("re:down_proj", False),
+        ("re:model\\.layers\\.[0-3]\\.", True),
+        ("re:.*layers\\.1\\.", False),
+    ],
+)
+def test_module_patterns_read_as_llm_compressor_reads_them(pattern, named):
+    assert matches(pattern, "model.layers.3.mlp.down_proj", QuantLinear(2, 2)) is named
+
+
+def test_linear_targets_pick_the_pruned_linears_of_a_layer():
+    model = tiny_model("llama")
+    layer = decoder_layers(model)[1]
+    assert LinearTargets().of_layer(layer, "model.layers.1") == prunable_linears(layer)
+    attention = LinearTargets(("re:.*self_attn",), ("o_proj",)).of_layer(layer, "model.layers.1")
+    assert list(attention) == ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]
+    assert LinearTargets(ignore=("re:model\\.layers\\.1\\.",)).of_layer(layer, "model.layers.1") == {}

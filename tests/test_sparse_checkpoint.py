@@ -169,6 +169,10 @@ def test_model_card_states_the_run(run, folder):
     assert f"lp_prune {lp_prune.__version__}" in text
     values = table_values(text)
     assert set(values) == {"en", "sw"}
+    [index] = front["model-index"]  # the pruned model's perplexities, in the Hub's metadata
+    listed = {result["dataset"]["config"]: result["metrics"][0]["value"] for result in index["results"]}
+    assert listed == pytest.approx(summary["perplexity"]["pruned"], abs=5e-5)
+    assert "license" not in front and "base_model" not in front  # a local folder without a card says neither
     for stage, per_language in summary["perplexity"].items():
         for lang, value in per_language.items():
             assert values[lang][stage] == pytest.approx(value, abs=5e-5), (stage, lang)

@@ -6,7 +6,10 @@
 such a file exists in the working folder; `lp-prune configs` lists them.
 
 `run` and `estimate` also take `key=value` words (`prune.method=wanda`), the form of W&B's
-`${args_no_hyphens}` sweep macro. `lp-prune --version` prints the installed version.
+`${args_no_hyphens}` sweep macro, and `-c FILE` for `--config FILE`. Multi-word flags are spelled with
+underscores, as the config keys are (`--dry_run`, `--no_wandb`); the hyphenated spelling (`--dry-run`)
+is read the same and not listed. `lp-prune --version` prints the installed version.
+`lp-prune --help`, `--version` and `configs` load no ML library (torch, Lightning, transformers).
 Every problem the user can fix is reported as one line on stderr with a non-zero exit; `--debug`
 shows the traceback instead. Options that run code (model.trust_remote_code, eval.include_path) count
 only as flags of this command line, never from a --config file (config.code_options).
@@ -20,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Collection
 
 from jsonargparse import ArgumentParser
 
@@ -32,28 +36,31 @@ from lp_prune.cli_support import (
     one_line,
     options_from,
     stop_on_signals,
+    underscored,
 )
-from lp_prune.config.code_options import flags_only
-from lp_prune.config.hub import resolve
+from lp_prune.commands import COMMANDS
 from lp_prune.errors import ConfigError, Interrupted, UserError
-from lp_prune.safe_yaml import load_yaml_file
 
 EXIT_USER_ERROR = 2
-# modules in lp_prune.commands
-COMMANDS = ("run", "sweep", "compare", "analyze", "study", "eval", "estimate", "configs")
 RUN_CONFIG_COMMANDS = ("run", "estimate")  # their options are RunConfig's keys
 LIBRARY_FREE_COMMANDS = ("configs",)  # load no ML library: their logging is left alone (seconds of imports)
+HELP_FLAGS = ("-h", "--help")
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(commands: Collection[str] = tuple(COMMANDS)) -> ArgumentParser:
+    """The `lp-prune` parser. Every command is listed with its help line; only those in `commands` get
+    their options (and import their module): a command line names one, and `lp-prune --help` none."""
     configure_parsing()
     parser = ArgumentParser(prog="lp-prune", description=__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("--version", action="version", version=f"lp-prune {__version__}")
     subcommands = parser.add_subcommands(dest="command")
-    for name in COMMANDS:
-        command = importlib.import_module(f"lp_prune.commands.{name}")
-        subcommands.add_subcommand(name, command_parser(command), help=command.HELP)
+    for name, help_line in COMMANDS.items():
+        if name in commands:
+            options_parser = command_parser(importlib.import_module(f"lp_prune.commands.{name}"))
+        else:
+            options_parser = ArgumentParser(description=help_line, exit_on_error=False)
+        subcommands.add_subcommand(name, options_parser, help=help_line)
     return parser
 
 
@@ -62,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--version"]:  # before the libraries load: no wandb or torch needed for this
         print(f"lp-prune {__version__}")
         return 0
-    argv = with_hyphens(argv)
+    argv = with_hyphens(underscored(argv))
     debug = "--debug" in argv
-    if next((word for word in argv if not word.startswith("-")), None) not in LIBRARY_FREE_COMMANDS:
-        _quiet_libraries()
-    parser = build_parser()
+    command_word = next((word for word in argv if not word.startswith("-")), None)
+    if command_word not in LIBRARY_FREE_COMMANDS and not any(flag in argv for flag in HELP_FLAGS):
+        _quiet_libraries()  # help runs no command: no library to quiet, and seconds saved
+    parser = build_parser([command_word] if command_word in COMMANDS else [])
     try:
         with stop_on_signals():
             check_config_files(argv)
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             command = importlib.import_module(f"lp_prune.commands.{parsed.command}")
             options = parsed[parsed.command]
             if parsed.command in RUN_CONFIG_COMMANDS:  # code only where these flags ask (config.code_options)
+                from lp_prune.config.code_options import flags_only
+
                 flags_only(options, argv[argv.index(parsed.command) + 1 :], parsed.command)
             if hasattr(command, "OPTIONS"):  # run and estimate read their namespace with run_config_from
                 options = options_from(options, command.OPTIONS)
@@ -108,9 +118,12 @@ def check_config_files(argv: list[str]) -> None:
     readable UTF-8 YAML within safe_yaml's limits, said with its path (jsonargparse would raise a
     decoding traceback on a binary file, and wait forever on a FIFO); for run and estimate, its groups
     of settings are mappings."""
+    from lp_prune.config.hub import resolve
+    from lp_prune.safe_yaml import load_yaml_file
+
     command = next((word for word in argv if not word.startswith("-")), None)
     for index, arg in enumerate(argv):
-        if arg == "--config" and index + 1 < len(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
             path = argv[index + 1]
         elif arg.startswith("--config="):
             path = arg.split("=", 1)[1]

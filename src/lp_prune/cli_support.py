@@ -21,7 +21,6 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
-from lp_prune.config.hub import resolve
 from lp_prune.errors import Interrupted
 from lp_prune.safe_yaml import install_in_jsonargparse
 
@@ -35,6 +34,8 @@ class ConfigFile(ActionConfigFile):
     """`--config FILE`, where a `configs/...` path not found here is the packaged one (config.hub)."""
 
     def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
+        from lp_prune.config.hub import resolve
+
         super().__call__(parser, cfg, resolve(values) if isinstance(values, str) else values, option_string)
 
 
@@ -52,8 +53,8 @@ def add_options(
     """Every field of the dataclass `options` as `--field VALUE`, its docstring the help line.
 
     `positional` names fields given without a flag (a list field takes one or more words);
-    `switches` are the spellings of bool flags that take no value (`--dry-run` and `--dry_run` set
-    the field dry_run).
+    `switches` are the bool flags that take no value (`--dry_run` sets the field dry_run; `underscored`
+    reads `--dry-run` as that).
     """
     named = {spelling: spelling.lstrip("-").replace("-", "_") for spelling in switches}
     parser.add_class_arguments(options, skip={*positional, *named.values()})
@@ -66,6 +67,21 @@ def add_options(
     for name in dict.fromkeys(named.values()):
         spellings = [spelling for spelling, field in named.items() if field == name]
         group.add_argument(*spellings, dest=name, action="store_true", help=docs[name])
+
+
+def underscored(argv: list[str]) -> list[str]:
+    """Multi-word flags in the one spelling the parsers know, with underscores as the config keys have
+    them: `--dry-run` -> `--dry_run`, `--no-wandb=true` -> `--no_wandb=true`. Dotted keys
+    (`--data.files.<language>`), values and words after a bare `--` stay as they are."""
+    words: list[str] = []
+    for index, word in enumerate(argv):
+        if word == "--":
+            return words + argv[index:]
+        key, equals, value = word[2:].partition("=")
+        if word.startswith("--") and "-" in key and "." not in key:
+            word = f"--{key.replace('-', '_')}{equals}{value}"
+        words.append(word)
+    return words
 
 
 def options_from(namespace: Namespace, options: type) -> Any:

@@ -26,7 +26,7 @@ from lp_prune.metrics.language_modeling import POSITION_CHUNK, VOCAB_CHUNK
 from lp_prune.pruning.method import get_method
 
 GIB = 1024**3
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 FLOAT32 = 4
 CPU_RUNTIME = int(0.9 * GIB)  # python, torch, transformers, lightning, tokenizer, text: 0.90 GiB RSS measured
 CUDA_CONTEXT = int(0.5 * GIB)

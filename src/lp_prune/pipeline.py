@@ -105,7 +105,7 @@ def _check_memory(config: RunConfig, model_config: Any, writer: RunWriter) -> No
     estimate = estimate_memory(config, ModelShape.from_config(model_config), device_kind(config.accelerator))
     writer.show(estimate.table(config.world_size))
     if config.check_memory:
-        check_fits(estimate, processes_per_machine=config.devices)
+        check_fits(estimate, processes_per_machine=config.processes_per_machine)
 
 
 def _prune_and_measure(
@@ -144,7 +144,7 @@ def _prune_and_measure(
         loggers=writer.loggers,
         callbacks=writer.checkpoint_callbacks(),
         activation_dir=run_dir.root / "activations",
-        restored=load_layer_results(run_dir.root, model) if resume else None,
+        restored=load_layer_results(run_dir.root, model, config.prune.linear_targets) if resume else None,
     )
     recorder = loop.run(timer.phase)
     check_finite_weights(model)  # the pruner checked its Linears; an embedding row no window reads it did not

@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from lp_prune.calibration.observers import StepObserver
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord, StepOutput
 from lp_prune.errors import UserError
-from lp_prune.models.layers import decoder_layers, layer_prefix, prunable_linears
+from lp_prune.models.layers import LinearTargets, decoder_layers, layer_prefix
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 from lp_prune.tracking import atomic_output, write_json
@@ -105,9 +105,12 @@ def layer_file(layer: int) -> str:
     return f"layer_{layer:03d}.safetensors"
 
 
-def load_layer_results(run_root: Path, model: torch.nn.Module) -> list[LayerResult]:
-    """The results of the layers an earlier attempt finished, checked against `model`, in layer order,
-    up to the first damaged layer file (that layer and the ones after it are recomputed)."""
+def load_layer_results(
+    run_root: Path, model: torch.nn.Module, targets: LinearTargets | None = None
+) -> list[LayerResult]:
+    """The results of the layers an earlier attempt finished, checked against the Linears of `model`
+    that `targets` prunes (default: all), in layer order, up to the first damaged layer file (that
+    layer and the ones after it are recomputed)."""
     done = layers_done(run_root)
     n_layers = len(decoder_layers(model))
     if done > n_layers:
@@ -115,14 +118,14 @@ def load_layer_results(run_root: Path, model: torch.nn.Module) -> list[LayerResu
     results = []
     for layer in range(done):
         try:
-            results.append(_load_layer(run_root, model, layer))
+            results.append(_load_layer(run_root, model, layer, targets or LinearTargets()))
         except DamagedLayer as damage:
             log.warning("%s; recomputing from layer %d", damage, layer)
             break
     return results
 
 
-def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResult:
+def _load_layer(run_root: Path, model: torch.nn.Module, layer: int, targets: LinearTargets) -> LayerResult:
     path = progress_dir(run_root) / layer_file(layer)
     try:
         with safe_open(path, framework="pt") as saved:
@@ -137,7 +140,7 @@ def _load_layer(run_root: Path, model: torch.nn.Module, layer: int) -> LayerResu
     written_by = metadata.get("run")
     if written_by and written_by != run_key(RunDirectory(run_root)):
         raise UserError(f"{run_root}: saved layer {layer} ({path.name}) was written by another run; wrong run?")
-    modules = dict(_layer_linears(model, layer))
+    modules = _layer_linears(model, layer, targets)
     if sorted(modules) != sorted(shapes):
         raise UserError(f"{run_root}: saved layer {layer} does not match the model's modules; wrong run?")
     for name, module in modules.items():
@@ -190,6 +193,9 @@ def _saved_grid(name: str, settings: dict | None, tensors: dict[str, torch.Tenso
     return QuantGrid(tensors[f"scale.{name}"], tensors[f"zero.{name}"], **settings, g_idx=tensors.get(f"g_idx.{name}"))
 
 
-def _layer_linears(model: torch.nn.Module, layer: int) -> list[tuple[str, torch.nn.Module]]:
-    prefix = layer_prefix(model, layer) + "."
-    return [(prefix + name, module) for name, module in prunable_linears(decoder_layers(model)[layer]).items()]
+def _layer_linears(model: torch.nn.Module, layer: int, targets: LinearTargets) -> dict[str, torch.nn.Module]:
+    """The pruned Linears of decoder layer `layer` by full module name."""
+    prefix = layer_prefix(model, layer)
+    return {
+        f"{prefix}.{name}": module for name, module in targets.of_layer(decoder_layers(model)[layer], prefix).items()
+    }

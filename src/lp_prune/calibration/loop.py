@@ -13,8 +13,10 @@ checkpoints), a folder for on-disk activations, the layers a resumed run restore
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,25 @@ from lp_prune.pruning.owl import owl_sparsities
 from lp_prune.pruning.statistics import window_weights
 
 Phase = Callable[[str], AbstractContextManager]  # e.g. PhaseTimer.phase: times the named phase
+# Where Lightning's Trainer says what it found ("GPU available: ...", "TPU available: ...", "💡 Tip: ...").
+LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's banners and its LeafSpec deprecation warning off inside the block (the Python API's
+    calls); its warnings and errors, and the progress bars, stay. Logging comes back as it was."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _untimed(name: str) -> AbstractContextManager:
@@ -86,6 +107,7 @@ class PruningLoop:
             activation_dir=activation_dir,
             outlier_threshold=prune.owl_threshold,
             compile_layers=config.compile_layers,
+            targets=prune.linear_targets,
         )
         recorder = CalibrationRecorder()
         observers = [recorder, PruningMetricsLogger(), *([LayerProgressBar()] if progress else []), *callbacks]
@@ -136,7 +158,7 @@ def trainer_kwargs(config: RunConfig, loggers: Sequence[Any] = (), progress: boo
     """The Trainer settings of the loop (and of the pipeline's perplexity passes)."""
     return {
         "accelerator": config.accelerator,
-        "devices": config.devices,
+        "devices": config.trainer_devices,
         "num_nodes": config.num_nodes,
         "strategy": config.strategy,
         "use_distributed_sampler": False,  # the calibration schedule is not data; windows are sharded by us

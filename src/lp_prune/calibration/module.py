@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -35,8 +35,10 @@ from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.results import LayerResult, LinearResult, StepOutput
 from lp_prune.calibration.schedule import Mode, Step, StepKind, build_schedule
 from lp_prune.data.windows import shard_bounds, shard_rows
+from lp_prune.errors import ConfigError
 from lp_prune.models.layers import (
     InputCollector,
+    LinearTargets,
     capture_layer_inputs,
     decoder_layers,
     layer_prefix,
@@ -61,6 +63,7 @@ class CalibrationOptions:
     activation_dir: Path | None = None  # parent folder of the on-disk activations
     outlier_threshold: float = 5.0  # scan: a Wanda score above this times the layer mean is an outlier
     compile_layers: bool = False  # torch.compile each layer for the passes without hooks (propagate, replay)
+    targets: LinearTargets = field(default_factory=LinearTargets)  # which Linears are pruned (prune.targets)
 
 
 class LayerwiseCalibration(L.LightningModule):
@@ -87,7 +90,16 @@ class LayerwiseCalibration(L.LightningModule):
         self.restored = {result.layer: result for result in restored or []}
         self.layers = decoder_layers(model)
         self.prefixes = [layer_prefix(model, i) for i in range(len(self.layers))]
-        self.groups = [sequential_groups(prunable_linears(layer), options.mode.in_order) for layer in self.layers]
+        # The one place that decides which Linears are pruned: prune.targets less prune.ignore.
+        self.targeted = [
+            options.targets.of_layer(layer, prefix) for layer, prefix in zip(self.layers, self.prefixes, strict=True)
+        ]
+        if options.mode is not Mode.SCAN and not any(self.targeted):
+            names = ", ".join(prunable_linears(self.layers[0]))
+            raise ConfigError(
+                f"prune {options.targets.describe()} names no Linear of the decoder layers (layer 0 has {names})"
+            )
+        self.groups = [sequential_groups(linears, options.mode.in_order) for linears in self.targeted]
         self._hidden: ActivationStore | None = None  # current layer's inputs, per batch
         self._kwargs: list[list[dict]] = []  # each layer's call arguments, per batch
         self._layer_linears: list[LinearResult] = []  # pruned so far in the current layer
@@ -100,8 +112,8 @@ class LayerwiseCalibration(L.LightningModule):
         return DataLoader(self.schedule(), batch_size=None, collate_fn=lambda step: step)
 
     def linears(self, layer: int, names: list[str] | None = None) -> dict[str, nn.Linear]:
-        """Linears of a layer (or only `names`, relative to it) by full module name."""
-        modules = prunable_linears(self.layers[layer])
+        """The pruned Linears of a layer (or only `names`, relative to it) by full module name."""
+        modules = self.targeted[layer]
         return {f"{self.prefixes[layer]}.{name}": modules[name] for name in names or modules}
 
     # --- the steps -----------------------------------------------------------------------------
@@ -116,7 +128,7 @@ class LayerwiseCalibration(L.LightningModule):
             StepKind.SCAN: self._scan,
         }[step.kind]
         run(step, output)
-        if step.ends_layer and self._layer_linears:
+        if step.ends_layer and self.pruner is not None:  # a layer with no targeted Linear too: checkpoints count it
             output.layer = LayerResult(step.layer, self._layer_linears, replayed=step.kind is StepKind.REPLAY)
             self._layer_linears = []
         return output
@@ -220,8 +232,10 @@ class LayerwiseCalibration(L.LightningModule):
         return hook
 
     def _scan(self, step: Step, output: StepOutput) -> None:
-        """Squared input norms of every Linear while the unpruned layer's outputs move on."""
-        linears = self.linears(step.layer)
+        """Squared input norms of every Linear (OWL's outlier share is the layer's, whatever is pruned)
+        while the unpruned layer's outputs move on."""
+        prefix = self.prefixes[step.layer]
+        linears = {f"{prefix}.{name}": linear for name, linear in prunable_linears(self.layers[step.layer]).items()}
         collector = InputCollector(linears, keep_gram=False)
         try:
             self._propagate(step, output)

@@ -69,7 +69,7 @@ class PruningMetricsLogger(StepObserver):
     """One row per finished layer: per-projection sparsity, error, relative error and SNR, layer means."""
 
     def observe(self, trainer: L.Trainer, output: StepOutput) -> None:
-        if output.layer is not None:
+        if output.layer is not None and output.layer.records:  # a layer prune.targets leaves whole has none
             log_layer(trainer, output.layer.layer, output.layer.records)
 
 
@@ -96,7 +96,8 @@ def layer_metrics(layer: int, records: list[ModuleRecord]) -> dict[str, float]:
 class LayerProgressBar(TQDMProgressBar):
     """Lightning's progress bar, labelled with the decoder layer and what its step does (calibration) or
     with the language (perplexity) from its first frame, never "Validation DataLoader N": calibration
-    and evaluation run as Lightning validation loops, but the user is pruning, not validating."""
+    and evaluation run as Lightning validation loops, but the user is pruning, not validating. Over
+    calibration it counts finished decoder layers (a layer takes several steps)."""
 
     _kind = "Validation"
 
@@ -115,9 +116,26 @@ class LayerProgressBar(TQDMProgressBar):
     ) -> None:
         bar = self.val_progress_bar
         if self.has_dataloader_changed(dataloader_idx):  # Lightning's reset, without its generic label
-            bar.reset(total=convert_inf(self.total_val_batches_current_dataloader))
+            layers = len(getattr(module, "layers", ()))
+            steps = convert_inf(self.total_val_batches_current_dataloader)
+            bar.reset(total=layers if isinstance(batch, Step) and layers else steps)
             bar.initial = 0
         bar.set_description(self.step_label(module, batch, dataloader_idx))
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not isinstance(batch, Step):
+            super().on_validation_batch_end(trainer, module, outputs, batch, batch_idx, dataloader_idx)
+        elif batch.ends_layer and not self.val_progress_bar.disable:
+            self.val_progress_bar.n = batch.layer + 1
+            self.val_progress_bar.refresh()
 
     @staticmethod
     def step_label(module: L.LightningModule, batch: Any, dataloader_idx: int) -> str:

@@ -9,11 +9,9 @@ from jsonargparse import ArgumentParser
 
 from lp_prune.analysis.options import AnalyzeOptions
 from lp_prune.cli_support import add_options
+from lp_prune.commands import COMMANDS
 
-HELP = (
-    "Analyse runs against their dense model: cumulative SNR per layer and language, LSAR language-specific "
-    "vs agnostic error, LAPE neurons, mask disagreement; plots, report, JSON + W&B."
-)
+HELP = COMMANDS["analyze"]
 
 
 OPTIONS = AnalyzeOptions

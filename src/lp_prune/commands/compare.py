@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
+from lp_prune.commands import COMMANDS
 from lp_prune.errors import UserError
 
 if TYPE_CHECKING:
     from lp_prune.analysis.compare.verdicts import Margins
 
-HELP = "Compare runs (run or sweep directories, W&B sweeps or groups): perplexity, mask IoU, SNR; report + W&B."
+HELP = COMMANDS["compare"]
 
 
 @dataclass

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser, Namespace
 
+from lp_prune.commands import COMMANDS
 from lp_prune.config.hub import HUB, HUB_FOLDERS, description, hub_files
 
-HELP = "List the packaged configs (--config) and sweep files (sweep FILE), with a line about each."
+HELP = COMMANDS["configs"]
 HEADINGS = {
     "configs": "Configs (lp-prune run --config FILE; later --config files override earlier ones):",
     "sweeps": 'Sweeps (lp-prune sweep FILE; wandb sweep "$(lp-prune sweep FILE --where)"):',

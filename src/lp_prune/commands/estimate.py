@@ -14,20 +14,23 @@ from typing import TYPE_CHECKING
 from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
-from lp_prune.config import RunConfig, run_config_from
+from lp_prune.commands import COMMANDS
+from lp_prune.commands.run import PRECISION_HELP, run_config_of
+from lp_prune.config import RunConfig
 from lp_prune.config.hub import resolve
 from lp_prune.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
-HELP = "Estimate a run's memory per process from the model's config (no weights load)."
+HELP = COMMANDS["estimate"]
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the run's keys")
+    parser.add_argument("-c", "--config", action=ConfigFile, help="YAML file with any of the run's keys")
     shape_help = "a config.json to plan with (no download); configs/models/shapes/ holds the study's models"
     parser.add_argument("--shape", type=str | None, default=None, help=shape_help)
+    parser.add_argument("--precision", type=str | None, default=None, help=PRECISION_HELP)
     parser.add_class_arguments(RunConfig)
 
 
@@ -35,7 +38,7 @@ def execute(namespace: Namespace) -> int:
     from lp_prune.memory import ModelShape, available_bytes, device_kind, estimate_memory, gib
     from lp_prune.models.loading import load_tokenizer_and_config
 
-    config = run_config_from(namespace)
+    config = run_config_of(namespace)
     config.validate()
     if namespace.shape is not None:
         model_config = shape_config(namespace.shape)

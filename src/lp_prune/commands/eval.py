@@ -19,11 +19,12 @@ from typing import Any
 from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
+from lp_prune.commands import COMMANDS
 from lp_prune.config import DataConfig, EvalConfig, ModelConfig, WandbConfig
 from lp_prune.config.tasks import check_task_language
 from lp_prune.languages import LANGUAGES
 
-HELP = "Evaluate a run's pruned model (or any model) on downstream tasks with lm-eval."
+HELP = COMMANDS["eval"]
 
 
 @dataclass

@@ -7,29 +7,67 @@ from pathlib import Path
 from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
+from lp_prune.commands import COMMANDS
 from lp_prune.config import RunConfig, run_config_from
-from lp_prune.errors import UserError
+from lp_prune.errors import ConfigError, UserError
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
-HELP = "Prune one model with one method and calibration language; measure and save the run."
+HELP = COMMANDS["run"]
+
+
+PRECISION_HELP = (
+    "the weights' precision in Lightning's spelling (32-true, bf16-true, 16-true, 64-true; bf16-mixed and 16-mixed "
+    "mean bf16-true and 16-true here): sets model.dtype"
+)
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the keys below")
+    parser.add_argument("-c", "--config", action=ConfigFile, help="YAML file with any of the keys below")
     parser.add_argument("--resume", type=str | None, default=None, help="continue the unfinished run in this folder")
+    parser.add_argument("--precision", type=str | None, default=None, help=PRECISION_HELP)
     parser.add_class_arguments(RunConfig)
 
 
 def execute(namespace: Namespace) -> int:
     from lp_prune.pipeline import run  # heavy imports only when needed
 
+    config = run_config_of(namespace)
     if namespace.resume is not None:
         folder = resume_folder(namespace.resume)
-        out = run(resume_config(RunDirectory(folder), run_config_from(namespace)), resume=True)
+        out = run(resume_config(RunDirectory(folder), config), resume=True)
     else:
-        out = run(run_config_from(namespace))
+        out = run(config)
     print_results(out)
     return 0
+
+
+def run_config_of(namespace: Namespace) -> RunConfig:
+    """The RunConfig of a parsed `run` or `estimate` command line: RunConfig's keys, and --precision."""
+    from lp_prune.launcher import with_precision
+
+    return with_precision(run_config_from(namespace), namespace.precision)
+
+
+def load_run_config(path: str) -> RunConfig:
+    """The RunConfig `lp-prune run --config PATH` builds before it runs: the same parser, the same checks
+    of the file, and code options dropped as from any file (lp_prune.load_config)."""
+    import argparse
+
+    from lp_prune.cli import check_config_files
+    from lp_prune.cli_support import configure_parsing, one_line
+    from lp_prune.config.code_options import flags_only
+
+    argv = ["--config", path]
+    check_config_files(["run", *argv])
+    configure_parsing()
+    parser = ArgumentParser(exit_on_error=False)
+    add_arguments(parser)
+    try:
+        namespace = parser.instantiate_classes(parser.parse_args(argv))
+    except argparse.ArgumentError as err:
+        raise ConfigError(one_line(err)) from None
+    flags_only(namespace, [], "run")
+    return run_config_of(namespace)
 
 
 def resume_folder(given: str) -> Path:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
+from lp_prune.commands import COMMANDS
 from lp_prune.sweeps.study import StudyOptions
 
-HELP = "Run the study's grid (or given grid sweeps), analyse and compare it: the claims beside the study's, one report."
+HELP = COMMANDS["study"]
 
 OPTIONS = StudyOptions
 

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from jsonargparse import ArgumentParser
 
 from lp_prune.cli_support import add_options
+from lp_prune.commands import COMMANDS
 
 if TYPE_CHECKING:
     from lp_prune.sweeps.expand import Sweep
     from lp_prune.sweeps.runner import PlannedRun, RunOutcome
 
-HELP = "Run a W&B sweep file locally (grid, random or bayes; offline W&B), skipping finished runs."
+HELP = COMMANDS["sweep"]
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SweepOptions:
     dry_run: bool = False
     """List the runs and their commands, run nothing."""
     max_runs: int = 10_000
-    """Refuse a sweep of more runs than this (counted before any is listed, --dry-run too)."""
+    """Refuse a sweep of more runs than this (counted before any is listed, --dry_run too)."""
     where: bool = False
     """Print where FILE is (a packaged one: its full path) and exit, for `wandb sweep "$(lp-prune sweep F --where)"`."""
     trust_remote_code: bool = False
@@ -56,7 +57,7 @@ OPTIONS = SweepOptions
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    add_options(parser, SweepOptions, positional=("file",), switches=("--dry-run", "--dry_run", "--where"))
+    add_options(parser, SweepOptions, positional=("file",), switches=("--dry_run", "--where"))
 
 
 def execute(options: SweepOptions) -> int:
@@ -118,7 +119,7 @@ def report(sweep: Sweep, runs: list[PlannedRun], outcomes: list[RunOutcome], fol
 
 
 def print_plan(runs: list[PlannedRun], folder: Path) -> None:
-    """--dry-run: each run's status and command, then how many are done, to run and to resume."""
+    """--dry_run: each run's status and command, then how many are done, to run and to resume."""
     for run in runs:
         print(f"{run.status:>10}  {run.name}  {' '.join(run.argv)}")
     done = sum(run.complete for run in runs)

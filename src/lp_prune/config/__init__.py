@@ -7,81 +7,59 @@
 - io: the jsonargparse parser and read_run_config for a saved run's config.yaml;
 - hub: the packaged configs/ and sweeps/ files, found by those paths from any folder.
 
-Everything is importable from lp_prune.config itself.
+Everything is importable from lp_prune.config itself. Names load on first use: the command line reads
+config.hub and config.code_options without the schema (which loads torch through lp_prune.pruning).
 """
 
-from lp_prune.config.data_schema import DATA_SOURCES, REFERENCE_SETS, DataConfig, DataSource, GenerationConfig
-from lp_prune.config.io import read_run_config, run_config_from, run_config_parser
-from lp_prune.config.recipe import (
-    MIX_SUM_TOLERANCE,
-    CalibrationRecipe,
-    calibration_mix,
-    label_languages,
-    proportional_counts,
-)
-from lp_prune.config.schema import (
-    ACTIVATION_PLACES,
-    DTYPES,
-    PACKAGED_MODEL,
-    WANDB_MODES,
-    Accelerator,
-    ActivationPlace,
-    Dtype,
-    EvalConfig,
-    LocalErrorMode,
-    ModelConfig,
-    PruneConfig,
-    RunConfig,
-    StatisticsRule,
-    Strategy,
-    WandbConfig,
-    WandbMode,
-)
-from lp_prune.config.tasks import STUDY_TASKS, TASK_SHORTHANDS, check_task_name, split_list
-from lp_prune.config.values import SEED_LIMIT, check_seed, parse_pattern, size_in_bytes
-from lp_prune.errors import ConfigError, DataError
-from lp_prune.languages import LANGUAGES, check_language_code
+from __future__ import annotations
 
-__all__ = [
-    "ACTIVATION_PLACES",
-    "DATA_SOURCES",
-    "DTYPES",
-    "LANGUAGES",
-    "MIX_SUM_TOLERANCE",
-    "PACKAGED_MODEL",
-    "REFERENCE_SETS",
-    "SEED_LIMIT",
-    "STUDY_TASKS",
-    "TASK_SHORTHANDS",
-    "WANDB_MODES",
-    "Accelerator",
-    "ActivationPlace",
-    "CalibrationRecipe",
-    "ConfigError",
-    "DataConfig",
-    "DataError",
-    "DataSource",
-    "Dtype",
-    "EvalConfig",
-    "GenerationConfig",
-    "LocalErrorMode",
-    "ModelConfig",
-    "PruneConfig",
-    "RunConfig",
-    "StatisticsRule",
-    "Strategy",
-    "WandbConfig",
-    "WandbMode",
-    "calibration_mix",
-    "check_language_code",
-    "check_seed",
-    "check_task_name",
-    "label_languages",
-    "parse_pattern",
-    "proportional_counts",
-    "read_run_config",
-    "run_config_from",
-    "run_config_parser",
-    "size_in_bytes",
-    "split_list",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "lp_prune.config.data_schema": ("DATA_SOURCES", "REFERENCE_SETS", "DataConfig", "DataSource", "GenerationConfig"),
+    "lp_prune.config.io": ("read_run_config", "run_config_from", "run_config_parser"),
+    "lp_prune.config.recipe": (
+        "MIX_SUM_TOLERANCE",
+        "CalibrationRecipe",
+        "calibration_mix",
+        "label_languages",
+        "proportional_counts",
+    ),
+    "lp_prune.config.schema": (
+        "ACTIVATION_PLACES",
+        "DTYPES",
+        "PACKAGED_MODEL",
+        "WANDB_MODES",
+        "Accelerator",
+        "ActivationPlace",
+        "Dtype",
+        "EvalConfig",
+        "LocalErrorMode",
+        "ModelConfig",
+        "PruneConfig",
+        "RunConfig",
+        "StatisticsRule",
+        "Strategy",
+        "WandbConfig",
+        "WandbMode",
+    ),
+    "lp_prune.config.tasks": ("STUDY_TASKS", "TASK_SHORTHANDS", "check_task_name", "split_list"),
+    "lp_prune.config.values": ("SEED_LIMIT", "check_seed", "parse_pattern", "size_in_bytes"),
+    "lp_prune.errors": ("ConfigError", "DataError"),
+    "lp_prune.languages": ("LANGUAGES", "check_language_code"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'lp_prune.config' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # found once; later look-ups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

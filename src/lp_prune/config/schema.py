@@ -15,12 +15,13 @@ from typing import Any, Literal, get_args
 from lp_prune.config.data_schema import DataConfig
 from lp_prune.config.recipe import CalibrationRecipe
 from lp_prune.config.tasks import check_task_language, check_task_name, split_list
-from lp_prune.config.values import check_finite, check_seed, parse_pattern, size_in_bytes
+from lp_prune.config.values import check_finite, check_seed, parse_devices, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
+from lp_prune.models.layers import LinearTargets, check_patterns
 from lp_prune.pruning.method import PruneSettings, get_method, prunes
 
-Dtype = Literal["float32", "bfloat16", "float16"]
+Dtype = Literal["float32", "bfloat16", "float16", "float64"]
 ActivationPlace = Literal["device", "cpu", "disk"]
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
@@ -113,6 +114,12 @@ class PruneConfig:
     """OWL: a score above this many times its layer's mean is an outlier."""
     owl_lambda: float = 0.08
     """OWL: layer sparsities span 2 x owl_lambda around prune.sparsity."""
+    targets: list[str] | str = field(default_factory=lambda: ["Linear"])
+    """Which Linears of the decoder layers are pruned, as llm-compressor names modules: a class (Linear), a module
+    name or its last parts (down_proj, mlp.down_proj), or re:<regex> matched from the start of the full module
+    name (re:.*self_attn.*)."""
+    ignore: list[str] | str = field(default_factory=list)
+    """Linears left as they are although a target names them, in the same patterns (e.g. [re:.*down_proj])."""
 
     def validate(self) -> None:
         method = get_method(self.method)  # one line naming the known methods
@@ -139,6 +146,11 @@ class PruneConfig:
                 raise ConfigError(f"prune.language_weights.{lang} must be positive, got {weight}")
         if self.statistics == "weighted" and not self.language_weights:
             raise ConfigError("prune.statistics weighted needs prune.language_weights, e.g. {en: 0.5, sw: 0.5}")
+        self.targets, self.ignore = _pattern_list(self.targets), _pattern_list(self.ignore)
+        if not self.targets:
+            raise ConfigError("prune.targets is empty, so nothing would be pruned; the default is [Linear]")
+        check_patterns(self.targets, "prune.targets")
+        check_patterns(self.ignore, "prune.ignore")
 
     def _validate_owl(self) -> None:
         if self.n_m is not None:
@@ -156,6 +168,11 @@ class PruneConfig:
     @property
     def n_m(self) -> tuple[int, int] | None:
         return parse_pattern(self.pattern)
+
+    @property
+    def linear_targets(self) -> LinearTargets:
+        """The Linears this config prunes (prune.targets less prune.ignore)."""
+        return LinearTargets(tuple(_pattern_list(self.targets)), tuple(_pattern_list(self.ignore)))
 
     @property
     def local_error_mode(self) -> str:
@@ -188,6 +205,18 @@ class PruneConfig:
             return 0.0
         nm = self.n_m
         return nm[0] / nm[1] if nm else self.sparsity
+
+
+def _uses_cuda(accelerator: str) -> bool:
+    """Whether Lightning runs on CUDA GPUs with this accelerator (auto: when one is visible)."""
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _pattern_list(patterns: list[str] | str | None) -> list[str]:
+    """A list of module patterns; one pattern may be given alone (`--prune.ignore re:.*down_proj`)."""
+    return [patterns] if isinstance(patterns, str) else list(patterns or [])
 
 
 @dataclass
@@ -315,8 +344,9 @@ class RunConfig:
     # Scale (docs/scaling.md): data-parallel calibration over devices x num_nodes processes
     # (strategy ddp: gloo on CPU, NCCL on GPU); the model kept on the CPU with one decoder layer at
     # a time on the accelerator; cached layer inputs on the device, in CPU memory or on disk.
-    devices: int = 1
-    """Processes per machine (data-parallel calibration with strategy ddp)."""
+    devices: int | list[int] | str = 1
+    """Devices per machine, one process each (data-parallel calibration with strategy ddp), as Lightning spells
+    them: a number, auto (every GPU here with a GPU accelerator, else 1), or device ids ([0,1] or 0,1)."""
     num_nodes: int = 1
     """Machines."""
     strategy: Strategy = "auto"
@@ -342,8 +372,9 @@ class RunConfig:
         self.eval.validate()
         self.wandb.validate()
         check_seed(self.seed, "seed")
-        if self.devices < 1 or self.num_nodes < 1:
-            raise ConfigError(f"devices and num_nodes must be at least 1, got {self.devices} and {self.num_nodes}")
+        self.devices = parse_devices(self.devices)
+        if isinstance(self.num_nodes, bool) or not isinstance(self.num_nodes, int) or self.num_nodes < 1:
+            raise ConfigError(f"num_nodes must be a whole number of at least 1, got {self.num_nodes!r}")
         recipe = self.recipe()
         if recipe.total < self.world_size:
             raise ConfigError(f"{recipe.total} calibration windows cannot be shared by {self.world_size} processes")
@@ -358,7 +389,28 @@ class RunConfig:
 
     @property
     def world_size(self) -> int:
-        return self.devices * self.num_nodes
+        return self.processes_per_machine * self.num_nodes
+
+    @property
+    def processes_per_machine(self) -> int:
+        """How many devices `devices` names: its count, its ids, or for auto Lightning's choice (every
+        visible GPU with a GPU accelerator, else 1)."""
+        devices = parse_devices(self.devices)
+        if isinstance(devices, list):
+            return len(devices)
+        if devices == "auto":
+            import torch
+
+            return max(torch.cuda.device_count(), 1) if _uses_cuda(self.accelerator) else 1
+        return devices
+
+    @property
+    def trainer_devices(self) -> int | list[int] | str:
+        """`devices` as Lightning's Trainer takes it for this accelerator (device ids on the CPU: their count)."""
+        devices = parse_devices(self.devices)
+        if isinstance(devices, list) and not _uses_cuda(self.accelerator):
+            return len(devices)
+        return devices
 
     def recipe(self) -> CalibrationRecipe:
         """The calibration recipe: data.calibration_language, data.nsamples and data.source with

@@ -76,3 +76,37 @@ def _check_finite_value(value: Any, key: str) -> None:
             _check_finite_value(inner, f"{key}[{index}]")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be a finite number, got {value}")
+
+
+Devices = int | list[int] | str  # a count, device ids, or "auto": Lightning's Trainer(devices=...)
+_DEVICE_SPELLINGS = "auto, a number of devices (2), or device ids ([0,1] or 0,1)"
+
+
+def parse_devices(value: Any, key: str = "devices") -> Devices:
+    """Lightning's spellings of devices in one form: "auto"; a count (2, "2") as an int >= 1; device ids
+    ([0, 1], "[0,1]", "0,1", "1,") as a list of distinct ints >= 0."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            value = int(text)
+        else:
+            parts = [part.strip() for part in text.strip("[]").split(",")]
+            if text.startswith("[") != text.endswith("]") or not all(part.isdigit() for part in parts if part):
+                raise ConfigError(f"{key} '{value}' is not one of: {_DEVICE_SPELLINGS}")
+            value = [int(part) for part in parts if part]
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} {value!r} is not one of: {_DEVICE_SPELLINGS}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value} ({_DEVICE_SPELLINGS})")
+        return value
+    if isinstance(value, list | tuple):
+        ids = list(value)
+        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ConfigError(f"{key} {value!r} is not one of: {_DEVICE_SPELLINGS}")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"{key} {value!r} names a device twice")
+        return ids
+    raise ConfigError(f"{key} {value!r} is not one of: {_DEVICE_SPELLINGS}")

@@ -124,21 +124,24 @@ def _too_few(name: str, available: int, seqlen: int, asked: int, hint: str) -> D
 def calibration_windows(
     blocks: Sequence[str],
     tokenizer: Any,
-    nsamples: int,
+    nsamples: int | None,
     seqlen: int,
     seed: int,
     *,
     name: str = "calibration text",
+    hint: str = "lower data.nsamples or data.seqlen",
 ) -> TokenWindows:
-    """`nsamples` windows drawn without replacement (seeded) from the blocks' non-overlapping windows.
+    """`nsamples` windows (None: every one) drawn without replacement (seeded) from the blocks'
+    non-overlapping windows.
 
     Origin of a row: {"window": k, "offset": first text token}: the k-th window of the blocks' token
     stream (blocks back to back), which starts at text token k * (seqlen - BOS) of that stream.
     """
     n_text = text_tokens_per_window(tokenizer, seqlen)
     rows = _cut_stream(tokenize_stream(blocks, tokenizer), n_text)
-    if rows.shape[0] < nsamples:
-        raise _too_few(name, rows.shape[0], seqlen, nsamples, "lower data.nsamples or data.seqlen")
+    nsamples = rows.shape[0] if nsamples is None else nsamples
+    if rows.shape[0] < max(nsamples, 1):
+        raise _too_few(name, rows.shape[0], seqlen, max(nsamples, 1), hint)
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(rows.shape[0], generator=generator)[:nsamples]
     windows = make_windows(rows[picked], tokenizer)

@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import os
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,11 +319,32 @@ def _score(result: Mapping[str, Any], metric: str) -> str:
 
 @contextlib.contextmanager
 def _quiet_lm_eval() -> Iterator[None]:
-    """lm-eval logs every request batch and setting at INFO; keep its warnings and errors only."""
+    """lm-eval logs every request batch and setting at INFO; keep its warnings and errors only. Its
+    record of the git commit asks git with stderr open, which prints `fatal: not a git repository`
+    outside one: the same question is asked quietly instead."""
+    import lm_eval.evaluator
+
     logger = logging.getLogger("lm_eval")
     level = logger.level
     logger.setLevel(max(level, logging.WARNING))
+    ask_git = lm_eval.evaluator.get_git_commit_hash
+    lm_eval.evaluator.get_git_commit_hash = _git_commit
     try:
         yield
     finally:
         logger.setLevel(level)
+        lm_eval.evaluator.get_git_commit_hash = ask_git
+
+
+def _git_commit() -> str | None:
+    """What lm-eval records as `git_hash`: `git describe --always` in the working folder, else the commit
+    its .git folder names; None outside a repository. git's own complaints are not shown."""
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        described = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        described = None
+    if described is not None and described.returncode == 0:
+        return described.stdout.strip()
+    return get_commit_from_path(os.getcwd())

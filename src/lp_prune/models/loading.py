@@ -43,7 +43,7 @@ from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 _CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 _SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qwen2, Gemma-3 and Cohere"
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header

@@ -1,6 +1,11 @@
 """README.md model cards for the saved model folders (model/ and model-compressed/), as the Hugging Face
-hub shows them: YAML front matter (library_name, tags, base_model, language), then what was pruned,
-how it was calibrated, the run's perplexities from its summary, and how to load the folder.
+hub shows them: the Hub's metadata header (library_name, tags, base_model, license, language, and a
+model-index with the pruned model's perplexities), then what was pruned, how it was calibrated, the
+run's perplexities from its summary, and how to load the folder. The header is written with
+huggingface_hub's ModelCardData and EvalResult (offline).
+
+The license is the base model's where it is known: the packaged Gemma's (gemma), or the one in the
+header of the base model's own card, in its local folder or in the Hub cache (nothing is downloaded).
 
 Written once the run's summary is known, so the numbers in the card are summary.json's.
 """
@@ -13,9 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lp_prune.languages import LANGUAGES
+from lp_prune.config.schema import PACKAGED_MODEL
+from lp_prune.data.reference import REFERENCE_RECIPES
+from lp_prune.languages import LANGUAGES, mc4_config
 from lp_prune.pruning.method import structured, zeroes
 from lp_prune.tracking.files import atomic_write_text
 
@@ -34,6 +41,11 @@ METHOD_NAMES = {  # the built-in methods as their papers name them; a plugin met
     "wanda_sp": "Wanda-sp (structured)",
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# The packaged default: Google's Gemma-3-270M as a Q4_K_M GGUF, whose metadata says general.license gemma.
+PACKAGED_BASE_MODEL = "google/gemma-3-270m"
+PACKAGED_LICENSE = "gemma"
+LICENSE_KEYS = ("license", "license_name", "license_link")  # license "other" names and links its terms
+MAX_BASE_CARD_BYTES = 1 << 20  # a base model's README.md read for its license: larger ones are not read
 
 
 def format_number(value: float | None) -> str:
@@ -44,10 +56,43 @@ def format_number(value: float | None) -> str:
 
 
 def base_model(name: str) -> str | None:
-    """The hub id the run started from; None for a local folder or a packaged model."""
+    """The hub id the run started from (the packaged Gemma's original for the packaged model); None for a
+    local folder."""
+    if name == PACKAGED_MODEL:
+        return PACKAGED_BASE_MODEL
     if Path(name).exists() or not _HUB_ID.fullmatch(name):
         return None
     return name
+
+
+def base_license(name: str, revision: str | None = None) -> dict[str, str]:
+    """The base model's license fields (license, and license_name / license_link with license other)
+    where they are known: the packaged Gemma's, or those in the header of the model's card (README.md)
+    in its local folder or in the Hub cache; {} otherwise. Nothing is downloaded."""
+    if name == PACKAGED_MODEL:
+        return {"license": PACKAGED_LICENSE}
+    card = _base_card_path(name, revision)
+    if card is None or card.stat().st_size > MAX_BASE_CARD_BYTES:
+        return {}
+    try:
+        data = ModelCard.load(card, ignore_metadata_errors=True).data
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    fields = {key: getattr(data, key, None) for key in LICENSE_KEYS}
+    return {key: value for key, value in fields.items() if isinstance(value, str) and value}
+
+
+def _base_card_path(name: str, revision: str | None) -> Path | None:
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        card = folder / CARD_FILE
+        return card if card.is_file() else None
+    if not _HUB_ID.fullmatch(name):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, CARD_FILE, revision=revision)
+    return Path(cached) if isinstance(cached, str | Path) and Path(cached).is_file() else None  # else not cached
 
 
 def pattern_text(summary: RunSummary) -> str:
@@ -79,18 +124,25 @@ def model_card(
         tags = ["lp-prune", "quantized", summary.method]
     if compressed is not None:
         tags.append("compressed-tensors")
-    front: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation", "tags": tags}
-    if base_model(summary.model):
-        front["base_model"] = summary.model
-    if languages:
-        front["language"] = languages
+    heading = f"{title}, {'pruned' if sparse else 'quantized'} with {method}"
+    results = eval_results(summary, config)
+    front = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=tags,
+        base_model=base_model(summary.model),
+        language=languages or None,
+        model_name=heading if results else None,
+        eval_results=results or None,
+        **base_license(summary.model, config.model.revision),
+    )
     sparsity = "n/a" if summary.sparsity is None else f"{summary.sparsity:.4f}"
     lines = [
         "---",
-        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
+        front.to_yaml(),
         "---",
         "",
-        f"# {title}, {'pruned' if sparse else 'quantized'} with {method}",
+        f"# {heading}",
         "",
         _what_folder(compressed, dense is not None),
         "",
@@ -104,6 +156,9 @@ def model_card(
         f"- Pruned Linear modules: {len(summary.modules)}",
         f"- Base model: {summary.model}",
     ]
+    targets = config.prune.linear_targets
+    if targets != type(targets)():
+        lines.append(f"- Linears chosen by prune.targets and prune.ignore: {targets.describe()}")
     if is_pack_quantized(compressed):
         lines += _stored_quantized(compressed, summary.sparsity if sparse else None)
     elif compressed is not None or dense is not None:
@@ -138,7 +193,52 @@ def model_card(
         + ". The run directory's summary.json and config.yaml hold the full record.",
         "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard("\n".join(lines)))
+
+
+def eval_results(summary: RunSummary, config: RunConfig) -> list[EvalResult]:
+    """The model-index entries: the pruned model's perplexity on each evaluated language's held-out text
+    and on each reference set (the dense model's are its base model's, not this card's)."""
+    results = []
+    for name, value in summary.perplexity.get("pruned", {}).items():
+        if value is None or not math.isfinite(value):
+            continue
+        dataset = _evaluation_dataset(name, config)
+        results.append(
+            EvalResult(
+                task_type="text-generation",
+                task_name="Language modeling",
+                metric_type="perplexity",
+                metric_name=f"Perplexity ({name})",
+                metric_value=round(value, 4),
+                **dataset,
+            )
+        )
+    return results
+
+
+def _evaluation_dataset(name: str, config: RunConfig) -> dict[str, str]:
+    """EvalResult's dataset fields for the held-out text of language (or reference set) `name`."""
+    if name in REFERENCE_RECIPES:
+        recipe = REFERENCE_RECIPES[name]
+        config_name = {"dataset_config": recipe.config} if recipe.config else {}
+        return {"dataset_type": recipe.dataset, "dataset_name": name, "dataset_split": recipe.split, **config_name}
+    source = config.data.source
+    if source == "mc4":
+        return {
+            "dataset_type": "allenai/c4",
+            "dataset_name": f"mC4 {name}",
+            "dataset_config": mc4_config(name),
+            "dataset_split": "validation",
+        }
+    if source == "files":
+        return {"dataset_type": "local", "dataset_name": f"held-out part of data.files.{name}", "dataset_config": name}
+    return {  # packaged text (also what token-file and generated calibration evaluate on)
+        "dataset_type": "dataset-build",
+        "dataset_name": f"held-out packaged {name} text",
+        "dataset_config": name,
+        "dataset_split": "held-out",
+    }
 
 
 def is_pack_quantized(compressed: Mapping[str, Any] | None) -> bool:
