@@ -20,6 +20,7 @@ from lp_prune.evaluation.downstream import (
     plan_tasks,
     run_lm_eval,
 )
+from quiz_tasks import write_quiz_task
 
 QUESTIONS = [("The sky is", ["blue", "green", "loud"], 0), ("Two plus two is", ["five", "four", "red"], 1)]
 QUESTIONS += [("Water is", ["dry", "wet", "square"], 1), ("Fire is", ["hot", "cold", "blue"], 0)]
@@ -28,23 +29,7 @@ QUESTIONS += [("Water is", ["dry", "wet", "square"], 1), ("Fire is", ["hot", "co
 @pytest.fixture
 def user_tasks(tmp_path) -> Path:
     """A user's own lm-eval task folder: one multiple-choice task over a local JSON lines file."""
-    folder = tmp_path / "my_tasks"
-    folder.mkdir()
-    data = folder / "items.jsonl"
-    data.write_text("".join(json.dumps({"q": q, "choices": c, "label": label}) + "\n" for q, c, label in QUESTIONS))
-    (folder / "my_quiz.yaml").write_text(
-        "task: my_quiz\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "output_type: multiple_choice\n"
-        "test_split: test\n"
-        "doc_to_text: q\n"
-        "doc_to_choice: choices\n"
-        "doc_to_target: label\n"
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "metadata:\n  version: 2.0\n"
-    )
-    return folder
+    return write_quiz_task(tmp_path / "my_tasks", "my_quiz", QUESTIONS, version="2.0")
 
 
 # --- task lists ---------------------------------------------------------------------------------------

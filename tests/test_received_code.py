@@ -13,6 +13,7 @@ import yaml
 
 from lp_prune.cli import main
 from lp_prune.tracking import RunDirectory, read_json
+from quiz_tasks import write_quiz_task
 
 SMALL = [
     "--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2",
@@ -65,24 +66,7 @@ def custom_code_model(tmp_path_factory, marks) -> Path:
 
 
 def _task_folder(folder: Path, task: str, function: str | None) -> Path:
-    folder.mkdir(parents=True)
-    data = folder / "items.jsonl"
-    data.write_text("".join(json.dumps({"q": q, "choices": c, "label": label}) + "\n" for q, c, label in QUESTIONS))
-    process = f"process_docs: !function {function}\n" if function else ""
-    (folder / f"{task}.yaml").write_text(
-        f"task: {task}\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        f"{process}"
-        "output_type: multiple_choice\n"
-        "test_split: test\n"
-        "doc_to_text: q\n"
-        "doc_to_choice: choices\n"
-        "doc_to_target: label\n"
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-        "metadata:\n  version: 1.0\n"
-    )
-    return folder
+    return write_quiz_task(folder, task, QUESTIONS, function)
 
 
 @pytest.fixture(scope="module")
