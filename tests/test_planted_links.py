@@ -2,7 +2,6 @@
 elsewhere: the run refuses it in one line naming it, the files it points to keep every byte, and
 nothing is created where it points. Each test plants the link it is named after."""
 
-import errno
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ import torch
 from lp_prune.cli import main
 from lp_prune.errors import UserError
 from lp_prune.tracking import RunDirectory
+from stopped_runs import stop_while_saving
 
 SMALL = [
     "--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2",
@@ -52,18 +52,11 @@ def fail_line(capsys) -> str:
 def unfinished_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A --save_model run that stopped while saving (a full disk): RUNNING, every layer in progress/,
     the tokenizer in model/ already."""
-    import lp_prune.tracking.run_writer
-
     out = tmp_path_factory.mktemp("unfinished") / "run"
-
-    def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LP_PRUNE_CACHE", str(tmp_path_factory.mktemp("cache")))
         patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(lp_prune.tracking.run_writer, "save_masks", full_disk)
-        assert main(run_args(tiny_model_dir, out)) == 2
+        stop_while_saving(lambda: main(run_args(tiny_model_dir, out)))
     assert RunDirectory(out).status() == "RUNNING"
     assert (out / "progress" / "state.json").is_file() and (out / "model" / "tokenizer.json").is_file()
     return out

@@ -14,6 +14,7 @@ import yaml
 from lp_prune.cli import main
 from lp_prune.tracking import RunDirectory, read_json
 from quiz_tasks import write_quiz_task
+from stopped_runs import stop_while_saving
 
 SMALL = [
     "--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2",
@@ -107,21 +108,11 @@ def complete_run(custom_code_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unfinished_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A run that stopped while saving (a full disk): RUNNING, with every layer in progress/."""
-    import errno
-    import os
-
-    import lp_prune.tracking.run_writer
-
     out = tmp_path_factory.mktemp("unfinished") / "run"
-
-    def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
+    args = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), "--prune.method", "wanda"]
     with pytest.MonkeyPatch.context() as patch:
         _isolated(patch, tmp_path_factory.mktemp("cache"))
-        patch.setattr(lp_prune.tracking.run_writer, "save_masks", full_disk)
-        args = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), "--prune.method", "wanda"]
-        assert main([*args, *SMALL, "--eval.perplexity", "false"]) == 2
+        stop_while_saving(lambda: main([*args, *SMALL, "--eval.perplexity", "false"]))
     assert RunDirectory(out).status() == "RUNNING"
     return out
 

@@ -1,12 +1,8 @@
 """Resume after a real kill, determinism, and what an unfinished run looks like to other tools."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -14,6 +10,7 @@ from safetensors.torch import load_file
 import lp_prune
 from lp_prune.cli import main
 from lp_prune.tracking import read_json
+from stopped_runs import start_held
 from wandb_offline import find_offline_runs, read_history, run_file
 
 SMALL = [
@@ -57,24 +54,9 @@ def test_same_seed_gives_identical_runs(tiny_model_dir, reference_runs, tmp_path
     assert {"torch", "transformers", "lightning", "lp_prune"} <= set(versions)
 
 
-HOLD = Path(__file__).with_name("hold_after_layer.py")  # lp-prune, held once a given layer is saved
-
-
 def start_and_kill_after(layer: int, args: list[str], out, env_extra=None):
-    """A real `lp-prune run` process, SIGKILLed once layer `layer` is saved."""
-    env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.Popen([sys.executable, str(HOLD), str(layer), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    state = out / "progress" / "state.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if state.exists() and json.loads(state.read_text())["layers_done"] == layer + 1 and logged_layers(out) > layer:
-            break
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("the run never reached the layer")
+    """A real `lp-prune run` process, SIGKILLed once layer `layer` is saved and its W&B row logged."""
+    proc = start_held(layer, args, out, env_extra, lambda: logged_layers(out) > layer, subprocess.DEVNULL)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 

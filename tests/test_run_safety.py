@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,13 @@ from lp_prune.tracking import RunDirectory, read_json
 from lp_prune.tracking.fingerprint import check_resumable
 from lp_prune.tracking.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock
 from lp_prune.tracking.wandb_logger import artifact_name
+from stopped_runs import start_held
 
 SMALL = [
     "--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2",
     "--data.eval_windows", "1", "--data.eval_seqlen", "32", "--data.eval_languages", "[en]",
     "--save_model", "true",
 ]  # fmt: skip
-HOLD = Path(__file__).with_name("hold_after_layer.py")  # lp-prune, held once a given layer is saved
 EVIL_MARK = "imported_custom_code"
 
 
@@ -43,22 +42,6 @@ def listing(folder: Path) -> dict[str, bytes]:
 def same_masks(a: Path, b: Path) -> bool:
     masks_a, masks_b = lp_prune.load_masks(a), lp_prune.load_masks(b)
     return masks_a.keys() == masks_b.keys() and all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
-
-
-def start_held(layer: int, args: list[str], out: Path) -> subprocess.Popen:
-    """A real `lp-prune run` process that waits once layer `layer` is checkpointed."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HOLD), str(layer), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    state = out / "progress" / "state.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if state.exists() and json.loads(state.read_text() or "{}").get("layers_done") == layer + 1:
-            return proc
-        assert proc.poll() is None, f"the run ended before layer {layer} was saved: {proc.communicate()[1][-2000:]}"
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run never reached the layer")
 
 
 @pytest.fixture(scope="module")
