@@ -1,4 +1,5 @@
-"""Figures of `lp-prune analyze` (PNG, matplotlib without a display), one set per pruning setting."""
+"""Figures of `lp-prune analyze` (PNG, matplotlib without a display), one set per pruning setting, each
+at most a page wide."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
+from lp_prune.analysis.render import (
+    FIGURE_MAX_WIDTH,
+    HIGHLIGHT,
+    figure_width,
+    panel_grid,
+    save_figure,
+    slug,
+)
 from lp_prune.analysis.result import AnalysisResult
 
 
@@ -30,9 +38,9 @@ def runs_by_setting(result: AnalysisResult) -> dict[str, list[dict[str, Any]]]:
 def snr_per_layer(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """One panel per evaluation language, one line per calibration language (bold: the same language)."""
     languages = result.languages
-    cols = min(4, len(languages))
-    rows = math.ceil(len(languages) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), sharex=True, squeeze=False)
+    rows, cols = panel_grid(len(languages))
+    size = (figure_width(3.3 * cols), 2.8 * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, squeeze=False)
     for ax, lang in zip(axes.flat, languages, strict=False):
         for run in runs:
             values = result.snr_db[run["key"]][lang]
@@ -58,7 +66,7 @@ def snr_heatmap(result: AnalysisResult, runs: list[dict[str, Any]], title: str, 
     languages = result.languages
     grid = [[result.snr_db[run["key"]][lang][-1] for lang in languages] for run in runs]
     best = [max(range(len(runs)), key=lambda i, j=j: grid[i][j]) for j in range(len(languages))]
-    fig, ax = plt.subplots(figsize=(1.0 * len(languages) + 2, 0.55 * len(runs) + 1.6))
+    fig, ax = plt.subplots(figsize=(figure_width(1.0 * len(languages) + 2), 0.55 * len(runs) + 1.6))
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(languages)), languages)
     ax.set_yticks(range(len(runs)), [run["label"] for run in runs])
@@ -101,7 +109,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
     """Left: mean shift of the LAPE neurons' p on their own language; right: mean |shift| by dense p."""
     lape = result.lape
     neuron_languages = [lang for lang, n in lape["per_language"].items() if n]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(runs) + 3))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_MAX_WIDTH, 0.5 * len(runs) + 3))
     grid = [[lape["runs"][run["key"]]["mean_shift"].get(lang, math.nan) for lang in neuron_languages] for run in runs]
     limit = max((abs(v) for row in grid for v in row if not math.isnan(v)), default=1e-3) or 1e-3
     image = left.imshow(grid, cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto")
@@ -138,7 +146,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
 def mask_structure_plot(structure: dict[str, Any], title: str, path: Path) -> Path:
     """Left: share of positions where calibration languages' masks disagree, per layer; right: row vs column
     unevenness (coefficient of variation of the per-row / per-column disputed rate)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_MAX_WIDTH, 3.8))
     for proj, values in structure["projection_layer"].items():
         style = {"linewidth": 2.5} if proj in HIGHLIGHT else {"linewidth": 1, "alpha": 0.7}
         left.plot(range(len(values)), values, marker="o", markersize=3, label=proj, **style)

@@ -1,4 +1,4 @@
-"""Figures of a comparison (PNG, matplotlib without a display)."""
+"""Figures of a comparison (PNG, matplotlib without a display), each at most a page wide."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from lp_prune.analysis.compare.tables import Comparison, best_per_column
-from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
+from lp_prune.analysis.render import HIGHLIGHT, figure_width, panel_grid, save_figure, slug
 
 
 def _text_color(image, value: float) -> str:
@@ -28,7 +28,7 @@ def perplexity_heatmap(matrix: dict[str, dict[str, float]], title: str, path: Pa
     cols = sorted({lang for values in matrix.values() for lang in values})
     values = [[math.log(matrix[r].get(c, math.nan)) for c in cols] for r in rows]
     best = best_per_column(matrix)
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(figure_width(1.1 * len(cols) + 2), 0.6 * len(rows) + 1.5))
     image = ax.imshow(values, cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
@@ -91,17 +91,22 @@ def _pair_value(iou: dict, a: str, b: str, proj: str) -> float:
 
 
 def layer_metric_lines(per_proj: dict[str, dict[str, list[float]]], metric: str, title: str, path: Path) -> Path:
+    """One panel per projection (at most four to a row), one line per calibration recipe."""
     projections = list(per_proj)
-    fig, axes = plt.subplots(1, len(projections), figsize=(2.6 * len(projections), 3), sharey=True)
-    axes = axes if len(projections) > 1 else [axes]
-    for ax, proj in zip(axes, projections, strict=True):
+    rows, cols = panel_grid(len(projections))
+    size = (figure_width(2.7 * cols), 2.6 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False)
+    for ax, proj in zip(axes.flat, projections, strict=False):
         for lang, values in per_proj[proj].items():
             ax.plot(range(len(values)), values, label=lang, linewidth=1)
         ax.set_title(proj, fontsize=9)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_ylabel(metric)
-    axes[-1].legend(fontsize=7)
+    for ax in list(axes.flat)[len(projections) :]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel(metric)
+    axes.flat[len(projections) - 1].legend(fontsize=7, title="calibration", title_fontsize=7)
     fig.suptitle(f"{title}: local {metric} per layer by calibration language", fontsize=9)
     return save_figure(fig, path)
 
