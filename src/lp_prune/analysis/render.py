@@ -1,5 +1,5 @@
 """Rendering shared by the compare and analyze reports: number formatting, Markdown tables, the HTML
-page made from a report's Markdown, figure file names (slugs), sizes and saving, and the
+page made from a report's Markdown, figure file names (slugs), sizes and saving, legends, and the
 projections the figures draw bold.
 
 Reports fit the page: a figure is at most FIGURE_MAX_PX wide at its dpi (its layout wraps panels
@@ -76,6 +76,15 @@ def panel_grid(panels: int, per_row: int = PANELS_PER_ROW) -> tuple[int, int]:
     """(rows, columns) that hold `panels` panels, at most `per_row` to a row."""
     columns = max(1, min(per_row, panels))
     return math.ceil(panels / columns), columns
+
+
+def legend_once(ax: Any, **options: Any) -> None:
+    """A legend with one entry per distinct label (the first artist drawn under it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    first: dict[str, Any] = {}
+    for handle, label in zip(handles, labels, strict=True):
+        first.setdefault(label, handle)
+    ax.legend(list(first.values()), list(first), **options)
 
 
 def save_figure(fig: Any, path: Path) -> Path:

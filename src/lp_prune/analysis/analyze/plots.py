@@ -1,5 +1,5 @@
 """Figures of `lp-prune analyze` (PNG, matplotlib without a display), one set per pruning setting, each
-at most a page wide."""
+at most a page wide. Runs appear under their labels: repeats of one calibration by draw ("en #0")."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lp_prune.analysis.render import (
     FIGURE_MAX_WIDTH,
     HIGHLIGHT,
     figure_width,
+    legend_once,
     panel_grid,
     save_figure,
     slug,
@@ -54,7 +55,7 @@ def snr_per_layer(result: AnalysisResult, runs: list[dict[str, Any]], title: str
         ax.set_ylabel("SNR (dB)", fontsize=8)
     for ax in list(axes.flat)[len(languages) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, title="calibration", title_fontsize=7)
+    legend_once(axes.flat[0], fontsize=7, title="calibration", title_fontsize=7)
     fig.suptitle(
         f"{title}: cumulative SNR of the hidden states per layer (bold: calibrated on that language)", fontsize=9
     )
@@ -100,7 +101,7 @@ def lsar_errors(result: AnalysisResult, runs: list[dict[str, Any]], title: str, 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer")
     axes[0].set_ylabel("relative squared error")
-    axes[1].legend(fontsize=7, title="calibration", title_fontsize=7)
+    legend_once(axes[1], fontsize=7, title="calibration", title_fontsize=7)
     fig.suptitle(f"{title}: LSAR split of the pruning error (rank {result.lsar['rank']})", fontsize=9)
     return save_figure(fig, path)
 
@@ -138,7 +139,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
     right.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
     right.set_ylabel("mean |p' - p|")
     right.set_title("language-specific neurons by dense activation probability", fontsize=9)
-    right.legend(fontsize=7)
+    legend_once(right, fontsize=7)
     fig.suptitle(f"{title}: LAPE activation probabilities after pruning ({lape['n_neurons']} neurons)", fontsize=9)
     return save_figure(fig, path)
 
