@@ -122,6 +122,20 @@ def test_iou_table_puts_the_same_language_floor_beside_chance():
     assert "same-language floor" not in iou_rows(_iou_table(floor=False))[0]
 
 
+def test_local_metric_strips_wrap_to_rows_of_four_and_say_their_inputs_differ(monkeypatch, tmp_path):
+    from lp_prune.analysis.compare.mask_iou import PROJECTIONS
+    from lp_prune.analysis.compare.plots import layer_metric_lines
+
+    figures = _drawn_figures(monkeypatch)
+    per_proj = {proj: {"en": [10.0, 12.0], "sw": [11.0, 9.0]} for proj in PROJECTIONS}
+    layer_metric_lines(per_proj, "snr_db", "t", tmp_path / "x.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == list(PROJECTIONS)
+    assert len({ax.get_subplotspec().rowspan.start for ax in panels}) == 2  # 7 panels: rows of 4 and 3
+    assert "measured on each run's own calibration inputs; not comparable across lines" in fig.get_suptitle()
+
+
 @pytest.fixture(scope="module")
 def three_runs(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")

@@ -15,6 +15,7 @@ from lp_prune.analysis.compare.tables import Comparison, best_per_column
 from lp_prune.analysis.render import HIGHLIGHT, figure_width, panel_grid, save_figure, slug
 
 FLOOR_LABEL = "same-language floor (IoU of two draws of one language)"
+OWN_INPUTS = "measured on each run's own calibration inputs; not comparable across lines"
 
 
 def _text_color(image, value: float) -> str:
@@ -124,7 +125,8 @@ def _pair_value(iou: dict, a: str, b: str, proj: str) -> float:
 
 
 def layer_metric_lines(per_proj: dict[str, dict[str, list[float]]], metric: str, title: str, path: Path) -> Path:
-    """One panel per projection (at most four to a row), one line per calibration recipe."""
+    """One panel per projection (at most four to a row), one line per calibration recipe. Each line is
+    measured on its own run's calibration inputs, so the lines are not on common inputs."""
     projections = list(per_proj)
     rows, cols = panel_grid(len(projections))
     size = (figure_width(2.7 * cols), 2.6 * rows + 0.6)
@@ -140,7 +142,7 @@ def layer_metric_lines(per_proj: dict[str, dict[str, list[float]]], metric: str,
     for row in axes:
         row[0].set_ylabel(metric)
     axes.flat[len(projections) - 1].legend(fontsize=7, title="calibration", title_fontsize=7)
-    fig.suptitle(f"{title}: local {metric} per layer by calibration language", fontsize=9)
+    fig.suptitle(f"{title}: local {metric} per layer by calibration language\n({OWN_INPUTS})", fontsize=9)
     return save_figure(fig, path)
 
 
