@@ -218,19 +218,6 @@ def test_stream_layers_matches_the_models_own_hidden_states(arch):
 # --- lp-prune analyze end to end ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def wanda_runs(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("analysis-runs")
-    for lang in ("en", "sw", "de"):
-        args = [
-            "run", "--model.name", str(tiny_model_dir), "--out", str(root / lang), "--prune.method", "wanda",
-            "--data.calibration_language", lang, "--data.nsamples", "4", "--data.seqlen", "32",
-            "--data.eval_windows", "0", "--eval.perplexity", "false", "--wandb.mode", "disabled", "--wandb.group", "g",
-        ]  # fmt: skip
-        assert main(args) == 0
-    return root
-
-
 def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path, capsys):
     out = tmp_path / "analysis"
     args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw, de, zh]"]
@@ -393,12 +380,10 @@ def test_lape_flags_languages_with_too_few_tokens(caplog):
     assert planted_bins(spread, None)["tokens_below_minimum"] is None  # counts not given: not checked
 
 
-def test_analyze_records_the_lape_bin_check_in_analysis_json(wanda_runs, tmp_path):
+def test_analyze_records_the_lape_bin_check_in_analysis_json(wanda_analysis):
     from lp_prune.analysis.result import AnalysisResult
 
-    out = tmp_path / "analysis"
-    args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw]", "--no_wandb"]
-    assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "2"]) == 0
+    out = wanda_analysis
     record = json.loads((out / "analysis.json").read_text())
     lape = AnalysisResult.from_json(record, out / "analysis.json").lape  # the top level is unchanged
     assert lape["low_bin_edges"] == lape["dense_p_edges"][:2]
