@@ -86,6 +86,36 @@ def eval_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     return folder
 
 
+# --- wanda_runs, wanda_analysis: three pruned runs of the tiny model and `lp-prune analyze` of them --
+
+
+@pytest.fixture(scope="session")
+def wanda_runs(tiny_model_dir, tmp_path_factory) -> Path:
+    """Wanda runs of the tiny model calibrated on en, sw and de, without evaluation (a sweep folder)."""
+    from lp_prune.cli import main
+
+    root = tmp_path_factory.mktemp("analysis-runs")
+    for lang in ("en", "sw", "de"):
+        args = [
+            "run", "--model.name", str(tiny_model_dir), "--out", str(root / lang), "--prune.method", "wanda",
+            "--data.calibration_language", lang, "--data.nsamples", "4", "--data.seqlen", "32",
+            "--data.eval_windows", "0", "--eval.perplexity", "false", "--wandb.mode", "disabled", "--wandb.group", "g",
+        ]  # fmt: skip
+        assert main(args) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def wanda_analysis(wanda_runs, tmp_path_factory) -> Path:
+    """The folder `lp-prune analyze` of wanda_runs wrote (en and sw, no W&B): analysis.json, report, figures."""
+    from lp_prune.cli import main
+
+    out = tmp_path_factory.mktemp("analysis")
+    args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw]", "--no_wandb"]
+    assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "2"]) == 0
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch, tmp_path):
     """Tests never reach W&B servers or write into the checkout."""

@@ -218,19 +218,6 @@ def test_stream_layers_matches_the_models_own_hidden_states(arch):
 # --- lp-prune analyze end to end ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def wanda_runs(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("analysis-runs")
-    for lang in ("en", "sw", "de"):
-        args = [
-            "run", "--model.name", str(tiny_model_dir), "--out", str(root / lang), "--prune.method", "wanda",
-            "--data.calibration_language", lang, "--data.nsamples", "4", "--data.seqlen", "32",
-            "--data.eval_windows", "0", "--eval.perplexity", "false", "--wandb.mode", "disabled", "--wandb.group", "g",
-        ]  # fmt: skip
-        assert main(args) == 0
-    return root
-
-
 def test_analyze_writes_json_figures_and_wandb_run(wanda_runs, tmp_path, capsys):
     out = tmp_path / "analysis"
     args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw, de, zh]"]
@@ -305,6 +292,52 @@ def test_lsar_figure_titles_each_panel_with_its_own_formula(monkeypatch, tmp_pat
     assert titles == ["language-specific: ||P e||² / ||P h||²", "language-agnostic: ||(I - P) e||² / ||(I - P) h||²"]
 
 
+def _labelled_run(folder, recipe, data_seed, seed=0, method="wanda"):
+    """A run as run_labels reads it: its folder name is its key."""
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(data=SimpleNamespace(seed=data_seed))
+    summary = SimpleNamespace(method=method)
+    return SimpleNamespace(
+        path=folder, recipe=recipe, setting=method, config=config, summary=summary, calibration_seed=(data_seed, seed)
+    )
+
+
+def test_repeats_of_one_calibration_are_labelled_by_draw(tmp_path):
+    from lp_prune.analysis.analyze.pipeline import run_labels
+
+    runs = [_labelled_run(tmp_path / n, r, s) for n, r, s in [("a", "en", 3), ("b", "en", 1), ("c", "sw", 0)]]
+    assert run_labels(runs) == {"a": "en #3", "b": "en #1", "c": "sw"}
+    shared = [_labelled_run(tmp_path / n, "en", 0, seed) for n, seed in [("a", 0), ("b", 1)]]
+    assert run_labels(shared) == {"a": "en #0.0", "b": "en #0.1"}  # one data.seed: the seed tells them apart
+    mixed = [_labelled_run(tmp_path / "a", "en", 0), _labelled_run(tmp_path / "b", "en", 0, method="magnitude")]
+    assert run_labels(mixed) == {"a": "wanda en", "b": "magnitude en"}  # one draw per setting: no number
+
+
+def test_figure_legends_have_one_entry_per_label(monkeypatch, tmp_path):
+    from lp_prune.analysis.analyze import plots as analyze_plots
+    from lp_prune.analysis.result import AnalysisResult
+
+    entries: list[str] = []
+
+    def keep_legend(fig, path):
+        entries.extend(text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts())
+        return path
+
+    monkeypatch.setattr(analyze_plots, "save_figure", keep_legend)
+    pooled = {"specific": [0.1, 0.2], "agnostic": [0.01, 0.02]}
+    result = AnalysisResult(
+        model="m",
+        languages=["en"],
+        runs=[],
+        findings={},
+        lsar={"rank": 1, "runs": {k: {"pooled": pooled} for k in "abc"}},
+    )
+    runs = [{"key": "a", "label": "en"}, {"key": "b", "label": "en"}, {"key": "c", "label": "sw"}]
+    analyze_plots.lsar_errors(result, runs, "t", tmp_path / "x.png")
+    assert entries == ["en", "sw"]
+
+
 # --- LAPE bins: when the low-probability bin cannot be read as one ------------------------------------
 
 
@@ -347,12 +380,10 @@ def test_lape_flags_languages_with_too_few_tokens(caplog):
     assert planted_bins(spread, None)["tokens_below_minimum"] is None  # counts not given: not checked
 
 
-def test_analyze_records_the_lape_bin_check_in_analysis_json(wanda_runs, tmp_path):
+def test_analyze_records_the_lape_bin_check_in_analysis_json(wanda_analysis):
     from lp_prune.analysis.result import AnalysisResult
 
-    out = tmp_path / "analysis"
-    args = ["analyze", str(wanda_runs), "--out", str(out), "--languages", "[en, sw]", "--no_wandb"]
-    assert main([*args, "--windows", "2", "--seqlen", "24", "--batch_size", "2"]) == 0
+    out = wanda_analysis
     record = json.loads((out / "analysis.json").read_text())
     lape = AnalysisResult.from_json(record, out / "analysis.json").lape  # the top level is unchanged
     assert lape["low_bin_edges"] == lape["dense_p_edges"][:2]

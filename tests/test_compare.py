@@ -66,6 +66,76 @@ def test_best_per_column_ignores_dense_row():
     assert best_per_column(matrix) == {"en": "en", "sw": "sw"}
 
 
+def _iou_table(floor: bool) -> dict:
+    """compare's IoU table of one setting: two languages, two layers, o_proj and down_proj only."""
+    table = {
+        "languages": ["en", "sw"],
+        "chance": 1 / 3,
+        "projection_layer": {"o_proj": [0.74, 0.78], "down_proj": [0.80, 0.82]},
+        "pair_projection": {"en-sw": {"o_proj": 0.76, "down_proj": 0.81}},
+    }
+    if floor:
+        table["floor"] = {"en": {"o_proj": 0.79, "down_proj": 0.815}, "sw": {"o_proj": 0.78, "down_proj": 0.82}}
+        table["floor_projection_layer"] = {"o_proj": [0.77, 0.80], "down_proj": [0.81, 0.82]}
+    return table
+
+
+def _drawn_figures(monkeypatch) -> list:
+    from lp_prune.analysis.compare import plots
+
+    figures: list = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def test_iou_per_layer_draws_the_same_language_floor_beside_chance(monkeypatch, tmp_path):
+    from lp_prune.analysis.compare.plots import iou_per_layer
+
+    figures = _drawn_figures(monkeypatch)
+    iou_per_layer(_iou_table(floor=True), "t", tmp_path / "x.png")
+    iou_per_layer(_iou_table(floor=False), "t", tmp_path / "y.png")
+    (with_floor,), (without,) = (fig.axes for fig in figures)
+    dotted = [line.get_ydata().tolist() for line in with_floor.get_lines() if line.get_linestyle() == ":"]
+    assert [0.77, 0.80] in dotted and [0.81, 0.82] in dotted
+    assert any("same-language floor" in text.get_text() for text in with_floor.get_legend().get_texts())
+    assert not [line for line in without.get_lines() if line.get_linestyle() == ":"]
+
+
+def test_pair_heatmaps_fit_the_colour_scale_to_the_values_shown(monkeypatch, tmp_path):
+    from lp_prune.analysis.compare.plots import iou_language_heatmaps
+
+    figures = _drawn_figures(monkeypatch)
+    iou_language_heatmaps(_iou_table(floor=True), "t", tmp_path / "x.png")
+    (fig,) = figures
+    images = [image for ax in fig.axes for image in ax.get_images()]
+    assert {(image.norm.vmin, image.norm.vmax) for image in images} == {(0.76, 0.82)}
+    assert images[0].get_array()[0, 0] == pytest.approx(0.79)  # diagonal: the language's floor
+    assert "fitted to the values shown: 0.760-0.820" in fig.get_suptitle()
+
+
+def test_iou_table_puts_the_same_language_floor_beside_chance():
+    from lp_prune.analysis.compare.report import iou_rows
+
+    header, rows = iou_rows(_iou_table(floor=True))
+    assert header[-1] == "same-language floor"
+    assert rows[0] == ["o_proj", "0.760", "0.740", "0.780", "0.785"]
+    assert "same-language floor" not in iou_rows(_iou_table(floor=False))[0]
+
+
+def test_local_metric_strips_wrap_to_rows_of_four_and_say_their_inputs_differ(monkeypatch, tmp_path):
+    from lp_prune.analysis.compare.mask_iou import PROJECTIONS
+    from lp_prune.analysis.compare.plots import layer_metric_lines
+
+    figures = _drawn_figures(monkeypatch)
+    per_proj = {proj: {"en": [10.0, 12.0], "sw": [11.0, 9.0]} for proj in PROJECTIONS}
+    layer_metric_lines(per_proj, "snr_db", "t", tmp_path / "x.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == list(PROJECTIONS)
+    assert len({ax.get_subplotspec().rowspan.start for ax in panels}) == 2  # 7 panels: rows of 4 and 3
+    assert "measured on each run's own calibration inputs; not comparable across lines" in fig.get_suptitle()
+
+
 @pytest.fixture(scope="module")
 def three_runs(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")

@@ -1,6 +1,9 @@
 """Rendering shared by the compare and analyze reports: number formatting, Markdown tables, the HTML
-page made from a report's Markdown, figure file names (slugs) and saving, and the projections the
-figures draw bold."""
+page made from a report's Markdown, figure file names (slugs), sizes and saving, legends, and the
+projections the figures draw bold.
+
+Reports fit the page: a figure is at most FIGURE_MAX_PX wide at its dpi (its layout wraps panels
+onto rows to stay inside), and the page's CSS shrinks any image to the width of the window."""
 
 from __future__ import annotations
 
@@ -24,7 +27,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-STYLE = "body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 8px;text-align:right}"
+FIGURE_DPI = 110
+FIGURE_MAX_PX = 1200  # a figure's widest, in pixels: the page's width
+FIGURE_MAX_WIDTH = FIGURE_MAX_PX / FIGURE_DPI  # the same in inches, matplotlib's unit
+PANELS_PER_ROW = 4
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:0 auto;padding:0 1em}"
+    "img{max-width:100%;height:auto}"
+    "table{display:block;max-width:100%;overflow-x:auto;border-collapse:collapse}"
+    "td,th{padding:2px 8px;text-align:right}"
+)
 _IMAGE_SOURCE = re.compile(r'(<img [^>]*src=")([^"]+)(")')
 
 
@@ -54,12 +67,33 @@ def slug(setting: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in setting).strip("_")
 
 
+def figure_width(inches: float) -> float:
+    """A figure's width in inches, capped at the page's width."""
+    return min(inches, FIGURE_MAX_WIDTH)
+
+
+def panel_grid(panels: int, per_row: int = PANELS_PER_ROW) -> tuple[int, int]:
+    """(rows, columns) that hold `panels` panels, at most `per_row` to a row."""
+    columns = max(1, min(per_row, panels))
+    return math.ceil(panels / columns), columns
+
+
+def legend_once(ax: Any, **options: Any) -> None:
+    """A legend with one entry per distinct label (the first artist drawn under it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    first: dict[str, Any] = {}
+    for handle, label in zip(handles, labels, strict=True):
+        first.setdefault(label, handle)
+    ax.legend(list(first.values()), list(first), **options)
+
+
 def save_figure(fig: Any, path: Path) -> Path:
-    """Write a matplotlib figure as PNG and close it."""
+    """Write a matplotlib figure as PNG, at most FIGURE_MAX_PX wide (a wider figure gets a lower dpi),
+    and close it."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=min(FIGURE_DPI, FIGURE_MAX_PX / fig.get_figwidth()))
     plt.close(fig)
     return path

@@ -58,10 +58,23 @@ def run_key(run: Run) -> str:
     return run.path.name
 
 
-def run_label(run: Run, runs: list[Run]) -> str:
-    """Calibration language, with the method when the runs mix methods."""
-    methods = {r.summary.method for r in runs}
-    return run.calibration if len(methods) == 1 else f"{run.summary.method} {run.calibration}"
+def run_labels(runs: list[Run]) -> dict[str, str]:
+    """Each run's label by run key: its calibration recipe (with the method when the runs mix methods),
+    and for repeats of one recipe in one setting their draw, "en #0", "en #1": '#' and the run's
+    data.seed, with its seed after a dot where the repeats share a data.seed ("en #0.1")."""
+    mixed = len({run.summary.method for run in runs}) > 1
+    base = {run_key(run): f"{run.summary.method} {run.recipe}" if mixed else run.recipe for run in runs}
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.setting, base[run_key(run)])].append(run)
+    labels = dict(base)
+    for repeats in (group for group in groups.values() if len(group) > 1):
+        shared_data_seed = len({run.config.data.seed for run in repeats}) < len(repeats)
+        for run in repeats:
+            data_seed, seed = run.calibration_seed
+            draw = f"{data_seed}.{seed}" if shared_data_seed else f"{data_seed}"
+            labels[run_key(run)] = f"{base[run_key(run)]} #{draw}"
+    return labels
 
 
 def shared_model_config(runs: list[Run]) -> ModelConfig:
@@ -194,6 +207,7 @@ def prepare_dense(
 
 def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, options: AnalyzeOptions) -> AnalysisResult:
     languages = list(dense.windows)
+    labels = run_labels(runs)
     return AnalysisResult(
         model=runs[0].config.model.name,
         languages=languages,
@@ -204,7 +218,7 @@ def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, option
         runs=[
             {
                 "key": run_key(run),
-                "label": run_label(run, runs),
+                "label": labels[run_key(run)],
                 "path": str(run.path),
                 "setting": run.setting,
                 "method": run.summary.method,

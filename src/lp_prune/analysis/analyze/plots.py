@@ -1,4 +1,5 @@
-"""Figures of `lp-prune analyze` (PNG, matplotlib without a display), one set per pruning setting."""
+"""Figures of `lp-prune analyze` (PNG, matplotlib without a display), one set per pruning setting, each
+at most a page wide. Runs appear under their labels: repeats of one calibration by draw ("en #0")."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from lp_prune.analysis.render import HIGHLIGHT, save_figure, slug
+from lp_prune.analysis.render import (
+    FIGURE_MAX_WIDTH,
+    HIGHLIGHT,
+    figure_width,
+    legend_once,
+    panel_grid,
+    save_figure,
+    slug,
+)
 from lp_prune.analysis.result import AnalysisResult
 
 
@@ -30,9 +39,9 @@ def runs_by_setting(result: AnalysisResult) -> dict[str, list[dict[str, Any]]]:
 def snr_per_layer(result: AnalysisResult, runs: list[dict[str, Any]], title: str, path: Path) -> Path:
     """One panel per evaluation language, one line per calibration language (bold: the same language)."""
     languages = result.languages
-    cols = min(4, len(languages))
-    rows = math.ceil(len(languages) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), sharex=True, squeeze=False)
+    rows, cols = panel_grid(len(languages))
+    size = (figure_width(3.3 * cols), 2.8 * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, squeeze=False)
     for ax, lang in zip(axes.flat, languages, strict=False):
         for run in runs:
             values = result.snr_db[run["key"]][lang]
@@ -46,7 +55,7 @@ def snr_per_layer(result: AnalysisResult, runs: list[dict[str, Any]], title: str
         ax.set_ylabel("SNR (dB)", fontsize=8)
     for ax in list(axes.flat)[len(languages) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, title="calibration", title_fontsize=7)
+    legend_once(axes.flat[0], fontsize=7, title="calibration", title_fontsize=7)
     fig.suptitle(
         f"{title}: cumulative SNR of the hidden states per layer (bold: calibrated on that language)", fontsize=9
     )
@@ -58,7 +67,7 @@ def snr_heatmap(result: AnalysisResult, runs: list[dict[str, Any]], title: str, 
     languages = result.languages
     grid = [[result.snr_db[run["key"]][lang][-1] for lang in languages] for run in runs]
     best = [max(range(len(runs)), key=lambda i, j=j: grid[i][j]) for j in range(len(languages))]
-    fig, ax = plt.subplots(figsize=(1.0 * len(languages) + 2, 0.55 * len(runs) + 1.6))
+    fig, ax = plt.subplots(figsize=(figure_width(1.0 * len(languages) + 2), 0.55 * len(runs) + 1.6))
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(languages)), languages)
     ax.set_yticks(range(len(runs)), [run["label"] for run in runs])
@@ -92,7 +101,7 @@ def lsar_errors(result: AnalysisResult, runs: list[dict[str, Any]], title: str, 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer")
     axes[0].set_ylabel("relative squared error")
-    axes[1].legend(fontsize=7, title="calibration", title_fontsize=7)
+    legend_once(axes[1], fontsize=7, title="calibration", title_fontsize=7)
     fig.suptitle(f"{title}: LSAR split of the pruning error (rank {result.lsar['rank']})", fontsize=9)
     return save_figure(fig, path)
 
@@ -101,7 +110,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
     """Left: mean shift of the LAPE neurons' p on their own language; right: mean |shift| by dense p."""
     lape = result.lape
     neuron_languages = [lang for lang, n in lape["per_language"].items() if n]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(runs) + 3))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_MAX_WIDTH, 0.5 * len(runs) + 3))
     grid = [[lape["runs"][run["key"]]["mean_shift"].get(lang, math.nan) for lang in neuron_languages] for run in runs]
     limit = max((abs(v) for row in grid for v in row if not math.isnan(v)), default=1e-3) or 1e-3
     image = left.imshow(grid, cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto")
@@ -130,7 +139,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
     right.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
     right.set_ylabel("mean |p' - p|")
     right.set_title("language-specific neurons by dense activation probability", fontsize=9)
-    right.legend(fontsize=7)
+    legend_once(right, fontsize=7)
     fig.suptitle(f"{title}: LAPE activation probabilities after pruning ({lape['n_neurons']} neurons)", fontsize=9)
     return save_figure(fig, path)
 
@@ -138,7 +147,7 @@ def lape_shift_plot(result: AnalysisResult, runs: list[dict[str, Any]], title: s
 def mask_structure_plot(structure: dict[str, Any], title: str, path: Path) -> Path:
     """Left: share of positions where calibration languages' masks disagree, per layer; right: row vs column
     unevenness (coefficient of variation of the per-row / per-column disputed rate)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_MAX_WIDTH, 3.8))
     for proj, values in structure["projection_layer"].items():
         style = {"linewidth": 2.5} if proj in HIGHLIGHT else {"linewidth": 1, "alpha": 0.7}
         left.plot(range(len(values)), values, marker="o", markersize=3, label=proj, **style)

@@ -14,6 +14,10 @@ from lp_prune.analysis.result import AnalysisResult
 from lp_prune.tracking import atomic_write_text, write_json
 
 Table = tuple[str, str, list[str], list[list[str]]]  # (key, title, header, rows)
+DRAW_NOTE = (
+    " Repeats of one calibration are labelled by draw: '#' and the run's data.seed"
+    " (with its seed after a dot where the repeats share a data.seed)."
+)
 
 
 def sample_layers(n_layers: int) -> list[int]:
@@ -162,7 +166,7 @@ def _intro(result: AnalysisResult) -> str:
         f"{result.windows} x {result.seqlen} tokens per language (tokens counted: {tokens}; BOS {bos}). "
         f"LSAR rank {result.lsar['rank']}; {result.lape['n_neurons']} LAPE neurons "
         f"(bar p > {result.lape['bar']:.3f}). Peak memory {result.peak_rss_mb:.0f} MB."
-    )
+    ) + (DRAW_NOTE if any("#" in run["label"] for run in result.runs) else "")
 
 
 def _markdown(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,16 @@ def perplexity_rows(
 
 
 def iou_rows(iou: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Mean IoU per projection (over pairs and layers), and for the first and last layers."""
-    header = ["projection", "mean IoU", "first layer", "last layer"]
+    """Mean IoU per projection (over pairs and layers), and for the first and last layers; beside them
+    the same-language floor (mean over layers) where two draws of a language exist."""
+    floor = iou.get("floor_projection_layer") or {}
+    header = ["projection", "mean IoU", "first layer", "last layer"] + (["same-language floor"] if floor else [])
     rows = []
     for proj, per_layer in iou["projection_layer"].items():
-        rows.append([proj, fmt(sum(per_layer) / len(per_layer)), fmt(per_layer[0]), fmt(per_layer[-1])])
-    rows.append(["random masks (chance)", fmt(iou["chance"]), "", ""])
+        row = [proj, fmt(sum(per_layer) / len(per_layer)), fmt(per_layer[0]), fmt(per_layer[-1])]
+        row += [fmt(statistics.fmean(floor[proj])) if floor.get(proj) else "-"] if floor else []
+        rows.append(row)
+    rows.append(["random masks (chance)", fmt(iou["chance"]), "", "", *([""] if floor else [])])
     return header, rows
 
 
