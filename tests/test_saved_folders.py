@@ -86,17 +86,17 @@ def test_every_folder_gives_the_dense_logits_or_fails_loudly(run, tmp_path):
         assert outcomes["model-compressed"] == "same logits"
 
 
-def test_model_config_records_the_sparsity_as_compressed_tensors_dense_format(run):
+def test_model_folder_records_the_sparsity_as_compressed_tensors_dense_format(run):
     from compressed_tensors.config import DenseSparsityConfig, SparsityCompressionConfig
 
     name, out = run
     config = json.loads((out / "model" / "config.json").read_text())
+    assert "quantization_config" not in config  # model/ loads as a plain model, never through a quantizer
+    record = out / "model" / "sparsity_config.json"
     if name.startswith(("rtn", "wanda_sp")):  # nothing zeroed, or the cut model is smaller and dense
-        assert "quantization_config" not in config
+        assert not record.exists()
         return
-    block = config["quantization_config"]
-    assert block["quant_method"] == "compressed-tensors" and "config_groups" not in block
-    sparsity = block["sparsity_config"]
+    sparsity = json.loads(record.read_text())
     parsed = SparsityCompressionConfig.load_from_registry(sparsity["format"], **sparsity)
     assert isinstance(parsed, DenseSparsityConfig) and sparsity["format"] == "dense"
     assert sparsity["sparsity_structure"] == ("2:4" if "2:4" in name else "unstructured")
@@ -106,6 +106,8 @@ def test_model_config_records_the_sparsity_as_compressed_tensors_dense_format(ru
     assert set(lp_prune.load_masks(out))  # the targets are the masked Linears
     card = (out / "model" / "README.md").read_text()
     assert "format `dense`" in card and "compressed-tensors" in card
+    loaded = AutoModelForCausalLM.from_pretrained(out / "model")
+    assert getattr(loaded, "hf_quantizer", None) is None and loaded.half().dtype == torch.float16  # a plain model
 
 
 def test_a_loaded_model_saved_again_drops_the_record(tmp_path):
@@ -117,8 +119,11 @@ def test_a_loaded_model_saved_again_drops_the_record(tmp_path):
         for target in targets:
             model.get_submodule(target).weight[:, ::2] = 0.0
     save_model_streaming(model, tmp_path / "first")
-    block = record_dense_sparsity(model, tmp_path / "first", targets, "unstructured")
-    assert block["sparsity_config"]["global_sparsity"] == pytest.approx(0.5)
+    record_dense_sparsity(model, tmp_path / "first", targets, "unstructured")
+    # an input folder another tool saved with the record in config.json (as compressed-tensors reads it)
+    config_path = tmp_path / "first" / "config.json"
+    block = {"quant_method": "compressed-tensors", "sparsity_config": {"format": "dense"}}
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "quantization_config": block}))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
     assert loaded.hf_quantizer is not None
     save_model_streaming(loaded, tmp_path / "again")

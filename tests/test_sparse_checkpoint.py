@@ -83,7 +83,7 @@ def test_compressed_folder_carries_the_sparsity_config(run):
     assert sparsity["global_sparsity"] == pytest.approx(zeros, abs=1e-9)
     summary = json.loads((out / "summary.json").read_text())
     assert sparsity["global_sparsity"] == pytest.approx(summary["sparsity"], abs=1e-6)
-    recorded = json.loads((out / "model" / "config.json").read_text())["quantization_config"]["sparsity_config"]
+    recorded = json.loads((out / "model" / "sparsity_config.json").read_text())
     assert recorded == {**sparsity, "format": "dense"}  # model/: the same record, stored dense
 
 

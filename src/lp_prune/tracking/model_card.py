@@ -269,8 +269,8 @@ def _what_folder(compressed: Mapping[str, Any] | None, recorded: bool = False) -
         )
     if compressed is None:
         record = (
-            " config.json records the sparsity in compressed-tensors' sparsity config for a sparse model saved "
-            "dense: `quantization_config.sparsity_config` with format `dense`, the global sparsity and the structure."
+            " sparsity_config.json records the sparsity in compressed-tensors' sparsity config for a sparse model "
+            "saved dense: format `dense`, the global sparsity and the structure."
             if recorded
             else ""
         )

@@ -1,20 +1,19 @@
-"""The sparsity of a saved model as compressed-tensors records it in config.json.
+"""The sparsity of a saved model in compressed-tensors' terms.
 
-A pruned model whose weights are stored in full is recorded with compressed-tensors' sparsity config
-of format "dense" (DenseSparsityConfig: what llm-compressor wrote for a sparse model saved dense until
-compressed-tensors 0.15 stopped writing sparsity configs), under the key transformers and vLLM read
-for compressed-tensors checkpoints::
+A pruned model whose weights are stored in full (model/) gets compressed-tensors' sparsity config of
+format "dense" (DenseSparsityConfig: what llm-compressor wrote for a sparse model saved dense) in a
+file of its own beside config.json, `sparsity_config.json`::
 
-    "quantization_config": {"quant_method": "compressed-tensors", "version": "<compressed-tensors>",
-        "sparsity_config": {"format": "dense", "sparsity_structure": "unstructured" | "2:4" | "N:M",
-        "global_sparsity": <zero fraction of the pruned weights>, "targets": ["Linear"],
-        "ignore": [<Linear modules left dense, e.g. lm_head>], "registry_requires_subclass": false}}
+    {"format": "dense", "sparsity_structure": "unstructured" | "2:4" | "N:M",
+     "global_sparsity": <zero fraction of the pruned weights>, "targets": ["Linear"],
+     "ignore": [<Linear modules left dense, e.g. lm_head>], "registry_requires_subclass": false}
 
-model/ carries that record; the weights stay where transformers reads them, so from_pretrained loads
-the folder exactly as without it (with a compressed-tensors quantizer that changes no weight). The
-sparse bitmask formats (tracking.sparse_checkpoint) use the same block with their own format name.
-The config objects are compressed-tensors' own (SparsityCompressionConfig's registry: "dense",
-"sparse-bitmask", "sparse-24-bitmask").
+Not in config.json: there, under "quantization_config", transformers attaches a compressed-tensors
+quantizer to the model it loads, which then refuses `.half()` ("not supported for quantized model")
+and needs compressed-tensors installed to load at all; model/ is meant to load as a plain model. The
+sparse bitmask formats (tracking.sparse_checkpoint), which need the quantizer to decompress, carry
+the same block in their config.json. The config objects are compressed-tensors' own
+(SparsityCompressionConfig's registry: "dense", "sparse-bitmask", "sparse-24-bitmask").
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from lp_prune.errors import ConfigError
 from lp_prune.tracking.files import read_json, write_json
 
 CONFIG_FILE = "config.json"
+DENSE_SPARSITY_FILE = "sparsity_config.json"  # model/'s record, beside config.json
 QUANTIZATION_CONFIG = "quantization_config"  # compressed_tensors.base.QUANTIZATION_CONFIG_NAME
 SPARSITY_CONFIG = "sparsity_config"  # compressed_tensors.base.SPARSITY_CONFIG_NAME
 COMPRESSED_TENSORS = "compressed-tensors"
@@ -121,14 +121,14 @@ def write_quantization_config(folder: str | os.PathLike[str], block: Mapping[str
 def record_dense_sparsity(
     model: torch.nn.Module, folder: str | os.PathLike[str], targets: Iterable[str], pattern: str
 ) -> dict[str, Any]:
-    """Record in the folder's config.json that the `targets` of the model saved there are sparse and
-    stored dense; the structure is `pattern` when every target weight follows it, else unstructured.
-    Returns the quantization_config block written."""
+    """Record in the folder's sparsity_config.json that the `targets` of the model saved there are
+    sparse and stored dense; the structure is `pattern` when every target weight follows it, else
+    unstructured. Returns the sparsity config written."""
     targets = list(targets)
     structure = sparsity_structure(target_weights(model, targets).values(), pattern)
-    block = quantization_config(sparsity_config(DENSE, model, targets, structure))
-    write_quantization_config(folder, block)
-    return block
+    sparsity = sparsity_config(DENSE, model, targets, structure)
+    write_json(Path(folder) / DENSE_SPARSITY_FILE, sparsity)
+    return sparsity
 
 
 def drop_sparsity_record(folder: str | os.PathLike[str]) -> None:
@@ -146,9 +146,8 @@ def drop_sparsity_record(folder: str | os.PathLike[str]) -> None:
 
 def read_dense_sparsity(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The sparsity config of a folder saved dense (format "dense"); None when it records none."""
-    path = Path(folder) / CONFIG_FILE
-    block = read_json(path).get(QUANTIZATION_CONFIG) if path.is_file() else None
-    sparsity = block.get(SPARSITY_CONFIG) if isinstance(block, Mapping) else None
+    path = Path(folder) / DENSE_SPARSITY_FILE
+    sparsity = read_json(path) if path.is_file() else None
     if isinstance(sparsity, Mapping) and sparsity.get("format") == DENSE:
         return dict(sparsity)
     return None
