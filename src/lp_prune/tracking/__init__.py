@@ -10,7 +10,7 @@
 - run_writer: everything only rank 0 does during a run (files, W&B, console, lm-eval)
 - phase_timer: wall time per phase, summary.json's timings_s
 - summary: summary.json's record and its headline numbers for W&B
-- sparsity_config: the sparsity recorded in a saved model's config.json (compressed-tensors' format)
+- sparsity_config: the sparsity recorded beside a saved model's config.json (compressed-tensors' format)
 - wandb_logger: W&B through Lightning's WandbLogger; run_labels: a run's W&B name, group and tags from
   its recipe; wandb_analysis: the W&B runs of compare, analyze and eval; wandb_runs: runs read back from W&B
 

@@ -310,10 +310,8 @@ def _loading(compressed: Mapping[str, Any] | None, dense_dir: str, recorded: boo
     if compressed is None:
         record = [
             "",
-            "Because of the sparsity record, transformers reads the folder through compressed-tensors (which must "
-            "be installed) and changes no weight; the loaded model refuses `.half()` / `.float()`: pass "
-            "`dtype=` to `from_pretrained` instead. Without the record (delete `quantization_config` from "
-            "config.json) it is a plain dense checkpoint.",
+            "The sparsity is recorded in sparsity_config.json (compressed-tensors' dense sparsity config), "
+            "beside config.json: transformers loads the folder as a plain dense checkpoint.",
         ]
         return [
             "```python",

@@ -13,8 +13,8 @@ Layout of a run directory::
         masks.safetensors   the pruning masks, bit-packed (format: tracking.saved_masks)
         calibration.json    which text every calibration window came from (lp_prune.data.record)
         calibration_tokens.pt  the calibration windows' token ids, [n, seqlen] (a data.source tokens file)
-        model/              the pruned model (--save_model): config.json (with the sparsity recorded,
-                            tracking.sparsity_config) and model.safetensors, or for models above
+        model/              the pruned model (--save_model): config.json, sparsity_config.json (the
+                            sparsity recorded, tracking.sparsity_config) and model.safetensors, or for models above
                             save_shard_size model-0000k-of-0000n.safetensors shards and
                             model.safetensors.index.json (the transformers layout); README.md, its card
         model-compressed/   the same model as a compressed checkpoint (--save_model with save_compressed):

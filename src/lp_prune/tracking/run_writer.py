@@ -199,7 +199,7 @@ class RunWriter:
         grids: Mapping[str, QuantGrid] | None = None,
     ) -> None:
         """The masks, and with --save_model the pruned model (loadable with from_pretrained; for a method
-        that zeroes weights its config.json records the sparsity, format dense); with save_compressed as
+        that zeroes weights its sparsity_config.json records the sparsity, format dense); with save_compressed as
         well the compressed checkpoint beside it: pack-quantized for a method that quantizes (from its
         `grids`), and with save_compressed sparse-bitmask the bitmask layout for one that only prunes."""
         if not self.writes:
