@@ -1,4 +1,5 @@
-"""`python -m lp_prune` and `fabric run src/lp_prune/__main__.py` both start the CLI."""
+"""`python -m lp_prune` and `fabric run <this file> ...` both start the CLI (the file of the installed
+package: `python -c 'import lp_prune.__main__ as m; print(m.__file__)'`)."""
 
 import sys
 

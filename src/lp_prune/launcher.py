@@ -1,6 +1,6 @@
 """Lightning's launcher: `fabric run` exports its choices as LT_* variables to the script it starts.
 
-    fabric run --accelerator=cpu --devices=2 src/lp_prune/__main__.py run --config ... --out RUN_DIR
+    fabric run --accelerator=cpu --devices=2 "$LP_PRUNE_MAIN" run --config ... --out RUN_DIR   # lp_prune/__main__.py
 
 `fabric run` starts the processes itself (through torchrun) and exports LT_ACCELERATOR, LT_DEVICES,
 LT_STRATEGY, LT_NUM_NODES and LT_PRECISION. A run honours each of them where its config is at the
