@@ -326,8 +326,9 @@ def test_launcher_variables_fill_the_configs_defaults():
 
 
 def test_fabric_run_with_two_devices_matches_single_process(tiny_model_dir, tmp_path):
-    """`fabric run --accelerator=cpu --devices=2 <installed lp_prune/__main__.py> run ...`, from another folder, starts two processes
-    (torchrun) and lp_prune runs data parallel in them: the same masks as one process."""
+    """`fabric run --accelerator=cpu --devices=2 <installed lp_prune/__main__.py> run ...`, from another
+    folder, starts two processes (torchrun) and lp_prune runs data parallel in them: the same masks as
+    one process."""
     common = ["--prune.method", "sparsegpt", "--save_model", "true", "--wandb.mode", "disabled"]
     assert run_cli(tiny_model_dir, tmp_path / "single", *common, "--accelerator", "cpu") == 0
     script = Path(lp_prune.__file__).parent / "__main__.py"
