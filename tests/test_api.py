@@ -8,7 +8,7 @@ import lp_prune
 from lp_prune.calibration.loop import PruningLoop
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
-from lp_prune.pruning.method import BUILT_IN
+from lp_prune.pruning.registry import BUILT_IN
 from test_pipeline import SMALL, run_cli
 
 QUICK = ("--eval.perplexity", "false", "--checkpoint", "false", "--wandb.mode", "disabled")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 import lp_prune
 from lp_prune.cli import main
 from lp_prune.models.loading import load_run_model
-from lp_prune.pruning import method as registry
+from lp_prune.pruning import PruningMethod, registry
 
 SMALL = ["--data.nsamples", "4", "--data.seqlen", "32", "--data.batch_size", "2", "--data.eval_windows", "2"]
 SMALL += ["--data.eval_seqlen", "32", "--data.eval_languages", "[en, sw]", "--wandb.mode", "disabled"]
@@ -20,22 +21,22 @@ SMALL += ["--data.eval_seqlen", "32", "--data.eval_languages", "[en, sw]", "--wa
 def toy_method():
     import toy_method
 
-    registry.register(toy_method.METHOD)
-    yield toy_method.METHOD
-    registry.unregister(toy_method.METHOD.name)
+    registry.register(toy_method.InputColumns)
+    yield toy_method.InputColumns
+    registry.unregister(toy_method.InputColumns.name)
 
 
 def test_a_method_from_one_file_runs_end_to_end(tiny_model_dir, tmp_path, toy_method, monkeypatch):
     """Config validation, the statistics it asks for, the memory estimate, the pruner and loading from
     masks all ask the method: its column masks come out, and its solve got the input norms only."""
     seen = []
-    real_prune = type(toy_method).prune
+    real_prune = toy_method.prune
 
-    def watched(self, weights, sparsity, inputs, settings, runtime):
+    def watched(self, weights, sparsity, inputs, context, runtime):
         seen.append((inputs.gram is None, inputs.sq_norms is not None))
-        return real_prune(self, weights, sparsity, inputs, settings, runtime)
+        return real_prune(self, weights, sparsity, inputs, context, runtime)
 
-    monkeypatch.setattr(type(toy_method), "prune", watched)
+    monkeypatch.setattr(toy_method, "prune", watched)
     out = tmp_path / "run"
     argv = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), "--prune.method", "input_columns"]
     assert main([*argv, *SMALL]) == 0
@@ -68,19 +69,25 @@ def test_an_unknown_method_is_one_line_naming_the_registered_ones(tiny_model_dir
 
 
 def test_a_second_method_under_a_taken_name_is_refused(toy_method):
-    class Impostor(type(toy_method)):
+    class Impostor(toy_method):
         pass
 
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(Impostor())
+        registry.register(Impostor)
 
 
 def test_an_incomplete_method_is_refused():
-    class NoPrune:
+    class NotAMethod:
         name, statistics, default_local_error, updates_kept_weights = "broken", "none", "sample", False
 
+    @dataclass(frozen=True)
+    class NoPrune(PruningMethod):
+        name, statistics = "broken", "none"
+
     with pytest.raises(TypeError, match="PruningMethod"):
-        registry.register(NoPrune())
+        registry.register(NotAMethod)
+    with pytest.raises(TypeError, match="lacks its prune"):
+        registry.register(NoPrune)
     assert "broken" not in registry.method_names()
 
 
@@ -90,7 +97,7 @@ def test_methods_installed_as_entry_points_are_found(tmp_path):
     (package / "toy_plugin").mkdir(parents=True)
     (package / "toy_plugin" / "__init__.py").write_text(
         "from lp_prune.pruning.magnitude import Magnitude\nfrom lp_prune.pruning import register\n"
-        "class Plugged(Magnitude):\n    name = 'plugged'\nregister(Plugged())\n"
+        "class Plugged(Magnitude):\n    name = 'plugged'\nregister(Plugged)\n"
     )
     info = package / "toy_plugin-0.1.dist-info"
     info.mkdir()

@@ -287,7 +287,7 @@ def test_card_of_a_hub_model_and_of_a_quantization_run():
 
 
 def test_every_built_in_method_has_its_name_on_the_card():
-    from lp_prune.pruning.method import BUILT_IN
+    from lp_prune.pruning.registry import BUILT_IN
     from lp_prune.tracking.model_card import METHOD_NAMES
 
     assert set(BUILT_IN) <= set(METHOD_NAMES)

@@ -96,7 +96,7 @@ def run_config(
     """The RunConfig of `prune`'s arguments: what `lp-prune run` would be given for the same pruning
     (one process, nothing measured or saved)."""
     config = RunConfig()
-    config.prune = PruneConfig(method=method, sparsity=sparsity, **prune_options)
+    config.prune = PruneConfig.of(method=method, sparsity=sparsity, **prune_options)
     config.data = DataConfig(
         calibration_language=calibration,
         nsamples=nsamples,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
-from lp_prune.config import RunConfig, run_config_from
+from lp_prune.config import add_run_config_arguments, run_config_from
 from lp_prune.config.hub import resolve
 from lp_prune.errors import ModelLoadError
 
@@ -28,7 +28,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the run's keys")
     shape_help = "a config.json to plan with (no download); configs/models/shapes/ holds the study's models"
     parser.add_argument("--shape", type=str | None, default=None, help=shape_help)
-    parser.add_class_arguments(RunConfig)
+    add_run_config_arguments(parser)
 
 
 def execute(namespace: Namespace) -> int:

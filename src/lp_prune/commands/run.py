@@ -7,7 +7,7 @@ from pathlib import Path
 from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
-from lp_prune.config import RunConfig, run_config_from
+from lp_prune.config import RunConfig, add_run_config_arguments, run_config_from
 from lp_prune.errors import UserError
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
@@ -17,7 +17,7 @@ HELP = "Prune one model with one method and calibration language; measure and sa
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--config", action=ConfigFile, help="YAML file with any of the keys below")
     parser.add_argument("--resume", type=str | None, default=None, help="continue the unfinished run in this folder")
-    parser.add_class_arguments(RunConfig)
+    add_run_config_arguments(parser)
 
 
 def execute(namespace: Namespace) -> int:

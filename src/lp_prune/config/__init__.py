@@ -5,13 +5,14 @@
 - tasks: the downstream task rules (eval.tasks shorthands, the study's task per language);
 - values: checks and parsers of single values (seeds, N:M patterns, sizes);
 - io: the jsonargparse parser and read_run_config for a saved run's config.yaml;
+- method_keys: the pruning method's settings as flat keys beside prune.method;
 - hub: the packaged configs/ and sweeps/ files, found by those paths from any folder.
 
 Everything is importable from lp_prune.config itself.
 """
 
 from lp_prune.config.data_schema import DATA_SOURCES, REFERENCE_SETS, DataConfig, DataSource, GenerationConfig
-from lp_prune.config.io import read_run_config, run_config_from, run_config_parser
+from lp_prune.config.io import add_run_config_arguments, read_run_config, run_config_from, run_config_parser
 from lp_prune.config.recipe import (
     MIX_SUM_TOLERANCE,
     CalibrationRecipe,
@@ -72,6 +73,7 @@ __all__ = [
     "Strategy",
     "WandbConfig",
     "WandbMode",
+    "add_run_config_arguments",
     "calibration_mix",
     "check_language_code",
     "check_seed",

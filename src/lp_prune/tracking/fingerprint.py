@@ -166,7 +166,7 @@ def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig
     contradicted = [
         f"{key} {wanted[key]!r} (run: {had.get(key)!r})"
         for key in given_keys
-        if key not in ("out", *CODE_OPTIONS) and wanted[key] != had.get(key)
+        if key in wanted and key not in ("out", *CODE_OPTIONS) and wanted[key] != had.get(key)
     ]
     for key in CODE_OPTIONS:
         asked, started = normal(key, value_of(given, key)), normal(key, value_of(saved, key))

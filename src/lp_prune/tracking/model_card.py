@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lp_prune.languages import LANGUAGES
-from lp_prune.pruning.method import structured, zeroes
 from lp_prune.tracking.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def base_model(name: str) -> str | None:
 
 def pattern_text(summary: RunSummary) -> str:
     """What the method removed: whole FFN channels and heads for a structured method, else the pattern."""
-    if structured(summary.method):
+    if summary.capabilities().structured:
         return "structured (whole FFN channels and attention heads; the saved model is smaller)"
     return summary.pattern
 
@@ -67,13 +66,14 @@ def model_card(
     """The card of model/ (`compressed` None; `dense`: the sparsity_config its config.json records) or of
     model-compressed/ (`compressed`: its sparsity_config, or its quantization_config when it is
     pack-quantized)."""
+    capabilities = summary.capabilities()
     method = METHOD_NAMES.get(summary.method, summary.method)
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
     languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
-    sparse = zeroes(summary.method)
+    sparse = capabilities.zeroes
     title = Path(summary.model.rstrip("/")).name or summary.model
-    pattern = "structured" if structured(summary.method) else summary.pattern
+    pattern = "structured" if capabilities.structured else summary.pattern
     tags = ["lp-prune", "pruned", "sparse", summary.method, pattern.replace(":", "of") + "-sparsity"]
     if not sparse:
         tags = ["lp-prune", "quantized", summary.method]
