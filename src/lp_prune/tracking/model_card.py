@@ -23,15 +23,6 @@ if TYPE_CHECKING:
     from lp_prune.tracking.summary import RunSummary
 
 CARD_FILE = "README.md"
-METHOD_NAMES = {  # the built-in methods as their papers name them; a plugin method shows its own name
-    "sparsegpt": "SparseGPT",
-    "wanda": "Wanda",
-    "magnitude": "magnitude",
-    "gptq": "GPTQ",
-    "rtn": "RTN",
-    "sparsegpt_gptq": "SparseGPT + GPTQ (joint)",
-    "wanda_sp": "Wanda-sp (structured)",
-}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -67,7 +58,7 @@ def model_card(
     model-compressed/ (`compressed`: its sparsity_config, or its quantization_config when it is
     pack-quantized)."""
     capabilities = summary.capabilities()
-    method = METHOD_NAMES.get(summary.method, summary.method)
+    method = capabilities.display_name  # as people name it: its paper's name for a built-in method
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
     languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
