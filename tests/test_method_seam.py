@@ -10,6 +10,7 @@ import torch
 
 import lp_prune
 from lp_prune.cli import main
+from lp_prune.config import PruneConfig
 from lp_prune.models.loading import load_run_model
 from lp_prune.pruning import PruningMethod, registry
 
@@ -109,3 +110,24 @@ def test_methods_installed_as_entry_points_are_found(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": env_path}
     ).stdout.strip()
     assert "plugged" in names.split(",") and "sparsegpt" in names.split(",")
+
+
+def test_a_run_whose_config_held_every_methods_settings_resumes(tmp_path):
+    """Runs started when config.yaml held every method's settings (prune.bits for sparsegpt) resume: keys
+    the run's method does not read are no difference; one it reads still is."""
+    from types import SimpleNamespace
+
+    from lp_prune.config import RunConfig
+    from lp_prune.errors import UserError
+    from lp_prune.tracking.fingerprint import check_resumable, started_with
+    from lp_prune.tracking.run_dir import RunDirectory
+
+    config, model_config = RunConfig(), SimpleNamespace(hidden_size=8)
+    started = started_with(config, model_config)
+    started["config"]["prune"].update(bits=4, group_size=None, symmetric=False, act_order=False)
+    run_dir = RunDirectory.create(tmp_path / "run")
+    run_dir.write_marker(started)
+    check_resumable(run_dir, config, model_config)
+    config.prune = PruneConfig.of(method="sparsegpt", blocksize=64)
+    with pytest.raises(UserError, match=r"prune\.blocksize: 128 -> 64"):
+        check_resumable(run_dir, config, model_config)
