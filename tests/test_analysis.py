@@ -25,6 +25,7 @@ from lp_prune.analysis.analyze.lsar import (
 from lp_prune.analysis.analyze.snr import CumulativeSNR
 from lp_prune.analysis.disagreement import mask_disagreement
 from lp_prune.cli import main
+from lp_prune.pruning.registry import capabilities_named
 from lp_prune.tracking import pack_mask
 from wandb_offline import closed_log, find_offline_runs, iter_records, read_history
 
@@ -258,7 +259,8 @@ def test_analyze_refuses_sparsegpt_runs_without_saved_model(wanda_runs, tmp_path
     run = tmp_path / "sgpt"
     shutil.copytree(wanda_runs / "en", run)
     summary = json.loads((run / "summary.json").read_text())
-    (run / "summary.json").write_text(json.dumps({**summary, "method": "sparsegpt"}))
+    sparsegpt = {"method": "sparsegpt", "method_capabilities": capabilities_named("sparsegpt").to_json()}
+    (run / "summary.json").write_text(json.dumps({**summary, **sparsegpt}))
     assert main(["analyze", str(run), "--no_wandb"]) == 2
     assert "--save_model true" in capsys.readouterr().err
     assert main(["analyze", str(wanda_runs), "--languages", "[en]", "--no_wandb"]) == 2

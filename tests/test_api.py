@@ -8,7 +8,7 @@ import lp_prune
 from lp_prune.calibration.loop import PruningLoop
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError, DataError
-from lp_prune.pruning.method import BUILT_IN, structured, zeroes
+from lp_prune.pruning.registry import BUILT_IN, capabilities_named
 from test_pipeline import SMALL, run_cli
 from tiny_models import tiny_model
 
@@ -76,9 +76,10 @@ def test_every_built_in_method_prunes_texts_and_leaves_ignored_linears(char_toke
     assert all(torch.equal(after[name], before[name]) for name in down)
     assert torch.equal(after["lm_head"], before["lm_head"])
     others = sorted(decoder - down)
-    if not zeroes(method):  # quantization: every other Linear moved onto its grid
+    capabilities = capabilities_named(method)
+    if not capabilities.zeroes:  # quantization: every other Linear moved onto its grid
         assert all(not torch.equal(after[name], before[name]) for name in others)
-    elif structured(method):
+    elif capabilities.structured:
         assert any((after[name] == 0).all(0).any() for name in others if name.endswith("o_proj"))
     else:
         for name in others:

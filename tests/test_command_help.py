@@ -21,6 +21,7 @@ from lp_prune.commands.compare import CompareOptions
 from lp_prune.commands.eval import EvalOptions
 from lp_prune.commands.sweep import SweepOptions
 from lp_prune.config import LANGUAGES, RunConfig
+from lp_prune.pruning import PruningMethod
 
 OPTIONS = {
     "compare": CompareOptions,
@@ -83,7 +84,8 @@ def expected_fields(cls: type, prefix: str = "") -> list[tuple[str, str, type | 
     found = []
     for item in dataclasses.fields(cls):
         assert item.name in docs, f"{cls.__name__}.{item.name} has no docstring (its --help line)"
-        nested = hints[item.name] if dataclasses.is_dataclass(hints[item.name]) else None
+        kind = hints[item.name]
+        nested = kind if dataclasses.is_dataclass(kind) and not issubclass(kind, PruningMethod) else None
         found.append((prefix + item.name, docs[item.name], nested))
         if nested is not None:
             found += expected_fields(nested, f"{prefix}{item.name}.")

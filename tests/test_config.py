@@ -7,6 +7,8 @@ import pytest
 
 from lp_prune.cli import build_parser, main
 from lp_prune.config import RunConfig
+from lp_prune.config.method_keys import method_settings
+from lp_prune.pruning import PruningMethod
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, object]]:
@@ -15,7 +17,7 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, object]]:
     leaves = []
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
-        if dataclasses.is_dataclass(kind):
+        if dataclasses.is_dataclass(kind) and not issubclass(kind, PruningMethod):  # a method: prune.method
             leaves += leaf_fields(kind, f"{prefix}{field.name}.")
         else:
             leaves.append((f"{prefix}{field.name}", kind))
@@ -25,11 +27,13 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, object]]:
 def test_every_key_has_a_description_and_every_choice_its_values():
     run = build_parser()._subcommands_action._name_parser_map["run"]
     actions = {action.dest: action for action in run._actions}
-    leaves = leaf_fields(RunConfig)
-    assert len(leaves) > 50
+    leaves = leaf_fields(RunConfig) + [(f"prune.{key}", s.kind) for key, s in method_settings().items()]
+    assert len(leaves) > 50 and ("prune.method", PruningMethod) in leaves and ("prune.bits", int) in leaves
     for key, kind in leaves:
         action = actions[key]
         assert action.help and not action.help.startswith(("Path to a configuration file", "(type")), key
+        if key.startswith("prune.") and key[6:] in method_settings():  # a method's own setting: which methods
+            assert "a setting of" in action.help, key
         if get_origin(kind) is Literal:
             assert action.metavar == "{" + ",".join(get_args(kind)) + "}", key  # what --help shows
 

@@ -206,15 +206,14 @@ def test_a_quantized_run_completes_and_saves_grid_weights(tiny_model_dir, tmp_pa
 
 def test_a_group_size_that_does_not_divide_the_width_is_refused_at_prune_time():
     from lp_prune.errors import ConfigError
-    from lp_prune.pruning import GroupInputs, PruneSettings, Runtime, get_method
+    from lp_prune.pruning import GroupInputs, PruneContext, Runtime, method_named
 
     weight, hessian, _ = random_problem(8, 16)
     message = re.escape("prune.group_size 6 does not divide a Linear's input size 16")
     with pytest.raises(ConfigError, match=message):
         gptq_quantize(weight, hessian, 4, group_size=6)
-    settings = PruneSettings(group_size=6)
     with pytest.raises(ConfigError, match=message):
-        get_method("rtn").prune([weight], 0.5, GroupInputs(), settings, Runtime())
+        method_named("rtn", {"group_size": 6}).prune([weight], 0.5, GroupInputs(), PruneContext(), Runtime())
     with pytest.raises(ConfigError, match="must divide every Linear input size of this model"):
-        get_method("gptq").check(PruneSettings(group_size=6, input_sizes=(16, 32)))
-    get_method("gptq").check(PruneSettings(group_size=-1, input_sizes=(16, 30)))  # -1: per row, fits any
+        method_named("gptq", {"group_size": 6}).check(PruneContext(input_sizes=(16, 32)))
+    method_named("gptq", {"group_size": -1}).check(PruneContext(input_sizes=(16, 30)))  # -1: per row, fits any

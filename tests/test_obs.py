@@ -11,7 +11,8 @@ import torch
 from lp_prune.pruning import obs
 from lp_prune.pruning.gptq import gptq_quantize
 from lp_prune.pruning.hessian import inverse_hessian_factor
-from lp_prune.pruning.method import GroupInputs, PruneSettings, Runtime, get_method
+from lp_prune.pruning.method import GroupInputs, PruneContext, Runtime
+from lp_prune.pruning.registry import method_named
 from lp_prune.pruning.sparsegpt import sparsegpt_prune
 from lp_prune.pruning.sparsegpt_gptq import prune_and_quantize
 from test_gptq import obq_reference, random_problem
@@ -65,9 +66,9 @@ def test_each_registered_method_solves_a_stacked_group_with_one_loop(method, exp
     generator = torch.Generator().manual_seed(12)
     inputs = torch.randn(64, 32, generator=generator)
     weights = [torch.randn(rows, 32, generator=generator) for rows in (8, 4, 4)]  # q/k/v-like: one input
-    settings = PruneSettings(n_m=n_m, blocksize=16, group_size=8)
     group = GroupInputs(gram=inputs.T @ inputs, samples=64)
-    pruned = get_method(method).prune(weights, 0.5, group, settings, Runtime())
+    chosen = method_named(method, {"blocksize": 16, "group_size": 8})
+    pruned = chosen.prune(weights, 0.5, group, PruneContext(n_m=n_m), Runtime())
     assert solver_calls == [expected]
     assert [p.weight.shape for p in pruned] == [w.shape for w in weights]
 

@@ -14,7 +14,8 @@ from lp_prune.pruning import (
     wanda_mask,
 )
 from lp_prune.pruning.masks import lowest_mask
-from lp_prune.pruning.method import GroupInputs, PruneSettings, Runtime, get_method
+from lp_prune.pruning.method import GroupInputs, PruneContext, Runtime
+from lp_prune.pruning.registry import method_named
 from lp_prune.pruning.sparsegpt import sparsegpt_hessian
 
 
@@ -197,9 +198,9 @@ def test_registered_methods_compute_their_papers_masks():
     """Each method through the registry equals its algorithm called directly on independently
     computed statistics: SparseGPT on H = 2/n X^T X, Wanda on ||X_j||^2, magnitude on |W| alone."""
     X, W = correlated_inputs(64, 16), torch.randn(8, 16)
-    inputs, settings = _group_inputs(X, windows=4), PruneSettings()
+    inputs = _group_inputs(X, windows=4)
     pruned = {
-        name: get_method(name).prune([W], 0.5, inputs, settings, Runtime())[0]
+        name: method_named(name).prune([W], 0.5, inputs, PruneContext(), Runtime())[0]
         for name in ("sparsegpt", "wanda", "magnitude")
     }
     direct = sparsegpt_prune(W, 2 * X.T @ X / 4, 0.5)
@@ -210,7 +211,7 @@ def test_registered_methods_compute_their_papers_masks():
     for name, out in pruned.items():
         assert out.mask.float().mean().item() == pytest.approx(0.5), name
         assert (out.weight[out.mask] == 0).all(), name
-        if not get_method(name).updates_kept_weights:
+        if not method_named(name).updates_kept_weights:
             assert torch.equal(out.weight[~out.mask], W[~out.mask]), name
     assert not torch.equal(pruned["sparsegpt"].weight[~pruned["sparsegpt"].mask], W[~pruned["sparsegpt"].mask])
 
@@ -218,10 +219,11 @@ def test_registered_methods_compute_their_papers_masks():
 def test_sparsegpt_refuses_an_n_m_pattern_its_blocks_would_split():
     from lp_prune.errors import ConfigError
 
-    get_method("sparsegpt").check(PruneSettings(n_m=(2, 4), blocksize=128))
+    two_four = PruneContext(n_m=(2, 4))
+    method_named("sparsegpt", {"blocksize": 128}).check(two_four)
     with pytest.raises(ConfigError, match="multiple of M=4"):
-        get_method("sparsegpt").check(PruneSettings(n_m=(2, 4), blocksize=6))
-    get_method("wanda").check(PruneSettings(n_m=(2, 4), blocksize=6))  # Wanda has no blocks
+        method_named("sparsegpt", {"blocksize": 6}).check(two_four)
+    method_named("wanda", {"blocksize": 6}).check(two_four)  # Wanda has no blocks: the key is ignored
 
 
 def test_lazy_batch_update_equals_column_by_column():

@@ -16,7 +16,7 @@ import lp_prune
 from lp_prune.calibration.checkpoint import LayerCheckpoint, load_layer_results
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord
 from lp_prune.cli import main
-from lp_prune.pruning import GroupInputs, PruneSettings, Runtime, get_method
+from lp_prune.pruning import GroupInputs, PruneContext, Runtime, method_named
 from lp_prune.pruning.masks import packed_mask
 from lp_prune.pruning.quantize import round_to_nearest_on_grid
 from lp_prune.tracking.quantized_checkpoint import save_quantized_streaming
@@ -46,20 +46,25 @@ def solve(method, settings, rows=(24, 16), columns=64):
     inputs = torch.randn(400, columns) * torch.linspace(0.1, 3.0, columns)  # act_order reorders these
     gram = (inputs.T @ inputs).float()
     stats = GroupInputs(sq_norms=inputs.square().sum(0), gram=gram, samples=1)
-    return weights, get_method(method).prune(weights, 0.5, stats, PruneSettings(**settings, blocksize=32), Runtime())
+    chosen = method_named(method, {**settings, "blocksize": 32})
+    return weights, chosen.prune(weights, 0.5, stats, PruneContext(), Runtime())
 
 
 @pytest.mark.parametrize("case", list(GRID_CASES))
 def test_the_recorded_grid_reproduces_the_weights_exactly(case):
     method, flags = GRID_CASES[case]
-    settings = PruneSettings(**flags)
+    settings = method_named(method, flags).settings()
     weights, results = solve(method, flags)
     for weight, result in zip(weights, results, strict=True):
         grid = result.grid
-        assert (grid.bits, grid.symmetric, grid.group_size) == (settings.bits, settings.symmetric, settings.group_size)
-        groups = 1 if settings.group_size is None else weight.shape[1] // settings.group_size
+        assert (grid.bits, grid.symmetric, grid.group_size) == (
+            settings["bits"],
+            settings["symmetric"],
+            settings["group_size"],
+        )
+        groups = 1 if settings["group_size"] is None else weight.shape[1] // settings["group_size"]
         assert grid.scale.shape == grid.zero.shape == (weight.shape[0], groups)
-        assert (grid.g_idx is not None) == (settings.act_order and settings.group_size is not None)
+        assert (grid.g_idx is not None) == (settings.get("act_order", False) and settings["group_size"] is not None)
         codes = grid.codes(result.weight)
         assert torch.equal(codes, codes.round()) and codes.min() >= 0 and codes.max() <= 2**grid.bits - 1
         assert result.weight.dtype == torch.float32

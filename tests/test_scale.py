@@ -16,6 +16,7 @@ from lp_prune.config import ConfigError, DataConfig, RunConfig, calibration_mix
 from lp_prune.data import PruningDataModule
 from lp_prune.memory import MemoryEstimate, ModelShape, check_fits, estimate_memory
 from lp_prune.models.layers import InputCollector
+from lp_prune.pruning import method_named
 from lp_prune.pruning.owl import OutlierCount, outlier_ratio, owl_sparsities
 from lp_prune.tracking import load_weights
 from test_pipeline import SMALL, run_cli
@@ -215,7 +216,7 @@ def test_memory_estimate_terms():
     assert parked.activations == 2 * 4 * 32 * 64 * 4  # one batch in, one out
     config.offload_layers, config.model.dtype = True, "bfloat16"
     assert estimate_memory(config, SHAPE, "cuda").weights == (1000 - 8 * 100 + 100) * 2
-    config.prune.method = "wanda"  # sampled metrics: norms and the sampled inputs (all 512 tokens here)
+    config.prune.method = method_named("wanda")  # sampled metrics: norms and the sampled inputs (all 512 tokens here)
     wanda = estimate_memory(config, SHAPE, "cuda")
     assert wanda.statistics == (3 * 64 + 256) * 8 + 512 * (3 * 64 + 256) * 4
 

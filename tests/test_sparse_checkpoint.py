@@ -290,8 +290,26 @@ def test_card_of_a_hub_model_and_of_a_quantization_run():
     assert "pruned with Wanda-sp (structured)" in text
 
 
-def test_every_built_in_method_has_its_name_on_the_card():
-    from lp_prune.pruning.method import BUILT_IN
-    from lp_prune.tracking.model_card import METHOD_NAMES
+def test_the_card_names_the_method_as_the_method_declares():
+    """Built-in methods by their papers' names; a run's recorded name wins over this machine's registry."""
+    from lp_prune.config import RunConfig
+    from lp_prune.pruning.registry import BUILT_IN, capabilities_named
+    from lp_prune.tracking.model_card import model_card
+    from lp_prune.tracking.summary import RunSummary
 
-    assert set(BUILT_IN) <= set(METHOD_NAMES)
+    names = {name: capabilities_named(name).display_name for name in BUILT_IN}
+    assert names == {
+        "sparsegpt": "SparseGPT",
+        "wanda": "Wanda",
+        "magnitude": "magnitude",
+        "gptq": "GPTQ",
+        "rtn": "RTN",
+        "sparsegpt_gptq": "SparseGPT + GPTQ (joint)",
+        "wanda_sp": "Wanda-sp (structured)",
+    }
+    recorded = {**capabilities_named("wanda").to_json(), "display_name": "Wanda as it was"}
+    summary = RunSummary(
+        model="/local/model", method="wanda", method_capabilities=recorded, pattern="unstructured",
+        target_sparsity=0.5, calibration_language="en", nsamples=4, seqlen=8, modules=[],
+    )  # fmt: skip
+    assert "pruned with Wanda as it was" in model_card(summary, RunConfig())

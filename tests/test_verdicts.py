@@ -402,7 +402,6 @@ def test_the_study_grids_give_every_claim_its_data(sweep_file, source, recipes, 
     from lp_prune.commands.run import add_arguments
     from lp_prune.config.io import run_config_from
     from lp_prune.config.tasks import expand_tasks
-    from lp_prune.pruning import get_method
     from lp_prune.sweeps.expand import expand, load_sweep
     from lp_prune.sweeps.runner import plan, run_options
 
@@ -415,7 +414,7 @@ def test_the_study_grids_give_every_claim_its_data(sweep_file, source, recipes, 
         namespace = parser.instantiate_classes(parser.parse_args(run_options(planned.argv, sweep)))
         config = run_config_from(namespace)
         config.validate()
-        groups[(config.model.name, config.prune.method)].append(config)
+        groups[(config.model.name, config.prune.method.name)].append(config)
     assert len(groups) == recipes  # models x methods
     for configs in groups.values():
         seeds = defaultdict(set)
@@ -425,7 +424,7 @@ def test_the_study_grids_give_every_claim_its_data(sweep_file, source, recipes, 
             tasks = expand_tasks(config.eval.tasks, config.data.eval_languages)
             assert {task_language(t) for t in tasks} >= set(SEVEN) - {None}  # C3: every language's tasks
             # C2, C5, C6 need `analyze`: saved weights or masks that rebuild the model
-            assert config.save_model or not get_method(config.prune.method).updates_kept_weights
+            assert config.save_model or not config.prune.method.updates_kept_weights
         assert set(seeds) == set(SEVEN) and all(len(s) >= 2 for s in seeds.values())  # floors: C1, C2, C4, C5
 
 

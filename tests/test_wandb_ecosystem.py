@@ -350,7 +350,7 @@ def test_args_no_hyphens_lines_parse_like_args_lines():
     assert line("args_no_hyphens")[2:4] == ["prune.method=wanda", "data.calibration_language=sw"]
     with_flags, without = parsed_run_config(line("args")[1:]), parsed_run_config(line("args_no_hyphens")[1:])
     assert without == with_flags
-    assert (without.prune.method, without.data.calibration_language, without.seed) == ("wanda", "sw", 3)
+    assert (without.prune.method.name, without.data.calibration_language, without.seed) == ("wanda", "sw", 3)
     assert (without.data.nsamples, without.prune.sparsity, without.save_model) == (16, 0.6, True)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lp_prune.cli import main
-from lp_prune.config import RunConfig, WandbConfig
+from lp_prune.config import PruneConfig, RunConfig, WandbConfig
 from lp_prune.tracking.run_labels import display_name, labelled
 from lp_prune.tracking.summary import RunSummary, comparison_numbers
 from test_wandb_ecosystem import masks_artifact_entries, run_record
@@ -117,12 +117,12 @@ def test_comparison_numbers_of_mixes_divergence_and_downstream():
 
 def test_names_of_other_recipes_and_given_names_win():
     config = RunConfig()
-    config.prune.method, config.prune.pattern = "sparsegpt", "2:4"
+    config.prune = PruneConfig.of(method="sparsegpt", pattern="2:4")
     config.data.calibration_language, config.data.source, config.seed = "en:3,sw:1", "generated", 2
     assert display_name(config) == "sparsegpt-2:4-en3+sw1-generated-d0-seed2"
-    config.prune.method, config.prune.pattern, config.prune.group_size = "gptq", "unstructured", 128
+    config.prune = PruneConfig.of(method="gptq", pattern="unstructured", group_size=128)
     assert display_name(config).startswith("gptq-4bit-g128-en3+sw1")
-    config.prune.method = "magnitude"
+    config.prune = PruneConfig.of(method="magnitude")
     assert display_name(config) == "magnitude-0.5-seed2"  # no calibration data, so no recipe or draw
     config.wandb = WandbConfig(name="mine", group="sweep-x", tags=["sweep-x", "x" * 80])
     wandb = labelled(config)

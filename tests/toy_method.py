@@ -5,24 +5,24 @@ every row of a Linear loses the same columns, and the kept weights stay as they 
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from lp_prune.errors import ConfigError
-from lp_prune.pruning import GroupInputs, PrunedWeight, PruneSettings, Runtime, register
+from lp_prune.pruning import GroupInputs, PruneContext, PrunedWeight, PruningMethod, Runtime
 
 
-class InputColumns:
+@dataclass(frozen=True)
+class InputColumns(PruningMethod):
     name = "input_columns"
     statistics = "norms"
-    default_local_error = "sample"
-    updates_kept_weights = False
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return width * 4
 
-    def check(self, settings: PruneSettings) -> None:
-        if settings.n_m is not None:
+    def check(self, context: PruneContext) -> None:
+        if context.n_m is not None:
             raise ConfigError("input_columns prunes whole columns: it has no N:M form")
 
     def prune(
@@ -30,7 +30,7 @@ class InputColumns:
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
         columns = torch.argsort(inputs.sq_norms, stable=True)[: int(sparsity * inputs.sq_norms.numel())]
@@ -40,6 +40,3 @@ class InputColumns:
             mask[:, columns] = True
             results.append(PrunedWeight(weight.masked_fill(mask, 0), mask))
         return results
-
-
-METHOD = register(InputColumns())

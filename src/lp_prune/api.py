@@ -131,7 +131,7 @@ def run_config(
     from lp_prune.config import DataConfig, PruneConfig, RunConfig
 
     config = RunConfig()
-    config.prune = PruneConfig(method=method, sparsity=sparsity, **prune_options)
+    config.prune = PruneConfig.of(method=method, sparsity=sparsity, **prune_options)
     config.data = DataConfig(
         nsamples=DEFAULT_LANGUAGE_WINDOWS if nsamples is None else nsamples,
         seqlen=seqlen,

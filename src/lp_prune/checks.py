@@ -13,7 +13,6 @@ from transformers import PretrainedConfig
 from lp_prune.config import PruneConfig, RunConfig
 from lp_prune.errors import ConfigError, DataError, NumericalError
 from lp_prune.models.loading import check_weight_files, model_source
-from lp_prune.pruning.method import get_method, quantizes
 from lp_prune.tracking.wandb_logger import resolve_mode
 
 GIB = 1024**3
@@ -30,8 +29,8 @@ def check_method_fits(prune: PruneConfig, model_config: PretrainedConfig) -> Non
     """The pattern and the method's own checks, against the model's Linear sizes and attention shape."""
     check_n_m_fits(prune, model_config)
     sizes = tuple(sorted(linear_input_sizes(model_config)))
-    known = replace(prune.settings, input_sizes=sizes, heads=attention_heads(model_config))
-    get_method(prune.method).check(known)  # what only it knows
+    known = replace(prune.context, input_sizes=sizes, heads=attention_heads(model_config))
+    prune.method.check(known)  # what only it knows
 
 
 def linear_input_sizes(model_config: PretrainedConfig) -> set[int]:
@@ -76,7 +75,7 @@ def check_disk_space(config: RunConfig) -> None:
         f.stat().st_size for f in source.glob("*.bin")
     )
     bitmask = config.save_compressed == "sparse-bitmask"  # kept values + bitmask at 50%
-    packed = bool(config.save_compressed) and quantizes(config.prune.method)
+    packed = bool(config.save_compressed) and config.prune.method.capabilities().export_format == "pack-quantized"
     compressed = 0.6 * int(config.save_model and (bitmask or packed))
     needed = model_bytes * (int(config.save_model) + compressed + int(config.checkpoint)) + model_bytes / 32
     out = Path(config.out or "runs").absolute()

@@ -23,7 +23,6 @@ from transformers import AutoModelForCausalLM, PretrainedConfig
 from lp_prune.config import RunConfig
 from lp_prune.errors import ConfigError
 from lp_prune.metrics.language_modeling import POSITION_CHUNK, VOCAB_CHUNK
-from lp_prune.pruning.method import get_method
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
@@ -184,7 +183,7 @@ def estimate_memory(config: RunConfig, shape: ModelShape, device_kind: str = "cp
 def statistics_and_solver(config: RunConfig, shape: ModelShape, dtype_bytes: int) -> tuple[int, int]:
     """Bytes of one statistics pass, and of the solve phase at its largest (module docstring)."""
     prune = config.prune
-    method = get_method(prune.method)
+    method = prune.method
     metrics = prune.local_error_mode
     keep_gram = method.statistics == "gram" or metrics == "exact"
     groups = shape.solve_groups()

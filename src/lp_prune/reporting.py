@@ -65,7 +65,7 @@ def format_run_results(summary: Mapping[str, Any], run_dir: str | os.PathLike[st
 
 
 def _headline(summary: Mapping[str, Any]) -> str:
-    from lp_prune.pruning.method import calibrates  # torch: only where a run's results are shown
+    from lp_prune.pruning.registry import recorded_capabilities  # torch: only where a run's results are shown
 
     parts = [str(summary.get("model", "model"))]
     method = summary.get("method")
@@ -74,7 +74,7 @@ def _headline(summary: Mapping[str, Any]) -> str:
         target = summary.get("target_sparsity")
         amount = pattern if pattern != "unstructured" else (_percent(target, 0) if target is not None else "")
         parts.append(f"{method} {amount}".strip())
-    if method and not calibrates(method):
+    if method and not recorded_capabilities(str(method), summary.get("method_capabilities")).calibrates:
         parts.append("no calibration data")
     elif summary.get("calibration_language"):
         size = f" ({summary['nsamples']} x {summary['seqlen']} tokens)" if "nsamples" in summary else ""

@@ -23,9 +23,9 @@ from lp_prune.analysis.settings import SettingKey, setting_key, setting_labels
 from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
-from lp_prune.pruning.method import calibrates, quantizes, structured, zeroes
+from lp_prune.pruning.method import Capabilities
 from lp_prune.tracking import RunDirectory, read_json
-from lp_prune.tracking.summary import RunSummary
+from lp_prune.tracking.summary import RunSummary, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,20 @@ class Run:
         return self.summary.calibration_language
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What the run's method declared, as its summary records it (tracking.summary)."""
+        return self.summary.capabilities()
+
+    @property
+    def method_settings(self) -> dict[str, Any]:
+        """The method's settings as the summary records them, else as config.yaml gives them."""
+        recorded = self.summary.method_settings()
+        return self.config.prune.method.settings() if recorded is None else recorded
+
+    @property
     def calibrated(self) -> bool:
         """Whether the run's method read its calibration data (RTN and magnitude do not)."""
-        return calibrates(self.summary.method)
+        return self.capabilities.calibrates
 
     @property
     def calibration(self) -> str:
@@ -100,21 +111,22 @@ class Run:
         grid: 'sparsegpt unstructured s=0.5 n=32x256', 'gptq n=32x256 4-bit g128' (other bits are another
         setting), 'rtn 4-bit g128'. Structured methods say 'structured' (whole FFN channels and heads).
         Settings that share it are told apart by label_settings."""
-        s = self.summary
+        s, method = self.summary, self.capabilities
         label = s.method
-        if zeroes(s.method):
-            label += f" {'structured' if structured(s.method) else s.pattern} s={s.target_sparsity:g}"
-        if calibrates(s.method):
+        if method.zeroes:
+            label += f" {'structured' if method.structured else s.pattern} s={s.target_sparsity:g}"
+        if method.calibrates:
             label += f" n={s.nsamples}x{s.seqlen}"
-        return f"{label} {grid_label(self.config.prune)}" if quantizes(s.method) else label
+        return f"{label} {grid_label(self.method_settings)}" if method.quantizes else label
 
 
-def grid_label(prune: Any) -> str:
-    """'4-bit g128' (per-row grids: 'g-row'), with ' sym' and ' act-order' when set."""
-    group = prune.group_size if prune.group_size not in (None, -1) else "-row"
-    parts = [f"{prune.bits}-bit g{group}"]
-    parts += ["sym"] if prune.symmetric else []
-    parts += ["act-order"] if prune.act_order else []
+def grid_label(settings: dict[str, Any]) -> str:
+    """'4-bit g128' (per-row grids: 'g-row'), with ' sym' and ' act-order' when set, from a quantizing
+    method's settings."""
+    group = settings.get("group_size")
+    parts = [f"{settings.get('bits')}-bit g{'-row' if group in (None, -1) else group}"]
+    parts += ["sym"] if settings.get("symmetric") else []
+    parts += ["act-order"] if settings.get("act_order") else []
     return " ".join(parts)
 
 
@@ -168,11 +180,6 @@ def check_masks_fit(path: Path, summary: RunSummary) -> None:
             else f"a mask names {name}, which the summary does not prune"
         )
         raise UserError(f"{path}: masks.safetensors does not belong to the model its summary.json records ({what})")
-
-
-def read_summary(path: Path) -> RunSummary:
-    """A run's summary.json, or a UserError naming the file when it is not one lp_prune wrote."""
-    return RunSummary.from_json(read_json(path), path)
 
 
 def label_settings(runs: list[Run]) -> None:

@@ -25,7 +25,7 @@ from lp_prune.models.layers import projection
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.hessian import all_finite
 from lp_prune.pruning.masks import PackedMask, packed_mask
-from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime, get_method
+from lp_prune.pruning.method import GroupInputs, PrunedWeight, Runtime
 from lp_prune.pruning.statistics import InputStatistics, TokenSample
 from lp_prune.runtime import factor_threads, single_thread
 
@@ -60,8 +60,8 @@ class LayerPruner:
         heads: tuple[int, int, int] | None = None,
     ) -> None:
         self.config = config
-        self.method = get_method(config.method)
-        self.settings = config.settings if heads is None else replace(config.settings, heads=heads)
+        self.method = config.method
+        self.context = config.context if heads is None else replace(config.context, heads=heads)
         self.layer_sparsity = layer_sparsity
         self.metrics = config.local_error_mode
         sample = TokenSample(config.metric_tokens, calibration_tokens, seed=0) if self.metrics == "sample" else None
@@ -128,7 +128,7 @@ class LayerPruner:
         gram32 = inputs.gram
         dense = [linear.weight.detach() for linear in unit.linears.values()]
         runtime = Runtime(column_loop=single_thread, factorisation=factor_threads)
-        pruned = self.method.prune(dense, self.sparsity_of(layer), inputs, self.settings, runtime)
+        pruned = self.method.prune(dense, self.sparsity_of(layer), inputs, self.context, runtime)
         exact = (gram32, stats.tokens) if gram32 is not None and self.metrics == "exact" else None
         return [
             (result, measure(layer, name, weight, result, exact))

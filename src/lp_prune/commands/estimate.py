@@ -16,7 +16,7 @@ from jsonargparse import ArgumentParser, Namespace
 from lp_prune.cli_support import ConfigFile
 from lp_prune.commands import COMMANDS
 from lp_prune.commands.run import PRECISION_HELP, run_config_of
-from lp_prune.config import RunConfig
+from lp_prune.config import add_run_config_arguments
 from lp_prune.config.hub import resolve
 from lp_prune.errors import ModelLoadError
 
@@ -31,7 +31,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     shape_help = "a config.json to plan with (no download); configs/models/shapes/ holds the study's models"
     parser.add_argument("--shape", type=str | None, default=None, help=shape_help)
     parser.add_argument("--precision", type=str | None, default=None, help=PRECISION_HELP)
-    parser.add_class_arguments(RunConfig)
+    add_run_config_arguments(parser)
 
 
 def execute(namespace: Namespace) -> int:

@@ -8,7 +8,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from lp_prune.cli_support import ConfigFile
 from lp_prune.commands import COMMANDS
-from lp_prune.config import RunConfig, run_config_from
+from lp_prune.config import RunConfig, add_run_config_arguments, run_config_from
 from lp_prune.errors import ConfigError, UserError
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
@@ -25,7 +25,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("-c", "--config", action=ConfigFile, help="YAML file with any of the keys below")
     parser.add_argument("--resume", type=str | None, default=None, help="continue the unfinished run in this folder")
     parser.add_argument("--precision", type=str | None, default=None, help=PRECISION_HELP)
-    parser.add_class_arguments(RunConfig)
+    add_run_config_arguments(parser)
 
 
 def execute(namespace: Namespace) -> int:

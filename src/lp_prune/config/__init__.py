@@ -5,6 +5,7 @@
 - tasks: the downstream task rules (eval.tasks shorthands, the study's task per language);
 - values: checks and parsers of single values (seeds, N:M patterns, sizes);
 - io: the jsonargparse parser and read_run_config for a saved run's config.yaml;
+- method_keys: the pruning method's settings as flat keys beside prune.method;
 - hub: the packaged configs/ and sweeps/ files, found by those paths from any folder.
 
 Everything is importable from lp_prune.config itself. Names load on first use: the command line reads
@@ -18,7 +19,7 @@ from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "lp_prune.config.data_schema": ("DATA_SOURCES", "REFERENCE_SETS", "DataConfig", "DataSource", "GenerationConfig"),
-    "lp_prune.config.io": ("read_run_config", "run_config_from", "run_config_parser"),
+    "lp_prune.config.io": ("add_run_config_arguments", "read_run_config", "run_config_from", "run_config_parser"),
     "lp_prune.config.recipe": (
         "MIX_SUM_TOLERANCE",
         "CalibrationRecipe",

@@ -8,18 +8,21 @@ the docstring under each field is its `--help` description.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from lp_prune.config.data_schema import DataConfig
+from lp_prune.config.method_keys import with_settings
 from lp_prune.config.recipe import CalibrationRecipe
 from lp_prune.config.tasks import check_task_language, check_task_name, split_list
 from lp_prune.config.values import check_finite, check_seed, parse_devices, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
 from lp_prune.models.layers import LinearTargets, check_patterns
-from lp_prune.pruning.method import PruneSettings, get_method, prunes
+from lp_prune.pruning.method import PruneContext, PruningMethod
+from lp_prune.pruning.registry import DEFAULT_METHOD, build_method, check_known, choice_of
 
 Dtype = Literal["float32", "bfloat16", "float16", "float64"]
 ActivationPlace = Literal["device", "cpu", "disk"]
@@ -58,32 +61,20 @@ class ModelConfig:
 
 @dataclass
 class PruneConfig:
-    """How to prune: method, target sparsity or N:M pattern, solver settings."""
+    """How to prune: the method with its own settings, and what every method shares (target sparsity or
+    N:M pattern, order, statistics, error metrics, OWL)."""
 
-    method: str = "sparsegpt"
+    method: PruningMethod = field(default_factory=lambda: build_method(DEFAULT_METHOD))
     """Pruning method: sparsegpt (second-order, updates kept weights), wanda (|W| x input norm), magnitude, the
     quantization methods gptq (second-order) and rtn (round-to-nearest), sparsegpt_gptq (pruning and GPTQ in one
-    column loop), or one registered through lp_prune.pruning.register."""
+    column loop), wanda_sp (structured), one registered through lp_prune.pruning.register, or the class path of
+    an imported PruningMethod. Its own settings are the flat keys below (prune.blocksize, prune.bits, ...);
+    those of other methods are ignored."""
     sparsity: float = 0.5
     """Fraction of each Linear's weights to prune (unstructured). Ignored by gptq and rtn, which prune nothing:
     their summary's sparsity counts the weights that rounded to exactly 0."""
     pattern: str = "unstructured"
     """'unstructured', or N:M such as 2:4 (N of every M consecutive inputs pruned; sparsity is then N/M)."""
-    blocksize: int = 128
-    """SparseGPT: columns per block (unstructured masks are chosen per block)."""
-    percdamp: float = 0.01
-    """SparseGPT: damping added to the Hessian diagonal, as a fraction of its mean."""
-    bits: int = 4
-    """gptq, rtn, sparsegpt_gptq: bits per weight, 2 to 8 (a grid of 2^bits levels)."""
-    group_size: int | None = None
-    """gptq, rtn, sparsegpt_gptq: input columns sharing one scale and zero (must divide every Linear input
-    size); null or -1: one per output row."""
-    symmetric: bool = False
-    """gptq, rtn, sparsegpt_gptq: a grid symmetric around 0 (scale from max |w|), instead of min-max with a
-    zero point."""
-    act_order: bool = False
-    """gptq: quantize columns in descending diag(H), then restore their order (groups follow the visiting
-    order, so the columns sharing a grid are scattered)."""
     true_sequential: bool = False
     """Prune [q,k,v] -> [o] -> [gate,up] -> [down], each group calibrated on the pruned groups' outputs."""
     # One forward per decoder layer instead of two: all calibration windows go through the layer as
@@ -121,23 +112,35 @@ class PruneConfig:
     ignore: list[str] | str = field(default_factory=list)
     """Linears left as they are although a target names them, in the same patterns (e.g. [re:.*down_proj])."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.method, str):  # a name or class path, with the method's default settings
+            self.method = build_method(self.method)
+
+    @classmethod
+    def of(cls, method: str | PruningMethod = DEFAULT_METHOD, **values: Any) -> PruneConfig:
+        """From flat keys, as YAML and the command line spell them: the shared keys, and beside them the
+        chosen method's settings (those of other methods are ignored; config.method_keys)."""
+        shared = {item.name for item in fields(cls)}
+        settings = {key: value for key, value in values.items() if key not in shared}
+        return cls(with_settings(method, settings), **{key: values[key] for key in values if key in shared})
+
+    def to_dict(self) -> dict[str, Any]:
+        """As YAML spells it: the method's name (or class path), its settings as flat keys, the shared keys."""
+        shared = {item.name: copy.deepcopy(getattr(self, item.name)) for item in fields(self) if item.name != "method"}
+        return {"method": choice_of(self.method), **self.method.settings(), **shared}
+
     def validate(self) -> None:
-        method = get_method(self.method)  # one line naming the known methods
+        check_known(self.method)  # one line naming the known methods
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"prune.sparsity must lie in [0, 1), got {self.sparsity}")
         parse_pattern(self.pattern)
-        if self.blocksize < 1:
-            raise ConfigError(f"prune.blocksize must be at least 1, got {self.blocksize}")
-        if not 0.0 < self.percdamp < 10.0:
-            raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
+        self.method.validate()
         if self.metric_tokens < 1:
             raise ConfigError(f"prune.metric_tokens must be at least 1, got {self.metric_tokens}")
-        if self.group_size is not None and self.group_size < 1 and self.group_size != -1:
+        if self.owl and not self.method.zeroes:
             raise ConfigError(
-                f"prune.group_size must be positive, or -1 / null for one grid per row, got {self.group_size}"
+                f"prune.owl sets a sparsity per layer, but {self.method.name} quantizes and prunes nothing"
             )
-        if self.owl and not prunes(method):
-            raise ConfigError(f"prune.owl sets a sparsity per layer, but {self.method} quantizes and prunes nothing")
         if self.owl:
             self._validate_owl()
         for lang, weight in self.language_weights.items():
@@ -180,28 +183,18 @@ class PruneConfig:
         if isinstance(self.local_error, bool):
             return "exact" if self.local_error else "off"
         if self.local_error == "auto":
-            return get_method(self.method).default_local_error
+            return self.method.default_local_error
         return self.local_error
 
     @property
-    def settings(self) -> PruneSettings:
-        """What the method reads besides the weights (group_size -1 becomes None: one grid per row)."""
-        group_size = None if self.group_size == -1 else self.group_size
-        return PruneSettings(
-            self.n_m,
-            self.blocksize,
-            self.percdamp,
-            self.bits,
-            group_size,
-            self.symmetric,
-            self.act_order,
-            sparsity=self.sparsity,
-        )
+    def context(self) -> PruneContext:
+        """What every method reads besides its own settings: the pattern and the target sparsity."""
+        return PruneContext(self.n_m, self.sparsity)
 
     @property
     def target_sparsity(self) -> float:
         """What the method aims for: N/M for a pattern, else `sparsity`; 0 for a method that prunes nothing."""
-        if not prunes(get_method(self.method)):
+        if not self.method.zeroes:
             return 0.0
         nm = self.n_m
         return nm[0] / nm[1] if nm else self.sparsity
@@ -418,4 +411,7 @@ class RunConfig:
         return self.data.recipe(self.prune.statistics, self.prune.language_weights)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As config.yaml spells it (the method's settings flat under prune: PruneConfig.to_dict)."""
+        values = asdict(self)
+        values["prune"] = self.prune.to_dict()
+        return values

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -60,9 +61,16 @@ def size_in_bytes(size: int | str, key: str = "size") -> int:
 
 def check_finite(options: Any, prefix: str = "") -> None:
     """Every float in a dataclass of settings (in its nested dataclasses, lists and dicts too) is a
-    finite number: NaN passes every `x < bound` check unseen, and infinity breaks arithmetic."""
-    for item in dataclasses.fields(options):
-        _check_finite_value(getattr(options, item.name), f"{prefix}{item.name}")
+    finite number: NaN passes every `x < bound` check unseen, and infinity breaks arithmetic. A dataclass
+    with a `to_dict` is checked as that spells it (PruneConfig: the method's settings as prune's keys)."""
+    if isinstance(options, Mapping):
+        values = dict(options)
+    elif hasattr(options, "to_dict"):
+        values = options.to_dict()
+    else:
+        values = {item.name: getattr(options, item.name) for item in dataclasses.fields(options)}
+    for name, value in values.items():
+        _check_finite_value(value, f"{prefix}{name}")
 
 
 def _check_finite_value(value: Any, key: str) -> None:

@@ -37,7 +37,6 @@ from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.config_check import check_weight_shapes, read_config_json
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
-from lp_prune.pruning.method import get_method, structured
 from lp_prune.tracking.cache_lock import cache_dir, cache_folder
 from lp_prune.tracking.run_dir import unwritable_reason
 
@@ -342,20 +341,21 @@ def load_run_model(
     `trust_remote_code` comes from the caller's command line, never from the run's config.yaml.
     """
     from lp_prune.tracking import RunDirectory, iter_masks
+    from lp_prune.tracking.summary import read_summary
 
     run = RunDirectory(Path(run_dir))
     if not run.is_complete():
         raise ModelLoadError(f"{run.root} is not a complete run (status: {run.status() or 'missing'})")
     config = run.read_config()
     model_config = replace(config.model, trust_remote_code=trust_remote_code)
-    cut = structured(config.prune.method)
-    if (run.model / "config.json").exists() and not (full_shape and cut):
+    summary = read_summary(run.summary)
+    method = summary.capabilities()
+    if (run.model / "config.json").exists() and not (full_shape and method.structured):
         saved = replace(model_config, name=str(run.model))
         return load_model(saved), load_tokenizer_and_config(saved)[0]
-    if get_method(config.prune.method).updates_kept_weights:
+    if method.updates_kept_weights:
         raise ModelLoadError(
-            f"{run.root} saved no model, and {config.prune.method} also changes kept weights: "
-            "rerun with --save_model true"
+            f"{run.root} saved no model, and {summary.method} also changes kept weights: rerun with --save_model true"
         )
     model = load_model(model_config)
     modules = dict(model.named_modules())

@@ -31,17 +31,10 @@ import torch
 
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.hessian import sparsegpt_hessian
-from lp_prune.pruning.method import (
-    GroupInputs,
-    LocalError,
-    PrunedWeight,
-    PruneSettings,
-    Runtime,
-    Statistics,
-    register,
-)
-from lp_prune.pruning.obs import Quantizer, solve
-from lp_prune.pruning.quantize import check_quantization, group_columns
+from lp_prune.pruning.method import GroupInputs, PruneContext, PrunedWeight, Runtime
+from lp_prune.pruning.obs import Quantizer, SolverSettings, solve
+from lp_prune.pruning.quantize import GridSettings
+from lp_prune.pruning.registry import register
 
 
 @dataclass
@@ -89,30 +82,38 @@ def gptq_quantize_stacked(
     return [GPTQResult(p.weight, p.loss, solved.percdamp, p.grid) for p in solved.pieces(weights)]
 
 
-class GPTQ:
+@register
+@dataclass(frozen=True)
+class GPTQ(GridSettings, SolverSettings):
     """Quantization with second-order error feedback: the Hessian H = 2/n X^T X from the Gram."""
 
     name = "gptq"
-    statistics: Statistics = "gram"
-    default_local_error: LocalError = "exact"  # the Gram is there anyway
+    display_name = "GPTQ"
+    statistics = "gram"
+    default_local_error = "exact"  # the Gram is there anyway
     updates_kept_weights = True
-    prunes = False  # quantizes: zeroes nothing, ignores prune.sparsity
+    zeroes = False  # quantizes: zeroes nothing, ignores prune.sparsity
     quantizes = True
+    export_format = "pack-quantized"
+
+    act_order: bool = False
+    """Quantize columns in descending diag(H), then restore their order (groups follow the visiting order,
+    so the columns sharing a grid are scattered)."""
 
     def solver_bytes(self, width: int, rows: int) -> int:
         # Gram copies and factors (one more with act_order's permuted copy); the stacked float32 rows
         # and their errors.
         return 16 * width * width + rows * width * 8
 
-    def check(self, settings: PruneSettings) -> None:
-        check_quantization(self.name, settings)
+    def check(self, context: PruneContext) -> None:
+        self.check_quantization_only(context)
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
         if inputs.gram is None:
@@ -121,12 +122,12 @@ class GPTQ:
         results = gptq_quantize_stacked(
             weights,
             hessian,
-            settings.bits,
-            group_columns(settings),
-            settings.symmetric,
-            settings.act_order,
-            settings.blocksize,
-            settings.percdamp,
+            self.bits,
+            self.columns_per_grid,
+            self.symmetric,
+            self.act_order,
+            self.blocksize,
+            self.percdamp,
             runtime.column_loop,
             True,
             runtime.factorisation,
@@ -135,6 +136,3 @@ class GPTQ:
             PrunedWeight(r.weight, torch.zeros_like(r.weight, dtype=torch.bool), r.loss, r.percdamp, r.grid)
             for r in results
         ]
-
-
-register(GPTQ())

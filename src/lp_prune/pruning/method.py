@@ -1,76 +1,72 @@
-"""The one seam between the layer loop and a pruning algorithm: the `PruningMethod` protocol and its registry.
+"""The one seam between the layer loop and a pruning algorithm: the `PruningMethod` base class.
 
-A method says what it needs and does one thing: prune a group of weights that read the same input.
+A method is a frozen dataclass: its fields are its own settings (SparseGPT's blocksize and percdamp,
+GPTQ's bits and group_size, ...), and class-level declarations say what it needs and what it does:
 
+- `name`: how `prune.method` chooses it; `display_name`: how people call it (model cards);
 - `statistics`: what the calibration pass must gather for it: the float64 Gram X^T X ("gram"), the
-  squared input norms ||X_j||^2 ("norms", always gathered with the Gram), or nothing ("none").
+  squared input norms ||X_j||^2 ("norms", always gathered with the Gram), or nothing ("none": the
+  method reads no calibration data, so its result is the same whatever the calibration language);
 - `default_local_error`: what `prune.local_error: auto` means for it ("exact" when the Gram is there
-  anyway, else "sample": exact metrics would cost more than the method).
-- `updates_kept_weights`: whether the kept weights change (then masks alone cannot rebuild the model).
-- `solver_bytes(width, rows)`: working memory of one group's solve beyond its new weights and masks.
-- `check(settings)`: refuse settings the method cannot honour (one line, before any work).
-- `prune(weights, sparsity, inputs, settings, runtime)`: the new weights and their masks.
-- `prunes` (optional, True when absent): False for methods that zero nothing and ignore the
-  sparsity (quantization: gptq, rtn); see `prunes`.
-- `quantizes` (optional, False when absent): True for methods that round onto the prune.bits /
-  group_size grid (gptq, rtn, sparsegpt_gptq); see `quantizes`. They return each weight's grid in
-  `PrunedWeight.grid`, so the model can be saved as integer codes.
-- `structured` (optional, False when absent): True for methods that remove whole FFN channels and
-  attention heads (wanda_sp); the saved model is then cut to its smaller shape (models/shrink.py).
+  anyway, else "sample": exact metrics would cost more than the method);
+- `updates_kept_weights`: whether the kept weights change (then masks alone cannot rebuild the model);
+- `zeroes`: whether it zeroes weights and reads the sparsity (False for quantization alone: gptq, rtn);
+- `quantizes`: whether it rounds weights onto a grid, returned in `PrunedWeight.grid`;
+- `structured`: whether it removes whole FFN channels and attention heads (the saved model is cut to
+  its smaller shape), with `masked_projections` the projections whose masks hold what it removes;
+- `export_format`: how the saved model is stored beside the dense folder (see `ExportFormat`).
 
-Adding a method is one file: a class with these members and `register(TheMethod())`
-(`MaskOnlyMethod` supplies all but `mask` for methods that only choose what to zero). Methods that
-live outside the package are found through the `lp_prune.methods` entry-point group (the entry
-point names a module whose import registers the method), so `prune.method` can name them.
+It writes `prune`, and where it needs them `validate` (its settings alone), `check` (its settings
+against the pattern and the model, before any work) and `solver_bytes` (for the memory estimate).
+`capabilities()` gathers the declarations; a run's summary records them with the settings.
+Registering a method by name, or choosing it by class path, is `registry.py`'s.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from lp_prune.errors import ConfigError
 from lp_prune.pruning.grid import QuantGrid
 
 Statistics = Literal["gram", "norms", "none"]
 LocalError = Literal["exact", "sample"]
-BUILT_IN = (
-    "sparsegpt",
-    "wanda",
-    "magnitude",
-    "gptq",
-    "rtn",
-    "sparsegpt_gptq",
-    "wanda_sp",
-)  # modules of lp_prune.pruning that register one method each
-ENTRY_POINT_GROUP = "lp_prune.methods"
+# How a method's saved model is stored: "sparse-bitmask" (the dense folder records its sparsity;
+# compressed-tensors' bitmask copy on request), "pack-quantized" (a copy of integer codes beside it),
+# "shrunk" (the model cut to its smaller shape, no copy), "dense" (the dense folder only).
+ExportFormat = Literal["sparse-bitmask", "pack-quantized", "shrunk", "dense"]
+STATISTICS: tuple[str, ...] = ("gram", "norms", "none")
+# What a method declares as class variables (PruningMethod's), never as settings.
+DECLARATIONS = (
+    "name",
+    "statistics",
+    "display_name",
+    "default_local_error",
+    "updates_kept_weights",
+    "zeroes",
+    "quantizes",
+    "structured",
+    "masked_projections",
+    "export_format",
+)
 
 
 @dataclass(frozen=True)
-class PruneSettings:
-    """What every method may read besides the weights: the N:M pattern, SparseGPT-style solver knobs,
-    and the quantization grid (read by quantization methods only)."""
+class PruneContext:
+    """What every method may read besides its own settings and the weights: the shared N:M pattern and
+    target sparsity, and where known (the pre-flight check, the layer loop) the model's shape."""
 
     n_m: tuple[int, int] | None = None
-    blocksize: int = 128
-    percdamp: float = 0.01
-    bits: int = 4
-    group_size: int | None = None  # input columns per (scale, zero); None: one per output row
-    symmetric: bool = False
-    act_order: bool = False
-    # The model's Linear input sizes where known (the pre-flight check), so `check` can refuse sizes
-    # that do not fit before any work; empty when unknown.
-    input_sizes: tuple[int, ...] = ()
-    # The model's attention shape (query heads, key/value heads, head dim) where known: structured
-    # methods remove whole heads. None when unknown.
-    heads: tuple[int, int, int] | None = None
     sparsity: float = 0.5  # the config's target (prune() gets each layer's own, e.g. OWL's)
+    # The model's Linear input sizes, so that `check` can refuse sizes that do not fit; empty when unknown.
+    input_sizes: tuple[int, ...] = ()
+    # The model's attention shape (query heads, key/value heads, head dim): structured methods remove
+    # whole heads. None when unknown.
+    heads: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -100,122 +96,106 @@ class PrunedWeight:
     grid: QuantGrid | None = None  # quantizing methods: the grid `weight` lies on (its integer codes' scale)
 
 
-@runtime_checkable
-class PruningMethod(Protocol):
-    name: str
-    statistics: Statistics
-    default_local_error: LocalError
-    updates_kept_weights: bool
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method declares, as a run's summary records it and the analyses read it back."""
 
-    def solver_bytes(self, width: int, rows: int) -> int: ...
+    display_name: str
+    statistics: Statistics | None  # None: not known (a method neither recorded nor registered here)
+    zeroes: bool = True
+    quantizes: bool = False
+    structured: bool = False
+    updates_kept_weights: bool = True
+    masked_projections: tuple[str, ...] | None = None  # None: every Linear's mask
+    export_format: ExportFormat = "sparse-bitmask"
 
-    def check(self, settings: PruneSettings) -> None: ...
+    @property
+    def calibrates(self) -> bool:
+        """Whether the method reads calibration data (True when not known)."""
+        return self.statistics != "none"
+
+    def to_json(self) -> dict[str, Any]:
+        record = {field.name: getattr(self, field.name) for field in fields(self)}
+        record["masked_projections"] = None if self.masked_projections is None else list(self.masked_projections)
+        return {**record, "calibrates": self.calibrates}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Capabilities:
+        """The recorded capabilities (keys this version does not know are left out)."""
+        known = {field.name for field in fields(cls)}
+        values = {key: value for key, value in record.items() if key in known}
+        if values.get("masked_projections") is not None:
+            values["masked_projections"] = tuple(values["masked_projections"])
+        return cls(**values)
+
+    @classmethod
+    def unknown(cls, name: str) -> Capabilities:
+        """A method neither recorded nor registered here: it zeroes weights and reads calibration data."""
+        return cls(display_name=name, statistics=None)
+
+
+@dataclass(frozen=True)
+class PruningMethod:
+    """A pruning method: subclass it as a frozen dataclass whose fields are its settings, declare the
+    class variables below, write `prune`, and register it (registry.py)."""
+
+    name: ClassVar[str]
+    statistics: ClassVar[Statistics]
+    display_name: ClassVar[str] = ""  # empty: `name`
+    default_local_error: ClassVar[LocalError] = "sample"
+    updates_kept_weights: ClassVar[bool] = False
+    zeroes: ClassVar[bool] = True
+    quantizes: ClassVar[bool] = False
+    structured: ClassVar[bool] = False
+    masked_projections: ClassVar[tuple[str, ...] | None] = None
+    export_format: ClassVar[ExportFormat | None] = None  # None: follows from structured, quantizes, zeroes
+
+    def validate(self) -> None:
+        """Refuse settings that are wrong whatever the model: one line (ConfigError), before any work.
+        Settings classes extend it with super().validate()."""
+
+    def check(self, context: PruneContext) -> None:
+        """Refuse what the pattern, the target or the model's shape does not allow: one line (ConfigError)."""
+
+    def solver_bytes(self, width: int, rows: int) -> int:
+        """Working memory of one group's solve beyond its new weights and masks."""
+        return rows * width * 4  # the float32 scores of one weight
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
-    ) -> list[PrunedWeight]: ...
+    ) -> list[PrunedWeight]:
+        """The new weights and their masks for weights that read one input (q/k/v, gate/up, ...)."""
+        raise NotImplementedError
 
+    def settings(self) -> dict[str, Any]:
+        """The method's own settings, by name, as the config's flat keys spell them."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
-@dataclass
-class _Registry:
-    methods: dict[str, PruningMethod] = field(default_factory=dict)
-    loaded: bool = False  # built-ins and entry points imported
-
-
-_REGISTRY = _Registry()
-
-
-def register(method: PruningMethod) -> PruningMethod:
-    """Make `method` available as `prune.method: <method.name>`; a second method of one name is refused."""
-    if not isinstance(method, PruningMethod):
-        raise TypeError(f"{method!r} lacks members of the PruningMethod protocol")
-    if method.statistics not in ("gram", "norms", "none"):
-        raise TypeError(f"method {method.name}: statistics must be gram, norms or none, not {method.statistics!r}")
-    known = _REGISTRY.methods.get(method.name)
-    if known is not None and type(known) is not type(method):
-        raise ValueError(f"a pruning method named '{method.name}' is already registered ({type(known).__name__})")
-    _REGISTRY.methods[method.name] = method
-    return method
-
-
-def unregister(name: str) -> None:
-    """Remove a method (tests that register a toy one clean up after themselves)."""
-    _REGISTRY.methods.pop(name, None)
-
-
-def method_names() -> tuple[str, ...]:
-    """The built-in methods first, then the others in the order they registered."""
-    _load()
-    return tuple(
-        sorted(
-            _REGISTRY.methods, key=lambda name: (name not in BUILT_IN, BUILT_IN.index(name) if name in BUILT_IN else 0)
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        return Capabilities(
+            display_name=cls.display_name or cls.name,
+            statistics=cls.statistics,
+            zeroes=cls.zeroes,
+            quantizes=cls.quantizes,
+            structured=cls.structured,
+            updates_kept_weights=cls.updates_kept_weights,
+            masked_projections=cls.masked_projections,
+            export_format=cls.export_format or derived_export_format(cls),
         )
-    )
 
 
-def get_method(name: str) -> PruningMethod:
-    """The registered method called `name`; one line naming the known ones otherwise."""
-    _load()
-    if name not in _REGISTRY.methods:
-        raise ConfigError(f"prune.method '{name}' is not one of: {', '.join(method_names())}")
-    return _REGISTRY.methods[name]
-
-
-def _load() -> None:
-    if _REGISTRY.loaded:
-        return
-    _REGISTRY.loaded = True
-    for module in BUILT_IN:
-        importlib.import_module(f"lp_prune.pruning.{module}")
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(entry.value.split(":")[0])
-
-
-def prunes(method: PruningMethod) -> bool:
-    """Whether the method zeroes weights (and reads `sparsity`); quantization methods say False."""
-    return bool(getattr(method, "prunes", True))
-
-
-def zeroes(name: str) -> bool:
-    """Whether the method called `name` zeroes weights: False for quantization alone (True when not
-    registered here)."""
-    _load()
-    method = _REGISTRY.methods.get(name)
-    return method is None or prunes(method)
-
-
-def quantizes(name: str) -> bool:
-    """Whether the method called `name` rounds weights onto the prune.bits grid (False for a method
-    not registered here, e.g. a plug-in of the machine that made a run being compared)."""
-    _load()
-    method = _REGISTRY.methods.get(name)
-    return bool(getattr(method, "quantizes", False))
-
-
-def calibrates(name: str) -> bool:
-    """Whether the method called `name` reads calibration data: False for statistics "none" (RTN,
-    magnitude), whose result is the same whatever the calibration language; True when not registered here."""
-    _load()
-    method = _REGISTRY.methods.get(name)
-    return method is None or method.statistics != "none"
-
-
-def structured(name: str) -> bool:
-    """Whether the method called `name` removes whole channels and heads (False when not registered here)."""
-    _load()
-    return bool(getattr(_REGISTRY.methods.get(name), "structured", False))
-
-
-def masked_projections(name: str) -> tuple[str, ...] | None:
-    """The projections whose masks hold what the method called `name` removes (a structured method's
-    removed channels and heads); None: every Linear's mask (and for a method not registered here)."""
-    _load()
-    return getattr(_REGISTRY.methods.get(name), "masked_projections", None)
+def derived_export_format(method: type[PruningMethod]) -> ExportFormat:
+    if method.structured:
+        return "shrunk"
+    if method.quantizes:
+        return "pack-quantized"
+    return "sparse-bitmask" if method.zeroes else "dense"
 
 
 def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:
@@ -223,31 +203,21 @@ def zeroed(weight: torch.Tensor, mask: torch.Tensor) -> PrunedWeight:
     return PrunedWeight(weight.masked_fill(mask, 0), mask)
 
 
-class MaskOnlyMethod:
+@dataclass(frozen=True)
+class MaskOnlyMethod(PruningMethod):
     """A method that only chooses which weights to zero, one weight at a time: a subclass sets `name`
     and `statistics` and writes `mask`. The kept weights stay as they are, so masks rebuild the model."""
 
-    name: str
-    statistics: Statistics
-    default_local_error: LocalError = "sample"
-    updates_kept_weights = False
-
-    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, settings: PruneSettings) -> torch.Tensor:
+    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, context: PruneContext) -> torch.Tensor:
         """True where `weight` is pruned."""
         raise NotImplementedError
-
-    def solver_bytes(self, width: int, rows: int) -> int:
-        return rows * width * 4  # the float32 scores of one weight
-
-    def check(self, settings: PruneSettings) -> None:
-        pass
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
-        return [zeroed(weight, self.mask(weight, sparsity, inputs, settings)) for weight in weights]
+        return [zeroed(weight, self.mask(weight, sparsity, inputs, context)) for weight in weights]

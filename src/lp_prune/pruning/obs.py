@@ -31,9 +31,34 @@ from lp_prune.errors import ConfigError
 from lp_prune.pruning.grid import QuantGrid, stacked_grid
 from lp_prune.pruning.hessian import drop_dead_inputs, inverse_hessian_factor
 from lp_prune.pruning.masks import lowest_mask, n_m_mask, pruned_count
+from lp_prune.pruning.method import PruneContext, PruningMethod
 from lp_prune.pruning.quantize import grid_params, quantize
 
 SUB_BLOCK = 32  # columns per inner lazy update inside a block (rounded up to whole N:M groups)
+
+
+@dataclass(frozen=True)
+class SolverSettings(PruningMethod):
+    """The settings of the methods that run this solver (sparsegpt, gptq, sparsegpt_gptq)."""
+
+    blocksize: int = 128
+    """Columns per block of the second-order solve (unstructured masks are chosen per block)."""
+    percdamp: float = 0.01
+    """Damping added to the Hessian diagonal, as a fraction of its mean."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.blocksize < 1:
+            raise ConfigError(f"prune.blocksize must be at least 1, got {self.blocksize}")
+        if not 0.0 < self.percdamp < 10.0:
+            raise ConfigError(f"prune.percdamp must lie in (0, 10), got {self.percdamp}")
+
+    def check_blocks(self, context: PruneContext) -> None:
+        """N:M masks are chosen within blocks: the blocksize must hold whole groups of M."""
+        if context.n_m is not None and self.blocksize % context.n_m[1]:
+            raise ConfigError(
+                f"prune.blocksize {self.blocksize} must be a multiple of M={context.n_m[1]} for N:M {self.name}"
+            )
 
 
 @dataclass(frozen=True)

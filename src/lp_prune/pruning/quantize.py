@@ -1,5 +1,5 @@
-"""The uniform quantization grid of GPTQ and round-to-nearest: pure tensor functions, and the check
-of the grid settings.
+"""The uniform quantization grid of GPTQ and round-to-nearest: pure tensor functions, and the grid's
+settings (`GridSettings`, the base of the methods that quantize) with their checks.
 
 A grid has 2^bits levels, w' = scale * (q - zero) for the integer codes q in [0, 2^bits - 1], with
 one (scale, zero) per output row ("per channel") or per row and group of `group_size` consecutive
@@ -15,11 +15,13 @@ Quantizing: q = clamp(round(w / scale) + zero, 0, 2^bits - 1); w' = scale * (q -
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from lp_prune.errors import ConfigError
 from lp_prune.pruning.grid import QuantGrid
-from lp_prune.pruning.method import PruneSettings
+from lp_prune.pruning.method import PruneContext, PruningMethod
 
 BITS = range(2, 9)  # supported bits per weight
 
@@ -87,33 +89,53 @@ def round_to_nearest_on_grid(
     return new, QuantGrid(scale.squeeze(-1), zero.squeeze(-1), bits, symmetric, group_size)
 
 
-def group_columns(settings: PruneSettings) -> int | None:
-    """Input columns per grid: None for one grid per output row (group_size None or -1)."""
-    return None if settings.group_size in (None, -1) else settings.group_size
+@dataclass(frozen=True)
+class GridSettings(PruningMethod):
+    """The settings of the methods that round onto this grid (gptq, rtn, sparsegpt_gptq)."""
 
+    bits: int = 4
+    """Bits per weight, 2 to 8 (a grid of 2^bits levels)."""
+    group_size: int | None = None
+    """Input columns sharing one scale and zero (must divide every Linear input size); null or -1: one per
+    output row."""
+    symmetric: bool = False
+    """A grid symmetric around 0 (scale from max |w|), instead of min-max with a zero point."""
 
-def check_quantization(method: str, settings: PruneSettings) -> None:
-    """Refuse grid settings a quantization method cannot honour: one line, before any work."""
-    if settings.n_m is not None:
-        raise ConfigError(f"{method} quantizes and prunes nothing: it needs prune.pattern unstructured, not N:M")
-    check_grid(method, settings)
+    @property
+    def columns_per_grid(self) -> int | None:
+        """Input columns per grid: None for one grid per output row (group_size None or -1)."""
+        return None if self.group_size in (None, -1) else self.group_size
 
+    def validate(self) -> None:
+        super().validate()
+        if self.group_size is not None and self.group_size < 1 and self.group_size != -1:
+            raise ConfigError(
+                f"prune.group_size must be positive, or -1 / null for one grid per row, got {self.group_size}"
+            )
 
-def check_grid(method: str, settings: PruneSettings) -> None:
-    """Refuse bits and group sizes the grid cannot honour: one line, before any work."""
-    if isinstance(settings.bits, bool) or settings.bits not in BITS:
-        raise ConfigError(
-            f"prune.bits must be an integer from {BITS[0]} to {BITS[-1]} for {method}, got {settings.bits}"
-        )
-    size = group_columns(settings)
-    if size is None:
-        return
-    if size < 1:
-        raise ConfigError(f"prune.group_size must be positive, or -1 / null for one grid per output row, got {size}")
-    misfits = sorted(width for width in set(settings.input_sizes) if width % size)
-    if misfits:
-        raise ConfigError(
-            f"prune.group_size {size} must divide every Linear input size of this model "
-            f"({', '.join(map(str, sorted(set(settings.input_sizes))))}); {', '.join(map(str, misfits))} "
-            "are not multiples of it"
-        )
+    def check_grid(self, context: PruneContext) -> None:
+        """Refuse bits and group sizes the grid cannot honour: one line, before any work."""
+        if isinstance(self.bits, bool) or self.bits not in BITS:
+            raise ConfigError(
+                f"prune.bits must be an integer from {BITS[0]} to {BITS[-1]} for {self.name}, got {self.bits}"
+            )
+        size = self.columns_per_grid
+        if size is None:
+            return
+        if size < 1:
+            raise ConfigError(
+                f"prune.group_size must be positive, or -1 / null for one grid per output row, got {size}"
+            )
+        misfits = sorted(width for width in set(context.input_sizes) if width % size)
+        if misfits:
+            raise ConfigError(
+                f"prune.group_size {size} must divide every Linear input size of this model "
+                f"({', '.join(map(str, sorted(set(context.input_sizes))))}); {', '.join(map(str, misfits))} "
+                "are not multiples of it"
+            )
+
+    def check_quantization_only(self, context: PruneContext) -> None:
+        """`check_grid`, and no N:M pattern: a method that only quantizes prunes nothing."""
+        if context.n_m is not None:
+            raise ConfigError(f"{self.name} quantizes and prunes nothing: it needs prune.pattern unstructured, not N:M")
+        self.check_grid(context)

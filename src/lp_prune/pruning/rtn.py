@@ -3,55 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from lp_prune.errors import ConfigError
-from lp_prune.pruning.method import (
-    GroupInputs,
-    LocalError,
-    PrunedWeight,
-    PruneSettings,
-    Runtime,
-    Statistics,
-    register,
-)
-from lp_prune.pruning.quantize import check_quantization, group_columns, round_to_nearest_on_grid
+from lp_prune.pruning.method import GroupInputs, PruneContext, PrunedWeight, Runtime
+from lp_prune.pruning.quantize import GridSettings, round_to_nearest_on_grid
+from lp_prune.pruning.registry import register
 
 
-class RoundToNearest:
+@register
+@dataclass(frozen=True)
+class RoundToNearest(GridSettings):
     """Each row (or group of input columns) on its own grid, from its own weights: the same weights
     whatever the calibration language."""
 
     name = "rtn"
-    statistics: Statistics = "none"
-    default_local_error: LocalError = "sample"
+    display_name = "RTN"
+    statistics = "none"
     updates_kept_weights = True  # masks cannot rebuild quantized weights
-    prunes = False  # quantizes: zeroes nothing, ignores prune.sparsity
+    zeroes = False  # quantizes: zeroes nothing, ignores prune.sparsity
     quantizes = True
+    export_format = "pack-quantized"
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return rows * width * 8  # the float32 weight and its codes
 
-    def check(self, settings: PruneSettings) -> None:
-        check_quantization(self.name, settings)
+    def check(self, context: PruneContext) -> None:
+        self.check_quantization_only(context)
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
-        size = group_columns(settings)
+        size = self.columns_per_grid
         results = []
         for weight in weights:
             if size is not None and weight.shape[1] % size:
                 raise ConfigError(f"prune.group_size {size} does not divide a Linear's input size {weight.shape[1]}")
-            new, grid = round_to_nearest_on_grid(weight.detach(), settings.bits, size, settings.symmetric)
+            new, grid = round_to_nearest_on_grid(weight.detach(), self.bits, size, self.symmetric)
             results.append(PrunedWeight(new.to(weight.dtype), torch.zeros_like(new, dtype=torch.bool), grid=grid))
         return results
-
-
-register(RoundToNearest())

@@ -15,21 +15,18 @@ from dataclasses import dataclass
 
 import torch
 
-from lp_prune.errors import ConfigError
 from lp_prune.pruning.hessian import all_finite as all_finite
 from lp_prune.pruning.hessian import flip_in_place as flip_in_place
 from lp_prune.pruning.hessian import inverse_hessian_factor as inverse_hessian_factor
 from lp_prune.pruning.hessian import sparsegpt_hessian
 from lp_prune.pruning.method import (
     GroupInputs,
-    LocalError,
+    PruneContext,
     PrunedWeight,
-    PruneSettings,
     Runtime,
-    Statistics,
-    register,
 )
-from lp_prune.pruning.obs import Pruning, solve
+from lp_prune.pruning.obs import Pruning, SolverSettings, solve
+from lp_prune.pruning.registry import register
 
 
 @dataclass
@@ -87,29 +84,30 @@ def sparsegpt_prune_stacked(
     return [SparseGPTResult(p.weight, p.mask, p.loss, solved.percdamp) for p in solved.pieces(weights)]
 
 
-class SparseGPT:
+@register
+@dataclass(frozen=True)
+class SparseGPT(SolverSettings):
     """Second order: the Hessian H = 2/n X^T X from the Gram, and updates of the kept weights."""
 
     name = "sparsegpt"
-    statistics: Statistics = "gram"
-    default_local_error: LocalError = "exact"  # the Gram is there anyway
+    display_name = "SparseGPT"
+    statistics = "gram"
+    default_local_error = "exact"  # the Gram is there anyway
     updates_kept_weights = True
+    export_format = "sparse-bitmask"
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return 12 * width * width + rows * width * 4  # Gram copies and factors; the stacked float32 rows
 
-    def check(self, settings: PruneSettings) -> None:
-        if settings.n_m is not None and settings.blocksize % settings.n_m[1]:
-            raise ConfigError(
-                f"prune.blocksize {settings.blocksize} must be a multiple of M={settings.n_m[1]} for N:M SparseGPT"
-            )
+    def check(self, context: PruneContext) -> None:
+        self.check_blocks(context)
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
         if inputs.gram is None:
@@ -119,14 +117,11 @@ class SparseGPT:
             weights,
             hessian,
             sparsity,
-            settings.n_m,
-            settings.blocksize,
-            settings.percdamp,
+            context.n_m,
+            self.blocksize,
+            self.percdamp,
             runtime.column_loop,
             True,
             runtime.factorisation,
         )
         return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp) for r in results]
-
-
-register(SparseGPT())

@@ -25,20 +25,12 @@ from dataclasses import dataclass
 
 import torch
 
-from lp_prune.errors import ConfigError
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.hessian import sparsegpt_hessian
-from lp_prune.pruning.method import (
-    GroupInputs,
-    LocalError,
-    PrunedWeight,
-    PruneSettings,
-    Runtime,
-    Statistics,
-    register,
-)
-from lp_prune.pruning.obs import Pruning, Quantizer, solve
-from lp_prune.pruning.quantize import check_grid, group_columns
+from lp_prune.pruning.method import GroupInputs, PruneContext, PrunedWeight, Runtime
+from lp_prune.pruning.obs import Pruning, Quantizer, SolverSettings, solve
+from lp_prune.pruning.quantize import GridSettings
+from lp_prune.pruning.registry import register
 
 
 @dataclass
@@ -89,31 +81,32 @@ def prune_and_quantize_stacked(
     return [JointResult(p.weight, p.mask, p.loss, solved.percdamp, p.grid) for p in solved.pieces(weights)]
 
 
-class SparseGPTGPTQ:
+@register
+@dataclass(frozen=True)
+class SparseGPTGPTQ(GridSettings, SolverSettings):
     """Pruning and quantization in one second-order column loop: the Hessian H = 2/n X^T X from the Gram."""
 
     name = "sparsegpt_gptq"
-    statistics: Statistics = "gram"
-    default_local_error: LocalError = "exact"  # the Gram is there anyway
+    display_name = "SparseGPT + GPTQ (joint)"
+    statistics = "gram"
+    default_local_error = "exact"  # the Gram is there anyway
     updates_kept_weights = True
     quantizes = True
+    export_format = "pack-quantized"
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return 12 * width * width + rows * width * 9  # Gram copies and factors; rows, errors, keep flags
 
-    def check(self, settings: PruneSettings) -> None:
-        check_grid(self.name, settings)
-        if settings.n_m is not None and settings.blocksize % settings.n_m[1]:
-            raise ConfigError(
-                f"prune.blocksize {settings.blocksize} must be a multiple of M={settings.n_m[1]} for N:M {self.name}"
-            )
+    def check(self, context: PruneContext) -> None:
+        self.check_grid(context)
+        self.check_blocks(context)
 
     def prune(
         self,
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
         if inputs.gram is None:
@@ -123,17 +116,14 @@ class SparseGPTGPTQ:
             weights,
             hessian,
             sparsity,
-            settings.bits,
-            group_columns(settings),
-            settings.symmetric,
-            settings.n_m,
-            settings.blocksize,
-            settings.percdamp,
+            self.bits,
+            self.columns_per_grid,
+            self.symmetric,
+            context.n_m,
+            self.blocksize,
+            self.percdamp,
             runtime.column_loop,
             True,
             runtime.factorisation,
         )
         return [PrunedWeight(r.weight, r.mask, r.loss, r.percdamp, r.grid) for r in results]
-
-
-register(SparseGPTGPTQ())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from lp_prune.pruning.masks import score_mask
-from lp_prune.pruning.method import GroupInputs, MaskOnlyMethod, PruneSettings, Statistics, register
+from lp_prune.pruning.method import GroupInputs, MaskOnlyMethod, PruneContext
+from lp_prune.pruning.registry import register
 
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -22,14 +25,14 @@ def wanda_mask(
     return score_mask(wanda_scores(weight, input_sq_norms), sparsity, n_m, per_row=True)
 
 
+@register
+@dataclass(frozen=True)
 class Wanda(MaskOnlyMethod):
     name = "wanda"
-    statistics: Statistics = "norms"
+    display_name = "Wanda"
+    statistics = "norms"
 
-    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, settings: PruneSettings) -> torch.Tensor:
+    def mask(self, weight: torch.Tensor, sparsity: float, inputs: GroupInputs, context: PruneContext) -> torch.Tensor:
         if inputs.sq_norms is None:
             raise ValueError("wanda needs the squared input norms")
-        return wanda_mask(weight, inputs.sq_norms, sparsity, settings.n_m)
-
-
-register(Wanda())
+        return wanda_mask(weight, inputs.sq_norms, sparsity, context.n_m)

@@ -17,21 +17,14 @@ across calibration languages is the IoU of the removed channel and head sets.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from lp_prune.errors import ConfigError
 from lp_prune.pruning.masks import lowest_mask
-from lp_prune.pruning.method import (
-    GroupInputs,
-    LocalError,
-    PrunedWeight,
-    PruneSettings,
-    Runtime,
-    Statistics,
-    register,
-    zeroed,
-)
+from lp_prune.pruning.method import GroupInputs, PruneContext, PrunedWeight, PruningMethod, Runtime, zeroed
+from lp_prune.pruning.registry import register
 
 
 def channel_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -65,30 +58,32 @@ def column_mask(weight: torch.Tensor, removed_columns: torch.Tensor) -> torch.Te
     return removed_columns.to(weight.device).unsqueeze(0).expand_as(weight).clone()
 
 
-class StructuredWanda:
+@register
+@dataclass(frozen=True)
+class StructuredWanda(PruningMethod):
     """Whole FFN channels and attention heads, scored by Wanda's |W| * ||X|| summed over each."""
 
     name = "wanda_sp"
-    statistics: Statistics = "norms"
-    default_local_error: LocalError = "sample"
-    updates_kept_weights = False
+    display_name = "Wanda-sp (structured)"
+    statistics = "norms"
     structured = True
     masked_projections = ("down_proj", "o_proj")  # the readers of removed channels and heads; other masks are empty
+    export_format = "shrunk"
 
     def solver_bytes(self, width: int, rows: int) -> int:
         return rows * width * 5  # |W| in float32 and the boolean mask
 
-    def check(self, settings: PruneSettings) -> None:
-        if settings.n_m is not None:
+    def check(self, context: PruneContext) -> None:
+        if context.n_m is not None:
             raise ConfigError(f"{self.name} removes whole channels and heads: it needs prune.pattern unstructured")
-        if not 0 < settings.sparsity < 1:
-            raise ConfigError(f"{self.name}: prune.sparsity must lie strictly between 0 and 1, got {settings.sparsity}")
-        if settings.heads is not None:
-            heads, kv_heads, _ = settings.heads
+        if not 0 < context.sparsity < 1:
+            raise ConfigError(f"{self.name}: prune.sparsity must lie strictly between 0 and 1, got {context.sparsity}")
+        if context.heads is not None:
+            heads, kv_heads, _ = context.heads
             per_group = heads // kv_heads
-            if removed_count(per_group, settings.sparsity) >= per_group:
+            if removed_count(per_group, context.sparsity) >= per_group:
                 raise ConfigError(
-                    f"{self.name}: prune.sparsity {settings.sparsity:g} would remove all {per_group} query head(s) "
+                    f"{self.name}: prune.sparsity {context.sparsity:g} would remove all {per_group} query head(s) "
                     f"of a key/value group ({heads} heads, {kv_heads} key/value heads); use a lower sparsity"
                 )
 
@@ -97,15 +92,15 @@ class StructuredWanda:
         weights: Sequence[torch.Tensor],
         sparsity: float,
         inputs: GroupInputs,
-        settings: PruneSettings,
+        context: PruneContext,
         runtime: Runtime,
     ) -> list[PrunedWeight]:
         if inputs.projections == ("down_proj",):
             removed = channels_to_remove(channel_scores(weights[0], _norms(inputs)), sparsity)
         elif inputs.projections == ("o_proj",):
-            if settings.heads is None:
-                raise ValueError(f"{self.name} needs the model's attention shape (PruneSettings.heads)")
-            _, kv_heads, head_dim = settings.heads
+            if context.heads is None:
+                raise ValueError(f"{self.name} needs the model's attention shape (PruneContext.heads)")
+            _, kv_heads, head_dim = context.heads
             removed = heads_to_remove(head_scores(weights[0], _norms(inputs), head_dim), kv_heads, sparsity)
             removed = removed.repeat_interleave(head_dim)
         else:  # q/k/v, gate/up: what writes a removed structure goes with it when the model is shrunk
@@ -117,6 +112,3 @@ def _norms(inputs: GroupInputs) -> torch.Tensor:
     if inputs.sq_norms is None:
         raise ValueError("wanda_sp needs the squared input norms")
     return inputs.sq_norms
-
-
-register(StructuredWanda())

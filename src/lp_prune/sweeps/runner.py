@@ -27,7 +27,9 @@ from typing import Any
 import lp_prune
 from lp_prune.config import RunConfig
 from lp_prune.config.code_options import without_code_words
+from lp_prune.config.method_keys import method_settings
 from lp_prune.errors import ConfigError, Interrupted
+from lp_prune.pruning.method import PruningMethod
 from lp_prune.reporting import format_sweep_line, sweep_eta
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
@@ -68,13 +70,14 @@ class PlannedRun:
 
 
 def config_keys(config: Any = None, prefix: str = "") -> set[str]:
-    """Every dotted key a run config accepts, e.g. 'data.nsamples' (plus 'config' for YAML files)."""
+    """Every dotted key a run config accepts, e.g. 'data.nsamples' and the registered methods' settings
+    under prune ('prune.blocksize'), plus 'config' for YAML files."""
     config = RunConfig() if config is None else config
-    keys = set() if prefix else {"config"}
+    keys = set() if prefix else {"config", *(f"prune.{key}" for key in method_settings())}
     for item in fields(config):
         value = getattr(config, item.name)
         keys.add(prefix + item.name)
-        if is_dataclass(value):
+        if is_dataclass(value) and not isinstance(value, PruningMethod):
             keys |= config_keys(value, f"{prefix}{item.name}.")
     return keys
 

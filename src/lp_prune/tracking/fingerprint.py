@@ -136,7 +136,7 @@ def check_resumable(run_dir: RunDirectory, config: RunConfig, model_config: Any)
     saved = run_dir.read_marker().get("started_with") or {}
     if not saved:
         raise UserError(f"--resume {run_dir.root}: no run was started there; start one with --out {run_dir.root}")
-    changed = differences(saved.get("config", {}), config.to_dict(), ignore=RUNTIME_KEYS)
+    changed = differences(read_by(config, saved.get("config", {})), config.to_dict(), ignore=RUNTIME_KEYS)
     if changed:
         raise UserError(
             f"--resume {run_dir.root}: the config differs from the one the run started with "
@@ -150,6 +150,16 @@ def check_resumable(run_dir: RunDirectory, config: RunConfig, model_config: Any)
             f"--resume {run_dir.root}: model {config.model.name} is not the one the run started with "
             f"({'; '.join(other_model)})"
         )
+
+
+def read_by(config: RunConfig, started: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's starting config less the prune keys that `config`'s method does not read: a run started
+    before a method's settings were its own recorded every method's (prune.bits for sparsegpt)."""
+    started = dict(started)
+    if isinstance(started.get("prune"), Mapping):
+        read = config.to_dict()["prune"]
+        started["prune"] = {key: value for key, value in started["prune"].items() if key in read}
+    return started
 
 
 def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig, defaults: RunConfig) -> None:
@@ -166,7 +176,7 @@ def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig
     contradicted = [
         f"{key} {wanted[key]!r} (run: {had.get(key)!r})"
         for key in given_keys
-        if key not in ("out", *CODE_OPTIONS) and wanted[key] != had.get(key)
+        if key in wanted and key not in ("out", *CODE_OPTIONS) and wanted[key] != had.get(key)
     ]
     for key in CODE_OPTIONS:
         asked, started = normal(key, value_of(given, key)), normal(key, value_of(saved, key))

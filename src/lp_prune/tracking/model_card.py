@@ -23,7 +23,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lp_prune.config.schema import PACKAGED_MODEL
 from lp_prune.data.reference import REFERENCE_RECIPES
 from lp_prune.languages import LANGUAGES, mc4_config
-from lp_prune.pruning.method import structured, zeroes
 from lp_prune.tracking.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -31,15 +30,6 @@ if TYPE_CHECKING:
     from lp_prune.tracking.summary import RunSummary
 
 CARD_FILE = "README.md"
-METHOD_NAMES = {  # the built-in methods as their papers name them; a plugin method shows its own name
-    "sparsegpt": "SparseGPT",
-    "wanda": "Wanda",
-    "magnitude": "magnitude",
-    "gptq": "GPTQ",
-    "rtn": "RTN",
-    "sparsegpt_gptq": "SparseGPT + GPTQ (joint)",
-    "wanda_sp": "Wanda-sp (structured)",
-}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # The packaged default: Google's Gemma-3-270M as a Q4_K_M GGUF, whose metadata says general.license gemma.
 PACKAGED_BASE_MODEL = "google/gemma-3-270m"
@@ -97,7 +87,7 @@ def _base_card_path(name: str, revision: str | None) -> Path | None:
 
 def pattern_text(summary: RunSummary) -> str:
     """What the method removed: whole FFN channels and heads for a structured method, else the pattern."""
-    if structured(summary.method):
+    if summary.capabilities().structured:
         return "structured (whole FFN channels and attention heads; the saved model is smaller)"
     return summary.pattern
 
@@ -112,13 +102,14 @@ def model_card(
     """The card of model/ (`compressed` None; `dense`: the sparsity_config its config.json records) or of
     model-compressed/ (`compressed`: its sparsity_config, or its quantization_config when it is
     pack-quantized)."""
-    method = METHOD_NAMES.get(summary.method, summary.method)
+    capabilities = summary.capabilities()
+    method = capabilities.display_name  # as people name it: its paper's name for a built-in method
     mix = summary.calibration_mix or {summary.calibration_language: summary.nsamples}
     evaluated = list(dict.fromkeys(lang for values in summary.perplexity.values() for lang in values))
     languages = [lang for lang in dict.fromkeys([*mix, *evaluated]) if lang in LANGUAGES]
-    sparse = zeroes(summary.method)
+    sparse = capabilities.zeroes
     title = Path(summary.model.rstrip("/")).name or summary.model
-    pattern = "structured" if structured(summary.method) else summary.pattern
+    pattern = "structured" if capabilities.structured else summary.pattern
     tags = ["lp-prune", "pruned", "sparse", summary.method, pattern.replace(":", "of") + "-sparsity"]
     if not sparse:
         tags = ["lp-prune", "quantized", summary.method]

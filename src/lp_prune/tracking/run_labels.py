@@ -19,23 +19,24 @@ from dataclasses import replace
 from pathlib import Path
 
 from lp_prune.config import RunConfig, WandbConfig
-from lp_prune.pruning.method import calibrates, quantizes, structured, zeroes
 
 MAX_TAG = 64  # W&B refuses longer tags
 
 
 def method_part(config: RunConfig) -> str:
     """'wanda-0.5', 'sparsegpt-2:4', 'wanda_sp-structured-0.2', 'gptq-4bit-g128', 'sparsegpt_gptq-0.5-4bit-g16'."""
-    prune = config.prune
-    parts = [prune.method]
-    if zeroes(prune.method):
-        if structured(prune.method):
+    prune, method = config.prune, config.prune.method.capabilities()
+    parts = [prune.method.name]
+    if method.zeroes:
+        if method.structured:
             parts += ["structured", f"{prune.target_sparsity:g}"]
         else:
             parts.append(prune.pattern if prune.pattern != "unstructured" else f"{prune.target_sparsity:g}")
-    if quantizes(prune.method):
-        group = prune.group_size if prune.group_size not in (None, -1) else "-row"
-        parts.append(f"{prune.bits}bit-g{group}" + ("-sym" if prune.symmetric else ""))
+    if method.quantizes:
+        settings = prune.method.settings()
+        group = settings.get("group_size")
+        group = "-row" if group in (None, -1) else group
+        parts.append(f"{settings.get('bits')}bit-g{group}" + ("-sym" if settings.get("symmetric") else ""))
     return "-".join(parts)
 
 
@@ -43,7 +44,7 @@ def calibration_part(config: RunConfig) -> str | None:
     """'en', 'en+sw', 'all', 'en64+sw64' (a mix's counts), with the text source when it is not the
     packaged text and the statistics rule when it is not pooled; None when the method reads no
     calibration data."""
-    if not calibrates(config.prune.method):
+    if not config.prune.method.capabilities().calibrates:
         return None
     spec = config.data.calibration_language.strip()
     if ":" in spec:
@@ -74,7 +75,7 @@ def setting_name(config: RunConfig) -> str:
 def run_tags(config: RunConfig) -> list[str]:
     """The run's own wandb.tags, then its setting, method and calibration recipe (each cut to W&B's
     64 characters), without repeats."""
-    tags = [*config.wandb.tags, setting_name(config), config.prune.method]
+    tags = [*config.wandb.tags, setting_name(config), config.prune.method.name]
     calibration = calibration_part(config)
     if calibration is not None:
         tags.append(f"cal:{calibration}")

@@ -29,7 +29,6 @@ from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
 from lp_prune.models.shrink import kept_structures, shrink, unpacked
-from lp_prune.pruning.method import get_method, prunes, quantizes, structured
 from lp_prune.tracking.files import atomic_write_text, copy_file, staged_into, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
 from lp_prune.tracking.model_card import write_model_card
@@ -73,7 +72,7 @@ def default_run_dir(config: RunConfig) -> Path:
     model = Path(config.model.name.rstrip("/")).name or "model"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     calibration = re.sub(r"[^\w+.-]+", "_", config.data.calibration_language)  # mixes: "en:64,sw:64"
-    return Path("runs") / f"{model}-{config.prune.method}-{calibration}-{stamp}"
+    return Path("runs") / f"{model}-{config.prune.method.name}-{calibration}-{stamp}"
 
 
 class RunWriter:
@@ -207,22 +206,21 @@ class RunWriter:
         with timer.phase("save"), self._one_line_on_write_error():
             save_masks(self.run_dir.root, masks)
             if self.config.save_model:  # tokenizer: save_tokenizer; shards above save_shard_size
-                method = self.config.prune.method
+                method = self.config.prune.method.capabilities()
                 shard_size = size_in_bytes(self.config.save_shard_size)
-                cut = structured(method)  # removed heads and channels cut out: a smaller, dense model
+                cut = method.export_format == "shrunk"  # removed heads and channels cut out: a smaller, dense model
                 if cut:
                     shrink(model, kept_structures(model, unpacked(masks)))
                 save_model_streaming(model, self.run_dir.writable_folder(MODEL_DIR), shard_size)
-                pruned = prunes(get_method(method))
-                if pruned and not cut:
+                if method.zeroes and not cut:
                     record_dense_sparsity(model, self.run_dir.model, masks, self.config.prune.pattern)
                 if not self.config.save_compressed or cut:
                     return
                 folder = self.run_dir.writable_folder(COMPRESSED_MODEL_DIR, make=False)  # made by what saves there
-                if quantizes(method):  # joint pruning: the zeros are codes too
+                if method.export_format == "pack-quantized":  # joint pruning: the zeros are codes too
                     if save_quantized_streaming(model, folder, grids or {}, masks, shard_size) is not None:
                         copy_tokenizer(self.run_dir.model, folder)
-                elif pruned and self.config.save_compressed == SPARSE_BITMASK:
+                elif method.export_format == "sparse-bitmask" and self.config.save_compressed == SPARSE_BITMASK:
                     save_compressed_streaming(model, folder, masks, self.config.prune.pattern, shard_size)
                     copy_tokenizer(self.run_dir.model, folder)
 

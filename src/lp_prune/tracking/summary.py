@@ -15,9 +15,10 @@ import torch
 
 from lp_prune.config import RunConfig
 from lp_prune.errors import UserError
-from lp_prune.pruning.method import calibrates
+from lp_prune.pruning.method import Capabilities
+from lp_prune.pruning.registry import choice_of, recorded_capabilities
 from lp_prune.tracking import wandb_logger
-from lp_prune.tracking.files import check_record_fields
+from lp_prune.tracking.files import check_record_fields, read_json
 
 
 @dataclass(kw_only=True)
@@ -27,6 +28,10 @@ class RunSummary:
 
     model: str
     method: str
+    # The method's spec ({"name": ..., "settings": {...}}) and its capabilities (Capabilities.to_json), as
+    # the run had them; absent from summaries written before they were recorded.
+    method_spec: dict[str, Any] | None = None
+    method_capabilities: dict[str, Any] | None = None
     pattern: str
     target_sparsity: float
     calibration_language: str
@@ -52,10 +57,20 @@ class RunSummary:
     wandb_url: str | None = None
     rebuilt_from_wandb: bool = False
 
+    def capabilities(self) -> Capabilities:
+        """What the run's method declared, as recorded; for an older summary, what the method registered
+        under its name here declares."""
+        return recorded_capabilities(str(self.method), self.method_capabilities)
+
+    def method_settings(self) -> dict[str, Any] | None:
+        """The method's settings as recorded (None for an older summary)."""
+        settings = self.method_spec.get("settings") if isinstance(self.method_spec, dict) else None
+        return dict(settings) if isinstance(settings, dict) else None
+
     def to_json(self) -> dict[str, Any]:
         """The file's object: optional parts that did not happen are left out."""
         record = asdict(self)
-        for key in ("owl", "downstream"):
+        for key in ("method_spec", "method_capabilities", "owl", "downstream"):
             if record[key] is None:
                 del record[key]
         if not self.rebuilt_from_wandb:
@@ -71,6 +86,11 @@ class RunSummary:
         return cls(**record)
 
 
+def read_summary(path: Path) -> RunSummary:
+    """A run's summary.json, or a UserError naming the file when it is not one lp_prune wrote."""
+    return RunSummary.from_json(read_json(path), path)
+
+
 def build_summary(
     config: RunConfig,
     records: list[Any],
@@ -84,9 +104,12 @@ def build_summary(
     total = sum(r.numel for r in records)
     pruned_zeros = sum(r.sparsity * r.numel for r in records)
     dense_zeros = sum(r.dense_zeros * r.numel for r in records)
+    method = config.prune.method
     return RunSummary(
         model=config.model.name,
-        method=config.prune.method,
+        method=method.name,
+        method_spec={"name": choice_of(method), "settings": method.settings()},
+        method_capabilities=method.capabilities().to_json(),
         pattern=config.prune.pattern,
         target_sparsity=config.prune.target_sparsity,
         calibration_language=config.data.calibration_language,
@@ -157,7 +180,7 @@ def comparison_numbers(summary: RunSummary) -> dict[str, float]:
     pruned, dense = summary.perplexity.get("pruned", {}), summary.perplexity.get("dense", {})
     numbers: dict[str, float] = {}
     own = [lang for lang in summary.calibration_mix or {summary.calibration_language: 0} if lang in pruned]
-    if own and calibrates(summary.method):
+    if own and summary.capabilities().calibrates:
         numbers["perplexity/own"] = geometric_mean(pruned[lang] for lang in own)
         if all(lang in dense for lang in own):
             numbers["perplexity/own_ratio"] = numbers["perplexity/own"] / geometric_mean(dense[lang] for lang in own)

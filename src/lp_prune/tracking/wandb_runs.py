@@ -31,7 +31,9 @@ from typing import Any
 import yaml
 
 from lp_prune.config import DataConfig, PruneConfig
+from lp_prune.config.method_keys import method_settings
 from lp_prune.errors import ConfigError, DataError, UserError
+from lp_prune.pruning.registry import choice_of
 from lp_prune.safe_yaml import load_yaml_file
 from lp_prune.tracking.files import (
     atomic_write_text,
@@ -267,9 +269,10 @@ def summary_from_wandb(
     Not in W&B, so not here: per-module numel, solver_loss and percdamp, eval token counts,
     downstream item counts and stderrs, versions, peak memory.
     """
-    prune = {k: v for k, v in (config.get("prune") or {}).items() if k in PruneConfig.__dataclass_fields__}
+    prune_keys = set(PruneConfig.__dataclass_fields__) | set(method_settings())
+    prune = {k: v for k, v in (config.get("prune") or {}).items() if k in prune_keys}
     data = {k: v for k, v in (config.get("data") or {}).items() if k in DataConfig.__dataclass_fields__}
-    prune_config, data_config = PruneConfig(**prune), DataConfig(**data)
+    prune_config, data_config = PruneConfig.of(**prune), DataConfig(**data)
     perplexity: dict[str, dict[str, float]] = {}
     bits: dict[str, dict[str, float]] = {}
     downstream: dict[str, dict[str, dict[str, Any]]] = {}
@@ -285,7 +288,8 @@ def summary_from_wandb(
             downstream.setdefault(parts[-2], {}).setdefault(parts[-1], {})[metric] = value
     return RunSummary(
         model=(config.get("model") or {}).get("name"),
-        method=prune_config.method,
+        method=prune_config.method.name,
+        method_spec={"name": choice_of(prune_config.method), "settings": prune_config.method.settings()},
         pattern=prune_config.pattern,
         target_sparsity=prune_config.target_sparsity,
         calibration_language=data_config.calibration_language,

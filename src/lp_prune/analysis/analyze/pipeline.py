@@ -49,7 +49,6 @@ from lp_prune.analysis.runs import Run
 from lp_prune.config import ModelConfig
 from lp_prune.data import TokenWindows
 from lp_prune.errors import UserError
-from lp_prune.pruning.method import get_method
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def shared_model_config(runs: list[Run]) -> ModelConfig:
 
 def can_rebuild(run: Run) -> bool:
     """Saved weights, or masks that alone reproduce the run (Wanda, magnitude)."""
-    return (run.path / "model" / "config.json").exists() or not get_method(run.summary.method).updates_kept_weights
+    return (run.path / "model" / "config.json").exists() or not run.capabilities.updates_kept_weights
 
 
 def claim_numbers(result: AnalysisResult, runs: list[Run]) -> dict[str, Any]:
@@ -222,6 +221,7 @@ def base_result(runs: list[Run], usable: list[Run], dense: DenseAnalysis, option
                 "path": str(run.path),
                 "setting": run.setting,
                 "method": run.summary.method,
+                "structured": run.capabilities.structured,
                 "calibration_language": run.calibration,
                 "recipe": run.recipe,
                 "target_language": run.target_language,

@@ -32,7 +32,6 @@ from lp_prune.analysis.compare.verdicts import (
     versus_mean,
 )
 from lp_prune.analysis.result import AnalysisResult
-from lp_prune.pruning.method import structured
 
 PROJECTION = "down_proj"  # its input columns are the FFN channels a structured run removes
 NOT_STRUCTURED = (
@@ -57,7 +56,7 @@ def shares(analysis: AnalysisResult, lang: str, field: str = "removed") -> Calla
 
 
 def c8_lape_survival(analysis: AnalysisResult, runs: Sequence[AnalysedRun]) -> Finding:
-    if runs and not all(structured(run.method) for run in runs):
+    if runs and not all(run.removes_structures for run in runs):
         return Finding("C8", DOES_NOT_APPLY, NOT_STRUCTURED)
     targets = target_rows(runs)
     cells: dict[str, LanguageCell] = {}

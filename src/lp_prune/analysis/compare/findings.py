@@ -62,7 +62,6 @@ from lp_prune.analysis.compare.verdicts import (
 )
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.config.tasks import task_language
-from lp_prune.pruning.method import structured
 
 __all__ = [
     "CLAIMS",
@@ -110,7 +109,7 @@ class Claim:
     def finding(self, data: SettingData) -> Finding:
         if self.reads_analysis and data.analysis is None:
             found = Finding(self.id, NO_DATA, NO_ANALYSIS)
-            if self.id == "C8" and data.runs and not all(structured(run.summary.method) for run in data.runs):
+            if self.id == "C8" and data.runs and not all(run.capabilities.structured for run in data.runs):
                 found = Finding(self.id, DOES_NOT_APPLY, NOT_STRUCTURED)
         else:
             found = self.judge(data)
@@ -122,7 +121,7 @@ def _c4(data: SettingData) -> Finding:
     """C4 where the setting's runs prune Linears weight by weight; not for quantization (target sparsity 0)
     or structured runs (masks on down_proj and o_proj only)."""
     runs = data.runs
-    if runs and all(structured(run.summary.method) for run in runs):
+    if runs and all(run.capabilities.structured for run in runs):
         return Finding("C4", DOES_NOT_APPLY, STRUCTURED_MASKS)
     if any(run.summary.target_sparsity > 0 for run in runs):
         return c4_least_consistent_masks(data.iou)
@@ -131,7 +130,7 @@ def _c4(data: SettingData) -> Finding:
 
 def _c8(data: SettingData) -> Finding:
     """C8 for structured runs; the other methods remove no channel."""
-    if data.runs and not all(structured(run.summary.method) for run in data.runs):
+    if data.runs and not all(run.capabilities.structured for run in data.runs):
         return Finding("C8", DOES_NOT_APPLY, NOT_STRUCTURED)
     return c8_lape_survival(data.analysis, data.analysed or [])
 

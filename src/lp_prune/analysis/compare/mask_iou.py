@@ -16,7 +16,6 @@ from lp_prune.analysis.disagreement import setting_disagreement
 from lp_prune.analysis.iou import chance_iou, packed_iou, popcount
 from lp_prune.analysis.runs import Run
 from lp_prune.models.layers import layer_index, projection
-from lp_prune.pruning.method import masked_projections
 from lp_prune.tracking import mask_names, packed_masks
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -44,7 +43,7 @@ def iou_tables(runs: list[Run]) -> dict[str, Any]:
         "pair_projection": {
             f"{a}-{b}": _mean_by(values, lambda name: projection(name)) for (a, b), values in per_module.items()
         },
-        "chance": _chance(density, masked_projections(runs[0].summary.method) if runs else None),
+        "chance": _chance(density, runs[0].capabilities.masked_projections if runs else None),
     }
 
 

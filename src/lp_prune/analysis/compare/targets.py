@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from lp_prune.analysis.compare.stats import is_finite
 from lp_prune.analysis.compare.verdicts import Floor, repeat_floor
 from lp_prune.languages import LANGUAGES
+from lp_prune.pruning.registry import capabilities_named
 
 
 class Row(Protocol):
@@ -41,6 +42,12 @@ class AnalysedRun:
     source: str
     analysed: bool
     method: str = ""
+    structured: bool | None = None  # whether its method removes whole structures; None: not recorded
+
+    @property
+    def removes_structures(self) -> bool:
+        """Whether the run's method removes whole channels and heads (as recorded, else as registered here)."""
+        return capabilities_named(self.method).structured if self.structured is None else self.structured
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> AnalysedRun:
@@ -53,13 +60,15 @@ class AnalysedRun:
             source=entry.get("source", "packaged"),
             analysed=bool(entry.get("analysed", True)),
             method=entry.get("method", ""),
+            structured=entry.get("structured"),
         )
 
     @classmethod
     def from_run(cls, run: Any, analysed: bool) -> AnalysedRun:
         """A compared run (analysis.Run) that the analysis holds, labelled as compare labels it."""
         labels = (run.setting, run.recipe, run.target_language, run.source)
-        return cls(run.path.name, *labels, analysed=analysed, method=run.summary.method)
+        method = run.summary.method
+        return cls(run.path.name, *labels, analysed=analysed, method=method, structured=run.capabilities.structured)
 
 
 @dataclass
