@@ -312,7 +312,7 @@ def test_load_config_is_what_run_config_builds(monkeypatch, tmp_path):
     assert main(["run", "--config", str(path)]) == main(["run", "-c", str(path)]) == 0
     config = lp_prune.load_config(path)
     assert built == [config, config]
-    assert (config.prune.method, config.prune.ignore, config.data.calibration_language) == (
+    assert (config.prune.method.name, config.prune.ignore, config.data.calibration_language) == (
         "wanda",
         ["re:.*down_proj"],
         "sw",
