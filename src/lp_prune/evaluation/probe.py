@@ -266,12 +266,18 @@ def _specs(family: str, seed: int) -> list[_Spec]:
 
 def family_items(family: str, lang: str, seed: int = DEFAULT_SEED) -> list[ProbeItem]:
     """The items of one family in one language, in the task file's (seeded) order."""
+    return rendered(_specs(family, seed), lang, "probe")
+
+
+def rendered(specs: Sequence[Any], lang: str, probe: str) -> list[ProbeItem]:
+    """Parallel item specs (id, question and choices per language, label) as `lang`'s items in the
+    probe's prompt frame."""
     if lang not in LANGUAGES:
-        raise ConfigError(f"unknown probe language '{lang}'; valid: {', '.join(LANGUAGES)}")
+        raise ConfigError(f"unknown {probe} language '{lang}'; valid: {', '.join(LANGUAGES)}")
     frame = facts.FRAMES[lang]
     return [
         ProbeItem(spec.id, frame.format(question=spec.question[lang]), [c[lang] for c in spec.choices], spec.label)
-        for spec in _specs(family, seed)
+        for spec in specs
     ]
 
 

@@ -54,7 +54,7 @@ from lp_prune.errors import ConfigError
 from lp_prune.evaluation import m49
 from lp_prune.evaluation import probe_facts as facts
 from lp_prune.evaluation.local_tasks import multiple_choice_yaml, write_task_files
-from lp_prune.evaluation.probe import DEFAULT_SEED, N_CHOICES, ProbeItem
+from lp_prune.evaluation.probe import DEFAULT_SEED, N_CHOICES, ProbeItem, rendered
 from lp_prune.languages import LANGUAGES
 from lp_prune.models.loading import cache_dir
 
@@ -328,13 +328,7 @@ def _specs(family: str, seed: int) -> tuple[_Spec, ...]:
 
 def family_items(family: str, lang: str, seed: int = DEFAULT_SEED) -> list[ProbeItem]:
     """The items of one family in one language, in the task file's (seeded) order."""
-    if lang not in LANGUAGES:
-        raise ConfigError(f"unknown CLDR probe language '{lang}'; valid: {', '.join(LANGUAGES)}")
-    frame = facts.FRAMES[lang]
-    return [
-        ProbeItem(spec.id, frame.format(question=spec.question[lang]), [c[lang] for c in spec.choices], spec.label)
-        for spec in _specs(family, seed)
-    ]
+    return rendered(_specs(family, seed), lang, "CLDR probe")
 
 
 def item_counts(seed: int = DEFAULT_SEED) -> dict[str, int]:
