@@ -326,3 +326,20 @@ def test_compare_refuses_a_run_whose_masks_belong_to_another_model(tmp_path, cap
     assert main(["compare", str(root), "--out", str(tmp_path / "r"), "--no_wandb"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not belong to the model its summary.json records" in err
+
+
+def test_the_study_report_gives_each_claims_detectable_effect_from_its_own_noise():
+    from scipy import stats as sps
+
+    from lp_prune.analysis.study_report import detectable_text
+
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)  # at df inf, the two-sided test's 80%-power effect is z x se
+    assert detectable_text({"pooled": {"se": 0.01, "df": math.inf}}) == f"{z * 0.01:.3g} pooled"
+    per_language = {"languages": {"en": {"se": 0.02, "df": math.inf}, "sw": {"se": 0.04, "df": math.inf}}}
+    assert detectable_text(per_language) == f"median {z * 0.03:.3g} over 2 ({z * 0.02:.3g}-{z * 0.04:.3g})"
+    c5 = {"languages": {"en": {"specific": {"se": 0.02, "df": math.inf}, "agnostic": {"se": 9.0, "df": 1}}}}
+    assert detectable_text(c5).startswith(f"median {z * 0.02:.3g} over 1")  # the specific part's noise
+    # a mean over 5 runs: t with 4 df needs a larger effect than the normal's
+    t = sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)
+    assert detectable_text({"excess": [0.0] * 5, "mean": 0.0, "se": 0.01}) == f"{t * 0.01:.3g} over runs"
+    assert detectable_text({"languages": {"en": {"se": float("nan"), "df": 0}}}) is None

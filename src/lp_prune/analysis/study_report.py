@@ -7,11 +7,13 @@ times and memory are the runs' and the analysis's own records.
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
 
 from lp_prune.analysis.compare import findings as claims_registry
+from lp_prune.analysis.compare.stats import Estimate, is_finite
 from lp_prune.analysis.compare.verdicts import (
     DOES_NOT_APPLY,
     INCONCLUSIVE,
@@ -43,7 +45,10 @@ def claims_table(findings: dict[str, list[dict[str, Any]]], settings: list[str])
             found = next((f for f in findings.get(setting, []) if f["claim"] == claim.id), None)
             verdict = found["verdict"] if found else NO_DATA
             agreement = AGREEMENT[verdict] if claim.standing == claims_registry.STUDY else claim.standing
+            detects = detectable_text((found or {}).get("details") or {})
             row["tool"][setting] = {"verdict": verdict, "agreement": agreement, **languages_held(found)}
+            if detects:
+                row["tool"][setting]["detectable"] = detects
         rows.append(row)
     return rows
 
@@ -57,6 +62,28 @@ def languages_held(finding: dict[str, Any] | None) -> dict[str, Any]:
     held = [lang for lang, outcome in outcomes.items() if outcome == "holds"]
     exceptions = {lang: outcome for lang, outcome in outcomes.items() if outcome != "holds"}
     return {"held": len(held), "languages": len(outcomes), "exceptions": exceptions}
+
+
+def detectable_text(details: dict[str, Any]) -> str | None:
+    """The smallest true effect the claim's test finds with 80% power on these data, in the claim's
+    units: the pooled estimate's where the claim pools, else the median over its languages or cells
+    (each one's own se and df), with the range."""
+    pooled = details.get("pooled")
+    if isinstance(pooled, dict) and is_finite(pooled.get("se")):
+        return f"{Estimate(0.0, pooled['se'], pooled.get('df', math.inf)).detectable():.3g} pooled"
+    if is_finite(details.get("se")) and isinstance(details.get("excess"), list):  # a mean over runs
+        return f"{Estimate(0.0, details['se'], len(details['excess']) - 1).detectable():.3g} over runs"
+    found = [
+        Estimate(0.0, part["se"], part["df"]).detectable()
+        for group in ("languages", "cells", "relations")
+        for cell in (details.get(group) or {}).values()
+        if isinstance(cell, dict)
+        for part in (cell.get("specific", cell),)
+        if is_finite(part.get("se")) and isinstance(part.get("df"), int | float) and part["df"] > 0
+    ]
+    if not found:
+        return None
+    return f"median {statistics.median(found):.3g} over {len(found)} ({min(found):.3g}-{max(found):.3g})"
 
 
 def cell_text(cell: dict[str, Any]) -> str:
@@ -204,7 +231,10 @@ def study_markdown(record: dict[str, Any]) -> str:
     lines += ["", "## The findings with their numbers", ""]
     for setting, found in record["findings"].items():
         lines += [f"### {setting}", ""]
-        lines += [f"- **{f['claim']} {f['verdict']}**: {f['evidence']}" for f in found]
+        for f in found:
+            detects = detectable_text(f.get("details") or {})
+            power = f" (detects {detects} with 80% power)" if detects else ""
+            lines.append(f"- **{f['claim']} {f['verdict']}**{power}: {f['evidence']}")
         lines.append("")
     lines += repeatability_lines(record)
     lines += figure_lines(record.get("figures", []))
