@@ -17,9 +17,10 @@ import lp_prune
 from lp_prune.calibration.checkpoint import load_layer_results
 from lp_prune.cli import main
 from lp_prune.errors import UserError
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.storage.files import read_json
+from lp_prune.storage.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock
+from lp_prune.tracking import RunDirectory
 from lp_prune.tracking.fingerprint import check_resumable
-from lp_prune.tracking.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock
 from lp_prune.tracking.wandb_logger import artifact_name
 from stopped_runs import start_held
 
@@ -143,7 +144,7 @@ def test_second_run_is_refused_while_the_first_holds_the_folder_and_a_dead_holde
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from lp_prune.tracking.run_lock import RunLock; RunLock({str(out)!r}).acquire(); "
+        [sys.executable, "-c", f"from lp_prune.storage.run_lock import RunLock; RunLock({str(out)!r}).acquire(); "
          "print('held', flush=True); import time; time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

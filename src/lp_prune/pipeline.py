@@ -28,7 +28,7 @@ from lp_prune.launcher import apply_launcher_environment
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
 from lp_prune.runtime import release_memory
-from lp_prune.tracking.phase_timer import PhaseTimer
+from lp_prune.storage.phase_timer import PhaseTimer
 from lp_prune.tracking.run_writer import RunWriter
 from lp_prune.tracking.summary import RunSummary, build_summary
 

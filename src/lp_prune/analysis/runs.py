@@ -24,7 +24,8 @@ from lp_prune.config import RunConfig, WandbConfig
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
 from lp_prune.pruning.method import Capabilities
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.storage.files import read_json
+from lp_prune.tracking import RunDirectory
 from lp_prune.tracking.summary import RunSummary, read_summary
 
 log = logging.getLogger(__name__)

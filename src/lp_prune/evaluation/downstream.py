@@ -221,7 +221,7 @@ def merge_lm_eval_output(stored: Mapping[str, Any], new: Mapping[str, Any]) -> d
 
 def write_lm_eval_results(run_dir: str | os.PathLike[str], outputs: Mapping[str, Mapping[str, Any]]) -> Path:
     """Merge {stage: lm-eval output} into RUN_DIR/lm_eval_results.json (atomically); return its path."""
-    from lp_prune.tracking import read_json, write_json
+    from lp_prune.storage.files import read_json, write_json
 
     path = Path(run_dir) / LM_EVAL_RESULTS_FILE
     stored = read_json(path) if path.is_file() else {}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.files import to_jsonable
+from lp_prune.storage.files import to_jsonable
 from lp_prune.tracking.run_dir import RunDirectory
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lp_prune.config import WandbConfig
-from lp_prune.tracking.files import checked_folder, copy_file
+from lp_prune.storage.files import checked_folder, copy_file
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ file without following a link), and the cache is read again once the lock is hel
 process takes the first one's result instead of computing it too (the lock file stays, as in the
 Hugging Face caches). The writes themselves stay atomic (temporary file, then rename): a reader
 without the lock sees the old entry or the new one, never half of one. A symbolic link planted in the cache
-(an entry's lock, an entry, a folder below the cache root) is refused, never followed (tracking.files).
+(an entry's lock, an entry, a folder below the cache root) is refused, never followed (storage.files).
 
 A cache folder that cannot be written costs the lock, not the run (as it costs the entry itself).
 Only for work that is not collective: a data-parallel computation would deadlock if one rank waited
@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
-from lp_prune.tracking.files import checked_folder, planted_link, refuse_link
+from lp_prune.storage.files import checked_folder, planted_link, refuse_link
 
 T = TypeVar("T")
 LOCK_SUFFIX = ".lock"

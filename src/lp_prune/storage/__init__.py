@@ -1,0 +1,10 @@
+"""Ground-level file helpers: the floor every other package stands on.
+
+- files: atomic writes with the mode a plain open() gives, never through a symbolic link; JSON in and out
+- cache_lock: one process at a time computes a cache entry; the cache folder itself
+- run_lock: one run at a time in a run folder
+- safetensors_writer: byte-reproducible safetensors files written straight from tensor buffers
+- phase_timer: wall time per phase, summary.json's timings_s
+
+Nothing here imports lp_prune above errors and runtime, so any package may use it.
+"""
