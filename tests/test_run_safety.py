@@ -355,12 +355,12 @@ def test_a_damaged_layer_is_recomputed_to_the_uninterrupted_result(unfinished, r
 def test_disk_full_while_saving_is_one_line_and_stays_resumable(unfinished, reference_run, monkeypatch, capsys):
     import errno
 
-    import lp_prune.tracking.run_writer
+    import lp_prune.run_writer
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(lp_prune.tracking.run_writer, "save_masks", full_disk)
+    monkeypatch.setattr(lp_prune.run_writer, "save_masks", full_disk)
     assert main(["run", "--resume", str(unfinished)]) == 2
     assert "No space left on device; the pruned layers are kept" in fail_line(capsys)
     assert RunDirectory(unfinished).status() == "RUNNING" and (unfinished / "progress").is_dir()

@@ -104,9 +104,9 @@ def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
 def print_results(run_dir: Path) -> None:
     """The results table, the run directory and where the W&B run is (on rank 0, which wrote them)."""
     from lp_prune.reporting import format_run_results, wandb_line
+    from lp_prune.run_writer import is_rank_zero
     from lp_prune.storage.files import read_json
     from lp_prune.tracking import RunDirectory
-    from lp_prune.tracking.run_writer import is_rank_zero
 
     if not is_rank_zero():  # the other processes of a data-parallel run: rank 0 prints
         return
