@@ -30,8 +30,9 @@ from safetensors.torch import save_file
 
 from lp_prune.calibration.observers import StepObserver
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord, StepOutput
+from lp_prune.config.targets import LinearTargets
 from lp_prune.errors import UserError
-from lp_prune.models.layers import LinearTargets, decoder_layers, layer_prefix
+from lp_prune.models.layers import decoder_layers, layer_prefix
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
 from lp_prune.storage.files import atomic_output, checked_folder, write_json
