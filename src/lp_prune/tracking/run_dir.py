@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lp_prune.config.code_options import requests, without_code
+from lp_prune.config.io import read_run_config
 from lp_prune.errors import DataError, UserError
 from lp_prune.storage.files import atomic_write_text, checked_folder, read_json, refuse_link, write_json
 from lp_prune.storage.run_lock import LOCK_FILE, RunLock
@@ -292,16 +294,11 @@ class RunDirectory:
 
         Options that run code (config.code_options) are off: a run folder is not the one to ask for
         code. `as_written`: as the file says, for the checks of --resume and warnings only."""
-        from lp_prune.config import read_run_config
-        from lp_prune.config.code_options import without_code
-
         config = read_run_config(self.config)
         return config if as_written else without_code(config)
 
     def code_requests(self) -> dict[str, Any]:
         """The options that run code which config.yaml turns on, with their values."""
-        from lp_prune.config.code_options import requests
-
         return requests(self.read_config(as_written=True))
 
     def _remove_artefacts(self) -> None:

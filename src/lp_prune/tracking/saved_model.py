@@ -19,6 +19,7 @@ import torch
 from lp_prune.errors import DataError
 from lp_prune.storage.files import read_json, staged_into, write_json
 from lp_prune.storage.safetensors_writer import LazyTensor, nbytes, write_safetensors
+from lp_prune.tracking.sparsity_config import drop_sparsity_record
 
 MODEL_STEM = "model"  # transformers' own weight file names
 WEIGHTS_FILE = "model.safetensors"
@@ -90,8 +91,6 @@ def save_model_config(model: torch.nn.Module, folder: Path) -> None:
     plain open(), so into a staging folder first, then moved in without following a link (storage.files).
     A sparsity record the model was loaded with (a pruned model pruned again) is left out: the run
     writes its own."""
-    from lp_prune.tracking.sparsity_config import drop_sparsity_record
-
     with staged_into(folder) as staging:
         model.config.save_pretrained(staging)
         drop_sparsity_record(staging)
