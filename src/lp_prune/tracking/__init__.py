@@ -5,11 +5,14 @@
 - saved_model: the pruned model in model/ (transformers' layout, sharded when large) and back
 - fingerprint: what a run started with, so --resume never mixes two configurations
 - summary: summary.json's record and its headline numbers for W&B
+- sparse_checkpoint, quantized_checkpoint: model-compressed/ in compressed-tensors' formats, and back
 - sparsity_config: the sparsity recorded beside a saved model's config.json (compressed-tensors' format)
 - wandb_logger: W&B through Lightning's WandbLogger; run_labels: a run's W&B name, group and tags from
   its recipe; wandb_analysis: the W&B runs of compare, analyze and eval; wandb_runs: runs read back from W&B
 
-Nothing here imports wandb at module import time.
+Nothing here imports wandb at module import time. Tracking stands on storage, pruning and config only,
+so models, data, evaluation and calibration may write into a run folder through it; what writes a whole
+run (run_writer, model_card) stands above them, beside the pipeline.
 """
 
 from lp_prune.pruning.masks import pack_mask, unpack_mask
