@@ -5,6 +5,7 @@
 - run_lock: one run at a time in a run folder
 - safetensors_writer: byte-reproducible safetensors files written straight from tensor buffers
 - phase_timer: wall time per phase, summary.json's timings_s
+- hub: the Hugging Face Hub switched off for a block of work whose data is all local
 
 Nothing here imports lp_prune above errors and runtime, so any package may use it.
 """
