@@ -36,8 +36,7 @@ from lp_prune.evaluation.downstream import (
     write_lm_eval_results,
 )
 from lp_prune.evaluation.perplexity import dense_model_digest, read_cache_entry, write_cache_entry
-from lp_prune.models.loading import cache_dir
-from lp_prune.storage.cache_lock import compute_once
+from lp_prune.storage.cache_lock import cache_dir, compute_once
 from lp_prune.tracking import wandb_logger
 
 if TYPE_CHECKING:

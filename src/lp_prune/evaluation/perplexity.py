@@ -19,9 +19,8 @@ from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.errors import DataError
 from lp_prune.metrics.language_modeling import LanguageModelingMetric, fused_token_nll, token_nll
 from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits, linear_head
-from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers
-from lp_prune.storage.cache_lock import compute_once
+from lp_prune.storage.cache_lock import cache_dir, compute_once, write_to_cache
 from lp_prune.storage.files import read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,21 +47,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 _CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 _SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qwen2, Gemma-3 and Cohere"
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header
-
-
-def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
-    """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
-    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
-    try:
-        cache_folder(folder)
-        write()
-    except OSError as err:
-        log.warning(
-            "%s not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
-            what,
-            folder,
-            err.strerror or err,
-        )
 
 
 def model_source(config: ModelConfig) -> str | Path:

@@ -1,7 +1,7 @@
 """Ground-level file helpers: the floor every other package stands on.
 
 - files: atomic writes with the mode a plain open() gives, never through a symbolic link; JSON in and out
-- cache_lock: one process at a time computes a cache entry; the cache folder itself
+- cache_lock: the cache folder, one process at a time computing an entry, writes that cost a warning when they fail
 - run_lock: one run at a time in a run folder
 - safetensors_writer: byte-reproducible safetensors files written straight from tensor buffers
 - phase_timer: wall time per phase, summary.json's timings_s

@@ -45,6 +45,21 @@ def cache_folder(folder: str | os.PathLike[str]) -> Path:
     return checked_folder(folder, cache_dir())
 
 
+def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
+    """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
+    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
+    try:
+        cache_folder(folder)
+        write()
+    except OSError as err:
+        log.warning(
+            "%s not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
+            what,
+            folder,
+            err.strerror or err,
+        )
+
+
 def lock_path(entry: str | os.PathLike[str]) -> Path:
     entry = Path(entry)
     return entry.with_name(entry.name + LOCK_SUFFIX)
