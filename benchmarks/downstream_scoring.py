@@ -54,7 +54,7 @@ def score(cls: type, model, tokenizer, plan, limit: int) -> tuple[float, float, 
     import lm_eval
 
     from lp_prune.evaluation.downstream import _quiet_lm_eval, task_manager
-    from lp_prune.evaluation.hub import hub_offline
+    from lp_prune.storage.hub import hub_offline
 
     requests: list = []
     clock: list[float] = []

@@ -72,9 +72,9 @@ def recorded_requests(fixed: dict[str, Any]) -> list:
 
     from lp_prune.config import ModelConfig
     from lp_prune.evaluation.downstream import _quiet_lm_eval, plan_tasks, task_manager
-    from lp_prune.evaluation.hub import hub_offline
     from lp_prune.languages import LANGUAGES
     from lp_prune.models.loading import load_model, load_tokenizer_and_config
+    from lp_prune.storage.hub import hub_offline
 
     config = ModelConfig(name="gemma3-270m", dtype="float32")
     tokenizer, _ = load_tokenizer_and_config(config)

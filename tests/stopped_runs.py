@@ -48,11 +48,11 @@ def start_held(
 
 def stop_while_saving(run: Callable[[], int]) -> None:
     """`run()` (an lp-prune main call) with the masks' save failing on a full disk: it must exit 2."""
-    import lp_prune.tracking.run_writer
+    import lp_prune.run_writer
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lp_prune.tracking.run_writer, "save_masks", full_disk)
+        patch.setattr(lp_prune.run_writer, "save_masks", full_disk)
         assert run() == 2

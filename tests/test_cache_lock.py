@@ -15,7 +15,7 @@ from lp_prune.config import GenerationConfig, ModelConfig
 from lp_prune.data import generated
 from lp_prune.data.windows import TokenWindows
 from lp_prune.evaluation.perplexity import cached_dense_perplexity
-from lp_prune.tracking.cache_lock import cache_lock, compute_once, lock_path
+from lp_prune.storage.cache_lock import cache_lock, compute_once, lock_path
 
 SLOW = 1.5  # seconds the planted computation takes: long enough for the second process to arrive meanwhile
 FORK = multiprocessing.get_context("fork")  # the children inherit the planted functions

@@ -370,7 +370,7 @@ def test_dense_downstream_is_evaluated_once_per_model_and_task_set(eval_model_di
     cache; the pruned model, another limit or cache_dense false evaluate again."""
     from lp_prune.config import RunConfig
     from lp_prune.evaluation import downstream_step
-    from lp_prune.tracking.phase_timer import PhaseTimer
+    from lp_prune.storage.phase_timer import PhaseTimer
 
     monkeypatch.setenv("LP_PRUNE_CACHE", str(tmp_path / "cache"))
     calls = []

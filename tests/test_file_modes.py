@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lp_prune.cli import main
-from lp_prune.tracking import files as files_module
-from lp_prune.tracking.files import atomic_write_text, current_umask, write_json
+from lp_prune.storage import files as files_module
+from lp_prune.storage.files import atomic_write_text, current_umask, write_json
 from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import save_masks
 from lp_prune.tracking.saved_model import save_model_streaming

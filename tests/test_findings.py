@@ -17,7 +17,8 @@ from lp_prune.analysis.compare.recipes import recipe_rows, recipe_verdicts
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.cli import main
 from lp_prune.evaluation.downstream import task_language
-from lp_prune.tracking import RunDirectory, save_masks, write_json
+from lp_prune.storage.files import write_json
+from lp_prune.tracking import RunDirectory, save_masks
 
 # --- C3 -----------------------------------------------------------------------------------------------
 

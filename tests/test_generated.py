@@ -215,7 +215,7 @@ def test_a_run_calibrates_on_generated_text(tiny_model_dir, tmp_path):
     import json
 
     from lp_prune.cli import main
-    from lp_prune.tracking import read_json
+    from lp_prune.storage.files import read_json
 
     out = tmp_path / "run"
     args = ["run", "--model.name", str(tiny_model_dir), "--out", str(out), "--data.source", "generated",

@@ -6,7 +6,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from lp_prune.config import RunConfig
-from lp_prune.tracking.model_card import model_card
+from lp_prune.model_card import model_card
 from lp_prune.tracking.summary import RunSummary
 
 PERPLEXITY = {"dense": {"en": 10.0, "sw": 20.0}, "pruned": {"en": 12.345678, "sw": float("nan"), "wikitext2": 30.5}}

@@ -3,12 +3,11 @@
 import pytest
 import torch
 
+from lp_prune.config.targets import LinearTargets, matches
 from lp_prune.models.layers import (
     InputCollector,
-    LinearTargets,
     capture_layer_inputs,
     decoder_layers,
-    matches,
     prunable_linears,
     run_layer,
     sequential_groups,

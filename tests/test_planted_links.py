@@ -168,7 +168,7 @@ def test_resume_refuses_a_model_file_linked_to_a_users_file(received, users_mode
 
 
 def test_every_write_refuses_a_link_in_its_place_or_on_its_way(tmp_path, users_folder):
-    from lp_prune.tracking.files import PlantedLink, atomic_write_text, checked_folder, open_no_follow, staged_into
+    from lp_prune.storage.files import PlantedLink, atomic_write_text, checked_folder, open_no_follow, staged_into
     from lp_prune.tracking.saved_model import save_model_streaming
 
     before = snapshot(users_folder)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from lp_prune.cli import main
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.storage.files import read_json
+from lp_prune.tracking import RunDirectory
 from quiz_tasks import write_quiz_task
 from stopped_runs import stop_while_saving
 

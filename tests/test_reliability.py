@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import lp_prune
 from lp_prune.cli import main
-from lp_prune.tracking import read_json
+from lp_prune.storage.files import read_json
 from stopped_runs import start_held
 from wandb_offline import find_offline_runs, read_history, run_file
 

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.files import atomic_output, atomic_write_text, read_json, write_json
+from lp_prune.storage.files import atomic_output, atomic_write_text, read_json, write_json
 from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.saved_masks import iter_masks, load_masks, mask_names, packed_masks, save_masks
 
@@ -82,7 +82,7 @@ def test_failed_safetensors_write_keeps_old_masks(tmp_path: Path, monkeypatch: p
     def filling(path: object, mode: str) -> FillingFile:
         return FillingFile(path, mode)
 
-    monkeypatch.setattr("lp_prune.tracking.safetensors_writer.open", filling, raising=False)
+    monkeypatch.setattr("lp_prune.storage.safetensors_writer.open", filling, raising=False)
     with pytest.raises(OSError, match="disk full"):
         save_masks(tmp_path, random_masks(1))
     monkeypatch.undo()

@@ -17,9 +17,10 @@ import lp_prune
 from lp_prune.calibration.checkpoint import load_layer_results
 from lp_prune.cli import main
 from lp_prune.errors import UserError
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.storage.files import read_json
+from lp_prune.storage.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock
+from lp_prune.tracking import RunDirectory
 from lp_prune.tracking.fingerprint import check_resumable
-from lp_prune.tracking.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock
 from lp_prune.tracking.wandb_logger import artifact_name
 from stopped_runs import start_held
 
@@ -143,7 +144,7 @@ def test_second_run_is_refused_while_the_first_holds_the_folder_and_a_dead_holde
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from lp_prune.tracking.run_lock import RunLock; RunLock({str(out)!r}).acquire(); "
+        [sys.executable, "-c", f"from lp_prune.storage.run_lock import RunLock; RunLock({str(out)!r}).acquire(); "
          "print('held', flush=True); import time; time.sleep(600)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -354,12 +355,12 @@ def test_a_damaged_layer_is_recomputed_to_the_uninterrupted_result(unfinished, r
 def test_disk_full_while_saving_is_one_line_and_stays_resumable(unfinished, reference_run, monkeypatch, capsys):
     import errno
 
-    import lp_prune.tracking.run_writer
+    import lp_prune.run_writer
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(lp_prune.tracking.run_writer, "save_masks", full_disk)
+    monkeypatch.setattr(lp_prune.run_writer, "save_masks", full_disk)
     assert main(["run", "--resume", str(unfinished)]) == 2
     assert "No space left on device; the pruned layers are kept" in fail_line(capsys)
     assert RunDirectory(unfinished).status() == "RUNNING" and (unfinished / "progress").is_dir()

@@ -260,7 +260,7 @@ def test_overwrite_removes_the_compressed_folder_and_temporaries_are_cleared(tmp
 
 def test_card_of_a_hub_model_and_of_a_quantization_run():
     from lp_prune.config import RunConfig
-    from lp_prune.tracking.model_card import model_card
+    from lp_prune.model_card import model_card
     from lp_prune.tracking.summary import RunSummary
 
     common = dict(nsamples=128, seqlen=2048, modules=[], calibration_mix={"de": 64, "sw": 64})
@@ -293,8 +293,8 @@ def test_card_of_a_hub_model_and_of_a_quantization_run():
 def test_the_card_names_the_method_as_the_method_declares():
     """Built-in methods by their papers' names; a run's recorded name wins over this machine's registry."""
     from lp_prune.config import RunConfig
+    from lp_prune.model_card import model_card
     from lp_prune.pruning.registry import BUILT_IN, capabilities_named
-    from lp_prune.tracking.model_card import model_card
     from lp_prune.tracking.summary import RunSummary
 
     names = {name: capabilities_named(name).display_name for name in BUILT_IN}

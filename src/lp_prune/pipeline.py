@@ -2,7 +2,7 @@
 
 Data flows one way: text -> windows -> layer inputs -> statistics -> masks and weights -> metrics
 -> logs and the run directory. What only rank 0 does (files, W&B, lm-eval) goes through the
-RunWriter (tracking.run_writer); the wall time of each phase through a PhaseTimer.
+RunWriter (run_writer); the wall time of each phase through a PhaseTimer.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from lp_prune.evaluation.perplexity import cached_dense_perplexity, evaluate_per
 from lp_prune.launcher import apply_launcher_environment
 from lp_prune.memory import ModelShape, check_fits, device_kind, estimate_memory
 from lp_prune.models.loading import load_model, load_tokenizer_and_config, max_positions
+from lp_prune.run_writer import RunWriter
 from lp_prune.runtime import release_memory
-from lp_prune.tracking.phase_timer import PhaseTimer
-from lp_prune.tracking.run_writer import RunWriter
+from lp_prune.storage.phase_timer import PhaseTimer
 from lp_prune.tracking.summary import RunSummary, build_summary
 
 

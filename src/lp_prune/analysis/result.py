@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.files import check_record_fields
+from lp_prune.storage.files import check_record_fields
 
 
 @dataclass(kw_only=True)

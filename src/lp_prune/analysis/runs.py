@@ -21,10 +21,14 @@ from typing import Any
 from lp_prune.analysis.result import AnalysisResult
 from lp_prune.analysis.settings import SettingKey, setting_key, setting_labels
 from lp_prune.config import RunConfig, WandbConfig
+from lp_prune.config.code_options import warn_not_asked
 from lp_prune.errors import UserError
 from lp_prune.languages import LANGUAGES
 from lp_prune.pruning.method import Capabilities
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.storage.files import read_json
+from lp_prune.tracking import RunDirectory
+from lp_prune.tracking.run_labels import labelled
+from lp_prune.tracking.saved_masks import mask_shapes
 from lp_prune.tracking.summary import RunSummary, read_summary
 
 log = logging.getLogger(__name__)
@@ -164,8 +168,6 @@ def load_run(path: Path) -> Run:
 def check_masks_fit(path: Path, summary: RunSummary) -> None:
     """Refuse a run whose masks file does not belong to the model its summary records: a mask must hold
     as many weights as the summary's module of its name, and no mask may name a module the summary lacks."""
-    from lp_prune.tracking.saved_masks import mask_shapes
-
     sizes = {r["module"]: r["numel"] for r in summary.modules if isinstance(r.get("numel"), int)}
     if not sizes:
         return  # a summary without module sizes (hand-made or old) has nothing to check against
@@ -236,8 +238,6 @@ def warn_code_requests(
     """A warning line for each option that runs code which a run's config.yaml asks for and this command
     line does not (config.code_options): `flags` are the command's own flags for them, `given` what
     the command line asked for."""
-    from lp_prune.config.code_options import warn_not_asked
-
     for run in runs:
         folder = RunDirectory(run.path)
         asked = {key: value for key, value in folder.code_requests().items() if not (given or {}).get(key)}
@@ -263,8 +263,6 @@ def wandb_destination(runs: list[Run], project: str | None = None, group: str | 
     """The W&B project and group of an analysis run about `runs`: the ones the runs logged to (their
     config.yaml's wandb section), unless given. Runs of several projects: the first run's project;
     runs of several groups: no group. Either way a warning says so."""
-    from lp_prune.tracking.run_labels import labelled
-
     sections = [labelled(run.config) for run in runs]  # the group a run logged to: given, else its setting
     projects = list(dict.fromkeys(section.project or WandbConfig().project for section in sections))
     groups = list(dict.fromkeys(section.group for section in sections))

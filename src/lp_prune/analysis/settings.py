@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from lp_prune.tracking.files import to_jsonable
+from lp_prune.storage.files import to_jsonable
 from lp_prune.tracking.fingerprint import RUNTIME_KEYS, flat
 
 SettingKey = tuple[tuple[str, str], ...]

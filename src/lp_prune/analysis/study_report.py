@@ -293,7 +293,7 @@ def repeatability_lines(record: dict[str, Any]) -> list[str]:
 
 
 def write_study_report(out: Path, record: dict[str, Any]) -> dict[str, Path]:
-    from lp_prune.tracking.files import atomic_write_text, write_json
+    from lp_prune.storage.files import atomic_write_text, write_json
 
     paths = {"study": out / "study.md", "record": out / "study.json"}
     write_json(paths["record"], record)

@@ -6,7 +6,7 @@
 the mask shapes, the grids' settings and the metric records. `progress/state.json` says how many
 layers are done. The layer file is written before the state that points to it, both atomically, so
 the state never names a missing or half-written layer. A symbolic link in progress/'s place or in it
-is refused, never written through (tracking.files). The inputs of the next layer are not stored:
+is refused, never written through (storage.files). The inputs of the next layer are not stored:
 resuming replays the saved layers (`load_layer_results`), which recomputes them and gives the same
 bits as the uninterrupted run on CPU.
 
@@ -30,12 +30,12 @@ from safetensors.torch import save_file
 
 from lp_prune.calibration.observers import StepObserver
 from lp_prune.calibration.results import LayerResult, LinearResult, ModuleRecord, StepOutput
+from lp_prune.config.targets import LinearTargets
 from lp_prune.errors import UserError
-from lp_prune.models.layers import LinearTargets, decoder_layers, layer_prefix
+from lp_prune.models.layers import decoder_layers, layer_prefix
 from lp_prune.pruning.grid import QuantGrid
 from lp_prune.pruning.masks import PackedMask
-from lp_prune.tracking import atomic_output, write_json
-from lp_prune.tracking.files import checked_folder
+from lp_prune.storage.files import atomic_output, checked_folder, write_json
 from lp_prune.tracking.fingerprint import run_key
 from lp_prune.tracking.run_dir import RunDirectory
 

@@ -34,11 +34,11 @@ from lp_prune.calibration.distributed import sum_statistics
 from lp_prune.calibration.pruner import LayerPruner
 from lp_prune.calibration.results import LayerResult, LinearResult, StepOutput
 from lp_prune.calibration.schedule import Mode, Step, StepKind, build_schedule
+from lp_prune.config.targets import LinearTargets
 from lp_prune.data.windows import shard_bounds, shard_rows
 from lp_prune.errors import ConfigError
 from lp_prune.models.layers import (
     InputCollector,
-    LinearTargets,
     capture_layer_inputs,
     decoder_layers,
     layer_prefix,

@@ -129,7 +129,8 @@ def evaluate_run(
     from lp_prune.config.code_options import warn_not_asked
     from lp_prune.evaluation.downstream import parse_output, write_lm_eval_results
     from lp_prune.models.loading import load_model, load_run_model, load_tokenizer_and_config
-    from lp_prune.tracking import RunDirectory, read_json, write_json
+    from lp_prune.storage.files import read_json, write_json
+    from lp_prune.tracking import RunDirectory
 
     run = RunDirectory.open(run_dir)
     given = {"model.trust_remote_code": trust_remote_code, "eval.include_path": eval_config.include_paths}

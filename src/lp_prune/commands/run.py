@@ -10,6 +10,9 @@ from lp_prune.cli_support import ConfigFile
 from lp_prune.commands import COMMANDS
 from lp_prune.config import RunConfig, add_run_config_arguments, run_config_from
 from lp_prune.errors import ConfigError, UserError
+from lp_prune.reporting import format_run_results, wandb_line
+from lp_prune.storage.files import read_json
+from lp_prune.tracking.fingerprint import check_resume_flags
 from lp_prune.tracking.run_dir import MARKER_FILE, RunDirectory
 
 HELP = COMMANDS["run"]
@@ -87,8 +90,6 @@ def resume_folder(given: str) -> Path:
 def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
     """The run's saved config, checked against the flags given beside --resume; an option that runs code
     only where this command line asks for it as well (config.code_options)."""
-    from lp_prune.tracking.fingerprint import check_resume_flags
-
     if run_dir.is_complete():
         raise UserError(f"--resume {run_dir.root}: the run is complete already; nothing to resume")
     if not run_dir.config.exists():
@@ -103,9 +104,7 @@ def resume_config(run_dir: RunDirectory, given: RunConfig) -> RunConfig:
 
 def print_results(run_dir: Path) -> None:
     """The results table, the run directory and where the W&B run is (on rank 0, which wrote them)."""
-    from lp_prune.reporting import format_run_results, wandb_line
-    from lp_prune.tracking import RunDirectory, read_json
-    from lp_prune.tracking.run_writer import is_rank_zero
+    from lp_prune.run_writer import is_rank_zero
 
     if not is_rank_zero():  # the other processes of a data-parallel run: rank 0 prints
         return

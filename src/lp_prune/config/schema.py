@@ -16,11 +16,11 @@ from typing import Any, Literal, get_args
 from lp_prune.config.data_schema import DataConfig
 from lp_prune.config.method_keys import with_settings
 from lp_prune.config.recipe import CalibrationRecipe
+from lp_prune.config.targets import LinearTargets, check_patterns
 from lp_prune.config.tasks import check_task_language, check_task_name, split_list
 from lp_prune.config.values import check_finite, check_seed, parse_devices, parse_pattern, size_in_bytes
 from lp_prune.errors import ConfigError
 from lp_prune.languages import check_known_language
-from lp_prune.models.layers import LinearTargets, check_patterns
 from lp_prune.pruning.method import PruneContext, PruningMethod
 from lp_prune.pruning.registry import DEFAULT_METHOD, build_method, check_known, choice_of
 

@@ -47,6 +47,8 @@ from lp_prune.data.language_check import check_text_language
 from lp_prune.data.windows import TokenWindows, bos_ids, make_windows, text_tokens_per_window
 from lp_prune.errors import DataError
 from lp_prune.languages import check_language_code
+from lp_prune.storage.cache_lock import cache_dir, compute_once, write_to_cache
+from lp_prune.storage.files import atomic_write_bytes, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +174,8 @@ def cached_generate_calibration_mix(
 
     A sweep prunes the same model with several methods on the same generated text (same seed, same
     text): every run after the first reads the windows back from the cache (LP_PRUNE_CACHE), and runs
-    started together wait for the first one's (tracking.cache_lock). The record says where they came
+    started together wait for the first one's (storage.cache_lock). The record says where they came
     from ("cache")."""
-    from lp_prune.models.loading import cache_dir
-    from lp_prune.tracking import read_json
-    from lp_prune.tracking.cache_lock import compute_once
-
     options = options or GenerationConfig()
     key = generation_cache_key(model_config, _device(model), counts, seqlen, seed, options)
     folder = cache_dir() / "generated_calibration"
@@ -202,9 +200,6 @@ def cached_generate_calibration_mix(
 
 
 def _write_cache(windows: TokenWindows, record: dict[str, Any], tensors: Path, record_path: Path) -> None:
-    from lp_prune.models.loading import write_to_cache
-    from lp_prune.tracking import atomic_write_bytes, write_json
-
     buffer = io.BytesIO()
     torch.save({"ids": windows.ids, "n_bytes": windows.n_bytes}, buffer)
 
@@ -217,7 +212,6 @@ def _write_cache(windows: TokenWindows, record: dict[str, Any], tensors: Path, r
 
 def save_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write the generation record (texts, prompts, reasons) into the run directory."""
-    from lp_prune.tracking import write_json
 
     path = Path(run_dir) / GENERATED_RECORD_FILE
     write_json(path, record)

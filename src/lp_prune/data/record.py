@@ -35,7 +35,7 @@ import torch
 
 from lp_prune.config import DataConfig
 from lp_prune.data.windows import TokenWindows
-from lp_prune.tracking.files import atomic_output, to_jsonable, write_json
+from lp_prune.storage.files import atomic_output, to_jsonable, write_json
 from lp_prune.tracking.run_dir import CALIBRATION_RECORD_FILE, CALIBRATION_TOKENS_FILE
 
 RECORD_FORMAT = "lp_prune-calibration/1"

@@ -28,6 +28,7 @@ import torch
 
 from lp_prune.data.windows import TokenWindows, count_predicted_bytes
 from lp_prune.errors import DataError
+from lp_prune.storage.hub import hub_offline
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,6 @@ def _innermost(err: BaseException) -> str:
 
 
 def _load_rows(datasets: Any, ref: ReferenceSet, local: str | Path | None) -> Any:
-    from lp_prune.evaluation.hub import hub_offline
-
     if local is None:
         return datasets.load_dataset(ref.dataset, ref.config, data_files=ref.data_files, split=ref.split)
     path = Path(local).expanduser()

@@ -9,7 +9,7 @@ of lp_prune.config.tasks. The study's tasks run by name and need the Hugging Fac
 data; the offline proxies (`lp_prune_proxy_<lang>`, see proxy_tasks.py) and the offline probe
 (`lp_prune_probe_<family>_<lang>`, see probe.py) and CLDR probe (`lp_prune_cldr_<family>_<lang>`,
 see probe_cldr.py) run anywhere: when every task is local the Hub is
-switched off for the evaluation (lp_prune.evaluation.hub), so nothing tries to reach it.
+switched off for the evaluation (lp_prune.storage.hub), so nothing tries to reach it.
 
 A user's own lm-eval task folders come in through `include_path` (lm-eval's TaskManager
 include_path); task lists may be comma-separated strings as on lm-eval's command line
@@ -42,10 +42,10 @@ from lp_prune.config.tasks import (
     task_language,
 )
 from lp_prune.errors import ConfigError, DataError
-from lp_prune.evaluation.hub import hub_offline
 from lp_prune.evaluation.probe import write_probe_tasks
 from lp_prune.evaluation.probe_cldr import write_cldr_tasks
 from lp_prune.evaluation.proxy_tasks import DEFAULT_ITEMS, write_proxy_tasks
+from lp_prune.storage.hub import hub_offline
 
 PACKAGED_TASKS = Path(__file__).parent / "tasks"  # lm-eval task YAMLs shipped with lp_prune (MKQA)
 LM_EVAL_RESULTS_FILE = "lm_eval_results.json"  # lm-eval's own output per stage, in the run directory
@@ -221,7 +221,7 @@ def merge_lm_eval_output(stored: Mapping[str, Any], new: Mapping[str, Any]) -> d
 
 def write_lm_eval_results(run_dir: str | os.PathLike[str], outputs: Mapping[str, Mapping[str, Any]]) -> Path:
     """Merge {stage: lm-eval output} into RUN_DIR/lm_eval_results.json (atomically); return its path."""
-    from lp_prune.tracking import read_json, write_json
+    from lp_prune.storage.files import read_json, write_json
 
     path = Path(run_dir) / LM_EVAL_RESULTS_FILE
     stored = read_json(path) if path.is_file() else {}

@@ -36,12 +36,11 @@ from lp_prune.evaluation.downstream import (
     write_lm_eval_results,
 )
 from lp_prune.evaluation.perplexity import dense_model_digest, read_cache_entry, write_cache_entry
-from lp_prune.models.loading import cache_dir
+from lp_prune.storage.cache_lock import cache_dir, compute_once
 from lp_prune.tracking import wandb_logger
-from lp_prune.tracking.cache_lock import compute_once
 
 if TYPE_CHECKING:
-    from lp_prune.tracking.phase_timer import PhaseTimer
+    from lp_prune.storage.phase_timer import PhaseTimer
     from lp_prune.tracking.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ class DownstreamStep:
                     batch_size=self.eval.batch_size,
                 )
 
-            if stage == "dense" and self.eval.cache_dense:  # once per model and tasks (tracking.cache_lock)
+            if stage == "dense" and self.eval.cache_dense:  # once per model and tasks (storage.cache_lock)
                 path = dense_downstream_path(self.model, plan, self.eval)
                 store = partial(write_cache_entry, path, what=DENSE_CACHE)
                 output = compute_once(path, partial(read_dense_output, path), evaluate, store, DENSE_CACHE)

@@ -14,8 +14,8 @@ from typing import Any
 
 from lp_prune.errors import ConfigError
 from lp_prune.languages import LANGUAGE_TABLE
-from lp_prune.tracking.cache_lock import cache_folder, cache_lock
-from lp_prune.tracking.files import atomic_write_text
+from lp_prune.storage.cache_lock import cache_folder, cache_lock
+from lp_prune.storage.files import atomic_write_text
 
 
 def multiple_choice_yaml(

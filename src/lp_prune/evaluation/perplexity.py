@@ -19,10 +19,9 @@ from lp_prune.data.datamodule import PruningDataModule
 from lp_prune.errors import DataError
 from lp_prune.metrics.language_modeling import LanguageModelingMetric, fused_token_nll, token_nll
 from lp_prune.models.layers import decoder_layers, final_hidden_states, head_logits, linear_head
-from lp_prune.models.loading import cache_dir, write_to_cache
 from lp_prune.models.offload import streamed_layers
-from lp_prune.tracking import read_json, write_json
-from lp_prune.tracking.cache_lock import compute_once
+from lp_prune.storage.cache_lock import cache_dir, compute_once, write_to_cache
+from lp_prune.storage.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def cached_dense_perplexity(
     """The dense model's results depend only on the model and the windows: compute them once.
 
     Sweeps prune one model many times; every run after the first reads the dense baseline back, and
-    runs started together wait for the first one's (tracking.cache_lock). Data parallel: rank 0
+    runs started together wait for the first one's (storage.cache_lock). Data parallel: rank 0
     writes, and nobody locks (`lock` False), since the evaluation is collective.
     """
     path = cache_dir() / "dense_perplexity" / f"{dense_cache_key(model_config, windows)}.json"

@@ -56,7 +56,7 @@ from lp_prune.evaluation import probe_facts as facts
 from lp_prune.evaluation.local_tasks import multiple_choice_yaml, write_task_files
 from lp_prune.evaluation.probe import DEFAULT_SEED, N_CHOICES, ProbeItem, rendered
 from lp_prune.languages import LANGUAGES
-from lp_prune.models.loading import cache_dir
+from lp_prune.storage.cache_lock import cache_dir
 
 CLDR_TAG = "lp_prune_cldr"
 CLDR_VERSION = 1  # bump when items change: the cache folder name includes it (and babel's version)

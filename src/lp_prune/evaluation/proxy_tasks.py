@@ -32,7 +32,7 @@ from lp_prune.config.tasks import proxy_task_name
 from lp_prune.data.text import packaged_documents, split_documents
 from lp_prune.evaluation.local_tasks import multiple_choice_yaml, write_task_files
 from lp_prune.languages import LANGUAGE_TABLE
-from lp_prune.models.loading import cache_dir
+from lp_prune.storage.cache_lock import cache_dir
 
 PROXY_TAG = "lp_prune_proxy"
 PROXY_VERSION = 2  # bump when the item construction changes: the cache folder name includes it

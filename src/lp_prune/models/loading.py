@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,9 @@ from lp_prune.config import PACKAGED_MODEL, ModelConfig
 from lp_prune.errors import ModelLoadError
 from lp_prune.models.config_check import check_weight_shapes, read_config_json
 from lp_prune.models.layers import decoder_body, decoder_layers, prunable_linears
-from lp_prune.tracking.cache_lock import cache_dir, cache_folder
+from lp_prune.storage.cache_lock import cache_dir, cache_folder, cache_lock
+from lp_prune.storage.files import new_folder_mode
+from lp_prune.tracking import RunDirectory, iter_masks
 from lp_prune.tracking.run_dir import unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -46,21 +47,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 _CAUSAL_LM_CLASSES = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 _SUPPORTED = "lp_prune prunes decoder-only causal LMs such as Llama, Mistral, Qwen2, Gemma-3 and Cohere"
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit: a larger length is not a header
-
-
-def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
-    """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
-    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
-    try:
-        cache_folder(folder)
-        write()
-    except OSError as err:
-        log.warning(
-            "%s not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
-            what,
-            folder,
-            err.strerror or err,
-        )
 
 
 def model_source(config: ModelConfig) -> str | Path:
@@ -257,8 +243,6 @@ def max_positions(model_config: PretrainedConfig) -> int | None:
 
 def packaged_model_dir() -> Path:
     """The packaged Gemma-3-270M as an HF folder, converted from its GGUF on first use."""
-    from lp_prune.tracking.cache_lock import cache_lock
-
     target = cache_dir() / "gemma3-270m-hf"
     if (target / "config.json").exists():
         return target
@@ -288,8 +272,6 @@ def _check_writable(folder: Path) -> None:
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantise the GGUF into float32 safetensors; write to a temp folder, then rename (atomic)."""
-    from lp_prune.tracking.files import new_folder_mode
-
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The weights are dequantised already: drop the GGUF quantiser so the model saves as plain HF.
@@ -340,7 +322,6 @@ def load_run_model(
     same outputs), for analyses that compare it with the dense model neuron by neuron.
     `trust_remote_code` comes from the caller's command line, never from the run's config.yaml.
     """
-    from lp_prune.tracking import RunDirectory, iter_masks
     from lp_prune.tracking.summary import read_summary
 
     run = RunDirectory(Path(run_dir))

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.errors import ConfigError
+from lp_prune.storage.files import read_json, write_json
 from lp_prune.sweeps import wandb_search
 from lp_prune.sweeps.expand import Sweep, number_of_runs
 from lp_prune.sweeps.runner import PlannedRun, RunOutcome, execute_stream, plan, validate_runs
-from lp_prune.tracking import RunDirectory, read_json, write_json
+from lp_prune.tracking import RunDirectory
 
 LEDGER_FILE = "bayes.json"
 LEDGER_FORMAT = "lp_prune-bayes-sweep/1"

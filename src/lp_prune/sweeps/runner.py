@@ -31,9 +31,9 @@ from lp_prune.config.method_keys import method_settings
 from lp_prune.errors import ConfigError, Interrupted
 from lp_prune.pruning.method import PruningMethod
 from lp_prune.reporting import format_sweep_line, sweep_eta
+from lp_prune.storage.files import PlantedLink, checked_folder, open_no_follow, refuse_link
 from lp_prune.sweeps.expand import Sweep, agent_command
 from lp_prune.tracking import RunDirectory
-from lp_prune.tracking.files import PlantedLink, checked_folder, open_no_follow, refuse_link
 from lp_prune.tracking.run_dir import STATUS_RUNNING
 
 ENV = "/usr/bin/env"  # what ${env} becomes

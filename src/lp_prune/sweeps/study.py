@@ -27,9 +27,10 @@ import torch
 
 from lp_prune.analysis.options import AnalyzeOptions
 from lp_prune.errors import ConfigError, UserError
+from lp_prune.storage.files import read_json
 from lp_prune.sweeps.expand import Sweep, expand, load_sweep
 from lp_prune.sweeps.runner import PlannedRun, execute, plan, run_configs
-from lp_prune.tracking import RunDirectory, read_json
+from lp_prune.tracking import RunDirectory
 
 DEFAULT_SWEEPS = ("sweeps/study.yaml", "sweeps/study-magnitude.yaml")
 REPEAT_SUFFIX = "-repeat"  # the repeated run's folder: <root>/<sweep name>-repeat/<run name>

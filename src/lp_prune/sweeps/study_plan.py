@@ -15,7 +15,7 @@ from typing import Any
 
 from lp_prune.analysis.plan import GridSizes, Pilot, Plan, Targets, make_plan
 from lp_prune.config.tasks import choice_probe_family, expand_tasks, split_list
-from lp_prune.tracking import read_json
+from lp_prune.storage.files import read_json
 
 PROXY_FAMILY = "proxy"
 

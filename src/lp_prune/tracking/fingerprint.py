@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lp_prune.config.code_options import CODE_OPTIONS, describe, flag, normal, requests, value_of
 from lp_prune.errors import UserError
-from lp_prune.tracking.files import to_jsonable
+from lp_prune.storage.files import to_jsonable
 from lp_prune.tracking.run_dir import RunDirectory
 
 if TYPE_CHECKING:
@@ -169,8 +170,6 @@ def check_resume_flags(run_dir: RunDirectory, saved: RunConfig, given: RunConfig
     exception (config.code_options): never taken from the run folder, only from this command line, so a
     run started with one is refused unless the command line asks for the same again.
     """
-    from lp_prune.config.code_options import CODE_OPTIONS, describe, flag, normal, requests, value_of
-
     given_keys = changed_keys(defaults.to_dict(), given.to_dict())
     wanted, had = flat(to_jsonable(given.to_dict())), flat(to_jsonable(saved.to_dict()))
     contradicted = [

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 from lp_prune.pruning.grid import QuantGrid
-from lp_prune.tracking.files import read_json, write_json
-from lp_prune.tracking.safetensors_writer import LazyTensor
+from lp_prune.storage.files import read_json, write_json
+from lp_prune.storage.safetensors_writer import LazyTensor
 from lp_prune.tracking.saved_model import DEFAULT_SHARD_SIZE, save_model_config, unique_tensors, write_weights
 from lp_prune.tracking.sparsity_config import CONFIG_FILE, QUANTIZATION_CONFIG, left_dense
 

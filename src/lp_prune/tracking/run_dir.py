@@ -6,7 +6,7 @@ Layout of a run directory::
         lp_prune_run.json   the marker: this folder is lp_prune's run directory, what the run was
                             started with (config and model shape), checked by --resume, and its W&B
                             run (id, masks artifact), which --resume continues
-        .lp_prune.lock      held while a run works here (tracking.run_lock)
+        .lp_prune.lock      held while a run works here (storage.run_lock)
         status              "RUNNING" while the run works, "COMPLETE" once everything is written
         config.yaml         the resolved configuration
         summary.json        final metrics (JSON; NaN and infinities are written as null)
@@ -26,7 +26,7 @@ Layout of a run directory::
 A folder is taken as `--out` only when it is new, empty, or carries the marker: anything else is a
 user's folder and is refused before a file is written. `--overwrite` removes only what a run writes
 (a symbolic link among it is removed itself, never what it points to). Every file in it is written
-atomically, with the mode a plain open() gives, and never through a symbolic link (tracking.files): a
+atomically, with the mode a plain open() gives, and never through a symbolic link (storage.files): a
 link planted where a run writes (its files, its folders, anything in model/, model-compressed/ or
 progress/) is refused in one line naming it before any work starts, and again at each write.
 """
@@ -44,9 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lp_prune.config.code_options import requests, without_code
+from lp_prune.config.io import read_run_config
 from lp_prune.errors import DataError, UserError
-from lp_prune.tracking.files import atomic_write_text, checked_folder, read_json, refuse_link, write_json
-from lp_prune.tracking.run_lock import LOCK_FILE, RunLock
+from lp_prune.storage.files import atomic_write_text, checked_folder, read_json, refuse_link, write_json
+from lp_prune.storage.run_lock import LOCK_FILE, RunLock
 from lp_prune.tracking.saved_model import WEIGHTS_FILE, weight_files
 
 if TYPE_CHECKING:
@@ -292,16 +294,11 @@ class RunDirectory:
 
         Options that run code (config.code_options) are off: a run folder is not the one to ask for
         code. `as_written`: as the file says, for the checks of --resume and warnings only."""
-        from lp_prune.config import read_run_config
-        from lp_prune.config.code_options import without_code
-
         config = read_run_config(self.config)
         return config if as_written else without_code(config)
 
     def code_requests(self) -> dict[str, Any]:
         """The options that run code which config.yaml turns on, with their values."""
-        from lp_prune.config.code_options import requests
-
         return requests(self.read_config(as_written=True))
 
     def _remove_artefacts(self) -> None:

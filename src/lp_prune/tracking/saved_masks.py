@@ -36,8 +36,8 @@ import torch
 
 from lp_prune.errors import DataError
 from lp_prune.pruning.masks import MASK_BITORDER, PackedMask, packed_mask, unpack_mask
+from lp_prune.storage.safetensors_writer import write_safetensors
 from lp_prune.tracking.run_dir import RunDirLike, as_run_directory
-from lp_prune.tracking.safetensors_writer import write_safetensors
 
 MASK_SHAPES_KEY = "lp_prune.mask_shapes"
 MASK_FORMAT_KEY = "lp_prune.format"

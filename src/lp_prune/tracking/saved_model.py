@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from lp_prune.errors import DataError
-from lp_prune.tracking.files import read_json, staged_into, write_json
-from lp_prune.tracking.safetensors_writer import LazyTensor, nbytes, write_safetensors
+from lp_prune.storage.files import read_json, staged_into, write_json
+from lp_prune.storage.safetensors_writer import LazyTensor, nbytes, write_safetensors
+from lp_prune.tracking.sparsity_config import drop_sparsity_record
 
 MODEL_STEM = "model"  # transformers' own weight file names
 WEIGHTS_FILE = "model.safetensors"
@@ -87,11 +88,9 @@ def write_weights(
 
 def save_model_config(model: torch.nn.Module, folder: Path) -> None:
     """config.json, and generation_config.json where the model has one; transformers writes them with
-    plain open(), so into a staging folder first, then moved in without following a link (tracking.files).
+    plain open(), so into a staging folder first, then moved in without following a link (storage.files).
     A sparsity record the model was loaded with (a pruned model pruned again) is left out: the run
     writes its own."""
-    from lp_prune.tracking.sparsity_config import drop_sparsity_record
-
     with staged_into(folder) as staging:
         model.config.save_pretrained(staging)
         drop_sparsity_record(staging)

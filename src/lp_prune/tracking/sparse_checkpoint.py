@@ -43,8 +43,8 @@ import torch
 
 from lp_prune.errors import DataError
 from lp_prune.runtime import trim_heap
-from lp_prune.tracking.files import read_json
-from lp_prune.tracking.safetensors_writer import LazyTensor
+from lp_prune.storage.files import read_json
+from lp_prune.storage.safetensors_writer import LazyTensor
 from lp_prune.tracking.saved_model import (
     DEFAULT_SHARD_SIZE,
     MODEL_STEM,

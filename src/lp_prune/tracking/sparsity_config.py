@@ -27,7 +27,7 @@ import torch
 
 from lp_prune.config.values import parse_pattern
 from lp_prune.errors import ConfigError
-from lp_prune.tracking.files import read_json, write_json
+from lp_prune.storage.files import read_json, write_json
 
 CONFIG_FILE = "config.json"
 DENSE_SPARSITY_FILE = "sparsity_config.json"  # model/'s record, beside config.json

@@ -17,8 +17,8 @@ from lp_prune.config import RunConfig
 from lp_prune.errors import UserError
 from lp_prune.pruning.method import Capabilities
 from lp_prune.pruning.registry import choice_of, recorded_capabilities
+from lp_prune.storage.files import check_record_fields, read_json
 from lp_prune.tracking import wandb_logger
-from lp_prune.tracking.files import check_record_fields, read_json
 
 
 @dataclass(kw_only=True)

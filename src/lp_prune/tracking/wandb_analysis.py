@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.config import WandbConfig
+from lp_prune.tracking.run_dir import RunDirectory
 from lp_prune.tracking.wandb_logger import DOWNLOADED_RUN_FILE, MASKS_ARTIFACT_TYPE, resolve_mode
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ def panel_keys(values: Mapping[str, Any]) -> dict[str, Any]:
 def masks_artifacts(run_dirs: Iterable[Path]) -> list[str]:
     """The masks artifacts the runs in `run_dirs` logged, as use_artifact names them: a local run's
     (recorded in its marker when it was logged), a downloaded run's (recorded when it was fetched)."""
-    from lp_prune.tracking.run_dir import RunDirectory
-
     names = []
     for folder in run_dirs:
         logged = RunDirectory(folder).wandb_record().get("masks_artifact") or _downloaded_artifact(folder)

@@ -33,7 +33,9 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from lp_prune.config import WandbConfig
-from lp_prune.tracking.files import checked_folder, copy_file
+from lp_prune.errors import ConfigError
+from lp_prune.storage.files import checked_folder, copy_file
+from lp_prune.tracking.run_dir import RunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +150,6 @@ def resolve_mode(config: WandbConfig) -> str:
     refused here whenever W&B will be used; so is online without an API key (wandb.init would stop the run
     after the model has loaded).
     """
-    from lp_prune.errors import ConfigError
-
     known = ("online", "offline", "disabled", "dryrun", "shared", "run")  # wandb 0.31's Settings.mode
     variable = os.environ.get("WANDB_MODE")
     if config.mode == "disabled":
@@ -276,8 +276,6 @@ def log_masks_artifact(loggers: Sequence[Logger], masks_path: Path, name: str) -
     directory therefore syncs with everything it logged. The paths are absolute: a relative --out would
     otherwise leave paths in the manifest that only resolve from the folder the run started in."""
     import wandb
-
-    from lp_prune.tracking.run_dir import RunDirectory
 
     masks_path = Path(masks_path).resolve()
     for logger in loggers:

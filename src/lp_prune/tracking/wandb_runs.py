@@ -35,7 +35,7 @@ from lp_prune.config.method_keys import method_settings
 from lp_prune.errors import ConfigError, DataError, UserError
 from lp_prune.pruning.registry import choice_of
 from lp_prune.safe_yaml import load_yaml_file
-from lp_prune.tracking.files import (
+from lp_prune.storage.files import (
     atomic_write_text,
     checked_folder,
     read_json,

@@ -11,7 +11,7 @@ from lp_prune.analysis.analyze.plots import runs_by_setting
 from lp_prune.analysis.compare.findings import analysis_findings
 from lp_prune.analysis.render import fmt, html_document, markdown_table
 from lp_prune.analysis.result import AnalysisResult
-from lp_prune.tracking import atomic_write_text, write_json
+from lp_prune.storage.files import atomic_write_text, write_json
 
 Table = tuple[str, str, list[str], list[list[str]]]  # (key, title, header, rows)
 DRAW_NOTE = (

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lp_prune.analysis.compare.differences import Difference, Z, is_finite, target_difference
-from lp_prune.config import LANGUAGES, REFERENCE_SETS
+from lp_prune.config import LANGUAGES, REFERENCE_SETS, calibration_mix
+from lp_prune.errors import ConfigError
 
 KEEP_TARGET = 0.05  # recipes: the target's perplexity within 5% of target-language calibration ...
 CUT_OTHERS = 0.10  # ... while the other languages' geometric-mean perplexity falls by 10% or more
@@ -52,9 +53,6 @@ class RecipeRow:
 
 def recipe_languages(recipe: str) -> set[str]:
     """The calibration languages of a recipe label ('all balanced' -> all seven; 'sw generated' -> {sw})."""
-    from lp_prune.config import calibration_mix
-    from lp_prune.errors import ConfigError
-
     try:
         return set(calibration_mix(recipe.split(" ")[0], 1000))
     except ConfigError:

@@ -11,7 +11,7 @@ from lp_prune.analysis.compare.findings import Finding
 from lp_prune.analysis.compare.recipes import RecipeRow, recipe_table, recipe_verdicts
 from lp_prune.analysis.compare.tables import Comparison, best_per_column
 from lp_prune.analysis.render import fmt, html_document, markdown_table
-from lp_prune.tracking import atomic_write_text, write_json
+from lp_prune.storage.files import atomic_write_text, write_json
 
 
 def perplexity_rows(

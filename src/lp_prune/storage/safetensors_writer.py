@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lp_prune.runtime import release_mapped_weights, trim_heap
-from lp_prune.tracking.files import atomic_output
+from lp_prune.storage.files import atomic_output
 
 SAVE_CHUNK = 64 << 20  # bytes written between two hand-backs of mapped weight pages
 

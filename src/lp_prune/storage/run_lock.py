@@ -7,7 +7,7 @@ is removed on release; a second process that opened it just before is caught by 
 inode it locked with the one the path names now (then it tries again). Hand-written rather than
 filelock's (which the cache uses): a busy run directory's error names the process that holds it, and
 a stale lock taken over says whose it was; filelock writes nothing into its lock file.
-A symbolic link in the lock file's place is never followed: it is refused (tracking.files.PlantedLink).
+A symbolic link in the lock file's place is never followed: it is refused (storage.files.PlantedLink).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lp_prune.errors import UserError
-from lp_prune.tracking.files import open_no_follow
+from lp_prune.storage.files import open_no_follow
 
 LOCK_FILE = ".lp_prune.lock"
 

@@ -28,10 +28,10 @@ from lp_prune.config import RunConfig, size_in_bytes
 from lp_prune.data.generated import save_record
 from lp_prune.data.record import write_calibration_files
 from lp_prune.errors import ConfigError, Interrupted, UserError
+from lp_prune.model_card import write_model_card
 from lp_prune.models.shrink import kept_structures, shrink, unpacked
-from lp_prune.tracking.files import atomic_write_text, copy_file, staged_into, write_json
+from lp_prune.storage.files import atomic_write_text, copy_file, staged_into, write_json
 from lp_prune.tracking.fingerprint import check_resumable, started_with
-from lp_prune.tracking.model_card import write_model_card
 from lp_prune.tracking.quantized_checkpoint import read_quantization_config, save_quantized_streaming
 from lp_prune.tracking.run_dir import COMPRESSED_MODEL_DIR, MODEL_DIR, RunDirectory
 from lp_prune.tracking.run_labels import labelled
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from lp_prune.evaluation.downstream_step import DownstreamStep
     from lp_prune.pruning.grid import QuantGrid
     from lp_prune.pruning.masks import PackedMask
-    from lp_prune.tracking.phase_timer import PhaseTimer
+    from lp_prune.storage.phase_timer import PhaseTimer
     from lp_prune.tracking.summary import RunSummary
 
 RUN_DIR_ENV = "LP_PRUNE_RUN_DIR"  # rank 0's run directory, for the processes Lightning starts

@@ -23,7 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lp_prune.config.schema import PACKAGED_MODEL
 from lp_prune.data.reference import REFERENCE_RECIPES
 from lp_prune.languages import LANGUAGES, mc4_config
-from lp_prune.tracking.files import atomic_write_text
+from lp_prune.storage.files import atomic_write_text
 
 if TYPE_CHECKING:
     from lp_prune.config import RunConfig

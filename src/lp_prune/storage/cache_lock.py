@@ -8,7 +8,7 @@ file without following a link), and the cache is read again once the lock is hel
 process takes the first one's result instead of computing it too (the lock file stays, as in the
 Hugging Face caches). The writes themselves stay atomic (temporary file, then rename): a reader
 without the lock sees the old entry or the new one, never half of one. A symbolic link planted in the cache
-(an entry's lock, an entry, a folder below the cache root) is refused, never followed (tracking.files).
+(an entry's lock, an entry, a folder below the cache root) is refused, never followed (storage.files).
 
 A cache folder that cannot be written costs the lock, not the run (as it costs the entry itself).
 Only for work that is not collective: a data-parallel computation would deadlock if one rank waited
@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
-from lp_prune.tracking.files import checked_folder, planted_link, refuse_link
+from lp_prune.storage.files import checked_folder, planted_link, refuse_link
 
 T = TypeVar("T")
 LOCK_SUFFIX = ".lock"
@@ -43,6 +43,21 @@ def cache_dir() -> Path:
 def cache_folder(folder: str | os.PathLike[str]) -> Path:
     """A folder of the cache, made where missing, with no symbolic link below the cache root (PlantedLink)."""
     return checked_folder(folder, cache_dir())
+
+
+def write_to_cache(what: str, folder: Path, write: Callable[[], object]) -> None:
+    """Make `folder` and call `write`. The cache only saves time: a cache that cannot be written
+    (read-only, or a file in its place) costs a warning, not the run; a link planted in it is refused."""
+    try:
+        cache_folder(folder)
+        write()
+    except OSError as err:
+        log.warning(
+            "%s not cached: cannot write %s (%s); set LP_PRUNE_CACHE to a writable folder",
+            what,
+            folder,
+            err.strerror or err,
+        )
 
 
 def lock_path(entry: str | os.PathLike[str]) -> Path:
