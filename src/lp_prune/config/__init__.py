@@ -5,6 +5,7 @@
 - tasks: the downstream task rules (eval.tasks shorthands, the study's task per language);
 - values: checks and parsers of single values (seeds, N:M patterns, sizes);
 - targets: prune.targets and prune.ignore, the module patterns that pick the pruned Linears;
+- prune_schema: the prune.* part of the schema (the method object and the shared keys);
 - io: the jsonargparse parser and read_run_config for a saved run's config.yaml;
 - method_keys: the pruning method's settings as flat keys beside prune.method;
 - hub: the packaged configs/ and sweeps/ files, found by those paths from any folder.
@@ -37,16 +38,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ActivationPlace",
         "Dtype",
         "EvalConfig",
-        "LocalErrorMode",
         "ModelConfig",
-        "PruneConfig",
         "RunConfig",
-        "StatisticsRule",
         "Strategy",
         "WandbConfig",
         "WandbMode",
     ),
     "lp_prune.config.targets": ("LinearTargets", "check_patterns"),
+    "lp_prune.config.prune_schema": ("LocalErrorMode", "PruneConfig", "StatisticsRule"),
     "lp_prune.config.tasks": ("STUDY_TASKS", "TASK_SHORTHANDS", "check_task_name", "split_list"),
     "lp_prune.config.values": ("SEED_LIMIT", "check_seed", "parse_pattern", "size_in_bytes"),
     "lp_prune.errors": ("ConfigError", "DataError"),

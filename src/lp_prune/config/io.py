@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lp_prune.config.method_keys import MethodSetting, method_settings, with_settings
-from lp_prune.config.schema import PruneConfig, RunConfig
+from lp_prune.config.prune_schema import PruneConfig
+from lp_prune.config.schema import RunConfig
 from lp_prune.errors import ConfigError, DataError
 from lp_prune.pruning.registry import DEFAULT_METHOD
 
