@@ -165,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((folder / "summary.json").read_text())
         runs[method] = {"wall_s": child.wall_s, "peak_rss_mb": child.peak_rss_mb, "timings_s": summary["timings_s"]}
     progress("analyze over the measured runs")
+    from lp_prune.sweeps.study import StudyOptions
+
+    study = StudyOptions()  # analyze as `lp-prune study` runs it: its windows and window length
     analyze = [sys.executable, "-m", "lp_prune", "analyze", *(str(out / "runs" / m) for m in runs),
-               "--out", str(out / "analysis")]  # fmt: skip
+               "--out", str(out / "analysis"), "--windows", str(study.windows), "--seqlen", str(study.seqlen),
+               "--batch_size", str(study.batch_size)]  # fmt: skip
     analysis = run_measured(analyze, out / "analyze.log", child_env(root))
     if analysis.rc != 0:
         raise SystemExit(f"analyze failed (rc {analysis.rc}): see {analysis.log}")
