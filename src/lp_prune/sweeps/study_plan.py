@@ -39,8 +39,8 @@ def grid_sizes(configs: Sequence[Any], analyze_tokens: int) -> GridSizes:
     downstream families with their items per language, items per cell (eval.limit)."""
     seeds: dict[tuple[str, str], set[int]] = {}
     for config in configs:
-        method = str(getattr(config.prune.method, "name", config.prune.method))
-        seeds.setdefault((method, config.data.calibration_language), set()).add(config.data.seed)
+        row = (config.prune.method.name, config.data.calibration_language)
+        seeds.setdefault(row, set()).add(config.data.seed)
     first = configs[0]
     tasks = expand_tasks(split_list(first.eval.tasks), first.eval.languages or first.data.eval_languages)
     available = family_items()
