@@ -10,9 +10,10 @@ The entry points load on first use, so that `lp-prune --help` and `--version` st
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lp_prune.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lp_prune.api import PruneResult, load_config, prune, run
@@ -35,13 +36,4 @@ except PackageNotFoundError:  # the source tree on sys.path without an install
     __version__ = "0+unknown"
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'lp_prune' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value  # found once; later look-ups do not come back here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_exports("lp_prune", globals(), _PUBLIC)

@@ -16,8 +16,7 @@ config.hub and config.code_options without the schema (which loads torch through
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lp_prune.lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "lp_prune.config.data_schema": ("DATA_SOURCES", "REFERENCE_SETS", "DataConfig", "DataSource", "GenerationConfig"),
@@ -55,13 +54,4 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = sorted(_MODULE_OF)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'lp_prune.config' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # found once; later look-ups do not come back here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports("lp_prune.config", globals(), _MODULE_OF)
