@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lp_prune.analysis.compare.differences import Noise, pool
+from lp_prune.analysis.compare.stats import is_finite
 from lp_prune.analysis.power import detectable_effect, draws_for, smallest_size
 
 LAPE_MIN_TOKENS = 2500  # analyze's own warning threshold: LAPE's activation probabilities are noisy below it
@@ -146,18 +147,14 @@ def per_draw_sd(details: list[Mapping[str, Any]], draws: int) -> float | None:
         cell["se"]
         for found in details
         for cell in (found.get("languages") or {}).values()
-        if isinstance(cell, Mapping) and _finite(cell.get("se"))
+        if isinstance(cell, Mapping) and is_finite(cell.get("se"))
     ]
     return statistics.median(ses) / math.sqrt(2 / draws) if ses else None
 
 
 def _rms(values: Iterable[float]) -> float | None:
-    kept = [v for v in values if _finite(v)]
+    kept = [v for v in values if is_finite(v)]
     return math.sqrt(statistics.fmean(v * v for v in kept)) if kept else None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 # --- C3: the engine's pooled estimate at planned sizes --------------------------------------------------
