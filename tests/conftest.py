@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import string
 from pathlib import Path
 
@@ -129,3 +130,17 @@ def _offline_wandb(monkeypatch, tmp_path):
 
     if wandb.run is not None:  # a test that failed mid-run must not hand its W&B run to the next one
         wandb.finish(exit_code=1)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every connection attempt is recorded and refused."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access attempted in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts

@@ -3,7 +3,6 @@ the run step (summary.json + offline W&B) and `lp-prune eval`. CPU, offline, tin
 
 import json
 import re
-import socket
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -48,20 +47,6 @@ SMALL_RUN = [
     "--eval.perplexity",
     "false",
 ]
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every connection attempt is recorded and refused."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 def squeeze(text: str) -> str:

@@ -5,7 +5,6 @@ the lm-eval tasks on a tiny model (per-item scores kept). CPU, offline, tiny mod
 import itertools
 import json
 import re
-import socket
 import unicodedata
 
 import pytest
@@ -36,21 +35,6 @@ from lp_prune.evaluation.probe import (
     write_probe_tasks,
 )
 from lp_prune.languages import LANGUAGE_TABLE, LANGUAGES
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every connection attempt is recorded and refused."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
-
 
 # --- the facts, written here again: the answers are checked against these, not lp_prune's tables ------
 

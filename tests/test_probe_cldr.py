@@ -256,15 +256,9 @@ def test_task_files_load_in_lm_eval(tmp_path):
     assert line["question"] == family_items("continent", "ar")[0].question
 
 
-def test_cldr_runs_through_lm_eval(char_tokenizer, monkeypatch):
-    import socket
-
+def test_cldr_runs_through_lm_eval(char_tokenizer, no_network):
     from tiny_models import tiny_model
 
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
     model = tiny_model("llama", vocab_size=len(char_tokenizer), attention="sdpa")
     model.config.max_position_embeddings = 1024
     plan = plan_tasks(["cldr"], ["en", "ru"], 0.2)
